@@ -1,0 +1,54 @@
+//! `zig build` installs zig-out/lib/libcadenza_safe.so (ReleaseSafe) and libcadenza_fast.so
+//! (ReleaseFast), both for the CPU of the machine that builds them unless -Dtarget says
+//! otherwise. `zig build test` runs the Zig unit tests (-Doptimize picks their mode).
+//! No libc: the library needs only memory from the page allocator (mmap).
+const std = @import("std");
+
+pub fn build(b: *std.Build) void {
+    const target = wideVectors(b, b.standardTargetOptionsQueryOnly(.{}));
+    const test_optimize = b.standardOptimizeOption(.{});
+
+    const variants = [_]struct { []const u8, std.builtin.OptimizeMode }{
+        .{ "cadenza_safe", .ReleaseSafe },
+        .{ "cadenza_fast", .ReleaseFast },
+    };
+    for (variants) |v| {
+        const name, const optimize = v;
+        const lib = b.addLibrary(.{
+            .linkage = .dynamic,
+            .name = name,
+            .root_module = b.createModule(.{
+                .root_source_file = b.path("zig/api.zig"),
+                .target = target,
+                .optimize = optimize,
+                .link_libc = false,
+            }),
+        });
+        b.installArtifact(lib);
+    }
+
+    const tests = b.addTest(.{
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("zig/api.zig"),
+            .target = target,
+            .optimize = test_optimize,
+        }),
+    });
+    const test_step = b.step("test", "Run the Zig unit tests");
+    test_step.dependOn(&b.addRunArtifact(tests).step);
+}
+
+/// LLVM marks many AVX-512 CPUs "prefer 256-bit", which would halve every kernel's vectors
+/// (std.simd.suggestVectorLength follows it). Zen 4/5 and server cores run 512-bit FMAs at
+/// full rate, and some VMs report a client Intel model for them, so a native build with
+/// AVX-512 drops the preference. An explicit -Dcpu is left as given.
+fn wideVectors(b: *std.Build, query: std.Target.Query) std.Build.ResolvedTarget {
+    const resolved = b.resolveTargetQuery(query);
+    const cpu = resolved.result.cpu;
+    const native_cpu = query.cpu_model == .native or query.cpu_model == .determined_by_arch_os;
+    if (!query.isNative() or !native_cpu or cpu.arch != .x86_64) return resolved;
+    if (!cpu.has(.x86, .avx512f) or !cpu.has(.x86, .prefer_256_bit)) return resolved;
+    var wide = query;
+    wide.cpu_features_sub.addFeature(@intFromEnum(std.Target.x86.Feature.prefer_256_bit));
+    return b.resolveTargetQuery(wide);
+}

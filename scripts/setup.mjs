@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+// Installs the Zig version pinned in build.zig.zon into .toolchain/ (from PyPI's `ziglang`
+// package, through pip) and builds the native library with it. Runs as the npm postinstall and
+// as `npm run setup`; set CADENZA_SKIP_NATIVE=1 to skip it. Node only, no dependencies.
+
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+function say(line) {
+  console.log(`cadenza setup: ${line}`);
+}
+
+function fail(lines) {
+  for (const line of lines) console.error(`cadenza setup: ${line}`);
+  console.error("cadenza setup: set CADENZA_SKIP_NATIVE=1 to install without building the library");
+  process.exit(1);
+}
+
+function pinnedZigVersion() {
+  const zon_path = join(root, "build.zig.zon");
+  const zon = readFileSync(zon_path, "utf8");
+  const match = zon.match(/\.minimum_zig_version\s*=\s*"([^"]+)"/);
+  if (match === null) fail([`${zon_path} has no .minimum_zig_version = "<version>"`]);
+  return match[1];
+}
+
+function run(program, args) {
+  return spawnSync(program, args, { cwd: root, stdio: "inherit" });
+}
+
+function checkPython(version) {
+  const manual = [
+    `or unpack Zig ${version} from https://ziglang.org/download/ into`,
+    `  .toolchain/zig-${version}/ziglang/ (zig and lib/ side by side), then run \`npm run setup\``,
+  ];
+  const python = spawnSync("python3", ["--version"], { encoding: "utf8" });
+  if (python.error !== undefined || python.status !== 0) {
+    fail([
+      "python3 was not found; it is needed to fetch Zig from PyPI.",
+      "Install Python 3 with pip,",
+      ...manual,
+    ]);
+  }
+  const pip = spawnSync("python3", ["-m", "pip", "--version"], { encoding: "utf8" });
+  if (pip.status !== 0) {
+    fail([
+      "pip is missing for python3: install it (`python3 -m ensurepip --user`, or your",
+      "  system's python3-pip package),",
+      ...manual,
+    ]);
+  }
+}
+
+function installZig(version, zig_path) {
+  const target = join(root, ".toolchain", `zig-${version}`);
+  checkPython(version);
+  say(
+    `installing Zig ${version} into ${relative(root, target)} (PyPI ziglang==${version}, ~50 MB)`,
+  );
+  const result = run("python3", [
+    "-m",
+    "pip",
+    "install",
+    "--target",
+    target,
+    `ziglang==${version}`,
+  ]);
+  if (result.status !== 0 || !existsSync(zig_path)) {
+    fail([
+      `pip could not install ziglang==${version} (exit ${result.status}); see its output above`,
+    ]);
+  }
+  say(`installed ${relative(root, zig_path)}`);
+}
+
+function buildLibrary(zig_path) {
+  say(`building the native library: ${relative(root, zig_path)} build`);
+  const result = run(zig_path, ["build"]);
+  if (result.status !== 0) fail([`zig build failed (exit ${result.status}); see its output above`]);
+  const lib_dir = join(root, "zig-out", "lib");
+  const libraries = existsSync(lib_dir) ? readdirSync(lib_dir) : [];
+  if (libraries.length === 0) fail([`zig build succeeded but ${relative(root, lib_dir)} is empty`]);
+  for (const name of libraries) say(`built ${relative(root, join(lib_dir, name))}`);
+}
+
+function main() {
+  if (process.env.CADENZA_SKIP_NATIVE === "1") {
+    say("CADENZA_SKIP_NATIVE=1: skipping Zig and the native build");
+    return;
+  }
+  const version = pinnedZigVersion();
+  const zig_path = join(root, ".toolchain", `zig-${version}`, "ziglang", "zig");
+  if (existsSync(zig_path)) say(`Zig ${version} found at ${relative(root, zig_path)}`);
+  else installZig(version, zig_path);
+  buildLibrary(zig_path);
+}
+
+main();
