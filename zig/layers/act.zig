@@ -1,0 +1,332 @@
+//! Activations, vectorised. Each approximation accepts any f32 (huge values saturate, NaN stays
+//! NaN, infinities never meet each other in a subtraction); the tests at the bottom measure the
+//! maximum absolute error against f64 and assert a bound. `apply` works on a whole slice in place.
+const std = @import("std");
+const desc = @import("desc.zig");
+const simd = @import("../simd.zig");
+const madd = @import("matvec.zig").madd;
+
+const lanes = simd.lanes;
+const V = simd.V;
+
+inline fn vsplat(comptime T: type, x: f32) T {
+    return @splat(x);
+}
+
+inline fn isNan(x: anytype) @Vector(@typeInfo(@TypeOf(x)).vector.len, bool) {
+    return x != x;
+}
+
+/// e^x for x <= 88.37 (larger x saturate at e^88.37, about 2.4e38), 0 below -87.33 where e^x
+/// leaves the normal range. Relative error about 2e-7 (degree-7 Taylor on |r| <= ln2/2).
+pub inline fn expVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const n = @typeInfo(T).vector.len;
+    const low = -87.33654; // ln(2^-126): 2^k stays a normal float
+    const xc = @min(@max(x, vsplat(T, low)), vsplat(T, 88.37626)); // 127.5 ln 2: k <= 127
+    const k = @round(xc * vsplat(T, std.math.log2e));
+    // ln 2 in two parts so that k * ln2_hi is exact for |k| <= 128.
+    var r = madd(k, vsplat(T, -0.693145751953125), xc);
+    r = madd(k, vsplat(T, -1.428606765330187e-6), r);
+    var p = vsplat(T, 1.0 / 5040.0);
+    inline for (.{ 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0 }) |fact| {
+        p = madd(p, r, vsplat(T, 1.0 / fact));
+    }
+    const e: @Vector(n, i32) = @intFromFloat(k);
+    const pow2: T = @bitCast((e + @as(@Vector(n, i32), @splat(127))) << @splat(23));
+    const y = p * pow2;
+    const zero = x < vsplat(T, low);
+    return @select(f32, isNan(x), x, @select(f32, zero, vsplat(T, 0), y));
+}
+
+/// tanh: an odd polynomial near 0 (keeps relative accuracy for tiny inputs), else
+/// (1 - e^-2|x|) / (1 + e^-2|x|), which tends to 1 without overflow.
+pub inline fn tanhVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const a = @abs(x);
+    const e = expVec(a * vsplat(T, -2));
+    const far = (vsplat(T, 1) - e) / (vsplat(T, 1) + e);
+    const x2 = x * x;
+    // tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + ...; the next term is below 2e-10 |x| here.
+    var p = vsplat(T, -17.0 / 315.0);
+    p = madd(p, x2, vsplat(T, 2.0 / 15.0));
+    p = madd(p, x2, vsplat(T, -1.0 / 3.0));
+    const near = madd(p * x2, x, x);
+    const signed = @select(f32, x < vsplat(T, 0), -far, far);
+    const y = @select(f32, a < vsplat(T, 0.125), near, signed);
+    return @select(f32, isNan(x), x, y);
+}
+
+/// 1 / (1 + e^-x), through e^-|x| <= 1 so that neither side overflows.
+pub inline fn sigmoidVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const e = expVec(-@abs(x));
+    const inv = vsplat(T, 1) / (vsplat(T, 1) + e);
+    const y = @select(f32, x < vsplat(T, 0), e * inv, inv);
+    return @select(f32, isNan(x), x, y);
+}
+
+/// x for x > 0, e^x - 1 otherwise (alpha 1).
+pub inline fn eluVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const y = @select(f32, x > vsplat(T, 0), x, expVec(x) - vsplat(T, 1));
+    return @select(f32, isNan(x), x, y);
+}
+
+/// 0.5 x (1 + erf(x / sqrt 2)), written as x * (1 - erfc/2) or x * erfc/2 by sign so that
+/// no term cancels; erfc by Abramowitz and Stegun 7.1.26 (error below 1.5e-7), whose
+/// P(t) e^(-a^2) form decays with the true erfc.
+pub inline fn geluVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const a = @abs(x) * vsplat(T, std.math.sqrt1_2);
+    const t = vsplat(T, 1) / madd(a, vsplat(T, 0.3275911), vsplat(T, 1));
+    var p = vsplat(T, 1.061405429);
+    inline for (.{ -1.453152027, 1.421413741, -0.284496736, 0.254829592 }) |c| {
+        p = madd(p, t, vsplat(T, c));
+    }
+    const half_erfc = p * t * expVec(-(a * a)) * vsplat(T, 0.5);
+    const factor = @select(f32, x < vsplat(T, 0), half_erfc, vsplat(T, 1) - half_erfc);
+    // gelu(-16) is about -1e-57: clamping keeps -inf * 0 from producing NaN.
+    const y = @max(x, vsplat(T, -16)) * factor;
+    return @select(f32, isNan(x), x, y);
+}
+
+/// max(x, 0) that keeps NaN (`@max` would return 0).
+pub inline fn reluVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    return @select(f32, x < vsplat(T, 0), vsplat(T, 0), x);
+}
+
+pub fn tanh(x: f32) f32 {
+    return tanhVec(@as(@Vector(1, f32), @splat(x)))[0];
+}
+
+pub fn sigmoid(x: f32) f32 {
+    return sigmoidVec(@as(@Vector(1, f32), @splat(x)))[0];
+}
+
+/// Applies `a` to every element of `y` in place; softmax normalises over all of `y`.
+pub fn apply(a: desc.Act, y: []f32) void {
+    switch (a) {
+        .linear => {},
+        .tanh => map(tanhVec, y),
+        .sigmoid => map(sigmoidVec, y),
+        .relu => map(reluVec, y),
+        .elu => map(eluVec, y),
+        .gelu => map(geluVec, y),
+        .softmax => softmax(y),
+    }
+}
+
+fn map(comptime f: anytype, y: []f32) void {
+    const whole = y.len / lanes * lanes;
+    var i: usize = 0;
+    while (i < whole) : (i += lanes) simd.store(y, i, f(simd.load(y, i)));
+    if (whole == y.len) return;
+    var tail: [lanes]f32 = @splat(0);
+    const rest = y[whole..];
+    @memcpy(tail[0..rest.len], rest);
+    tail = f(@as(V, tail));
+    @memcpy(rest, tail[0..rest.len]);
+}
+
+/// softmax over all of `y` in place. With +inf entries the mass is shared among them; if every
+/// entry is -inf the result is uniform; a NaN anywhere makes every output NaN.
+pub fn softmax(y: []f32) void {
+    if (y.len == 0) return;
+    const m = maxOf(y);
+    if (m == std.math.inf(f32) or m == -std.math.inf(f32)) return softmaxInfinite(y, m);
+    const shift: V = @splat(m);
+    const whole = y.len / lanes * lanes;
+    var sum: V = @splat(0);
+    var i: usize = 0;
+    while (i < whole) : (i += lanes) {
+        const e = expVec(simd.load(y, i) - shift);
+        simd.store(y, i, e);
+        sum += e;
+    }
+    if (whole < y.len) {
+        var tail: [lanes]f32 = @splat(-std.math.inf(f32));
+        const rest = y[whole..];
+        @memcpy(tail[0..rest.len], rest);
+        const e = expVec(@as(V, tail) - shift);
+        sum += e;
+        tail = e;
+        @memcpy(rest, tail[0..rest.len]);
+    }
+    scale(y, 1.0 / @reduce(.Add, sum));
+}
+
+fn maxOf(y: []const f32) f32 {
+    var m: V = @splat(-std.math.inf(f32));
+    var nan = false;
+    const whole = y.len / lanes * lanes;
+    var i: usize = 0;
+    while (i < whole) : (i += lanes) m = @max(m, simd.load(y, i));
+    var best = @reduce(.Max, m);
+    for (y[whole..]) |v| best = @max(best, v);
+    // `@max` skips NaN; the exponentials below turn a NaN input into NaN outputs anyway.
+    for (y) |v| nan = nan or v != v;
+    return if (nan) std.math.nan(f32) else best;
+}
+
+fn softmaxInfinite(y: []f32, m: f32) void {
+    var count: f32 = 0;
+    for (y) |*v| {
+        v.* = if (v.* == m) 1 else 0;
+        count += v.*;
+    }
+    scale(y, 1.0 / count);
+}
+
+fn scale(y: []f32, s: f32) void {
+    for (y) |*v| v.* *= s;
+}
+
+// ---- accuracy against f64 -------------------------------------------------------------------
+
+/// erf in f64, the reference the tests measure against.
+pub fn erf64(x: f64) f64 {
+    // erf x = 2/sqrt(pi) e^(-x^2) sum_n 2^n x^(2n+1) / (1*3*...*(2n+1)): positive terms only.
+    const a = @abs(x);
+    if (a > 6) return std.math.sign(x);
+    var term = a;
+    var sum = a;
+    var n: f64 = 0;
+    while (term > sum * 1e-17) : (n += 1) {
+        term *= 2 * a * a / (2 * n + 3);
+        sum += term;
+    }
+    return std.math.sign(x) * 2 / @sqrt(std.math.pi) * @exp(-a * a) * sum;
+}
+
+const Ref = struct {
+    fn tanh(x: f64) f64 {
+        return std.math.tanh(x);
+    }
+    fn sigmoid(x: f64) f64 {
+        return 1 / (1 + @exp(-x));
+    }
+    fn elu(x: f64) f64 {
+        return if (x > 0) x else std.math.expm1(x);
+    }
+    fn gelu(x: f64) f64 {
+        return 0.5 * x * (1 + erf64(x * std.math.sqrt1_2));
+    }
+};
+
+/// Points of the sweep: [-20, 20] in steps of 2^-12, then the extremes.
+fn sweepPoint(k: usize) f32 {
+    const dense = 40 * 4096 + 1;
+    if (k < dense) return -20 + @as(f32, @floatFromInt(k)) / 4096.0;
+    const extremes = [_]f32{ 1e30, -1e30, std.math.inf(f32), -std.math.inf(f32), 88, -88, 1e-30 };
+    return extremes[k - dense];
+}
+const sweep_len = 40 * 4096 + 1 + 7;
+
+fn maxError(comptime f: anytype, comptime ref: fn (f64) f64) f64 {
+    var worst: f64 = 0;
+    var k: usize = 0;
+    while (k < sweep_len) : (k += lanes) {
+        var x: [lanes]f32 = undefined;
+        for (&x, 0..) |*v, j| v.* = sweepPoint(@min(k + j, sweep_len - 1));
+        const y: [lanes]f32 = f(@as(V, x));
+        for (x, y) |xi, yi| {
+            const want = ref(xi);
+            if (std.math.isInf(want) and want == yi) continue;
+            worst = @max(worst, @abs(want - yi));
+        }
+    }
+    return worst;
+}
+
+test "act: tanh, sigmoid, elu, gelu max absolute error over [-20, 20] and the extremes" {
+    const err_tanh = maxError(tanhVec, Ref.tanh);
+    const err_sigmoid = maxError(sigmoidVec, Ref.sigmoid);
+    const err_elu = maxError(eluVec, Ref.elu);
+    const err_gelu = maxError(geluVec, Ref.gelu);
+    std.debug.print("act max abs error: tanh {e:.2} sigmoid {e:.2} elu {e:.2} gelu {e:.2}\n", .{
+        err_tanh, err_sigmoid, err_elu, err_gelu,
+    });
+    try std.testing.expect(err_tanh <= 2e-7);
+    try std.testing.expect(err_sigmoid <= 2e-7);
+    try std.testing.expect(err_elu <= 2e-7);
+    try std.testing.expect(err_gelu <= 5e-7);
+}
+
+test "act: exp relative error over its whole range" {
+    var worst: f64 = 0;
+    var x: f32 = -87.3;
+    while (x < 88.3) : (x += 1.0 / 1024.0) {
+        const got = expVec(@as(@Vector(1, f32), @splat(x)))[0];
+        const want = @exp(@as(f64, x));
+        worst = @max(worst, @abs(got - want) / want);
+    }
+    std.debug.print("exp max relative error {e:.2}\n", .{worst});
+    try std.testing.expect(worst <= 4e-7);
+}
+
+test "act: special values saturate, NaN passes through" {
+    const inf = std.math.inf(f32);
+    const x = @Vector(8, f32){ inf, -inf, 1e30, -1e30, 0, -0.0, std.math.nan(f32), 1e-30 };
+    const t = tanhVec(x);
+    const s = sigmoidVec(x);
+    const e = eluVec(x);
+    const g = geluVec(x);
+    const ex = expVec(x);
+    const want_t = [_]f32{ 1, -1, 1, -1, 0, 0 };
+    const want_s = [_]f32{ 1, 0, 1, 0, 0.5, 0.5 };
+    const want_e = [_]f32{ inf, -1, 1e30, -1, 0, 0 };
+    const want_g = [_]f32{ inf, 0, 1e30, 0, 0, 0 };
+    const top: f32 = @floatCast(@exp(@as(f64, @as(f32, 88.37626))));
+    const want_x = [_]f32{ top, 0, top, 0, 1, 1 };
+    for (0..6) |i| {
+        try std.testing.expectEqual(want_t[i], t[i]);
+        try std.testing.expectEqual(want_s[i], s[i]);
+        try std.testing.expectEqual(want_e[i], e[i]);
+        try std.testing.expectEqual(want_g[i], g[i]);
+        try std.testing.expectApproxEqRel(want_x[i], ex[i], 1e-6);
+    }
+    inline for (.{ t, s, e, g, ex, reluVec(x) }) |v| try std.testing.expect(std.math.isNan(v[6]));
+    try std.testing.expectEqual(1e-30, t[7]);
+    try std.testing.expectEqual(0, reluVec(x)[3]);
+}
+
+test "act: apply covers tails; scalar tanh and sigmoid agree with the vector forms" {
+    var y: [lanes + 3]f32 = undefined;
+    for (&y, 0..) |*v, i| v.* = @as(f32, @floatFromInt(i)) * 0.37 - 2;
+    const x = y;
+    apply(.tanh, &y);
+    for (x, y) |xi, yi| {
+        try std.testing.expectApproxEqAbs(std.math.tanh(@as(f64, xi)), yi, 2e-7);
+        try std.testing.expectEqual(tanh(xi), yi);
+    }
+    y = x;
+    apply(.relu, &y);
+    for (x, y) |xi, yi| try std.testing.expectEqual(@max(xi, 0), yi);
+    try std.testing.expectApproxEqAbs(Ref.sigmoid(0.7), sigmoid(0.7), 2e-7);
+}
+
+test "act: softmax f64 agreement, tails, infinities and NaN" {
+    var y: [2 * lanes + 5]f32 = undefined;
+    var rng = std.Random.DefaultPrng.init(3);
+    for (&y) |*v| v.* = (rng.random().float(f32) - 0.5) * 40;
+    const x = y;
+    softmax(&y);
+    var m: f64 = -std.math.inf(f64);
+    for (x) |v| m = @max(m, v);
+    var s: f64 = 0;
+    for (x) |v| s += @exp(v - m);
+    for (x, y) |xi, yi| try std.testing.expectApproxEqAbs(@exp(xi - m) / s, yi, 1e-6);
+
+    const inf = std.math.inf(f32);
+    var a = [_]f32{ 1, inf, -inf, inf, 3 };
+    softmax(&a);
+    try std.testing.expectEqualSlices(f32, &.{ 0, 0.5, 0, 0.5, 0 }, &a);
+    var b = [_]f32{ -inf, -inf };
+    softmax(&b);
+    try std.testing.expectEqualSlices(f32, &.{ 0.5, 0.5 }, &b);
+    var c = [_]f32{ 1, std.math.nan(f32), 2 };
+    softmax(&c);
+    for (c) |v| try std.testing.expect(std.math.isNan(v));
+}

@@ -1,0 +1,679 @@
+//! Causal multi-head self-attention in step mode (kind 9) and the pre-norm transformer block
+//! (kind 10); docs/DESIGN.md gives the semantics and the tensor order.
+//!
+//! Each step projects q, k, v with one fused [3d][d] matrix-vector (matvec.zig), writes k and v
+//! into a ring of `context` positions and attends over the filled positions. The cache is kept
+//! channel-major (`kT[c][pos]`, `vT[c][pos]`, rows padded to whole vectors) so that both the
+//! scores and the weighted sum of values run along positions, whatever the head width.
+//!
+//! attention weights: Wqkv packed, bqkv [padded 3d], Wo packed, bo [padded d]
+//! transformer weights: ln1 g, b [padded d each], the attention part, ln2 g, b, W1 packed,
+//!   b1 [padded ff], W2 packed, b2 [padded d]
+//! state: ring [lanes] (next write index, filled count, as exact small floats), kT, vT [d][Cp]
+const std = @import("std");
+const desc = @import("desc.zig");
+const act = @import("act.zig");
+const mv = @import("matvec.zig");
+const simd = @import("../simd.zig");
+
+const LayerDesc = desc.LayerDesc;
+const lanes = mv.lanes;
+const V = mv.V;
+const padded = mv.padded;
+
+/// Offsets and lengths of the attention part, shared by both kinds.
+const Attn = struct {
+    d: usize,
+    heads: usize,
+    head_dim: usize,
+    context: usize,
+    /// `context` rounded up to whole vectors: the row length of kT and vT.
+    context_padded: usize,
+
+    fn of(d: *const LayerDesc) Attn {
+        const width: usize = d.in;
+        return .{
+            .d = width,
+            .heads = d.p[0],
+            .head_dim = width / d.p[0],
+            .context = d.p[1],
+            .context_padded = padded(d.p[1]),
+        };
+    }
+
+    // Weights, relative to the start of the attention part.
+    fn qkvBias(a: Attn) usize {
+        return mv.packedLen(3 * a.d, a.d);
+    }
+    fn outWeights(a: Attn) usize {
+        return a.qkvBias() + padded(3 * a.d);
+    }
+    fn outBias(a: Attn) usize {
+        return a.outWeights() + mv.packedLen(a.d, a.d);
+    }
+    fn weightsLen(a: Attn) usize {
+        return a.outBias() + padded(a.d);
+    }
+
+    // State.
+    fn cacheLen(a: Attn) usize {
+        return a.d * a.context_padded;
+    }
+    fn stateLen(a: Attn) usize {
+        return lanes + 2 * a.cacheLen();
+    }
+
+    // Scratch: qkv [padded 3d], scores [Cp], heads [padded d], projection [padded d].
+    fn scoresAt(a: Attn) usize {
+        return padded(3 * a.d);
+    }
+    fn headsAt(a: Attn) usize {
+        return a.scoresAt() + a.context_padded;
+    }
+    fn projAt(a: Attn) usize {
+        return a.headsAt() + padded(a.d);
+    }
+    fn scratchLen(a: Attn) usize {
+        return a.projAt() + padded(a.d);
+    }
+};
+
+fn checkAttn(d: *const LayerDesc) ?[]const u8 {
+    if (d.in != d.out) return "out must equal in (the model width d)";
+    if (d.p[0] == 0) return "p0 (heads) must be at least 1";
+    if (d.in % d.p[0] != 0) return "p0 (heads) must divide in (the model width d)";
+    if (d.p[1] == 0) return "p1 (context) must be at least 1";
+    // Bounds every size (padding included) so that none computed below overflows, even with
+    // a 32-bit usize; the model's plan then applies the 1 GiB arena limit.
+    const w: u64 = d.in + lanes;
+    if (4 * w * w > desc.tensor_elems_max) return "4 * in * in must be at most 2^30 weights";
+    if (2 * w * (@as(u64, d.p[1]) + lanes) > desc.tensor_elems_max) {
+        return "the KV cache, 2 * in * p1 (context), must be at most 2^30 floats";
+    }
+    return null;
+}
+
+/// Wq, bq, Wk, bk, Wv, bv, Wo, bo.
+fn attnLens(d: *const LayerDesc, lens: *[8]u32) void {
+    for (0..4) |m| {
+        lens[2 * m] = d.in * d.in;
+        lens[2 * m + 1] = d.in;
+    }
+}
+
+fn packAttn(a: Attn, t: []const []const f32, w: []f32) void {
+    std.debug.assert(t.len == 8 and w.len == a.weightsLen());
+    @memset(w, 0);
+    const rows = 3 * a.d;
+    const qkv = w[0..mv.packedLen(rows, a.d)];
+    for (0..3) |part| {
+        const wt, const bt = .{ t[2 * part], t[2 * part + 1] };
+        std.debug.assert(wt.len == a.d * a.d and bt.len == a.d);
+        for (0..a.d) |r| {
+            const row = part * a.d + r;
+            mv.packRow(wt[r * a.d ..][0..a.d], mv.slot(rows, a.d, row), 0, qkv);
+            w[a.qkvBias() + row] = bt[r];
+        }
+    }
+    mv.pack(t[6], a.d, a.d, w[a.outWeights()..a.outBias()]);
+    mv.packBias(t[7], w[a.outBias()..a.weightsLen()]);
+}
+
+/// Runs the attention part on `x` [d]; the result is in the scratch's projection slot, which
+/// this returns ([d]).
+fn attend(a: Attn, w: []const f32, state: []f32, scratch: []f32, x: []const f32) []const f32 {
+    std.debug.assert(x.len == a.d and w.len == a.weightsLen());
+    std.debug.assert(state.len == a.stateLen() and scratch.len >= a.scratchLen());
+    const qkv = scratch[0..padded(3 * a.d)];
+    mv.matvec(w[0..a.qkvBias()], w[a.qkvBias()..a.outWeights()], 3 * a.d, x, qkv);
+    const k_cache = state[lanes..][0..a.cacheLen()];
+    const v_cache = state[lanes + a.cacheLen() ..][0..a.cacheLen()];
+    const filled = appendKv(a, state[0..2], qkv, k_cache, v_cache);
+    const q = qkv[0..a.d];
+    const inv_sqrt = 1 / @sqrt(@as(f32, @floatFromInt(a.head_dim)));
+    for (q) |*v| v.* *= inv_sqrt;
+    const scores = scratch[a.scoresAt()..][0..a.context_padded];
+    const heads = scratch[a.headsAt()..][0..padded(a.d)];
+    for (0..a.heads) |head| {
+        const c0 = head * a.head_dim;
+        scoreAll(a, k_cache, q[c0..][0..a.head_dim], c0, filled, scores);
+        act.softmax(scores[0..filled]);
+        @memset(scores[filled..padded(filled)], 0);
+        for (c0..c0 + a.head_dim) |c| {
+            heads[c] = dot(scores[0..padded(filled)], v_cache[c * a.context_padded ..]);
+        }
+    }
+    const proj = scratch[a.projAt()..][0..padded(a.d)];
+    mv.matvec(w[a.outWeights()..a.outBias()], w[a.outBias()..], a.d, heads[0..a.d], proj);
+    return proj[0..a.d];
+}
+
+/// Writes this step's k and v at the ring's next position; returns how many positions are filled.
+fn appendKv(a: Attn, ring: []f32, qkv: []const f32, k_cache: []f32, v_cache: []f32) usize {
+    const context: f32 = @floatFromInt(a.context);
+    // The ring words are ours, but a bad value must never index out of the cache.
+    const at: usize = if (ring[0] >= 0 and ring[0] < context) @intFromFloat(ring[0]) else 0;
+    const had: usize = if (ring[1] >= 0 and ring[1] <= context) @intFromFloat(ring[1]) else 0;
+    for (0..a.d) |c| {
+        k_cache[c * a.context_padded + at] = qkv[a.d + c];
+        v_cache[c * a.context_padded + at] = qkv[2 * a.d + c];
+    }
+    const filled = @min(had + 1, a.context);
+    ring[0] = @floatFromInt((at + 1) % a.context);
+    ring[1] = @floatFromInt(filled);
+    return filled;
+}
+
+/// scores[pos] = q . k[pos] for one head, pos < padded(filled), four vectors of positions at once.
+fn scoreAll(
+    a: Attn,
+    k_cache: []const f32,
+    q: []const f32,
+    c0: usize,
+    filled: usize,
+    s: []f32,
+) void {
+    const vectors = padded(filled) / lanes;
+    var b: usize = 0;
+    while (b + 4 <= vectors) : (b += 4) scoreBlock(4, a, k_cache, q, c0, b * lanes, s);
+    switch (vectors - b) {
+        inline 1...3 => |nb| scoreBlock(nb, a, k_cache, q, c0, b * lanes, s),
+        else => {},
+    }
+}
+
+fn scoreBlock(
+    comptime nb: usize,
+    a: Attn,
+    k_cache: []const f32,
+    q: []const f32,
+    c0: usize,
+    pos0: usize,
+    s: []f32,
+) void {
+    var acc: [nb]V = @splat(@splat(0));
+    for (q, c0..) |qc, c| {
+        const row = c * a.context_padded + pos0;
+        const qv: V = @splat(qc);
+        inline for (0..nb) |k| {
+            acc[k] = mv.madd(qv, simd.load(k_cache, row + k * lanes), acc[k]);
+        }
+    }
+    inline for (0..nb) |k| simd.store(s, pos0 + k * lanes, acc[k]);
+}
+
+/// Sum of p[i] * v[i] over p.len (a whole number of vectors).
+fn dot(p: []const f32, v: []const f32) f32 {
+    std.debug.assert(p.len % lanes == 0);
+    var even: V = @splat(0);
+    var odd: V = @splat(0);
+    var i: usize = 0;
+    while (i + 2 * lanes <= p.len) : (i += 2 * lanes) {
+        even = mv.madd(simd.load(p, i), simd.load(v, i), even);
+        odd = mv.madd(simd.load(p, i + lanes), simd.load(v, i + lanes), odd);
+    }
+    if (i < p.len) even = mv.madd(simd.load(p, i), simd.load(v, i), even);
+    return @reduce(.Add, even + odd);
+}
+
+/// y = (x - mean) / sqrt(var + eps) * g + b over x.len elements (biased variance).
+fn layerNorm(x: []const f32, g: []const f32, b: []const f32, eps: f32, y: []f32) void {
+    const n: f32 = @floatFromInt(x.len);
+    const mean = sum(x, 0, false) / n;
+    const inv = 1 / @sqrt(sum(x, mean, true) / n + eps);
+    const whole = x.len / lanes * lanes;
+    var i: usize = 0;
+    while (i < whole) : (i += lanes) {
+        const centred = (simd.load(x, i) - @as(V, @splat(mean))) * @as(V, @splat(inv));
+        simd.store(y, i, mv.madd(centred, simd.load(g, i), simd.load(b, i)));
+    }
+    for (whole..x.len) |j| y[j] = (x[j] - mean) * inv * g[j] + b[j];
+}
+
+/// Sum of (x - centre), or of (x - centre)^2 when `square`. The choice is explicit: a mean of
+/// exactly 0 is common (symmetric inputs) and must still give the variance.
+fn sum(x: []const f32, centre: f32, comptime square: bool) f32 {
+    const whole = x.len / lanes * lanes;
+    var acc: V = @splat(0);
+    var i: usize = 0;
+    while (i < whole) : (i += lanes) {
+        const v = simd.load(x, i) - @as(V, @splat(centre));
+        acc += if (square) v * v else v;
+    }
+    var total = @reduce(.Add, acc);
+    for (x[whole..]) |v| total += if (square) (v - centre) * (v - centre) else v;
+    return total;
+}
+
+pub const attention = struct {
+    pub fn check(d: *const LayerDesc) ?[]const u8 {
+        std.debug.assert(d.kind == .attention);
+        if (d.act != .linear) return "act must be 0 (linear): this kind has no fused activation";
+        return checkAttn(d);
+    }
+
+    pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
+        attnLens(d, lens[0..8]);
+        return 8;
+    }
+
+    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+        _ = max_batch; // model.zig runs stateful layers one row at a time
+        const a = Attn.of(d);
+        return .{ .weights = a.weightsLen(), .state = a.stateLen(), .scratch = a.scratchLen() };
+    }
+
+    pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
+        packAttn(Attn.of(d), tensors, weights);
+    }
+
+    pub fn forward(
+        d: *const LayerDesc,
+        weights: []const f32,
+        state: []f32,
+        scratch: []f32,
+        x: []const f32,
+        y: []f32,
+    ) void {
+        const out = attend(Attn.of(d), weights, state, scratch, x);
+        @memcpy(y[0..out.len], out);
+    }
+};
+
+/// Offsets of the transformer block's weights and scratch around its attention part.
+const Block = struct {
+    a: Attn,
+    ff: usize,
+
+    fn of(d: *const LayerDesc) Block {
+        return .{ .a = Attn.of(d), .ff = d.p[2] };
+    }
+
+    fn dp(l: Block) usize {
+        return padded(l.a.d);
+    }
+    // Weights: ln1 g, ln1 b, attention, ln2 g, ln2 b, W1, b1, W2, b2.
+    fn attnAt(l: Block) usize {
+        return 2 * l.dp();
+    }
+    fn ln2At(l: Block) usize {
+        return l.attnAt() + l.a.weightsLen();
+    }
+    fn w1At(l: Block) usize {
+        return l.ln2At() + 2 * l.dp();
+    }
+    fn b1At(l: Block) usize {
+        return l.w1At() + mv.packedLen(l.ff, l.a.d);
+    }
+    fn w2At(l: Block) usize {
+        return l.b1At() + padded(l.ff);
+    }
+    fn b2At(l: Block) usize {
+        return l.w2At() + mv.packedLen(l.a.d, l.ff);
+    }
+    fn weightsLen(l: Block) usize {
+        return l.b2At() + l.dp();
+    }
+    // Scratch after the attention part's: normed [dp], x1 [dp], hidden [padded ff], ff out [dp].
+    fn normedAt(l: Block) usize {
+        return l.a.scratchLen();
+    }
+    fn x1At(l: Block) usize {
+        return l.normedAt() + l.dp();
+    }
+    fn hiddenAt(l: Block) usize {
+        return l.x1At() + l.dp();
+    }
+    fn ffOutAt(l: Block) usize {
+        return l.hiddenAt() + padded(l.ff);
+    }
+    fn scratchLen(l: Block) usize {
+        return l.ffOutAt() + l.dp();
+    }
+};
+
+pub const transformer = struct {
+    pub fn check(d: *const LayerDesc) ?[]const u8 {
+        std.debug.assert(d.kind == .transformer);
+        if (checkAttn(d)) |msg| return msg;
+        if (d.p[2] == 0) return "p2 (ffDim) must be at least 1";
+        if (!(std.math.isFinite(d.f[0]) and d.f[0] > 0)) {
+            return "f0 (epsilon) must be finite and greater than 0";
+        }
+        if (2 * (@as(u64, d.p[2]) + lanes) * (@as(u64, d.in) + lanes) > desc.tensor_elems_max) {
+            return "2 * in * p2 (ffDim) must be at most 2^30 weights";
+        }
+        return null;
+    }
+
+    pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
+        lens[0] = d.in;
+        lens[1] = d.in;
+        attnLens(d, lens[2..10]);
+        lens[10] = d.in;
+        lens[11] = d.in;
+        lens[12] = d.p[2] * d.in;
+        lens[13] = d.p[2];
+        lens[14] = d.in * d.p[2];
+        lens[15] = d.in;
+        return 16;
+    }
+
+    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+        _ = max_batch; // model.zig runs stateful layers one row at a time
+        const l = Block.of(d);
+        return .{ .weights = l.weightsLen(), .state = l.a.stateLen(), .scratch = l.scratchLen() };
+    }
+
+    pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
+        const l = Block.of(d);
+        const t = tensors;
+        std.debug.assert(t.len == 16 and weights.len == l.weightsLen());
+        @memset(weights, 0);
+        @memcpy(weights[0..l.a.d], t[0]);
+        @memcpy(weights[l.dp()..][0..l.a.d], t[1]);
+        packAttn(l.a, t[2..10], weights[l.attnAt()..l.ln2At()]);
+        @memcpy(weights[l.ln2At()..][0..l.a.d], t[10]);
+        @memcpy(weights[l.ln2At() + l.dp() ..][0..l.a.d], t[11]);
+        mv.pack(t[12], l.ff, l.a.d, weights[l.w1At()..l.b1At()]);
+        mv.packBias(t[13], weights[l.b1At()..l.w2At()]);
+        mv.pack(t[14], l.a.d, l.ff, weights[l.w2At()..l.b2At()]);
+        mv.packBias(t[15], weights[l.b2At()..l.weightsLen()]);
+    }
+
+    pub fn forward(
+        d: *const LayerDesc,
+        weights: []const f32,
+        state: []f32,
+        scratch: []f32,
+        x: []const f32,
+        y: []f32,
+    ) void {
+        const l = Block.of(d);
+        const n = l.a.d;
+        const w = weights;
+        std.debug.assert(w.len == l.weightsLen() and scratch.len >= l.scratchLen());
+        std.debug.assert(x.len == n and y.len >= n);
+        const normed = scratch[l.normedAt()..][0..n];
+        const x1 = scratch[l.x1At()..][0..n];
+        layerNorm(x, w[0..n], w[l.dp()..][0..n], d.f[0], normed);
+        const attended = attend(l.a, w[l.attnAt()..l.ln2At()], state, scratch, normed);
+        for (x1, x, attended) |*o, a, b| o.* = a + b;
+        layerNorm(x1, w[l.ln2At()..][0..n], w[l.ln2At() + l.dp() ..][0..n], d.f[0], normed);
+        const hidden = scratch[l.hiddenAt()..][0..padded(l.ff)];
+        mv.matvec(w[l.w1At()..l.b1At()], w[l.b1At()..l.w2At()], l.ff, normed, hidden);
+        act.apply(d.act, hidden[0..l.ff]);
+        const ff_out = scratch[l.ffOutAt()..][0..l.dp()];
+        mv.matvec(w[l.w2At()..l.b2At()], w[l.b2At()..l.weightsLen()], n, hidden[0..l.ff], ff_out);
+        for (y[0..n], x1, ff_out[0..n]) |*o, a, b| o.* = a + b;
+    }
+};
+
+// ---- tests against naive f64 loops ---------------------------------------------------------
+
+const testing = std.testing;
+
+/// Naive f64 model of both kinds: keeps every k and v ever made and attends over the last
+/// `context` of them.
+const Reference = struct {
+    d: usize,
+    heads: usize,
+    context: usize,
+    keys: std.ArrayList([]f64) = .empty,
+    values: std.ArrayList([]f64) = .empty,
+
+    fn linear(a: std.mem.Allocator, w: []const f32, b: []const f32, x: []const f64) ![]f64 {
+        const y = try a.alloc(f64, b.len);
+        for (y, 0..) |*o, r| {
+            o.* = b[r];
+            for (x, 0..) |xi, i| o.* += @as(f64, w[r * x.len + i]) * xi;
+        }
+        return y;
+    }
+
+    /// t: Wq, bq, Wk, bk, Wv, bv, Wo, bo.
+    fn attend(
+        ref: *Reference,
+        a: std.mem.Allocator,
+        t: []const []const f32,
+        x: []const f64,
+    ) ![]f64 {
+        const q = try linear(a, t[0], t[1], x);
+        try ref.keys.append(a, try linear(a, t[2], t[3], x));
+        try ref.values.append(a, try linear(a, t[4], t[5], x));
+        const first = ref.keys.items.len -| ref.context;
+        const keys = ref.keys.items[first..];
+        const values = ref.values.items[first..];
+        const hd = ref.d / ref.heads;
+        const heads = try a.alloc(f64, ref.d);
+        const p = try a.alloc(f64, keys.len);
+        for (0..ref.heads) |h| {
+            var m: f64 = -std.math.inf(f64);
+            for (p, keys) |*s, k| {
+                s.* = 0;
+                for (h * hd..(h + 1) * hd) |c| s.* += q[c] * k[c];
+                s.* /= @sqrt(@as(f64, @floatFromInt(hd)));
+                m = @max(m, s.*);
+            }
+            var total: f64 = 0;
+            for (p) |*s| {
+                s.* = @exp(s.* - m);
+                total += s.*;
+            }
+            for (h * hd..(h + 1) * hd) |c| {
+                heads[c] = 0;
+                for (p, values) |s, v| heads[c] += s / total * v[c];
+            }
+        }
+        return linear(a, t[6], t[7], heads);
+    }
+
+    fn layerNorm64(
+        a: std.mem.Allocator,
+        x: []const f64,
+        g: []const f32,
+        b: []const f32,
+        eps: f32,
+    ) ![]f64 {
+        var mean: f64 = 0;
+        for (x) |v| mean += v / @as(f64, @floatFromInt(x.len));
+        var variance: f64 = 0;
+        for (x) |v| variance += (v - mean) * (v - mean) / @as(f64, @floatFromInt(x.len));
+        const y = try a.alloc(f64, x.len);
+        for (y, x, g, b) |*o, v, gi, bi| o.* = (v - mean) / @sqrt(variance + eps) * gi + bi;
+        return y;
+    }
+
+    fn block(
+        ref: *Reference,
+        a: std.mem.Allocator,
+        t: []const []const f32,
+        x: []const f64,
+        f: desc.Act,
+        eps: f32,
+    ) ![]f64 {
+        const attended = try ref.attend(a, t[2..10], try layerNorm64(a, x, t[0], t[1], eps));
+        const x1 = try a.alloc(f64, x.len);
+        for (x1, x, attended) |*o, u, v| o.* = u + v;
+        const hidden = try linear(a, t[12], t[13], try layerNorm64(a, x1, t[10], t[11], eps));
+        for (hidden) |*v| v.* = switch (f) {
+            .gelu => 0.5 * v.* * (1 + act.erf64(v.* * std.math.sqrt1_2)),
+            .relu => @max(v.*, 0),
+            .tanh => std.math.tanh(v.*),
+            else => unreachable,
+        };
+        const y = try linear(a, t[14], t[15], hidden);
+        for (y, x1) |*o, v| o.* += v;
+        return y;
+    }
+};
+
+/// Random tensors of the lengths `lens` gives, scaled by 1/sqrt(width) to keep values near 1.
+fn randomTensors(a: std.mem.Allocator, r: std.Random, lens: []const u32, width: usize) ![][]f32 {
+    const tensors = try a.alloc([]f32, lens.len);
+    const s = 2.4 / @sqrt(@as(f32, @floatFromInt(width)));
+    for (tensors, lens) |*t, len| {
+        t.* = try a.alloc(f32, len);
+        for (t.*) |*v| v.* = (r.float(f32) - 0.5) * s;
+    }
+    return tensors;
+}
+
+const Case = struct { d: u32, heads: u32, context: u32, ff: u32 = 0, f: desc.Act = .linear };
+
+fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize) !void {
+    var arena = std.heap.ArenaAllocator.init(testing.allocator);
+    defer arena.deinit();
+    const a = arena.allocator();
+    var rng = std.Random.DefaultPrng.init(case.d * 7919 + case.heads * 31 + case.context);
+    const r = rng.random();
+    const d = LayerDesc{
+        .kind = kind,
+        .act = case.f,
+        .in = case.d,
+        .out = case.d,
+        .p = .{ case.heads, case.context, case.ff, 0, 0, 0, 0, 0 },
+        .f = .{ 1e-5, 0 },
+    };
+    try testing.expect(kernel.check(&d) == null);
+    var lens: [desc.tensors_max]u32 = undefined;
+    const tensors = try randomTensors(a, r, lens[0..kernel.tensorLens(&d, &lens)], case.d);
+    if (kind == .transformer) for ([_]usize{ 0, 10 }) |g| {
+        for (tensors[g]) |*v| v.* += 1; // layer-norm gains near 1
+    };
+    const s = kernel.sizes(&d, 1);
+    const weights = try a.alloc(f32, s.weights);
+    const state = try a.alloc(f32, s.state);
+    const scratch = try a.alloc(f32, s.scratch);
+    kernel.pack(&d, @ptrCast(tensors), weights);
+    @memset(state, 0);
+    var ref = Reference{ .d = case.d, .heads = case.heads, .context = case.context };
+    const x = try a.alloc(f32, case.d);
+    const x64 = try a.alloc(f64, case.d);
+    const y = try a.alloc(f32, case.d);
+    for (0..steps) |_| {
+        for (x, x64) |*v, *w| {
+            v.* = (r.float(f32) - 0.5) * 4;
+            w.* = v.*;
+        }
+        kernel.forward(&d, weights, state, scratch, x, y);
+        const want = if (kind == .attention)
+            try ref.attend(a, @ptrCast(tensors), x64)
+        else
+            try ref.block(a, @ptrCast(tensors), x64, case.f, d.f[0]);
+        // f32 dot products of up to 48 terms, the softmax's exp (~1e-7 relative) and, for the
+        // block, layer norm dividing by the spread of its input.
+        for (want, y) |e, got| try testing.expectApproxEqAbs(e, got, 1e-5);
+    }
+}
+
+const cases = [_]Case{
+    .{ .d = 1, .heads = 1, .context = 1 },
+    .{ .d = 3, .heads = 1, .context = 3 },
+    .{ .d = 3, .heads = 3, .context = 2 },
+    .{ .d = 17, .heads = 1, .context = 5 },
+    .{ .d = 33, .heads = 3, .context = 17 },
+    .{ .d = 32, .heads = 4, .context = 40 },
+};
+
+test "attention: matches an f64 reference while the KV ring wraps" {
+    for (cases) |case| try expectSteps(attention, .attention, case, case.context + 9);
+}
+
+test "transformer: block matches an f64 reference while the KV ring wraps" {
+    const acts = [_]desc.Act{ .gelu, .relu, .tanh };
+    for (cases, 0..) |base, i| {
+        var case = base;
+        case.ff = 2 * base.d + 1;
+        case.f = acts[i % acts.len];
+        try expectSteps(transformer, .transformer, case, case.context + 9);
+    }
+}
+
+test "attention: reset (zeroed state) restarts the positions" {
+    const case = Case{ .d = 17, .heads = 1, .context = 4 };
+    var arena = std.heap.ArenaAllocator.init(testing.allocator);
+    defer arena.deinit();
+    const a = arena.allocator();
+    var rng = std.Random.DefaultPrng.init(5);
+    const d = LayerDesc{
+        .kind = .attention,
+        .act = .linear,
+        .in = 17,
+        .out = 17,
+        .p = .{ 1, 4, 0, 0, 0, 0, 0, 0 },
+        .f = @splat(0),
+    };
+    var lens: [desc.tensors_max]u32 = undefined;
+    const count = attention.tensorLens(&d, &lens);
+    const tensors = try randomTensors(a, rng.random(), lens[0..count], case.d);
+    const s = attention.sizes(&d, 1);
+    const weights = try a.alloc(f32, s.weights);
+    const state = try a.alloc(f32, s.state);
+    const scratch = try a.alloc(f32, s.scratch);
+    attention.pack(&d, @ptrCast(tensors), weights);
+    var first: [17]f32 = undefined;
+    var again: [17]f32 = undefined;
+    var x: [17]f32 = undefined;
+    for (&x, 0..) |*v, i| v.* = @as(f32, @floatFromInt(i)) * 0.1 - 0.8;
+    @memset(state, 0);
+    attention.forward(&d, weights, state, scratch, &x, &first);
+    for (0..6) |_| attention.forward(&d, weights, state, scratch, &x, &again);
+    @memset(state, 0);
+    attention.forward(&d, weights, state, scratch, &x, &again);
+    try testing.expectEqualSlices(f32, &first, &again);
+}
+
+test "attention, transformer: check refuses bad heads, context, width and epsilon" {
+    var d = LayerDesc{
+        .kind = .attention,
+        .act = .linear,
+        .in = 12,
+        .out = 12,
+        .p = .{ 5, 8, 0, 0, 0, 0, 0, 0 },
+        .f = @splat(0),
+    };
+    try testing.expect(attention.check(&d) != null); // 12 % 5
+    d.p[0] = 4;
+    try testing.expect(attention.check(&d) == null);
+    d.p[1] = 0;
+    try testing.expect(attention.check(&d) != null);
+    d.p[1] = 8;
+    d.out = 6;
+    try testing.expect(attention.check(&d) != null);
+    d = .{
+        .kind = .transformer,
+        .act = .gelu,
+        .in = 12,
+        .out = 12,
+        .p = .{ 4, 8, 24, 0, 0, 0, 0, 0 },
+        .f = .{ 1e-5, 0 },
+    };
+    try testing.expect(transformer.check(&d) == null);
+    d.f[0] = 0;
+    try testing.expect(transformer.check(&d) != null);
+    d.f[0] = std.math.nan(f32);
+    try testing.expect(transformer.check(&d) != null);
+    d.f[0] = 1e-5;
+    d.p[2] = 0;
+    try testing.expect(transformer.check(&d) != null);
+    d = .{
+        .kind = .attention,
+        .act = .linear,
+        .in = 65536,
+        .out = 65536,
+        .p = .{ 1, 8192, 0, 0, 0, 0, 0, 0 },
+        .f = @splat(0),
+    };
+    try testing.expect(attention.check(&d) != null);
+}
+
+test "layerNorm: an input with mean exactly 0 is still normalised" {
+    const x = [_]f32{ -2, -1, 1, 2 };
+    const g = [_]f32{ 1, 1, 1, 1 };
+    const b = [_]f32{ 0, 0, 0, 0 };
+    var y: [4]f32 = undefined;
+    layerNorm(&x, &g, &b, 1e-5, &y);
+    // variance 2.5: y = x / sqrt(2.5 + 1e-5)
+    for (x, y) |xi, yi| try std.testing.expectApproxEqAbs(xi / @sqrt(2.5 + 1e-5), yi, 1e-6);
+}

@@ -1,0 +1,66 @@
+//! The description of one layer as the model image carries it (see docs/DESIGN.md, "Model image").
+//! Shared by the image parser, the model and every layer kernel.
+const std = @import("std");
+
+pub const Kind = enum(u32) {
+    dense = 1,
+    lstm = 2,
+    gru = 3,
+    conv1d = 4,
+    batchnorm = 5,
+    layernorm = 6,
+    prelu = 7,
+    activation = 8,
+    attention = 9,
+    transformer = 10,
+};
+
+pub const Act = enum(u32) {
+    linear = 0,
+    tanh = 1,
+    sigmoid = 2,
+    relu = 3,
+    elu = 4,
+    gelu = 5,
+    softmax = 6,
+};
+
+/// At most this many tensors in one layer record (the transformer block has 16).
+pub const tensors_max = 16;
+
+/// Every layer width is 1..width_max (docs/DESIGN.md, "Limits").
+pub const width_max: u32 = 65536;
+
+/// image_bytes is a u32, so no tensor in an image can hold more than 2^30 floats. A kind's
+/// `check` compares its u64 tensor sizes with this, so `tensorLens` never overflows a u32.
+pub const tensor_elems_max: u64 = 1 << 30;
+
+/// True when the product of `factors` (as u64) is at most tensor_elems_max.
+pub fn elemsFit(factors: []const u32) bool {
+    var n: u64 = 1;
+    for (factors) |f| {
+        n = std.math.mul(u64, n, f) catch return false;
+    }
+    return n <= tensor_elems_max;
+}
+
+pub const LayerDesc = struct {
+    kind: Kind,
+    act: Act,
+    in: u32,
+    out: u32,
+    /// Kind-specific integers (docs/DESIGN.md lists them per kind).
+    p: [8]u32,
+    /// Kind-specific floats (epsilon, ...).
+    f: [2]f32,
+};
+
+/// Element counts (f32) a layer needs in the model's arena.
+pub const Sizes = struct {
+    /// Repacked weights and biases, read-only after create.
+    weights: usize,
+    /// Persistent state (recurrent state, conv history, KV cache); zeroed by reset.
+    state: usize,
+    /// Working memory for one forward call of up to max_batch rows; contents not kept.
+    scratch: usize,
+};

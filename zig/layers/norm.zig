@@ -1,0 +1,403 @@
+//! Element-wise kinds, in = out = n: batchnorm (folded at load into `x * scale + shift`),
+//! layernorm, prelu, and the plain activation layer. All are stateless and need no scratch.
+//! Packed vectors are padded to whole simd vectors; x and y are not, so each loop ends with
+//! a partial vector.
+const std = @import("std");
+const desc = @import("desc.zig");
+const act = @import("act.zig");
+const simd = @import("../simd.zig");
+
+const L = simd.lanes;
+const V = simd.V;
+const LayerDesc = desc.LayerDesc;
+
+fn checkSquare(d: *const LayerDesc) ?[]const u8 {
+    if (d.in != d.out) return "out must equal in";
+    return null;
+}
+
+fn noFusedActivation(d: *const LayerDesc) ?[]const u8 {
+    if (d.act != .linear) return "act must be 0 (linear): this kind has no fused activation";
+    return null;
+}
+
+/// `y[i] = x[i] * a[i] + b[i]` over n = y.len; a and b padded to whole vectors.
+fn scaleShift(a: []const f32, b: []const f32, x: []const f32, y: []f32) void {
+    const n = y.len;
+    std.debug.assert(x.len >= n and a.len >= simd.roundUp(n) and b.len >= simd.roundUp(n));
+    var i: usize = 0;
+    while (i + L <= n) : (i += L) {
+        simd.store(y, i, @mulAdd(V, simd.load(x, i), simd.load(a, i), simd.load(b, i)));
+    }
+    if (i < n) {
+        const v = @mulAdd(V, simd.loadPartial(x[i..n]), simd.load(a, i), simd.load(b, i));
+        simd.storePartial(y[i..n], v);
+    }
+}
+
+pub const batchnorm = struct {
+    pub fn check(d: *const LayerDesc) ?[]const u8 {
+        if (checkSquare(d)) |m| return m;
+        if (d.p[0] > 1) return "p0 (affine) must be 0 or 1";
+        if (!(d.f[0] >= 0)) return "f0 (epsilon) must be at least 0";
+        return null;
+    }
+
+    pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
+        const count: u8 = if (d.p[0] == 1) 4 else 2;
+        for (lens[0..count]) |*len| len.* = d.out;
+        return count;
+    }
+
+    /// Runs on the copied tensors before pack: a variance must give a positive denominator.
+    /// A slightly negative variance is accepted (Keras files carry them; the RTNeural conv case
+    /// has -0.026 with epsilon 5): only var + epsilon matters to the arithmetic.
+    pub fn checkTensors(d: *const LayerDesc, tensors: []const []const f32) ?[]const u8 {
+        const variance = tensors[tensors.len - 1];
+        for (variance) |v| {
+            if (!(v + d.f[0] > 0)) return "var + epsilon must be > 0";
+        }
+        return null;
+    }
+
+    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+        _ = max_batch;
+        return .{ .weights = 2 * simd.roundUp(d.out), .state = 0, .scratch = 0 };
+    }
+
+    pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
+        const n: usize = d.out;
+        const affine = d.p[0] == 1;
+        const mean = tensors[if (affine) 2 else 0];
+        const variance = tensors[if (affine) 3 else 1];
+        const scale = weights[0..simd.roundUp(n)];
+        const shift = weights[simd.roundUp(n)..][0..simd.roundUp(n)];
+        @memset(weights, 0);
+        for (0..n) |i| {
+            const gamma = if (affine) tensors[0][i] else 1.0;
+            const beta = if (affine) tensors[1][i] else 0.0;
+            const s: f32 = @floatCast(gamma / @sqrt(@as(f64, variance[i]) + d.f[0]));
+            scale[i] = s;
+            shift[i] = beta - mean[i] * s;
+        }
+    }
+
+    pub fn forward(
+        d: *const LayerDesc,
+        weights: []const f32,
+        state: []f32,
+        scratch: []f32,
+        x: []const f32,
+        y: []f32,
+    ) void {
+        _ = state;
+        _ = scratch;
+        const n: usize = d.out;
+        const padded = simd.roundUp(n);
+        scaleShift(weights[0..padded], weights[padded..][0..padded], x[0..n], y[0..n]);
+        act.apply(d.act, y[0..n]);
+    }
+};
+
+pub const layernorm = struct {
+    pub fn check(d: *const LayerDesc) ?[]const u8 {
+        if (checkSquare(d)) |m| return m;
+        if (noFusedActivation(d)) |m| return m;
+        if (!(d.f[0] > 0)) return "f0 (epsilon) must be greater than 0";
+        return null;
+    }
+
+    pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
+        lens[0] = d.out;
+        lens[1] = d.out;
+        return 2;
+    }
+
+    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+        _ = max_batch;
+        return .{ .weights = 2 * simd.roundUp(d.out), .state = 0, .scratch = 0 };
+    }
+
+    pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
+        const padded = simd.roundUp(d.out);
+        @memset(weights, 0);
+        @memcpy(weights[0..d.out], tensors[0]);
+        @memcpy(weights[padded..][0..d.out], tensors[1]);
+    }
+
+    pub fn forward(
+        d: *const LayerDesc,
+        weights: []const f32,
+        state: []f32,
+        scratch: []f32,
+        x: []const f32,
+        y: []f32,
+    ) void {
+        _ = state;
+        _ = scratch;
+        const n: usize = d.out;
+        const padded = simd.roundUp(n);
+        const xs = x[0..n];
+        const mean = sumOf(false, xs, 0) / @as(f32, @floatFromInt(n));
+        const variance = sumOf(true, xs, mean) / @as(f32, @floatFromInt(n));
+        const inv_std = 1.0 / @sqrt(variance + d.f[0]);
+        normalize(xs, mean, inv_std, weights[0..padded], weights[padded..][0..padded], y[0..n]);
+    }
+
+    /// Sum of `(x - center)^2` when squared, else of x; the padding lanes of the last
+    /// partial vector are masked out.
+    fn sumOf(comptime squared: bool, x: []const f32, center: f32) f32 {
+        const c: V = @splat(center);
+        var acc: [4]V = @splat(@splat(0));
+        var i: usize = 0;
+        while (i + 4 * L <= x.len) : (i += 4 * L) {
+            inline for (0..4) |k| acc[k] += term(simd.load(x, i + k * L), c, squared);
+        }
+        while (i + L <= x.len) : (i += L) acc[0] += term(simd.load(x, i), c, squared);
+        if (i < x.len) {
+            const tail = term(simd.loadPartial(x[i..]), c, squared);
+            const valid = std.simd.iota(u32, L) < @as(@Vector(L, u32), @splat(@intCast(x.len - i)));
+            acc[1] += @select(f32, valid, tail, @as(V, @splat(0)));
+        }
+        return simd.sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
+    }
+
+    inline fn term(v: V, c: V, comptime squared: bool) V {
+        if (!squared) return v;
+        const dv = v - c;
+        return dv * dv;
+    }
+
+    fn normalize(
+        x: []const f32,
+        mean: f32,
+        inv_std: f32,
+        g: []const f32,
+        b: []const f32,
+        y: []f32,
+    ) void {
+        const m: V = @splat(mean);
+        const s: V = @splat(inv_std);
+        var i: usize = 0;
+        while (i + L <= x.len) : (i += L) {
+            const z = (simd.load(x, i) - m) * s;
+            simd.store(y, i, @mulAdd(V, z, simd.load(g, i), simd.load(b, i)));
+        }
+        if (i < x.len) {
+            const z = (simd.loadPartial(x[i..]) - m) * s;
+            simd.storePartial(y[i..x.len], @mulAdd(V, z, simd.load(g, i), simd.load(b, i)));
+        }
+    }
+};
+
+pub const prelu = struct {
+    pub fn check(d: *const LayerDesc) ?[]const u8 {
+        if (checkSquare(d)) |m| return m;
+        return noFusedActivation(d);
+    }
+
+    /// alpha has n elements, or 1 shared by all (the image parser accepts either for prelu).
+    pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
+        lens[0] = d.out;
+        return 1;
+    }
+
+    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+        _ = max_batch;
+        return .{ .weights = simd.roundUp(d.out), .state = 0, .scratch = 0 };
+    }
+
+    pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
+        const alpha = tensors[0];
+        std.debug.assert(alpha.len == 1 or alpha.len == d.out);
+        @memset(weights, 0);
+        if (alpha.len == 1) {
+            @memset(weights[0..d.out], alpha[0]);
+        } else {
+            @memcpy(weights[0..d.out], alpha);
+        }
+    }
+
+    pub fn forward(
+        d: *const LayerDesc,
+        weights: []const f32,
+        state: []f32,
+        scratch: []f32,
+        x: []const f32,
+        y: []f32,
+    ) void {
+        _ = state;
+        _ = scratch;
+        const n: usize = d.out;
+        const zero: V = @splat(0);
+        var i: usize = 0;
+        while (i + L <= n) : (i += L) {
+            const v = simd.load(x, i);
+            simd.store(y, i, @select(f32, v > zero, v, v * simd.load(weights, i)));
+        }
+        if (i < n) {
+            const v = simd.loadPartial(x[i..n]);
+            simd.storePartial(y[i..n], @select(f32, v > zero, v, v * simd.load(weights, i)));
+        }
+    }
+};
+
+pub const activation = struct {
+    pub fn check(d: *const LayerDesc) ?[]const u8 {
+        return checkSquare(d);
+    }
+
+    pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
+        _ = d;
+        _ = lens;
+        return 0;
+    }
+
+    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+        _ = d;
+        _ = max_batch;
+        return .{ .weights = 0, .state = 0, .scratch = 0 };
+    }
+
+    pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
+        _ = d;
+        std.debug.assert(tensors.len == 0 and weights.len == 0);
+    }
+
+    pub fn forward(
+        d: *const LayerDesc,
+        weights: []const f32,
+        state: []f32,
+        scratch: []f32,
+        x: []const f32,
+        y: []f32,
+    ) void {
+        _ = weights;
+        _ = state;
+        _ = scratch;
+        @memcpy(y[0..d.out], x[0..d.out]);
+        act.apply(d.act, y[0..d.out]);
+    }
+};
+
+const testing = std.testing;
+const helpers = @import("../test.zig");
+
+/// Packs `tensors` for kind K, runs one forward on x and returns y (n <= 64).
+fn run(
+    comptime K: type,
+    d: *const LayerDesc,
+    ts: []const []const f32,
+    x: []const f32,
+    y: []f32,
+) !void {
+    var weights: [128]f32 = undefined;
+    const s = K.sizes(d, 1);
+    try testing.expect(s.state == 0 and s.scratch == 0 and s.weights <= weights.len);
+    try testing.expectEqual(@as(?[]const u8, null), K.check(d));
+    K.pack(d, ts, weights[0..s.weights]);
+    K.forward(d, weights[0..s.weights], &.{}, &.{}, x, y);
+}
+
+fn square(kind: desc.Kind, a: desc.Act, n: u32, p0: u32, eps: f32) LayerDesc {
+    return .{
+        .kind = kind,
+        .act = a,
+        .in = n,
+        .out = n,
+        .p = helpers.params(p0, 0, 0),
+        .f = .{ eps, 0 },
+    };
+}
+
+test "norm kinds match naive loops on odd sizes" {
+    var prng = std.Random.DefaultPrng.init(31);
+    const rng = prng.random();
+    for ([_]u32{ 1, 3, 17, 33, 64 }) |n| {
+        var x: [64]f32 = undefined;
+        var t: [4][64]f32 = undefined;
+        var y: [64]f32 = undefined;
+        var want: [64]f64 = undefined;
+        helpers.randomFloats(rng, x[0..n], 3);
+        for (&t) |*v| helpers.randomFloats(rng, v[0..n], 1);
+        for (t[3][0..n]) |*v| v.* = @abs(v.*) + 0.05;
+
+        const eps: f32 = 1e-3;
+        const bn = square(.batchnorm, .relu, n, 1, eps);
+        const gamma = t[0][0..n];
+        const beta = t[1][0..n];
+        const mean_bn = t[2][0..n];
+        const var_bn = t[3][0..n];
+        try run(batchnorm, &bn, &.{ gamma, beta, mean_bn, var_bn }, x[0..n], y[0..n]);
+        for (want[0..n], 0..) |*w, i| {
+            const z = (@as(f64, x[i]) - mean_bn[i]) / @sqrt(@as(f64, var_bn[i]) + eps);
+            w.* = @max(z * gamma[i] + beta[i], 0);
+        }
+        try helpers.expectClose(want[0..n], y[0..n], 1e-5);
+
+        const bn_plain = square(.batchnorm, .linear, n, 0, eps);
+        try run(batchnorm, &bn_plain, &.{ mean_bn, var_bn }, x[0..n], y[0..n]);
+        for (want[0..n], 0..) |*w, i| {
+            w.* = (@as(f64, x[i]) - mean_bn[i]) / @sqrt(@as(f64, var_bn[i]) + eps);
+        }
+        try helpers.expectClose(want[0..n], y[0..n], 1e-5);
+
+        const ln = square(.layernorm, .linear, n, 0, 1e-5);
+        try run(layernorm, &ln, &.{ gamma, beta }, x[0..n], y[0..n]);
+        var mean: f64 = 0;
+        for (x[0..n]) |v| mean += v;
+        mean /= @floatFromInt(n);
+        var variance: f64 = 0;
+        for (x[0..n]) |v| variance += (v - mean) * (v - mean);
+        variance /= @floatFromInt(n);
+        for (want[0..n], 0..) |*w, i| {
+            w.* = (x[i] - mean) / @sqrt(variance + 1e-5) * gamma[i] + beta[i];
+        }
+        try helpers.expectClose(want[0..n], y[0..n], 1e-4);
+
+        const pr = square(.prelu, .linear, n, 0, 0);
+        try run(prelu, &pr, &.{t[0][0..n]}, x[0..n], y[0..n]);
+        for (want[0..n], 0..) |*w, i| w.* = if (x[i] > 0) x[i] else @as(f64, t[0][i]) * x[i];
+        try helpers.expectClose(want[0..n], y[0..n], 1e-6);
+        try run(prelu, &pr, &.{t[1][0..1]}, x[0..n], y[0..n]);
+        for (want[0..n], 0..) |*w, i| w.* = if (x[i] > 0) x[i] else @as(f64, t[1][0]) * x[i];
+        try helpers.expectClose(want[0..n], y[0..n], 1e-6);
+
+        const sm = square(.activation, .softmax, n, 0, 0);
+        try run(activation, &sm, &.{}, x[0..n], y[0..n]);
+        var total: f64 = 0;
+        for (want[0..n], 0..) |*w, i| {
+            w.* = @exp(@as(f64, x[i]));
+            total += w.*;
+        }
+        for (want[0..n]) |*w| w.* /= total;
+        try helpers.expectClose(want[0..n], y[0..n], 1e-5);
+    }
+}
+
+test "layernorm: a zero-mean input still gets its variance" {
+    const x = [4]f32{ -2, -1, 1, 2 };
+    const g = [4]f32{ 1, 1, 1, 1 };
+    const b = [4]f32{ 0, 0, 0, 0 };
+    var y: [4]f32 = undefined;
+    const d = square(.layernorm, .linear, 4, 0, 1e-6);
+    try run(layernorm, &d, &.{ &g, &b }, &x, &y);
+    const s: f64 = 1.0 / @sqrt(2.5 + 1e-6);
+    try helpers.expectClose(&.{ -2 * s, -1 * s, 1 * s, 2 * s }, &y, 1e-6);
+}
+
+test "norm checks name the field" {
+    const no_eps = square(.layernorm, .linear, 3, 0, 0);
+    var wide = square(.batchnorm, .linear, 3, 0, 0);
+    wide.out = 4;
+    const cases = [_]struct { []const u8, ?[]const u8 }{
+        .{ "out must equal in", batchnorm.check(&wide) },
+        .{ "f0 (epsilon) must be greater than 0", layernorm.check(&no_eps) },
+        .{
+            "act must be 0 (linear): this kind has no fused activation",
+            prelu.check(&square(.prelu, .tanh, 3, 0, 0)),
+        },
+        .{ "p0 (affine) must be 0 or 1", batchnorm.check(&square(.batchnorm, .linear, 3, 2, 0)) },
+    };
+    for (cases) |c| try testing.expectEqualStrings(c[0], c[1].?);
+}

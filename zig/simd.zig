@@ -1,0 +1,60 @@
+//! Vector width for f32, chosen by the target at compile time, and the few helpers the kernels
+//! share. Loads and stores go through arrays so they never assume more than f32 alignment.
+const std = @import("std");
+const builtin = @import("builtin");
+
+pub const lanes: comptime_int = std.simd.suggestVectorLength(f32) orelse 4;
+pub const V = @Vector(lanes, f32);
+
+/// 32 vector registers (AVX-512, NEON) allow larger register blocks in matrix kernels.
+pub const many_registers = switch (builtin.cpu.arch) {
+    .x86_64, .x86 => std.Target.x86.featureSetHas(builtin.cpu.features, .avx512f),
+    .aarch64 => true,
+    else => false,
+};
+
+pub inline fn splat(x: f32) V {
+    return @splat(x);
+}
+
+pub inline fn load(s: []const f32, i: usize) V {
+    return s[i..][0..lanes].*;
+}
+
+pub inline fn store(s: []f32, i: usize, v: V) void {
+    s[i..][0..lanes].* = v;
+}
+
+/// Unchecked forms for inner loops whose bounds were asserted once outside the loop.
+pub inline fn loadPtr(p: [*]const f32) V {
+    return p[0..lanes].*;
+}
+
+pub inline fn storePtr(p: [*]f32, v: V) void {
+    p[0..lanes].* = v;
+}
+
+/// `n` rounded up to a whole number of vectors.
+pub inline fn roundUp(n: usize) usize {
+    return std.mem.alignForward(usize, n, lanes);
+}
+
+/// Sum of the lanes; the order is fixed, so results are reproducible.
+pub inline fn sum(v: V) f32 {
+    return @reduce(.Add, v);
+}
+
+/// Stores the first `n` lanes of `v` (n <= lanes) to `dst`, for the ragged end of a row.
+pub inline fn storePartial(dst: []f32, v: V) void {
+    std.debug.assert(dst.len <= lanes);
+    const a: [lanes]f32 = v;
+    @memcpy(dst, a[0..dst.len]);
+}
+
+/// Loads up to `lanes` floats from `src`, zero-filling the missing lanes.
+pub inline fn loadPartial(src: []const f32) V {
+    std.debug.assert(src.len <= lanes);
+    var a: [lanes]f32 = @splat(0);
+    @memcpy(a[0..src.len], src);
+    return a;
+}

@@ -1,0 +1,351 @@
+//! Test root and shared test helpers: an image builder, random data, naive references, and
+//! the tests of the whole model and of the C ABI.
+const std = @import("std");
+const desc = @import("layers/desc.zig");
+const image = @import("image.zig");
+const model = @import("model.zig");
+const api = @import("api.zig");
+
+const testing = std.testing;
+const Model = model.Model;
+
+test {
+    _ = @import("image.zig");
+    _ = @import("layers/dense.zig");
+    _ = @import("layers/conv1d.zig");
+    _ = @import("layers/norm.zig");
+    _ = @import("layers/act.zig");
+    _ = @import("layers/matvec.zig");
+    _ = @import("layers/lstm.zig");
+    _ = @import("layers/gru.zig");
+    _ = @import("layers/attention.zig");
+}
+
+/// One layer for `build`: tensors are filled with random values unless given.
+pub const Spec = struct {
+    kind: desc.Kind,
+    act: desc.Act = .linear,
+    in: u32,
+    out: u32,
+    p: [8]u32 = @splat(0),
+    f: [2]f32 = .{ 0, 0 },
+    tensors: ?[]const []const f32 = null,
+};
+
+pub fn descOf(s: Spec) desc.LayerDesc {
+    return .{ .kind = s.kind, .act = s.act, .in = s.in, .out = s.out, .p = s.p, .f = s.f };
+}
+
+/// The p words of a layer record from its first three.
+pub fn params(p0: u32, p1: u32, p2: u32) [8]u32 {
+    return .{ p0, p1, p2, 0, 0, 0, 0, 0 };
+}
+
+/// Random floats in [-scale, scale).
+pub fn randomFloats(rng: std.Random, dst: []f32, scale: f32) void {
+    for (dst) |*v| v.* = (rng.float(f32) * 2 - 1) * scale;
+}
+
+/// Builds a v1 image; the caller frees it. Random tensors use `seed`; batchnorm variances
+/// are made positive.
+pub fn build(a: std.mem.Allocator, seed: u64, max_batch: u32, layers: []const Spec) ![]u8 {
+    var prng = std.Random.DefaultPrng.init(seed);
+    var out: std.ArrayList(u8) = .empty;
+    errdefer out.deinit(a);
+    const last = layers[layers.len - 1];
+    const n: u32 = @intCast(layers.len);
+    const header = [8]u32{ image.magic, 1, 8, n, layers[0].in, last.out, max_batch, 0 };
+    for (header) |w| try putWord(a, &out, w);
+    for (layers) |s| {
+        const d = descOf(s);
+        var lens: [desc.tensors_max]u32 = undefined;
+        const count = switch (s.kind) {
+            inline else => |k| image.Impl(k).tensorLens(&d, &lens),
+        };
+        const rec = [4]u32{ @intFromEnum(s.kind), @intFromEnum(s.act), s.in, s.out } ++ s.p ++
+            [4]u32{ @bitCast(s.f[0]), @bitCast(s.f[1]), count, 0 };
+        for (rec) |w| try putWord(a, &out, w);
+        for (0..count) |t| {
+            if (s.tensors) |given| {
+                try putTensor(a, &out, given[t]);
+                continue;
+            }
+            const data = try a.alloc(f32, lens[t]);
+            defer a.free(data);
+            randomFloats(prng.random(), data, 0.5);
+            if (s.kind == .batchnorm and t + 1 == count) {
+                for (data) |*v| v.* = @abs(v.*) + 0.1;
+            }
+            try putTensor(a, &out, data);
+        }
+    }
+    std.mem.writeInt(u32, out.items[28..32], @intCast(out.items.len), .little);
+    return out.toOwnedSlice(a);
+}
+
+fn putWord(a: std.mem.Allocator, out: *std.ArrayList(u8), w: u32) !void {
+    var b: [4]u8 = undefined;
+    std.mem.writeInt(u32, &b, w, .little);
+    try out.appendSlice(a, &b);
+}
+
+fn putTensor(a: std.mem.Allocator, out: *std.ArrayList(u8), data: []const f32) !void {
+    try putWord(a, out, @intCast(data.len));
+    for (data) |v| try putWord(a, out, @bitCast(v));
+}
+
+/// |got - want| <= tol * (1 + |want|) for every element.
+pub fn expectClose(want: []const f64, got: []const f32, tol: f64) !void {
+    try testing.expectEqual(want.len, got.len);
+    for (want, got, 0..) |w, g, i| {
+        if (!(@abs(w - g) <= tol * (1 + @abs(w)))) {
+            std.debug.print("element {d}: want {d}, got {d}\n", .{ i, w, g });
+            return error.TestExpectedClose;
+        }
+    }
+}
+
+/// Every kind in one chain, widths odd where the kind allows.
+const every_kind = [_]Spec{
+    .{ .kind = .dense, .act = .tanh, .in = 3, .out = 17, .p = params(1, 0, 0) },
+    .{ .kind = .lstm, .in = 17, .out = 9 },
+    .{ .kind = .gru, .in = 9, .out = 8, .p = params(1, 0, 0) },
+    .{ .kind = .conv1d, .act = .relu, .in = 8, .out = 6, .p = params(3, 2, 2) },
+    .{
+        .kind = .batchnorm,
+        .act = .sigmoid,
+        .in = 6,
+        .out = 6,
+        .p = params(1, 0, 0),
+        .f = .{ 1e-3, 0 },
+    },
+    .{ .kind = .layernorm, .in = 6, .out = 6, .f = .{ 1e-5, 0 } },
+    .{ .kind = .prelu, .in = 6, .out = 6 },
+    .{ .kind = .dense, .in = 6, .out = 8, .p = params(0, 0, 0) },
+    .{ .kind = .attention, .in = 8, .out = 8, .p = params(2, 4, 0) },
+    .{
+        .kind = .transformer,
+        .act = .gelu,
+        .in = 8,
+        .out = 8,
+        .p = params(2, 5, 12),
+        .f = .{ 1e-5, 0 },
+    },
+    .{ .kind = .activation, .act = .softmax, .in = 8, .out = 8 },
+};
+
+fn createModel(bytes: []const u8) !*Model {
+    var diag: image.Diag = .{};
+    return Model.create(testing.allocator, bytes, &diag) catch |err| {
+        std.debug.print("create failed: {s}\n", .{diag.message()});
+        return err;
+    };
+}
+
+test "model: every kind runs, 1000 forwards and batches allocate nothing" {
+    const bytes = try build(testing.allocator, 7, 5, &every_kind);
+    defer testing.allocator.free(bytes);
+    const m = try createModel(bytes);
+    defer m.destroy();
+    const before = m.info();
+    var prng = std.Random.DefaultPrng.init(3);
+    var x: [3 * 5]f32 = undefined;
+    var y: [8 * 5]f32 = undefined;
+    for (0..1000) |_| {
+        randomFloats(prng.random(), x[0..3], 1);
+        m.forward(x[0..3], y[0..8]);
+        for (y[0..8]) |v| try testing.expect(std.math.isFinite(v));
+    }
+    for (0..50) |_| {
+        randomFloats(prng.random(), &x, 1);
+        m.forwardBatch(&x, &y, 5);
+        m.reset();
+    }
+    const after = m.info();
+    try testing.expectEqual(before[9], after[9]);
+    try testing.expectEqual(before[10], after[10]);
+    try testing.expectEqual(@as(u64, 2), after[9]);
+    try testing.expectEqual(@as(u64, 1), after[10]);
+}
+
+test "model: forwardBatch rows start from the current state and do not advance it" {
+    const bytes = try build(testing.allocator, 11, 4, &every_kind);
+    defer testing.allocator.free(bytes);
+    const a = try createModel(bytes);
+    defer a.destroy();
+    const b = try createModel(bytes);
+    defer b.destroy();
+    var prng = std.Random.DefaultPrng.init(5);
+    var history: [6][3]f32 = undefined;
+    var y: [8 * 4]f32 = undefined;
+    for (&history) |*h| {
+        randomFloats(prng.random(), h, 1);
+        a.forward(h, y[0..8]);
+    }
+    var rows: [3 * 4]f32 = undefined;
+    randomFloats(prng.random(), &rows, 1);
+    var batch_out: [8 * 4]f32 = undefined;
+    a.forwardBatch(&rows, &batch_out, 4);
+    for (0..4) |r| {
+        b.reset();
+        for (&history) |*h| b.forward(h, y[0..8]);
+        b.forward(rows[r * 3 ..][0..3], y[0..8]);
+        // The batch kernels sum in another order than the one-row kernels.
+        for (y[0..8], batch_out[r * 8 ..][0..8]) |want, got| {
+            try testing.expectApproxEqAbs(want, got, 1e-5);
+        }
+    }
+    // The batch left a's state where the history put it.
+    b.reset();
+    for (&history) |*h| b.forward(h, y[0..8]);
+    var ya: [8]f32 = undefined;
+    a.forward(rows[0..3], &ya);
+    b.forward(rows[0..3], y[0..8]);
+    try testing.expectEqualSlices(f32, y[0..8], &ya);
+}
+
+test "model: stateless batch equals rows one at a time; in and out may overlap" {
+    const layers = [_]Spec{
+        .{ .kind = .dense, .act = .relu, .in = 33, .out = 17, .p = params(1, 0, 0) },
+        .{ .kind = .layernorm, .in = 17, .out = 17, .f = .{ 1e-5, 0 } },
+        .{ .kind = .dense, .act = .softmax, .in = 17, .out = 40, .p = params(1, 0, 0) },
+    };
+    const bytes = try build(testing.allocator, 2, 13, &layers);
+    defer testing.allocator.free(bytes);
+    const m = try createModel(bytes);
+    defer m.destroy();
+    var prng = std.Random.DefaultPrng.init(9);
+    var x: [33 * 13]f32 = undefined;
+    randomFloats(prng.random(), &x, 2);
+    var y: [40 * 13]f32 = undefined;
+    m.forwardBatch(&x, &y, 13);
+    var row: [40]f32 = undefined;
+    for (0..13) |r| {
+        m.forward(x[r * 33 ..][0..33], &row);
+        for (row, y[r * 40 ..][0..40]) |want, got| try testing.expectApproxEqAbs(want, got, 1e-6);
+    }
+    var shared: [40]f32 = undefined;
+    @memcpy(shared[0..33], x[0..33]);
+    m.forward(shared[0..33], &shared);
+    for (shared, y[0..40]) |want, got| try testing.expectApproxEqAbs(want, got, 1e-6);
+}
+
+test "model: batchnorm variance must give a positive denominator" {
+    const n = 3;
+    const gamma = [n]f32{ 1, 1, 1 };
+    const zeros = [n]f32{ 0, 0, 0 };
+    const variance = [n]f32{ 1, -0.5, 1 };
+    const layers = [_]Spec{.{
+        .kind = .batchnorm,
+        .in = n,
+        .out = n,
+        .p = params(1, 0, 0),
+        .f = .{ 1e-5, 0 },
+        .tensors = &.{ &gamma, &zeros, &zeros, &variance },
+    }};
+    const bytes = try build(testing.allocator, 1, 1, &layers);
+    defer testing.allocator.free(bytes);
+    var diag: image.Diag = .{};
+    try testing.expectError(error.BadImage, Model.create(testing.allocator, bytes, &diag));
+    try testing.expectEqualStrings(
+        "layer 0 (batchnorm): var + epsilon must be > 0",
+        diag.message(),
+    );
+}
+
+test "model: arena beyond 1 GiB is a limit error" {
+    // A conv1d ring of (4096 - 1) * 4096 frames of 64 channels needs about 4 GiB.
+    const layers = [_]Spec{.{
+        .kind = .conv1d,
+        .in = 64,
+        .out = 64,
+        .p = params(4096, 4096, 64),
+    }};
+    const bytes = try build(testing.allocator, 1, 1, &layers);
+    defer testing.allocator.free(bytes);
+    var diag: image.Diag = .{};
+    try testing.expectError(error.Limit, Model.create(testing.allocator, bytes, &diag));
+    try testing.expect(std.mem.indexOf(u8, diag.message(), "limit of 1073741824 bytes") != null);
+}
+
+test "api: statuses and messages for bad calls" {
+    const layers = [_]Spec{.{ .kind = .dense, .in = 5, .out = 3, .p = params(1, 0, 0) }};
+    const bytes = try build(testing.allocator, 4, 2, &layers);
+    defer testing.allocator.free(bytes);
+    var handle: u64 = 99;
+    var err: [128]u8 = undefined;
+    try testing.expectEqual(@as(u32, 1), api.cz_model_create(null, 0, &handle, &err, err.len));
+    try testing.expectEqual(@as(u64, 0), handle);
+    try testing.expectEqualStrings("cz_model_create: image is null", std.mem.sliceTo(&err, 0));
+    const len = bytes.len;
+    try testing.expectEqual(@as(u32, 1), api.cz_model_create(bytes.ptr, len, null, &err, err.len));
+    try testing.expectEqual(@as(u32, 2), api.cz_model_create(bytes.ptr, len - 1, &handle, &err, 4));
+    try testing.expectEqualStrings("hea", std.mem.sliceTo(&err, 0));
+    try testing.expectEqual(@as(u32, 0), api.cz_model_create(bytes.ptr, len, &handle, null, 0));
+    const h: ?*anyopaque = @ptrFromInt(handle);
+    defer api.cz_model_destroy(h);
+
+    var x = [_]f32{ 1, 2, 3, 4, 5, 6 };
+    var y: [6]f32 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_forward(h, &x, 5, &y, 3));
+    try testing.expectEqual(@as(u32, 1), api.cz_forward(h, &x, 4, &y, 3));
+    var msg: [128]u8 = undefined;
+    const n = api.cz_last_error(h, &msg, msg.len);
+    const want = "cz_forward: in_len is 4, expected 5 (input_size 5 x batch 1)";
+    try testing.expectEqualStrings(want, msg[0..n]);
+    try testing.expectEqual(@as(u32, 1), api.cz_forward(h, &x, 5, &y, 2));
+    try testing.expectEqual(@as(u32, 1), api.cz_forward(h, null, 5, &y, 3));
+    const odd: *const anyopaque = @ptrFromInt(@intFromPtr(&x) + 1);
+    try testing.expectEqual(@as(u32, 1), api.cz_forward(h, odd, 5, &y, 3));
+    try testing.expectEqual(@as(u32, 1), api.cz_forward_batch(h, &x, 15, 3, &y, 9));
+    try testing.expectEqual(@as(u32, 1), api.cz_forward_batch(h, &x, 0, 0, &y, 0));
+    var xb: [10]f32 = undefined;
+    @memcpy(xb[0..5], x[0..5]);
+    @memcpy(xb[5..10], x[0..5]);
+    try testing.expectEqual(@as(u32, 0), api.cz_forward_batch(h, &xb, 10, 2, &y, 6));
+    try testing.expectEqualSlices(f32, y[0..3], y[3..6]);
+    try testing.expectEqual(@as(u32, 0), api.cz_reset(h));
+
+    var info: [13]u64 = @splat(7);
+    try testing.expectEqual(@as(u32, 1), api.cz_model_info(h, &info, 0));
+    try testing.expectEqual(@as(u32, 0), api.cz_model_info(h, &info, 2));
+    try testing.expectEqualSlices(u64, &.{ 1, 5, 7 }, info[0..3]);
+    try testing.expectEqual(@as(u32, 0), api.cz_model_info(h, &info, info.len));
+    try testing.expectEqualSlices(u64, &.{ 1, 5, 3, 18, 72 }, info[0..5]);
+    try testing.expectEqual(@as(u64, 7), info[11]);
+
+    var fake: [8]u64 = @splat(0);
+    try testing.expectEqual(@as(u32, 4), api.cz_reset(&fake));
+    try testing.expectEqual(@as(u32, 4), api.cz_forward(null, &x, 5, &y, 3));
+    const m = api.cz_last_error(null, &msg, msg.len);
+    try testing.expect(std.mem.startsWith(u8, msg[0..m], "invalid handle"));
+    try testing.expectEqual(@as(usize, 0), api.cz_last_error(h, &msg, 0));
+    api.cz_model_destroy(null);
+    api.cz_model_destroy(&fake);
+}
+
+test "model: non-finite and huge inputs pass through every kind without a trap" {
+    const bytes = try build(testing.allocator, 13, 2, &every_kind);
+    defer testing.allocator.free(bytes);
+    const m = try createModel(bytes);
+    defer m.destroy();
+    var acts: [@typeInfo(desc.Act).@"enum".fields.len]Spec = undefined;
+    for (&acts, 0..) |*s, i| {
+        s.* = .{ .kind = .dense, .act = @enumFromInt(i), .in = 3, .out = 3, .p = params(1, 0, 0) };
+    }
+    const act_bytes = try build(testing.allocator, 13, 2, &acts);
+    defer testing.allocator.free(act_bytes);
+    const chain = try createModel(act_bytes);
+    defer chain.destroy();
+    const inf = std.math.inf(f32);
+    const values = [_]f32{ std.math.nan(f32), inf, -inf, 1e30, -1e30, 0, 3e38 };
+    var y: [16]f32 = undefined;
+    for (values) |v| {
+        const x = [6]f32{ v, v, v, v, -v, 1 };
+        m.forward(x[0..3], y[0..8]);
+        m.forwardBatch(&x, &y, 2);
+        m.reset();
+        chain.forward(x[0..3], y[0..3]);
+        chain.forwardBatch(&x, y[0..6], 2);
+    }
+}
