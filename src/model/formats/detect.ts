@@ -1,0 +1,58 @@
+/**
+ * Tells model file formats apart by content, not by extension: a safetensors file starts with
+ * its header length and then "{"; RTNeural JSON has `in_shape` and `layers`; anything else that
+ * is a JSON object of arrays is taken as a PyTorch state_dict dump.
+ */
+
+import { CadenzaError } from "../../errors.ts";
+
+export type ModelFormat = "rtneural" | "safetensors" | "torch";
+
+const OPEN_BRACE = 0x7B;
+
+function looksLikeSafetensors(bytes: Uint8Array): boolean {
+  if (bytes.length < 10) return false;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const header_len = view.getBigUint64(0, true);
+  return header_len >= 2n && header_len <= BigInt(bytes.length - 8) && bytes[8] === OPEN_BRACE;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The format of a model file's bytes. `path` is used only in the error message. Throws E_FORMAT
+ * when the bytes are none of the three.
+ *
+ * @example
+ * const format = detectFormat(await Bun.file(path).bytes(), path);
+ */
+export function detectFormat(bytes: Uint8Array, path?: string): ModelFormat {
+  const source = path ?? "model file";
+  if (looksLikeSafetensors(bytes)) return "safetensors";
+  let json: unknown;
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new CadenzaError(
+      "E_FORMAT",
+      `${source}: expected a safetensors file or JSON (RTNeural or a PyTorch state_dict), got ` +
+        `neither (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
+  if (isRecord(json) && Array.isArray(json.layers) && Array.isArray(json.in_shape)) {
+    return "rtneural";
+  }
+  const values = isRecord(json) ? Object.values(json) : [];
+  if (values.length > 0 && values.every((v) => Array.isArray(v) || typeof v === "number")) {
+    return "torch";
+  }
+  throw new CadenzaError(
+    "E_FORMAT",
+    `${source}: expected RTNeural JSON ({in_shape, layers}) or a state_dict (an object of ` +
+      "arrays), got JSON that is neither",
+  );
+}
