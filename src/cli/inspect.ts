@@ -1,0 +1,109 @@
+/** `cadenza inspect MODEL`: the layers of a model file, its parameter count and weight bytes. */
+
+import { loadSpec } from "../model/load.ts";
+import {
+  archOf,
+  DEFAULT_MAX_BATCH,
+  type LayerSpec,
+  outputSize,
+  parameterCount,
+} from "../model/spec.ts";
+import { expectPositionals } from "./args.ts";
+import type { Command } from "./command.ts";
+import { MODEL_FLAGS, MODEL_FLAGS_HELP, specOptions } from "./model_flags.ts";
+
+interface LayerRow {
+  index: number;
+  kind: string;
+  name: string;
+  shape: string;
+  activation: string;
+  params: number;
+  bytes: number;
+}
+
+function layerParams(layer: LayerSpec): number {
+  let count = 0;
+  for (const tensor of Object.values(layer.tensors)) count += tensor.length;
+  return count;
+}
+
+function layerRow(layer: LayerSpec, index: number): LayerRow {
+  const params = layerParams(layer);
+  return {
+    index,
+    kind: layer.kind,
+    name: layer.name ?? "-",
+    shape: `${layer.inputSize} -> ${layer.outputSize}`,
+    activation: layer.activation ?? "-",
+    params,
+    bytes: params * 4,
+  };
+}
+
+function table(rows: LayerRow[]): string[] {
+  const header = ["index", "kind", "name", "in -> out", "activation", "params", "bytes"];
+  const cells = rows.map((r) => [
+    String(r.index),
+    r.kind,
+    r.name,
+    r.shape,
+    r.activation,
+    String(r.params),
+    String(r.bytes),
+  ]);
+  const widths = header.map((h, col) => Math.max(h.length, ...cells.map((c) => c[col].length)));
+  const numeric = [true, false, false, false, false, true, true];
+  const line = (cols: string[]) =>
+    cols.map((c, col) => numeric[col] ? c.padStart(widths[col]) : c.padEnd(widths[col]))
+      .join("  ").trimEnd();
+  return [line(header), ...cells.map(line)];
+}
+
+export const inspectCommand: Command = {
+  name: "inspect",
+  summary: "list a model's layers, parameter count and weight bytes",
+  help: [
+    "usage: cadenza inspect MODEL [--json] [--format F] [--layers FILE]",
+    "",
+    "Reads MODEL (.safetensors, RTNeural .json, or a PyTorch state_dict .json with --layers)",
+    "and prints one row per layer: index, kind, name, in -> out, activation, params, bytes;",
+    "then the totals. Does not load the native library.",
+    "",
+    "flags:",
+    "  --json           print the architecture as JSON instead of a table",
+    MODEL_FLAGS_HELP,
+  ].join("\n"),
+  flags: { values: { ...MODEL_FLAGS }, switches: ["json"] },
+  async run(args, output) {
+    const [path] = expectPositionals(args, ["model"], "inspect");
+    const { spec, format, source } = await loadSpec(path, await specOptions(args, "inspect"));
+    const rows = spec.layers.map(layerRow);
+    const parameters = parameterCount(spec);
+    const summary = {
+      source,
+      format,
+      inputSize: spec.inputSize,
+      outputSize: outputSize(spec),
+      maxBatch: spec.maxBatch ?? DEFAULT_MAX_BATCH,
+      parameterCount: parameters,
+      weightBytes: parameters * 4,
+      meta: spec.meta ?? {},
+    };
+    if (args.switches.has("json")) {
+      const layers = spec.layers.map((layer, index) => {
+        const { params, bytes } = rows[index];
+        return { index, ...archOf(layer), params, bytes };
+      });
+      output.out(JSON.stringify({ ...summary, layers }, null, 2));
+      return 0;
+    }
+    output.out(
+      `${source} (${format}): input ${summary.inputSize}, output ${summary.outputSize}, ` +
+        `max batch ${summary.maxBatch}, ${rows.length} layers`,
+    );
+    for (const line of table(rows)) output.out(line);
+    output.out(`total: ${parameters} parameters, ${parameters * 4} weight bytes`);
+    return 0;
+  },
+};

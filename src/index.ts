@@ -1,0 +1,43 @@
+/**
+ * cadenza: real-time neural inference for generative music, on Bun and Deno.
+ *
+ * @example
+ * import { loadModel } from "cadenza";
+ * const model = await loadModel("model.json"); // RTNeural JSON, .safetensors or a state_dict
+ * const output = model.forward(new Float32Array(model.inputSize)); // reused view: copy to keep
+ * model.dispose();
+ */
+
+export { CadenzaError, type CadenzaErrorCode } from "./errors.ts";
+export { Model, type ModelOptions, type NativeInfo } from "./model/model.ts";
+export {
+  type LoadedSpec,
+  loadModel,
+  type LoadOptions,
+  loadSpec,
+  modelFromSpec,
+  type SpecOptions,
+} from "./model/load.ts";
+export {
+  type Activation,
+  archOf,
+  type LayerArch,
+  type LayerKind,
+  type LayerSpec,
+  type ModelSpec,
+  outputSize,
+  parameterCount,
+  validateSpec,
+} from "./model/spec.ts";
+export type { ModelFormat } from "./model/formats/detect.ts";
+export type { TorchLayerDecl, TorchLayerKind } from "./model/formats/torch.ts";
+export { readSafetensors, writeSafetensors } from "./model/formats/safetensors.ts";
+export { toRtneural } from "./model/formats/rtneural.ts";
+export type { LibraryChoice } from "./native/library.ts";
+export {
+  Pipeline,
+  type PipelineEdge,
+  type PipelineModel,
+  type PipelineNode,
+  type PipelineOptions,
+} from "./pipeline/pipeline.ts";

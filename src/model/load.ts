@@ -1,0 +1,107 @@
+/**
+ * From a file or bytes to a canonical spec, and from a spec to a loaded Model. The format is
+ * detected from the content unless given; a PyTorch state_dict needs its layer list beside it.
+ */
+
+import { CadenzaError } from "../errors.ts";
+import { readFile } from "../native/io.ts";
+import { detectFormat, type ModelFormat } from "./formats/detect.ts";
+import { parseRtneural } from "./formats/rtneural.ts";
+import { readSafetensors } from "./formats/safetensors.ts";
+import { parseTorchStateDict, type TorchLayerDecl } from "./formats/torch.ts";
+import { Model, type ModelOptions } from "./model.ts";
+import type { ModelSpec } from "./spec.ts";
+
+export interface SpecOptions {
+  /** "auto" (default) detects the format from the bytes. */
+  format?: "auto" | ModelFormat;
+  /** The module list of a PyTorch state_dict, in forward order (format "torch" only). */
+  layers?: TorchLayerDecl[];
+}
+
+export interface LoadOptions extends SpecOptions, Omit<ModelOptions, "source"> {}
+
+export interface LoadedSpec {
+  spec: ModelSpec;
+  format: ModelFormat;
+  /** The path, or "<bytes>". */
+  source: string;
+}
+
+const FORMATS: readonly string[] = ["auto", "rtneural", "safetensors", "torch"];
+
+function parseJson(bytes: Uint8Array, source: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (err) {
+    throw new CadenzaError("E_FORMAT", `${source}: expected JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+function parseAs(format: ModelFormat, bytes: Uint8Array, options: SpecOptions, source: string) {
+  switch (format) {
+    case "safetensors":
+      return readSafetensors(bytes, source);
+    case "rtneural":
+      return parseRtneural(parseJson(bytes, source), source);
+    case "torch":
+      if (options.layers === undefined) {
+        throw new CadenzaError(
+          "E_ARGUMENT",
+          `${source}: a PyTorch state_dict carries no architecture: pass its module list as ` +
+            "`layers` (the CLI's --layers FILE)",
+        );
+      }
+      return parseTorchStateDict(parseJson(bytes, source), options.layers, source);
+  }
+}
+
+/** Reads a model file (or bytes) into its canonical spec, validated. */
+export async function loadSpec(
+  path_or_bytes: string | Uint8Array,
+  options: SpecOptions = {},
+): Promise<LoadedSpec> {
+  const requested = options.format ?? "auto";
+  if (!FORMATS.includes(requested)) {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `format: expected one of ${FORMATS.join(", ")}, got ${JSON.stringify(requested)}`,
+    );
+  }
+  const from_file = typeof path_or_bytes === "string";
+  const source = from_file ? path_or_bytes : "<bytes>";
+  const bytes = from_file ? await readFile(path_or_bytes) : path_or_bytes;
+  if (!(bytes instanceof Uint8Array)) {
+    throw new CadenzaError("E_ARGUMENT", "loadModel: expected a path or a Uint8Array");
+  }
+  const format = requested === "auto" ? detectFormat(bytes, source) : requested;
+  return { spec: parseAs(format, bytes, options, source), format, source };
+}
+
+/**
+ * Loads a model file (.safetensors, RTNeural .json, PyTorch state_dict .json) or its bytes.
+ *
+ * @example
+ * const model = await loadModel("models/melody.safetensors");
+ * const probabilities = model.forward(new Float32Array(model.inputSize));
+ */
+export async function loadModel(
+  path_or_bytes: string | Uint8Array,
+  options: LoadOptions = {},
+): Promise<Model> {
+  const { spec, source } = await loadSpec(path_or_bytes, options);
+  return await Model.create(spec, { ...options, source });
+}
+
+/**
+ * Loads a canonical spec built in code (docs/DESIGN.md, "Canonical layer specs").
+ *
+ * @example
+ * const model = await modelFromSpec({ inputSize: 2, layers: [{ kind: "dense", inputSize: 2,
+ *   outputSize: 1, tensors: { W: new Float32Array([0.5, -1]), b: new Float32Array([0]) } }] });
+ */
+export async function modelFromSpec(spec: ModelSpec, options: ModelOptions = {}): Promise<Model> {
+  return await Model.create(spec, options);
+}

@@ -1,0 +1,252 @@
+/**
+ * A loaded model: a native handle plus the canonical spec it came from. Every buffer a call
+ * needs is allocated here, once; forward and forwardBatch return views of that memory, so the
+ * per-step path allocates nothing in JS or in native code.
+ */
+
+import { CadenzaError } from "../errors.ts";
+import { INFO_FIELDS, type NativeApi, type NativeHandle, statusCode } from "../native/api.ts";
+import { type LibraryChoice, openNative } from "../native/index.ts";
+import { writeFile } from "../native/io.ts";
+import { writeSafetensors } from "./formats/safetensors.ts";
+import { packImage } from "./image.ts";
+import {
+  archOf,
+  DEFAULT_MAX_BATCH,
+  describe,
+  type LayerArch,
+  type ModelSpec,
+  outputSize,
+  parameterCount,
+  validateSpec,
+} from "./spec.ts";
+
+export interface ModelOptions {
+  /** Most rows forwardBatch accepts (1..4096); overrides the spec's maxBatch. */
+  maxBatch?: number;
+  /** "safe" (default), "fast", or a library path; default from CADENZA_LIB. */
+  library?: LibraryChoice;
+  /** Names the model in error messages (a path, or "<bytes>"). */
+  source?: string;
+}
+
+/** What the native library reports about a loaded model (cz_model_info). */
+export interface NativeInfo {
+  abiVersion: number;
+  inputSize: number;
+  outputSize: number;
+  parameterCount: number;
+  weightBytes: number;
+  /** Every byte the model holds natively: weights, state, scratch. */
+  arenaBytes: number;
+  stateFloats: number;
+  maxBatch: number;
+  layerCount: number;
+  /** Allocations made by this model's allocator since create; constant after create. */
+  allocCount: number;
+  freeCount: number;
+  libraryPath: string;
+}
+
+interface Held {
+  api: NativeApi;
+  handle: NativeHandle;
+}
+
+// A safety net for models that are dropped without dispose(): their native memory is freed
+// when the garbage collector notices. dispose() unregisters, so nothing is freed twice.
+const registry = new FinalizationRegistry<Held>((held) => held.api.destroy(held.handle));
+
+export class Model {
+  /** The canonical spec, with maxBatch filled in. */
+  readonly spec: ModelSpec;
+  readonly layers: readonly LayerArch[];
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly parameterCount: number;
+  /** parameterCount * 4 (float32 weights). */
+  readonly weightBytes: number;
+  readonly maxBatch: number;
+  /** Names the model in error messages. */
+  readonly source: string;
+
+  #api: NativeApi;
+  #handle: NativeHandle | null;
+  #output: Float32Array;
+  #batch_views: Float32Array[];
+  #info: BigUint64Array;
+
+  private constructor(api: NativeApi, handle: NativeHandle, spec: ModelSpec, source: string) {
+    this.spec = spec;
+    this.layers = spec.layers.map((layer) => archOf(layer));
+    this.inputSize = spec.inputSize;
+    this.outputSize = outputSize(spec);
+    this.parameterCount = parameterCount(spec);
+    this.weightBytes = this.parameterCount * 4;
+    this.maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
+    this.source = source;
+    this.#api = api;
+    this.#handle = handle;
+    this.#output = new Float32Array(this.outputSize * this.maxBatch);
+    this.#batch_views = new Array<Float32Array>(this.maxBatch);
+    this.#batch_views[0] = this.#output.subarray(0, this.outputSize);
+    this.#info = new BigUint64Array(INFO_FIELDS);
+    registry.register(this, { api, handle }, this);
+  }
+
+  /** Validates the spec, packs it into a model image and loads it into the native library. */
+  static async create(spec: ModelSpec, options: ModelOptions = {}): Promise<Model> {
+    const source = options.source ?? "<spec>";
+    const full: ModelSpec = {
+      ...spec,
+      maxBatch: options.maxBatch ?? spec.maxBatch ?? DEFAULT_MAX_BATCH,
+    };
+    validateSpec(full, source);
+    const image = packImage(full, source);
+    const api = await openNative(options.library);
+    let handle: NativeHandle;
+    try {
+      handle = api.create(image);
+    } catch (err) {
+      if (err instanceof CadenzaError) {
+        throw new CadenzaError(err.code, `${source}: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+    const model = new Model(api, handle, full, source);
+    model.#checkNativeSizes();
+    return model;
+  }
+
+  /**
+   * Runs one step and advances the model's state. Returns a view of memory the model reuses:
+   * it is overwritten by the next forward or forwardBatch (copy it to keep it).
+   */
+  forward(input: Float32Array): Float32Array {
+    const handle = this.#live("forward");
+    if (!(input instanceof Float32Array) || input.length !== this.inputSize) {
+      throw this.#shapeError("forward", input, this.inputSize);
+    }
+    const output = this.#batch_views[0];
+    const status = this.#api.forward(handle, input, output);
+    if (status !== 0) throw this.#nativeError(handle, status, "forward");
+    return output;
+  }
+
+  /**
+   * Runs `batch` independent rows (row-major, inputSize each) from the current state, which
+   * does not advance. Returns a reused view of batch * outputSize values.
+   */
+  forwardBatch(input: Float32Array, batch: number): Float32Array {
+    const handle = this.#live("forwardBatch");
+    if (!Number.isInteger(batch) || batch < 1 || batch > this.maxBatch) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `${this.source}: forwardBatch batch: expected an integer in 1..${this.maxBatch}, ` +
+          `got ${describe(batch)}`,
+      );
+    }
+    if (!(input instanceof Float32Array) || input.length !== this.inputSize * batch) {
+      throw this.#shapeError("forwardBatch", input, this.inputSize * batch);
+    }
+    const output = this.#batchView(batch);
+    const status = this.#api.forwardBatch(handle, input, batch, output);
+    if (status !== 0) throw this.#nativeError(handle, status, "forwardBatch");
+    return output;
+  }
+
+  /** Zeroes the recurrent, convolution and attention state. */
+  reset(): void {
+    const handle = this.#live("reset");
+    const status = this.#api.reset(handle);
+    if (status !== 0) throw this.#nativeError(handle, status, "reset");
+  }
+
+  nativeInfo(): NativeInfo {
+    const handle = this.#live("nativeInfo");
+    const status = this.#api.info(handle, this.#info);
+    if (status !== 0) throw this.#nativeError(handle, status, "nativeInfo");
+    const field = (index: number) => Number(this.#info[index]);
+    return {
+      abiVersion: field(0),
+      inputSize: field(1),
+      outputSize: field(2),
+      parameterCount: field(3),
+      weightBytes: field(4),
+      arenaBytes: field(5),
+      stateFloats: field(6),
+      maxBatch: field(7),
+      layerCount: field(8),
+      allocCount: field(9),
+      freeCount: field(10),
+      libraryPath: this.#api.libraryPath,
+    };
+  }
+
+  /** Writes the model as .safetensors (architecture in its metadata), whatever the extension. */
+  async save(path: string): Promise<void> {
+    this.#live("save");
+    await writeFile(path, writeSafetensors(this.spec));
+  }
+
+  /** Frees the native model. Idempotent; afterwards every other call throws E_DISPOSED. */
+  dispose(): void {
+    const handle = this.#handle;
+    if (handle === null) return;
+    this.#handle = null;
+    registry.unregister(this);
+    this.#api.destroy(handle);
+  }
+
+  get disposed(): boolean {
+    return this.#handle === null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #live(call: string): NativeHandle {
+    const handle = this.#handle;
+    if (handle === null) {
+      throw new CadenzaError("E_DISPOSED", `${this.source}: ${call} called after dispose()`);
+    }
+    return handle;
+  }
+
+  #batchView(batch: number): Float32Array {
+    let view = this.#batch_views[batch - 1];
+    if (view === undefined) {
+      view = this.#output.subarray(0, batch * this.outputSize);
+      this.#batch_views[batch - 1] = view;
+    }
+    return view;
+  }
+
+  #shapeError(call: string, input: unknown, expected_len: number): CadenzaError {
+    return new CadenzaError(
+      "E_SHAPE",
+      `${this.source}: ${call} input: expected Float32Array of ${expected_len}, ` +
+        `got ${describe(input)}`,
+    );
+  }
+
+  #nativeError(handle: NativeHandle, status: number, call: string): CadenzaError {
+    const message = this.#api.lastError(handle) || `status ${status}`;
+    return new CadenzaError(statusCode(status), `${this.source}: ${call}: ${message}`);
+  }
+
+  #checkNativeSizes(): void {
+    const info = this.nativeInfo();
+    const expected = [this.inputSize, this.outputSize, this.parameterCount, this.maxBatch];
+    const got = [info.inputSize, info.outputSize, info.parameterCount, info.maxBatch];
+    if (expected.some((value, index) => value !== got[index])) {
+      this.dispose();
+      throw new CadenzaError(
+        "E_NATIVE",
+        `${this.source}: the native model reports input/output/parameters/maxBatch ` +
+          `${got.join("/")}, expected ${expected.join("/")}`,
+      );
+    }
+  }
+}

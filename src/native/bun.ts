@@ -1,0 +1,71 @@
+/**
+ * The bun:ffi adapter. TypedArrays are passed straight as `ptr` arguments, so Bun reads their
+ * address at each call: no `ptr()` value is kept across calls (it can go stale when the JIT
+ * moves small arrays), and a forward allocates nothing in JS.
+ */
+
+import { dlopen, FFIType, type Pointer } from "bun:ffi";
+import { CadenzaError } from "../errors.ts";
+import {
+  decodeMessage,
+  MESSAGE_BYTES,
+  type NativeApi,
+  type NativeHandle,
+  statusCode,
+} from "./api.ts";
+
+const { ptr, usize, u32, void: none } = FFIType;
+
+const symbols = {
+  cz_abi_version: { args: [], returns: u32 },
+  cz_model_create: { args: [ptr, usize, ptr, ptr, usize], returns: u32 },
+  cz_model_destroy: { args: [ptr], returns: none },
+  cz_model_info: { args: [ptr, ptr, usize], returns: u32 },
+  cz_forward: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
+  cz_forward_batch: { args: [ptr, ptr, usize, u32, ptr, usize], returns: u32 },
+  cz_reset: { args: [ptr], returns: u32 },
+  cz_last_error: { args: [ptr, ptr, usize], returns: usize },
+} as const;
+
+function toPointer(handle: NativeHandle): Pointer {
+  return handle as unknown as Pointer;
+}
+
+export function openBun(library_path: string): NativeApi {
+  let lib;
+  try {
+    lib = dlopen(library_path, symbols);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CadenzaError("E_NATIVE", `cannot load native library ${library_path}: ${reason}`);
+  }
+  const cz = lib.symbols;
+  const handle_out = new BigUint64Array(1);
+  const message = new Uint8Array(MESSAGE_BYTES);
+
+  return {
+    libraryPath: library_path,
+    abiVersion: () => cz.cz_abi_version(),
+    create(image) {
+      handle_out[0] = 0n;
+      message[0] = 0;
+      const status = cz.cz_model_create(image, image.length, handle_out, message, message.length);
+      if (status !== 0 || handle_out[0] === 0n) {
+        const text = decodeMessage(message, message.length) || `status ${status}`;
+        throw new CadenzaError(statusCode(status), text);
+      }
+      return Number(handle_out[0]) as unknown as NativeHandle;
+    },
+    destroy: (handle) => cz.cz_model_destroy(toPointer(handle)),
+    info: (handle, out) => cz.cz_model_info(toPointer(handle), out, out.length),
+    forward: (handle, input, output) =>
+      cz.cz_forward(toPointer(handle), input, input.length, output, output.length),
+    forwardBatch: (handle, input, batch, output) =>
+      cz.cz_forward_batch(toPointer(handle), input, input.length, batch, output, output.length),
+    reset: (handle) => cz.cz_reset(toPointer(handle)),
+    lastError(handle) {
+      const written = Number(cz.cz_last_error(toPointer(handle), message, message.length));
+      return decodeMessage(message, written);
+    },
+  };
+}

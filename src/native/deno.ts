@@ -1,0 +1,124 @@
+/**
+ * The Deno.dlopen adapter. Arrays go as `buffer` parameters (Deno reads each view's address at
+ * the call, offset included). Lengths go as BigInts: Deno's fast call path takes `usize` only as
+ * a BigInt (a number falls back to a path ~4x slower), and the BigInts come from a cache so that
+ * a forward allocates nothing in JS. No symbol is `nonblocking`: those run on another thread and
+ * cost ~130 us per awaited call.
+ */
+
+import { CadenzaError } from "../errors.ts";
+import {
+  decodeMessage,
+  MESSAGE_BYTES,
+  type NativeApi,
+  type NativeHandle,
+  statusCode,
+} from "./api.ts";
+
+const symbols = {
+  cz_abi_version: { parameters: [], result: "u32" },
+  cz_model_create: {
+    parameters: ["buffer", "usize", "buffer", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_model_destroy: { parameters: ["pointer"], result: "void" },
+  cz_model_info: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_forward: { parameters: ["pointer", "buffer", "usize", "buffer", "usize"], result: "u32" },
+  cz_forward_batch: {
+    parameters: ["pointer", "buffer", "usize", "u32", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_reset: { parameters: ["pointer"], result: "u32" },
+  cz_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Ptr = Deno.PointerValue;
+type Buf = ArrayBufferView;
+
+/** The symbols as called here: any view (shared memory included) where Deno asks for a buffer. */
+interface Symbols {
+  cz_abi_version(): number;
+  cz_model_create(
+    image: Buf,
+    image_len: bigint,
+    handle_out: Buf,
+    err: Buf,
+    err_len: bigint,
+  ): number;
+  cz_model_destroy(handle: Ptr): void;
+  cz_model_info(handle: Ptr, out: Buf, out_len: bigint): number;
+  cz_forward(handle: Ptr, x: Buf, x_len: bigint, y: Buf, y_len: bigint): number;
+  cz_forward_batch(
+    handle: Ptr,
+    x: Buf,
+    x_len: bigint,
+    batch: number,
+    y: Buf,
+    y_len: bigint,
+  ): number;
+  cz_reset(handle: Ptr): number;
+  cz_last_error(handle: Ptr, buf: Buf, buf_len: bigint): number | bigint;
+}
+
+/** One BigInt per distinct length, made once: few distinct lengths occur in one process. */
+const lengths = new Map<number, bigint>();
+
+function len(view: ArrayBufferView & { length: number }): bigint {
+  const n = view.length;
+  let big = lengths.get(n);
+  if (big === undefined) {
+    big = BigInt(n);
+    lengths.set(n, big);
+  }
+  return big;
+}
+
+function toPointer(handle: NativeHandle): Deno.PointerObject {
+  return handle as unknown as Deno.PointerObject;
+}
+
+export function openDeno(library_path: string): NativeApi {
+  let lib: Deno.DynamicLibrary<typeof symbols>;
+  try {
+    lib = Deno.dlopen(library_path, symbols);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CadenzaError("E_NATIVE", `cannot load native library ${library_path}: ${reason}`);
+  }
+  const cz = lib.symbols as unknown as Symbols;
+  const handle_out = new BigUint64Array(1);
+  const message = new Uint8Array(MESSAGE_BYTES);
+
+  return {
+    libraryPath: library_path,
+    abiVersion: () => cz.cz_abi_version(),
+    create(image) {
+      handle_out[0] = 0n;
+      message[0] = 0;
+      const status = cz.cz_model_create(
+        image,
+        BigInt(image.length),
+        handle_out,
+        message,
+        len(message),
+      );
+      const handle = Deno.UnsafePointer.create(handle_out[0]);
+      if (status !== 0 || handle === null) {
+        const text = decodeMessage(message, message.length) || `status ${status}`;
+        throw new CadenzaError(statusCode(status), text);
+      }
+      return handle as unknown as NativeHandle;
+    },
+    destroy: (handle) => cz.cz_model_destroy(toPointer(handle)),
+    info: (handle, out) => cz.cz_model_info(toPointer(handle), out, len(out)),
+    forward: (handle, input, output) =>
+      cz.cz_forward(toPointer(handle), input, len(input), output, len(output)),
+    forwardBatch: (handle, input, batch, output) =>
+      cz.cz_forward_batch(toPointer(handle), input, len(input), batch, output, len(output)),
+    reset: (handle) => cz.cz_reset(toPointer(handle)),
+    lastError(handle) {
+      const written = Number(cz.cz_last_error(toPointer(handle), message, len(message)));
+      return decodeMessage(message, written);
+    },
+  };
+}

@@ -1,0 +1,234 @@
+/**
+ * The cadenza CLI: in-process through main() (output captured), and as a process under Bun and
+ * under Deno for the exit codes and the runtime entry points.
+ */
+
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { commands, main } from "../src/cli/main.ts";
+import type { Output } from "../src/cli/command.ts";
+import { readCsv, rtneuralData, rtneuralModel } from "./helpers.ts";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const DENSE = rtneuralModel("dense.json");
+const GRU = rtneuralModel("gru.json");
+const scratch = mkdtempSync(join(tmpdir(), "cadenza-cli-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+async function cli(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const output: Output = { out: (line) => out.push(line), err: (line) => err.push(line) };
+  const code = await main(argv, output);
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+function spawn(command: string[]) {
+  const result = Bun.spawnSync(command, { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  return { code: result.exitCode, out: result.stdout.toString(), err: result.stderr.toString() };
+}
+
+test("--help lists the commands; each command has its own --help", async () => {
+  const top = await cli("--help");
+  expect(top.code).toBe(0);
+  expect(top.out).toMatch(/usage: cadenza <command>/);
+  for (const { name } of commands) {
+    const help = await cli(name, "--help");
+    expect(help.code).toBe(0);
+    expect(help.out).toMatch(new RegExp(`^usage: cadenza ${name}\\b`));
+    expect(top.out).toContain(`  ${name} `);
+  }
+});
+
+test("inspect prints the layer table and totals", async () => {
+  const result = await cli("inspect", rtneuralModel("full_model.json"));
+  expect(result.code).toBe(0);
+  const lines = result.out.split("\n");
+  expect(lines[1].split(/\s+/)).toEqual([
+    "index",
+    "kind",
+    "name",
+    "in",
+    "->",
+    "out",
+    "activation",
+    "params",
+    "bytes",
+  ]);
+  expect(lines[3].trim().split(/\s+/)).toEqual([
+    "1",
+    "conv1d",
+    "-",
+    "8",
+    "->",
+    "4",
+    "tanh",
+    "100",
+    "400",
+  ]);
+  expect(lines.at(-1)).toBe("total: 461 parameters, 1844 weight bytes");
+});
+
+test("inspect --json describes the architecture", async () => {
+  const result = await cli("inspect", DENSE, "--json");
+  expect(result.code).toBe(0);
+  const json = JSON.parse(result.out);
+  expect(json).toMatchObject({
+    format: "rtneural",
+    inputSize: 1,
+    outputSize: 1,
+    parameterCount: 321,
+  });
+  expect(json.weightBytes).toBe(1284);
+  expect(json.layers).toHaveLength(12);
+  expect(json.layers[0]).toEqual({
+    index: 0,
+    kind: "dense",
+    inputSize: 1,
+    outputSize: 8,
+    params: 16,
+    bytes: 64,
+  });
+  expect(json.layers.reduce((sum: number, layer: { params: number }) => sum + layer.params, 0))
+    .toBe(321);
+});
+
+test("inspect reads a PyTorch state_dict with --layers", async () => {
+  const layers = join(scratch, "lstm_torch.layers.json");
+  writeFileSync(
+    layers,
+    JSON.stringify([
+      { kind: "lstm", name: "lstm" },
+      { kind: "lstm", name: "lstm2", numLayers: 3 },
+      { kind: "linear", name: "dense" },
+    ]),
+  );
+  const result = await cli(
+    "inspect",
+    rtneuralModel("lstm_torch.json"),
+    "--layers",
+    layers,
+    "--json",
+  );
+  expect(result.err).toBe("");
+  const json = JSON.parse(result.out);
+  expect(json.format).toBe("torch");
+  expect(json.layers.map((layer: { kind: string }) => layer.kind)).toEqual([
+    "lstm",
+    "lstm",
+    "lstm",
+    "lstm",
+    "dense",
+  ]);
+});
+
+test("run streams the rows with state carried, outputs on stdout, timing on stderr", async () => {
+  const result = await cli("run", GRU, "--input", rtneuralData("gru_x_python.csv"));
+  expect(result.code).toBe(0);
+  const got = result.out.split("\n").map(Number);
+  const want = readCsv(rtneuralData("gru_y_python.csv")).map((row) => row[0]);
+  expect(got).toHaveLength(want.length);
+  const worst = Math.max(...got.map((value, i) => Math.abs(value - want[i])));
+  expect(worst).toBeLessThan(1e-4);
+  expect(result.err).toMatch(
+    /^load \d+\.\d+ ms; 100 steps: median \d+\.\d+ us, p99 \d+\.\d+ us, max \d+\.\d+ us \(\S+\)$/,
+  );
+});
+
+test("run --steps cycles through the rows; --quiet prints only the timing", async () => {
+  const cycled = await cli(
+    "run",
+    DENSE,
+    "--input",
+    rtneuralData("dense_x_python.csv"),
+    "--steps",
+    "250",
+  );
+  const lines = cycled.out.split("\n");
+  expect(lines).toHaveLength(250);
+  expect(lines[200]).toBe(lines[0]);
+  const quiet = await cli("run", DENSE, "--input", rtneuralData("dense_x_python.csv"), "--quiet");
+  expect(quiet.out).toBe("");
+  expect(quiet.err).toMatch(/100 steps/);
+  const fast = await cli(
+    "run",
+    DENSE,
+    "--input",
+    rtneuralData("dense_x_python.csv"),
+    "--quiet",
+    "--library",
+    "fast",
+  );
+  expect(fast.err).toMatch(/\(libcadenza_fast\.so\)$/);
+});
+
+test("run refuses bad input rows with the file and line", async () => {
+  const input = join(scratch, "bad.csv");
+  writeFileSync(input, "0.5\n1,2\n");
+  const wide = await cli("run", DENSE, "--input", input);
+  expect(wide.code).toBe(1);
+  expect(wide.err).toBe(
+    `cadenza: E_SHAPE: ${input}:2: expected 1 values (the model's input size), got 2`,
+  );
+  writeFileSync(input, "0.5\nnope\n");
+  const word = await cli("run", DENSE, "--input", input);
+  expect(word.err).toBe(`cadenza: E_FORMAT: ${input}:2: expected a number, got "nope"`);
+});
+
+test("usage mistakes exit 2 with a pointer to --help", async () => {
+  const cases = [
+    ["bogus"],
+    [],
+    ["inspect"],
+    ["inspect", DENSE, "--bogus"],
+    ["inspect", DENSE, "--format", "onnx"],
+    ["run", DENSE],
+    ["run", DENSE, "--input", "x.csv", "--steps", "0"],
+  ];
+  for (const argv of cases) {
+    const result = await cli(...argv);
+    expect({ argv, code: result.code }).toEqual({ argv, code: 2 });
+    expect(result.err).toMatch(/cadenza/);
+  }
+  expect((await cli("bogus")).err).toMatch(/unknown command "bogus"/);
+  expect((await cli("inspect", DENSE, "--bogus")).err).toMatch(/unknown flag --bogus/);
+});
+
+test("errors print `cadenza: <code>: <message>` and exit 1", async () => {
+  const missing = join(scratch, "missing.json");
+  const result = await cli("inspect", missing);
+  expect(result.code).toBe(1);
+  expect(result.err).toStartWith(`cadenza: E_IO: cannot read ${missing}`);
+});
+
+test("as a process under Bun: exit codes and streams", () => {
+  const bun = process.execPath;
+  const ok = spawn([bun, "src/cli/main.ts", "inspect", DENSE]);
+  expect(ok.code).toBe(0);
+  expect(ok.out).toMatch(/total: 321 parameters/);
+  expect(spawn([bun, "src/cli/main.ts", "bogus"]).code).toBe(2);
+  const missing = spawn([bun, "src/cli/main.ts", "inspect", join(scratch, "missing.json")]);
+  expect(missing.code).toBe(1);
+  expect(missing.err).toMatch(/^cadenza: E_IO: /);
+});
+
+test("as a process under Deno with only --allow-ffi --allow-read", () => {
+  const deno = join(ROOT, "node_modules/.bin/deno");
+  const base = [deno, "run", "--allow-ffi", "--allow-read", "src/cli/main.ts"];
+  const result = spawn([
+    ...base,
+    "run",
+    DENSE,
+    "--input",
+    rtneuralData("dense_x_python.csv"),
+    "--steps",
+    "3",
+  ]);
+  expect(result.err).toMatch(/3 steps/);
+  expect(result.code).toBe(0);
+  expect(result.out.trim().split("\n")).toHaveLength(3);
+  expect(spawn([...base, "inspect", DENSE, "--bogus"]).code).toBe(2);
+});
