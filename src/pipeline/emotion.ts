@@ -1,0 +1,331 @@
+/**
+ * The five-model emotion pipeline: its models' architectures as data, its graph, and
+ * `EmotionPipeline`, which loads the five model files and runs the graph with `Pipeline`.
+ * models/MODELS.md is the card for the default files (untrained seeded initialisations).
+ *
+ * ```ts
+ * const pipeline = await EmotionPipeline.load();          // the project's models/
+ * const out = pipeline.step(features);                    // 128 audio features
+ * out.melody;                                             // 128 note probabilities (reused view)
+ * pipeline.stepFromEmotion(emotion);                      // 64 values from text or biometrics
+ * ```
+ */
+
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { CadenzaError } from "../errors.ts";
+import { type LayerArch, parameterCount, tensorShapes } from "../model/spec.ts";
+import { loadModel, type LoadOptions, loadSpec } from "../model/load.ts";
+import { Pipeline, type PipelineModel, type PipelineNode } from "./pipeline.ts";
+
+export type EmotionModelName =
+  | "EmotionRecognizer"
+  | "MelodyTransformer"
+  | "HarmonyPredictor"
+  | "DynamicsEngine"
+  | "GroovePredictor";
+
+/** The step result: one reused view per node, overwritten by the next step. */
+export interface EmotionOutputs extends Record<string, Float32Array> {
+  /** 64 emotion values in [-1, 1]. */
+  emotion: Float32Array;
+  /** 128 note probabilities in [0, 1] (independent sigmoids, one per MIDI note). */
+  melody: Float32Array;
+  /** 64 chord probabilities (a softmax: they sum to 1). */
+  harmony: Float32Array;
+  /** 16 expression values in [0, 1]. */
+  dynamics: Float32Array;
+  /** 32 groove values in [-1, 1]. */
+  groove: Float32Array;
+}
+
+export interface EmotionModelInfo {
+  name: EmotionModelName;
+  /** The graph node that runs it, and the key of its output. */
+  node: keyof EmotionOutputs & string;
+  inputSize: number;
+  outputSize: number;
+  layers: LayerArch[];
+  /** The figure in the original design's table; ours must land within 10% of it. */
+  seedParameters: number;
+  description: string;
+}
+
+const dense = (
+  inputSize: number,
+  outputSize: number,
+  activation: LayerArch["activation"],
+): LayerArch => ({ kind: "dense", inputSize, outputSize, activation, bias: true });
+
+const transformer = (d: number): LayerArch => ({
+  kind: "transformer",
+  inputSize: d,
+  outputSize: d,
+  heads: 4,
+  context: 32,
+  ffDim: 4 * d,
+  epsilon: 1e-5,
+  activation: "gelu",
+});
+
+/** The five architectures, in the order the graph runs them. */
+export const EMOTION_MODELS: readonly EmotionModelInfo[] = Object.freeze([
+  {
+    name: "EmotionRecognizer",
+    node: "emotion",
+    inputSize: 128,
+    outputSize: 64,
+    layers: [
+      dense(128, 512, "tanh"),
+      dense(512, 256, "tanh"),
+      { kind: "lstm", inputSize: 256, outputSize: 168 },
+      dense(168, 64, "tanh"),
+    ],
+    seedParameters: 497_664,
+    description: "128 audio features -> 64 emotion values; the LSTM carries the recent past",
+  },
+  {
+    name: "MelodyTransformer",
+    node: "melody",
+    inputSize: 64,
+    outputSize: 128,
+    layers: [
+      dense(64, 128, "linear"),
+      transformer(128),
+      transformer(128),
+      dense(128, 128, "sigmoid"),
+    ],
+    seedParameters: 412_672,
+    description: "64 emotion values -> 128 note probabilities; causal attention over the last " +
+      "32 steps (KV cache)",
+  },
+  {
+    name: "HarmonyPredictor",
+    node: "harmony",
+    inputSize: 128,
+    outputSize: 64,
+    layers: [dense(128, 256, "tanh"), dense(256, 128, "tanh"), dense(128, 64, "softmax")],
+    seedParameters: 74_048,
+    description: "[emotion, melody max-pooled in pairs] -> 64 chord probabilities",
+  },
+  {
+    name: "DynamicsEngine",
+    node: "dynamics",
+    inputSize: 32,
+    outputSize: 16,
+    layers: [dense(32, 128, "relu"), dense(128, 64, "relu"), dense(64, 16, "sigmoid")],
+    seedParameters: 13_456,
+    description: "[emotion mean-pooled by 4, groove 0..15] -> 16 expression values",
+  },
+  {
+    name: "GroovePredictor",
+    node: "groove",
+    inputSize: 64,
+    outputSize: 32,
+    layers: [dense(64, 128, "tanh"), dense(128, 64, "tanh"), dense(64, 32, "tanh")],
+    seedParameters: 19_040,
+    description: "64 emotion values -> 32 groove values (swing, micro-timing, density)",
+  },
+]);
+
+/**
+ * The graph, as data. Harmony reads a 128-value context: the 64 emotion values, then the 128
+ * note probabilities max-pooled in pairs (notes 2k and 2k+1 -> value 64+k). Dynamics reads a
+ * 32-value compact context: the emotion mean-pooled in fours (values 4k..4k+3 -> value k),
+ * then groove values 0..15.
+ */
+export const EMOTION_GRAPH: readonly PipelineNode[] = Object.freeze([
+  { name: "emotion", model: "EmotionRecognizer", inputs: [{ from: "input" }] },
+  { name: "melody", model: "MelodyTransformer", inputs: [{ from: "emotion" }] },
+  { name: "groove", model: "GroovePredictor", inputs: [{ from: "emotion" }] },
+  {
+    name: "harmony",
+    model: "HarmonyPredictor",
+    inputs: [{ from: "emotion" }, { from: "melody", op: "maxpool2" }],
+  },
+  {
+    name: "dynamics",
+    model: "DynamicsEngine",
+    inputs: [{ from: "emotion", op: "meanpool4" }, { from: "groove", offset: 0, length: 16 }],
+  },
+]);
+
+/** Parameters of an architecture from its tensor shapes (what the loaded model reports). */
+export function archParameterCount(layers: readonly LayerArch[]): number {
+  let count = 0;
+  for (const layer of layers) {
+    for (const shape of Object.values(tensorShapes(layer))) {
+      count += shape.reduce((a, b) => a * b, 1);
+    }
+  }
+  return count;
+}
+
+/** Audio features the recognizer takes, and the emotion width stepFromEmotion takes. */
+export const FEATURE_SIZE = 128;
+export const EMOTION_SIZE = 64;
+
+/** The project's models/ folder, where the default files live. */
+export function defaultModelsDir(): string {
+  return fileURLToPath(new URL("../../models/", import.meta.url));
+}
+
+/** The file of model `name` in `dir`. */
+export function modelFile(dir: string, name: EmotionModelName): string {
+  return join(dir, `${name}.safetensors`);
+}
+
+/** One model of a models/ folder as `cadenza inspect DIR` shows it. */
+export interface EmotionModelRow {
+  name: EmotionModelName;
+  /** "128 -> 64". */
+  shape: string;
+  /** "dense 128->512 tanh, dense 512->256 tanh, lstm 256->168, ...". */
+  architecture: string;
+  parameters: number;
+  /** parameters * 4 (float32). */
+  bytes: number;
+  seedParameters: number;
+  /** (parameters / seedParameters - 1) * 100. */
+  diffPercent: number;
+  /** Within 10% of the seed table. */
+  withinSeed: boolean;
+  /** The file's metadata says untrained: "true" (the seeded initialisations of models/). */
+  untrained: boolean;
+  file: string;
+}
+
+/** A one-line architecture: "dense 128->512 tanh, lstm 256->168, transformer d128 (...)". */
+export function architectureLine(layers: readonly LayerArch[]): string {
+  return layers.map((layer) => {
+    if (layer.kind === "transformer") {
+      return `transformer d${layer.inputSize} (${layer.heads} heads, context ${layer.context}, ` +
+        `ff ${layer.ffDim} ${layer.activation ?? "gelu"})`;
+    }
+    const act = layer.activation !== undefined && layer.activation !== "linear"
+      ? ` ${layer.activation}`
+      : "";
+    return `${layer.kind} ${layer.inputSize}->${layer.outputSize}${act}`;
+  }).join(", ");
+}
+
+/**
+ * Reads the five files of `dir` (specs only: no native library) and describes each against
+ * the seed table. Throws E_IO naming the file when one is missing.
+ */
+export async function inspectEmotionModels(
+  dir: string = defaultModelsDir(),
+): Promise<EmotionModelRow[]> {
+  const rows: EmotionModelRow[] = [];
+  for (const info of EMOTION_MODELS) {
+    const file = modelFile(dir, info.name);
+    const { spec } = await loadSpec(file);
+    const parameters = parameterCount(spec);
+    const diffPercent = (parameters / info.seedParameters - 1) * 100;
+    rows.push({
+      name: info.name,
+      shape: `${spec.inputSize} -> ${spec.layers[spec.layers.length - 1].outputSize}`,
+      architecture: architectureLine(spec.layers),
+      parameters,
+      bytes: parameters * 4,
+      seedParameters: info.seedParameters,
+      diffPercent,
+      withinSeed: Math.abs(diffPercent) < 10,
+      untrained: spec.meta?.untrained === "true",
+      file,
+    });
+  }
+  return rows;
+}
+
+export class EmotionPipeline {
+  readonly pipeline: Pipeline<EmotionOutputs>;
+  readonly models: Readonly<Record<EmotionModelName, PipelineModel>>;
+  readonly #emotionIndex: number;
+
+  /** Builds the graph over five loaded models; the pipeline owns them from now on. */
+  constructor(models: Record<EmotionModelName, PipelineModel>) {
+    checkWidths(models);
+    const nodes = structuredClone(EMOTION_GRAPH) as PipelineNode[];
+    this.pipeline = new Pipeline<EmotionOutputs>(nodes, models, { inputSize: FEATURE_SIZE });
+    this.models = models;
+    this.#emotionIndex = this.pipeline.indexOf("emotion");
+  }
+
+  /**
+   * Loads `<dir>/<ModelName>.safetensors` for each of the five (default: models/); `options`
+   * go to every loadModel call (e.g. `{ library: "fast" }`).
+   */
+  static async load(
+    dir: string = defaultModelsDir(),
+    options: LoadOptions = {},
+  ): Promise<EmotionPipeline> {
+    const models: Partial<Record<EmotionModelName, PipelineModel>> = {};
+    try {
+      for (const info of EMOTION_MODELS) {
+        models[info.name] = await loadModel(modelFile(dir, info.name), options);
+      }
+      return new EmotionPipeline(models as Record<EmotionModelName, PipelineModel>);
+    } catch (err) {
+      for (const model of Object.values(models)) model.dispose();
+      throw err;
+    }
+  }
+
+  /** One step from 128 audio features; every model runs and its state advances. */
+  step(features: Float32Array): EmotionOutputs {
+    return this.pipeline.step(features);
+  }
+
+  /**
+   * One step from a 64-value emotion vector (text or biometric input): the recognizer does
+   * not run and its state does not advance; `emotion` in the result holds a copy of the input.
+   */
+  stepFromEmotion(emotion: Float32Array): EmotionOutputs {
+    if (emotion.length !== EMOTION_SIZE) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `EmotionPipeline.stepFromEmotion: got ${emotion.length} values, expected ${EMOTION_SIZE}`,
+      );
+    }
+    return this.pipeline.stepFromIndex(this.#emotionIndex, emotion);
+  }
+
+  /** The views every step overwrites (the same object step returns). */
+  get outputs(): EmotionOutputs {
+    return this.pipeline.outputs;
+  }
+
+  reset(): void {
+    this.pipeline.reset();
+  }
+
+  get parameterCount(): number {
+    return this.pipeline.parameterCount;
+  }
+
+  get weightBytes(): number {
+    return this.pipeline.weightBytes;
+  }
+
+  dispose(): void {
+    this.pipeline.dispose();
+  }
+}
+
+/** The graph checks input widths; the outputs are part of the contract too (music reads them). */
+function checkWidths(models: Record<EmotionModelName, PipelineModel>): void {
+  for (const info of EMOTION_MODELS) {
+    const model = models[info.name];
+    if (model === undefined) {
+      throw new CadenzaError("E_ARGUMENT", `EmotionPipeline: model ${info.name} is missing`);
+    }
+    if (model.inputSize !== info.inputSize || model.outputSize !== info.outputSize) {
+      throw new CadenzaError(
+        "E_SHAPE",
+        `EmotionPipeline: ${info.name} maps ${model.inputSize} -> ${model.outputSize}, ` +
+          `expected ${info.inputSize} -> ${info.outputSize}`,
+      );
+    }
+  }
+}

@@ -1,0 +1,457 @@
+/**
+ * A generic pipeline: a small DAG of named models joined by edge slices, run in topological
+ * order. Every buffer an edge or a node needs is allocated when the pipeline is built, so
+ * `step` allocates nothing in JavaScript (test/pipeline.test.ts counts heap objects).
+ *
+ * ```ts
+ * const nodes = [
+ *   { name: "enc", model: "Encoder", inputs: [{ from: "input" }] },
+ *   { name: "dec", model: "Decoder", inputs: [{ from: "enc", op: "maxpool2" }] },
+ * ];
+ * const pipeline = new Pipeline(nodes, { Encoder: encoder, Decoder: decoder });
+ * const out = pipeline.step(features); // out.enc, out.dec: views reused by every step
+ * ```
+ */
+
+import { CadenzaError } from "../errors.ts";
+import { loadModel } from "../model/load.ts";
+
+/**
+ * How an edge turns its source slice into the destination's input values. `copy` keeps the
+ * slice as is; `maxpoolN` / `meanpoolN` reduce each run of N consecutive values to one, so the
+ * slice length must be a multiple of N.
+ */
+export type EdgeOp = "copy" | "maxpool2" | "maxpool4" | "meanpool2" | "meanpool4";
+
+/** Op codes and pooling factors, indexed the same way; step switches on the code. */
+const EDGE_OPS: Record<EdgeOp, { code: number; factor: number }> = {
+  copy: { code: 0, factor: 1 },
+  maxpool2: { code: 1, factor: 2 },
+  maxpool4: { code: 1, factor: 4 },
+  meanpool2: { code: 2, factor: 2 },
+  meanpool4: { code: 2, factor: 4 },
+};
+
+/** The name an edge uses to read the pipeline's own input. No node may take it. */
+export const GRAPH_INPUT = "input";
+
+/** One slice of a source feeding a node. A node's inputs are concatenated in order. */
+export interface PipelineEdge {
+  /** A node name, or "input" for the values passed to `step`. */
+  from: string;
+  /** First value of the source read by this edge (default 0). */
+  offset?: number;
+  /** Source values read (default: the rest of the source after `offset`). */
+  length?: number;
+  /** Default "copy". */
+  op?: EdgeOp;
+}
+
+export interface PipelineNode {
+  /** The node's name: the key of its output in the object `step` returns. */
+  name: string;
+  /** The key of its model in the models record. */
+  model: string;
+  inputs: PipelineEdge[];
+}
+
+/** What the pipeline needs of a model: the public Model of src/index.ts fits it. */
+export interface PipelineModel {
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly parameterCount: number;
+  readonly weightBytes: number;
+  /** One step; the state advances; returns a view that the next call may overwrite. */
+  forward(input: Float32Array): Float32Array;
+  reset(): void;
+  dispose(): void;
+}
+
+export interface PipelineOptions {
+  /** Length of the array `step` takes; inferred from the edges that read "input" if absent. */
+  inputSize?: number;
+}
+
+/** An edge resolved against the graph; plain numbers and buffers, read by step. */
+interface CompiledEdge {
+  /** Index into the node list in run order, or -1 for the graph input. */
+  source: number;
+  offset: number;
+  length: number;
+  code: number;
+  factor: number;
+  /** Where the edge's values start in the node's input buffer. */
+  target: number;
+}
+
+interface CompiledNode {
+  name: string;
+  model: PipelineModel;
+  edges: CompiledEdge[];
+  /** The model's input; the source's own buffer when one full-width copy feeds the node. */
+  input: Float32Array;
+  /** Owned by the pipeline, so later model calls outside it cannot change a result. */
+  output: Float32Array;
+  /** Gather from the sources into `input` before the forward call. */
+  gather: boolean;
+  /** Indices (run order) of this node and every node downstream of it, ascending. */
+  downstream: Int32Array;
+  /** Whether some node downstream reads the graph input, which stepFrom cannot supply. */
+  downstreamReadsInput: boolean;
+}
+
+export class Pipeline<Outputs extends Record<string, Float32Array> = Record<string, Float32Array>> {
+  /** The models by the names the graph uses. */
+  readonly models: Readonly<Record<string, PipelineModel>>;
+  /** The graph as given (run order is topological, see `order`). */
+  readonly nodes: readonly PipelineNode[];
+  /** Node names in the order step runs them. */
+  readonly order: readonly string[];
+  readonly inputSize: number;
+  readonly outputs: Outputs;
+  readonly #compiled: CompiledNode[];
+  #disposed = false;
+
+  constructor(
+    nodes: PipelineNode[],
+    models: Record<string, PipelineModel>,
+    opts: PipelineOptions = {},
+  ) {
+    checkGraph(nodes, models);
+    const ordered = topologicalOrder(nodes);
+    this.models = models;
+    this.nodes = nodes;
+    this.order = ordered.map((n) => n.name);
+    this.inputSize = opts.inputSize ?? inferInputSize(ordered, models);
+    this.#compiled = compile(ordered, models, this.inputSize);
+    const outputs: Record<string, Float32Array> = {};
+    for (const node of this.#compiled) outputs[node.name] = node.output;
+    this.outputs = Object.freeze(outputs) as Outputs;
+  }
+
+  /**
+   * Loads every model named in `files` (model key -> path or bytes) with `load` (default
+   * loadModel, format detected), then builds the pipeline, which owns them; if any load or the
+   * graph check fails, the models already loaded are disposed.
+   *
+   * ```ts
+   * const p = await Pipeline.fromGraph({
+   *   nodes: [{ name: "mood", model: "E", inputs: [{ from: "input" }] },
+   *           { name: "beat", model: "G", inputs: [{ from: "mood" }] }],
+   *   files: { E: "models/EmotionRecognizer.safetensors", G: "my/groove.json" },
+   * });
+   * ```
+   */
+  static async fromGraph(
+    graph: {
+      nodes: PipelineNode[];
+      files: Record<string, string | Uint8Array>;
+      inputSize?: number;
+    },
+    load: (source: string | Uint8Array) => Promise<PipelineModel> = loadModel,
+  ): Promise<Pipeline> {
+    const models: Record<string, PipelineModel> = {};
+    try {
+      for (const [key, source] of Object.entries(graph.files)) models[key] = await load(source);
+      return new Pipeline(graph.nodes, models, { inputSize: graph.inputSize });
+    } catch (err) {
+      for (const model of Object.values(models)) model.dispose();
+      throw err;
+    }
+  }
+
+  /** Runs every node on `input` (length `inputSize`); returns the reused output views. */
+  step(input: Float32Array): Outputs {
+    this.#checkLive();
+    if (input.length !== this.inputSize) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `Pipeline.step: input has ${input.length} values, expected ${this.inputSize}`,
+      );
+    }
+    const nodes = this.#compiled;
+    for (let i = 0; i < nodes.length; i++) this.#run(nodes[i], input);
+    return this.outputs;
+  }
+
+  /**
+   * Sets node `name`'s output to `values` (its model does not run, its state does not advance)
+   * and runs every node downstream of it. Nodes not downstream keep their last outputs; none
+   * of them may read the graph input.
+   */
+  stepFrom(name: string, values: Float32Array): Outputs {
+    this.#checkLive();
+    const index = this.order.indexOf(name);
+    if (index < 0) {
+      throw new CadenzaError("E_ARGUMENT", `Pipeline.stepFrom: no node named "${name}"`);
+    }
+    return this.stepFromIndex(index, values);
+  }
+
+  /** stepFrom with the node's run-order index, for callers that resolved it once. */
+  stepFromIndex(index: number, values: Float32Array): Outputs {
+    this.#checkLive();
+    const nodes = this.#compiled;
+    const start = nodes[index];
+    if (start === undefined || values.length !== start.output.length) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `Pipeline.stepFrom: node ${index} takes ${start?.output.length ?? 0} values, ` +
+          `got ${values.length}`,
+      );
+    }
+    if (start.downstreamReadsInput) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `Pipeline.stepFrom: a node downstream of "${start.name}" reads the graph input`,
+      );
+    }
+    start.output.set(values);
+    const downstream = start.downstream;
+    // downstream[0] is the start node itself, whose output was just set.
+    for (let i = 1; i < downstream.length; i++) this.#run(nodes[downstream[i]], null);
+    return this.outputs;
+  }
+
+  /** Resets every model's state and zeroes every output, as just after construction. */
+  reset(): void {
+    this.#checkLive();
+    for (const node of this.#compiled) {
+      node.model.reset();
+      node.output.fill(0);
+      if (node.gather) node.input.fill(0);
+    }
+  }
+
+  /** Index in run order of node `name` (-1 if none), for stepFromIndex. */
+  indexOf(name: string): number {
+    return this.order.indexOf(name);
+  }
+
+  get parameterCount(): number {
+    let total = 0;
+    for (const model of Object.values(this.models)) total += model.parameterCount;
+    return total;
+  }
+
+  get weightBytes(): number {
+    let total = 0;
+    for (const model of Object.values(this.models)) total += model.weightBytes;
+    return total;
+  }
+
+  /** Disposes every model the pipeline was given; later calls throw E_DISPOSED. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const model of Object.values(this.models)) model.dispose();
+  }
+
+  #run(node: CompiledNode, input: Float32Array | null): void {
+    if (node.gather) gather(node, this.#compiled, input);
+    const result = node.model.forward(node.input);
+    node.output.set(result);
+  }
+
+  #checkLive(): void {
+    if (this.#disposed) throw new CadenzaError("E_DISPOSED", "Pipeline: used after dispose()");
+  }
+}
+
+/** Fills node.input from its edges. `input` is null only when no edge reads the graph input. */
+function gather(node: CompiledNode, nodes: CompiledNode[], input: Float32Array | null): void {
+  const target = node.input;
+  const edges = node.edges;
+  for (let e = 0; e < edges.length; e++) {
+    const edge = edges[e];
+    const source = edge.source < 0 ? input! : nodes[edge.source].output;
+    if (edge.code === 0) copySlice(source, edge, target);
+    else if (edge.code === 1) maxPool(source, edge, target);
+    else meanPool(source, edge, target);
+  }
+}
+
+function copySlice(source: Float32Array, edge: CompiledEdge, target: Float32Array): void {
+  const offset = edge.offset;
+  const at = edge.target;
+  for (let i = 0; i < edge.length; i++) target[at + i] = source[offset + i];
+}
+
+function maxPool(source: Float32Array, edge: CompiledEdge, target: Float32Array): void {
+  const factor = edge.factor;
+  let at = edge.target;
+  for (let i = edge.offset; i < edge.offset + edge.length; i += factor) {
+    let best = source[i];
+    for (let k = 1; k < factor; k++) best = Math.max(best, source[i + k]);
+    target[at++] = best;
+  }
+}
+
+function meanPool(source: Float32Array, edge: CompiledEdge, target: Float32Array): void {
+  const factor = edge.factor;
+  let at = edge.target;
+  for (let i = edge.offset; i < edge.offset + edge.length; i += factor) {
+    let sum = 0;
+    for (let k = 0; k < factor; k++) sum += source[i + k];
+    target[at++] = sum / factor;
+  }
+}
+
+function graphError(message: string): CadenzaError {
+  return new CadenzaError("E_ARGUMENT", `Pipeline graph: ${message}`);
+}
+
+function checkGraph(nodes: PipelineNode[], models: Record<string, PipelineModel>): void {
+  if (nodes.length === 0) throw graphError("no nodes");
+  const names = new Set<string>();
+  for (const [i, node] of nodes.entries()) {
+    if (typeof node.name !== "string" || node.name === "" || node.name === GRAPH_INPUT) {
+      throw graphError(
+        `node ${i} has name ${JSON.stringify(node.name)}, expected a non-empty ` +
+          `name other than "${GRAPH_INPUT}"`,
+      );
+    }
+    if (names.has(node.name)) throw graphError(`node ${i}: duplicate name "${node.name}"`);
+    names.add(node.name);
+    if (!Object.hasOwn(models, node.model)) {
+      throw graphError(
+        `node "${node.name}": no model "${node.model}" among ` +
+          `[${Object.keys(models).join(", ")}]`,
+      );
+    }
+    if (!Array.isArray(node.inputs) || node.inputs.length === 0) {
+      throw graphError(`node "${node.name}": expected at least one input edge`);
+    }
+  }
+  for (const node of nodes) {
+    for (const [e, edge] of node.inputs.entries()) {
+      if (edge.from !== GRAPH_INPUT && !names.has(edge.from)) {
+        throw graphError(`node "${node.name}" input ${e}: no node named "${edge.from}"`);
+      }
+      if (edge.op !== undefined && !Object.hasOwn(EDGE_OPS, edge.op)) {
+        throw graphError(
+          `node "${node.name}" input ${e}: op "${edge.op}", expected one of ` +
+            `${Object.keys(EDGE_OPS).join(", ")}`,
+        );
+      }
+    }
+  }
+}
+
+/** Kahn's algorithm, stable: among ready nodes the one listed first runs first. */
+function topologicalOrder(nodes: PipelineNode[]): PipelineNode[] {
+  const placed = new Set<string>();
+  const ordered: PipelineNode[] = [];
+  while (ordered.length < nodes.length) {
+    const next = nodes.find((node) =>
+      !placed.has(node.name) &&
+      node.inputs.every((edge) => edge.from === GRAPH_INPUT || placed.has(edge.from))
+    );
+    if (next === undefined) {
+      const stuck = nodes.filter((node) => !placed.has(node.name)).map((node) => node.name);
+      throw graphError(`a cycle among nodes [${stuck.join(", ")}]`);
+    }
+    placed.add(next.name);
+    ordered.push(next);
+  }
+  return ordered;
+}
+
+function inferInputSize(ordered: PipelineNode[], models: Record<string, PipelineModel>): number {
+  let size = 0;
+  for (const node of ordered) {
+    for (const edge of node.inputs) {
+      if (edge.from !== GRAPH_INPUT) continue;
+      if (edge.length === undefined && node.inputs.length !== 1) {
+        throw graphError(
+          `node "${node.name}": an "input" edge beside others needs a length ` +
+            `(or pass options.inputSize)`,
+        );
+      }
+      const factor = EDGE_OPS[edge.op ?? "copy"].factor;
+      const length = edge.length ?? models[node.model].inputSize * factor;
+      size = Math.max(size, (edge.offset ?? 0) + length);
+    }
+  }
+  if (size === 0) throw graphError('no node reads "input"');
+  return size;
+}
+
+function compile(
+  ordered: PipelineNode[],
+  models: Record<string, PipelineModel>,
+  inputSize: number,
+): CompiledNode[] {
+  const index = new Map(ordered.map((node, i) => [node.name, i]));
+  const compiled: CompiledNode[] = [];
+  for (const node of ordered) {
+    const model = models[node.model];
+    const edges = compileEdges(node, model, compiled, index, inputSize);
+    const passThrough = edges.length === 1 && edges[0].source >= 0 && edges[0].code === 0 &&
+      edges[0].offset === 0 && edges[0].length === compiled[edges[0].source].output.length;
+    compiled.push({
+      name: node.name,
+      model,
+      edges,
+      input: passThrough ? compiled[edges[0].source].output : new Float32Array(model.inputSize),
+      output: new Float32Array(model.outputSize),
+      gather: !passThrough,
+      downstream: new Int32Array(0),
+      downstreamReadsInput: false,
+    });
+  }
+  for (let i = 0; i < compiled.length; i++) {
+    const downstream = downstreamOf(i, compiled);
+    compiled[i].downstream = downstream;
+    compiled[i].downstreamReadsInput = Array.from(downstream).some((d) =>
+      d !== i && compiled[d].edges.some((edge) => edge.source < 0)
+    );
+  }
+  return compiled;
+}
+
+function compileEdges(
+  node: PipelineNode,
+  model: PipelineModel,
+  compiled: CompiledNode[],
+  index: Map<string, number>,
+  inputSize: number,
+): CompiledEdge[] {
+  const edges: CompiledEdge[] = [];
+  let target = 0;
+  for (const [e, edge] of node.inputs.entries()) {
+    const source = edge.from === GRAPH_INPUT ? -1 : index.get(edge.from)!;
+    const width = source < 0 ? inputSize : compiled[source].output.length;
+    const offset = edge.offset ?? 0;
+    const length = edge.length ?? width - offset;
+    const { code, factor } = EDGE_OPS[edge.op ?? "copy"];
+    const where = `node "${node.name}" input ${e} (from "${edge.from}", width ${width})`;
+    if (
+      !Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 ||
+      offset + length > width
+    ) {
+      throw graphError(`${where}: slice [${offset}, ${offset}+${length}) is outside the source`);
+    }
+    if (length % factor !== 0) {
+      throw graphError(`${where}: length ${length} is not a multiple of the pool factor ${factor}`);
+    }
+    edges.push({ source, offset, length, code, factor, target });
+    target += length / factor;
+  }
+  if (target !== model.inputSize) {
+    throw graphError(
+      `node "${node.name}": its inputs give ${target} values, model ` +
+        `"${node.model}" expects ${model.inputSize}`,
+    );
+  }
+  return edges;
+}
+
+/** The start node and every node that reads from it directly or not, in run order. */
+function downstreamOf(start: number, compiled: CompiledNode[]): Int32Array {
+  const reached = [start];
+  for (let i = start + 1; i < compiled.length; i++) {
+    if (compiled[i].edges.some((edge) => reached.includes(edge.source))) reached.push(i);
+  }
+  return Int32Array.from(reached);
+}
