@@ -41,3 +41,13 @@ export {
   type PipelineNode,
   type PipelineOptions,
 } from "./pipeline/pipeline.ts";
+export {
+  defaultModelsDir,
+  EMOTION_GRAPH,
+  EMOTION_MODELS,
+  type EmotionModelName,
+  type EmotionModelRow,
+  type EmotionOutputs,
+  EmotionPipeline,
+  inspectEmotionModels,
+} from "./pipeline/emotion.ts";

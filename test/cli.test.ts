@@ -72,6 +72,30 @@ test("inspect prints the layer table and totals", async () => {
   expect(lines.at(-1)).toBe("total: 461 parameters, 1844 weight bytes");
 });
 
+test("inspect DIR prints the five pipeline models with exact counts within 10% of the seed table", async () => {
+  const result = await cli("inspect", join(ROOT, "models"));
+  expect(result.code).toBe(0);
+  const seed: Record<string, [number, number]> = {
+    EmotionRecognizer: [493792, 497664],
+    MelodyTransformer: [421376, 412672],
+    HarmonyPredictor: [74176, 74048],
+    DynamicsEngine: [13520, 13456],
+    GroovePredictor: [18656, 19040],
+  };
+  for (const [name, [params, seeded]] of Object.entries(seed)) {
+    const row = result.out.split("\n").find((line) => line.startsWith(name + " "));
+    expect(row).toBeDefined();
+    expect(row).toContain(` ${params} `);
+    expect(row).toContain(` ${params * 4} `);
+    expect(row).toContain(` ${seeded} `);
+    expect(row).toContain("UNTRAINED");
+    expect(Math.abs(params / seeded - 1)).toBeLessThan(0.1);
+  }
+  expect(result.out).toContain("total: 1021520 parameters, 4086080 weight bytes");
+  const json = JSON.parse((await cli("inspect", join(ROOT, "models"), "--json")).out);
+  expect(json.models.map((m: { name: string }) => m.name)).toEqual(Object.keys(seed));
+});
+
 test("inspect --json describes the architecture", async () => {
   const result = await cli("inspect", DENSE, "--json");
   expect(result.code).toBe(0);

@@ -1,6 +1,8 @@
 /** `cadenza inspect MODEL`: the layers of a model file, its parameter count and weight bytes. */
 
+import { statSync } from "node:fs";
 import { loadSpec } from "../model/load.ts";
+import { type EmotionModelRow, inspectEmotionModels } from "../pipeline/emotion.ts";
 import {
   archOf,
   DEFAULT_MAX_BATCH,
@@ -52,19 +54,53 @@ function table(rows: LayerRow[]): string[] {
     String(r.params),
     String(r.bytes),
   ]);
+  return align(header, cells, [true, false, false, false, false, true, true]);
+}
+
+function align(header: string[], cells: string[][], numeric: boolean[]): string[] {
   const widths = header.map((h, col) => Math.max(h.length, ...cells.map((c) => c[col].length)));
-  const numeric = [true, false, false, false, false, true, true];
   const line = (cols: string[]) =>
     cols.map((c, col) => numeric[col] ? c.padStart(widths[col]) : c.padEnd(widths[col]))
       .join("  ").trimEnd();
   return [line(header), ...cells.map(line)];
 }
 
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The five emotion-pipeline models of a directory, against the seed table's counts. */
+function pipelineTable(rows: EmotionModelRow[]): string[] {
+  const header = ["model", "in -> out", "params", "bytes", "seed", "diff", "weights"];
+  const cells = rows.map((r) => [
+    r.name,
+    r.shape,
+    String(r.parameters),
+    String(r.bytes),
+    String(r.seedParameters),
+    `${r.diffPercent >= 0 ? "+" : ""}${r.diffPercent.toFixed(2)}%`,
+    r.untrained ? "UNTRAINED (seeded random)" : "trained",
+  ]);
+  const lines = align(header, cells, [false, false, true, true, true, true, false]);
+  for (const r of rows) lines.push(`  ${r.name}: ${r.architecture}`);
+  const parameters = rows.reduce((sum, r) => sum + r.parameters, 0);
+  lines.push(`total: ${parameters} parameters, ${parameters * 4} weight bytes (FP32)`);
+  return lines;
+}
+
 export const inspectCommand: Command = {
   name: "inspect",
   summary: "list a model's layers, parameter count and weight bytes",
   help: [
-    "usage: cadenza inspect MODEL [--json] [--format F] [--layers FILE]",
+    "usage: cadenza inspect MODEL|DIR [--json] [--format F] [--layers FILE]",
+    "",
+    "DIR (e.g. models/) prints the five emotion-pipeline models it holds instead: exact",
+    "parameter counts and bytes beside the seed table's figures, and whether the weights",
+    "are trained.",
     "",
     "Reads MODEL (.safetensors, RTNeural .json, or a PyTorch state_dict .json with --layers)",
     "and prints one row per layer: index, kind, name, in -> out, activation, params, bytes;",
@@ -77,6 +113,12 @@ export const inspectCommand: Command = {
   flags: { values: { ...MODEL_FLAGS }, switches: ["json"] },
   async run(args, output) {
     const [path] = expectPositionals(args, ["model"], "inspect");
+    if (isDirectory(path)) {
+      const models = await inspectEmotionModels(path);
+      if (args.switches.has("json")) output.out(JSON.stringify({ dir: path, models }, null, 2));
+      else for (const line of pipelineTable(models)) output.out(line);
+      return 0;
+    }
     const { spec, format, source } = await loadSpec(path, await specOptions(args, "inspect"));
     const rows = spec.layers.map(layerRow);
     const parameters = parameterCount(spec);
