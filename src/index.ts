@@ -51,3 +51,12 @@ export {
   EmotionPipeline,
   inspectEmotionModels,
 } from "./pipeline/emotion.ts";
+export {
+  LatencyHistogram,
+  type LatencySummary,
+  type PipelineBuffers,
+  type Policy,
+  RealtimeEngine,
+  type RealtimeOptions,
+  type RealtimeStats,
+} from "./rt/index.ts";
