@@ -1,0 +1,601 @@
+/**
+ * The real-time engine: a Worker owns the models and runs the pipeline; the caller (an audio
+ * thread, a UI loop) talks to it through one SharedArrayBuffer (layout.ts). The caller side,
+ * `submit`, `latest` and `createBuffers`, never waits, never awaits, and `submit` and `latest`
+ * allocate nothing (test/rt.test.ts counts it). A Worker that throws, dies or stops beating is
+ * replaced; meanwhile `latest` keeps returning the last good result.
+ *
+ * ```ts
+ * const engine = await RealtimeEngine.start({ policy: "latest" });
+ * const out = engine.createBuffers();                  // once, outside the audio callback
+ * // in the callback, every block:
+ * engine.submit(features);                             // 128 audio features, copied in
+ * const seq = engine.latest(out);                      // newest result copied into out, or -1
+ * // ...
+ * await engine.stop();
+ * ```
+ *
+ * Sequence numbers count accepted submits from 0 (modulo 2^31): `latest` returns the number of
+ * the input its result was computed from. The engine is used from the thread that started it.
+ */
+
+import process from "node:process";
+import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
+import type { LibraryChoice } from "../native/library.ts";
+import type { EmotionOutputs } from "../pipeline/emotion.ts";
+import { HISTOGRAM_WORDS, histogramSummary, type LatencySummary } from "./histogram.ts";
+import {
+  checkShape,
+  Command,
+  computeLayout,
+  Control,
+  createBuffer,
+  createViews,
+  Histogram,
+  type Layout,
+  type LayoutShape,
+  RESULT_BUFFERS,
+  type Views,
+  WORKER_STATE_NAMES,
+} from "./layout.ts";
+import type { GraphConfig, RunnerConfig } from "./runner.ts";
+import type { Policy } from "./worker.ts";
+
+export type { Policy } from "./worker.ts";
+
+/** Output name -> values; `createBuffers()` makes one to pass to `latest()`. */
+export type PipelineBuffers = Record<string, Float32Array>;
+
+export interface RealtimeOptions {
+  /** Folder of the five emotion models (default: the project's models/). */
+  models?: string;
+  /** A graph of model files to run instead of the emotion pipeline. */
+  graph?: GraphConfig;
+  /** A module exporting `createStepRunner(config)` to run instead (see src/rt/runner.ts). */
+  runner?: string | URL;
+  /** "latest" (default): the Worker skips to the newest input. "every": it runs each one. */
+  policy?: Policy;
+  /** Input ring slots, a power of two (default 8). */
+  slots?: number;
+  /** A running Worker whose heartbeat stalls this long is replaced (default 2000 ms). */
+  watchdogMs?: number;
+  /** Failed replacements in a row before the engine gives up (default 5). */
+  maxRestarts?: number;
+  /** How long starting a Worker (loading its models) may take (default 60000 ms). */
+  loadTimeoutMs?: number;
+  /** The native library: "safe", "fast" or a path (default CADENZA_LIB, else "safe"). */
+  library?: LibraryChoice;
+}
+
+export type EngineState = "running" | "restarting" | "failed" | "stopping" | "stopped";
+
+/** Everything `stats()` reports: counters, latencies (us, Worker clock), load, memory. */
+export interface RealtimeStats {
+  policy: Policy;
+  slots: number;
+  state: EngineState;
+  workerState: string;
+  /** Accepted submits. */
+  submitted: number;
+  /** Submits refused because the ring was full. */
+  rejected: number;
+  /** Inputs the "latest" policy passed over for a newer one. */
+  skipped: number;
+  /** rejected + skipped: inputs that never produced a result. */
+  dropped: number;
+  completed: number;
+  /** Accepted inputs the Worker has not taken yet. */
+  pending: number;
+  /** latest() calls that found only torn copies (the Worker outran the reader twice). */
+  readFailures: number;
+  workerRestarts: number;
+  lastError: string | null;
+  latencyUs: {
+    /** One whole pipeline step. */
+    pipeline: LatencySummary;
+    /** submit() to the result being published. */
+    endToEnd: LatencySummary;
+    /** Each model's forward call. */
+    models: Record<string, LatencySummary>;
+  };
+  modelLoadMs: number;
+  weightBytes: number;
+  memory: { rssBytes: number; heapUsedBytes: number };
+}
+
+const DEFAULTS = { policy: "latest" as Policy, slots: 8, watchdogMs: 2000, maxRestarts: 5 };
+const LOAD_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 2000;
+/** Copies latest() tries before giving up; each retry needs the Worker to lap the reader. */
+const READ_ATTEMPTS = 4;
+
+/** What the Worker reports once its models are loaded. */
+interface Loaded {
+  inputSize: number;
+  outputNames: string[];
+  outputSizes: number[];
+  modelNames: string[];
+  loadMs: number;
+  weightBytes: number;
+}
+
+interface Settings {
+  policy: Policy;
+  slots: number;
+  watchdogMs: number;
+  maxRestarts: number;
+  loadTimeoutMs: number;
+  config: RunnerConfig;
+}
+
+export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
+  // Caller side: read by submit/latest, fixed at start.
+  readonly #control: Int32Array;
+  readonly #input: Float32Array;
+  readonly #submittedMs: Float64Array;
+  readonly #slotMask: number;
+  readonly #inputSize: number;
+  readonly #outputNames: readonly string[];
+  readonly #outputSizes: readonly number[];
+  /** Views of every output in every result buffer: [buffer * outputs + output]. */
+  readonly #resultViews: readonly Float32Array[];
+  #open = true;
+  #checksum = 0;
+
+  // Supervision: runs on the event loop, never inside submit/latest.
+  readonly #settings: Settings;
+  readonly #layout: Layout;
+  readonly #views: Views;
+  readonly #loaded: Loaded;
+  #worker: Worker | null;
+  #state: EngineState = "running";
+  #restarts = 0;
+  #failuresInRow = 0;
+  #lastError: string | null = null;
+  #launching: Promise<void> | null = null;
+  #restartTimer: ReturnType<typeof setTimeout> | null = null;
+  #watchdog: ReturnType<typeof setInterval> | null = null;
+  #beat = -1;
+  #beatAtMs = 0;
+
+  private constructor(settings: Settings, worker: Worker, loaded: Loaded, layout: Layout) {
+    this.#settings = settings;
+    this.#worker = worker;
+    this.#loaded = loaded;
+    this.#layout = layout;
+    this.#views = createViews(createBuffer(layout), layout);
+    this.#control = this.#views.control;
+    this.#input = this.#views.input;
+    this.#submittedMs = this.#views.submittedMs;
+    this.#slotMask = layout.slots - 1;
+    this.#inputSize = layout.inputSize;
+    this.#outputNames = loaded.outputNames;
+    this.#outputSizes = loaded.outputSizes;
+    const views: Float32Array[] = [];
+    for (let b = 0; b < RESULT_BUFFERS; b++) {
+      for (let k = 0; k < loaded.outputSizes.length; k++) {
+        const at = b * layout.resultSize + layout.outputOffsets[k];
+        views.push(this.#views.results.subarray(at, at + loaded.outputSizes[k]));
+      }
+    }
+    this.#resultViews = views;
+  }
+
+  /** Starts the Worker, waits for its models to load and for it to serve. */
+  static async start<B extends PipelineBuffers = EmotionOutputs>(
+    options: RealtimeOptions = {},
+  ): Promise<RealtimeEngine<B>> {
+    const settings = checkOptions(options);
+    const { worker, loaded } = await spawn(settings);
+    let engine: RealtimeEngine<B>;
+    try {
+      const layout = computeLayout(shapeOf(settings, loaded));
+      engine = new RealtimeEngine<B>(settings, worker, loaded, layout);
+      await engine.#serve(worker, 1);
+    } catch (err) {
+      worker.terminate();
+      throw err;
+    }
+    engine.#watchdog = setInterval(() => engine.#checkHeartbeat(), watchdogTick(settings));
+    return engine;
+  }
+
+  /**
+   * Copies `features` into the next input slot and wakes the Worker if it sleeps. Returns
+   * false, copying nothing, when the ring is full or the engine is stopped. Never waits and
+   * allocates nothing.
+   */
+  submit(features: Float32Array): boolean {
+    if (features.length !== this.#inputSize) this.#throwInputLength(features.length);
+    const control = this.#control;
+    const write = Atomics.load(control, Control.WRITE_SEQ);
+    const read = Atomics.load(control, Control.READ_SEQ);
+    if (!this.#open || ((write - read) | 0) > this.#slotMask) {
+      Atomics.add(control, Control.REJECTED, 1);
+      return false;
+    }
+    const slot = write & this.#slotMask;
+    this.#input.set(features, slot * this.#inputSize);
+    this.#submittedMs[slot] = performance.now();
+    Atomics.store(control, Control.WRITE_SEQ, (write + 1) | 0);
+    if (Atomics.load(control, Control.SLEEPING) !== 0) {
+      Atomics.notify(control, Control.WRITE_SEQ, 1);
+    }
+    return true;
+  }
+
+  /**
+   * Copies the newest complete result into `into` (from `createBuffers()`) and returns the
+   * sequence number of the input it came from; -1 before the first result, and -1 (with `into`
+   * partly overwritten) in the rare case that every attempt found the Worker writing over the
+   * copy. Never waits and allocates nothing.
+   */
+  latest(into: B): number {
+    const control = this.#control;
+    const names = this.#outputNames;
+    const count = names.length;
+    for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+      const buffer = Atomics.load(control, Control.NEWEST);
+      if (buffer < 0) return -1;
+      const version = Atomics.load(control, Control.VERSION + buffer);
+      if ((version & 1) !== 0) continue;
+      const seq = Atomics.load(control, Control.RESULT_SEQ + buffer);
+      const checksum = Atomics.load(control, Control.CHECKSUM + buffer);
+      for (let k = 0; k < count; k++) {
+        const target = into[names[k]];
+        if (target === undefined || target.length !== this.#outputSizes[k]) this.#throwInto(k);
+        target.set(this.#resultViews[buffer * count + k]);
+      }
+      if (Atomics.load(control, Control.VERSION + buffer) === version) {
+        this.#checksum = checksum;
+        return seq;
+      }
+    }
+    Atomics.add(control, Control.READ_FAILURES, 1);
+    return -1;
+  }
+
+  /**
+   * The checksum published with the result the last successful `latest()` returned (see
+   * layout.ts resultChecksum): it covers that result's sequence number and all its outputs.
+   */
+  get resultChecksum(): number {
+    return this.#checksum;
+  }
+
+  /** Output buffers for `latest()`: one view per output over one contiguous Float32Array. */
+  createBuffers(): B {
+    const values = new Float32Array(this.#layout.resultSize);
+    const buffers: PipelineBuffers = {};
+    for (let k = 0; k < this.#outputNames.length; k++) {
+      const at = this.#layout.outputOffsets[k];
+      buffers[this.#outputNames[k]] = values.subarray(at, at + this.#outputSizes[k]);
+    }
+    return Object.freeze(buffers) as B;
+  }
+
+  /** Output names in result order. */
+  get outputNames(): readonly string[] {
+    return this.#outputNames;
+  }
+
+  get inputSize(): number {
+    return this.#inputSize;
+  }
+
+  /** One plain object with every counter and latency; allocates, so not for the audio thread. */
+  stats(): RealtimeStats {
+    const control = this.#control;
+    const count = (word: number) => Atomics.load(control, word) >>> 0;
+    const submitted = count(Control.WRITE_SEQ);
+    const rejected = count(Control.REJECTED);
+    const skipped = count(Control.SKIPPED);
+    const summary = (h: number) => histogramSummary(this.#views.latency, h * HISTOGRAM_WORDS);
+    const models: Record<string, LatencySummary> = {};
+    for (const [m, name] of this.#loaded.modelNames.entries()) {
+      models[name] = summary(Histogram.FIRST_MODEL + m);
+    }
+    const memory = process.memoryUsage();
+    return {
+      policy: this.#settings.policy,
+      slots: this.#layout.slots,
+      state: this.#state,
+      workerState: WORKER_STATE_NAMES[Atomics.load(control, Control.STATE)] ?? "unknown",
+      submitted,
+      rejected,
+      skipped,
+      dropped: rejected + skipped,
+      completed: count(Control.COMPLETED),
+      pending: (submitted - count(Control.READ_SEQ)) >>> 0,
+      readFailures: count(Control.READ_FAILURES),
+      workerRestarts: this.#restarts,
+      lastError: this.#lastError,
+      latencyUs: {
+        pipeline: summary(Histogram.PIPELINE),
+        endToEnd: summary(Histogram.END_TO_END),
+        models,
+      },
+      modelLoadMs: this.#loaded.loadMs,
+      weightBytes: this.#loaded.weightBytes,
+      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+    };
+  }
+
+  /** Asks the Worker to finish its step and exit; terminates it if it does not in time. */
+  async stop(): Promise<void> {
+    if (this.#state === "stopped" || this.#state === "stopping") return;
+    this.#open = false;
+    this.#state = "stopping";
+    if (this.#watchdog !== null) clearInterval(this.#watchdog);
+    if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
+    await this.#launching?.catch(() => undefined);
+    const worker = this.#worker;
+    this.#worker = null;
+    if (worker !== null) {
+      const stopped = nextMessage(worker, "stopped", STOP_TIMEOUT_MS);
+      this.#command(Command.STOP);
+      await stopped.catch(() => undefined);
+      worker.terminate();
+    }
+    this.#state = "stopped";
+  }
+
+  /** Test hook: makes the Worker throw from inside its loop, as a failing step would. */
+  __crashWorkerForTest(): void {
+    this.#command(Command.CRASH);
+  }
+
+  /** Test hook: the Worker hangs for `ms` without a heartbeat (a stuck native call). */
+  __stallWorkerForTest(ms: number): void {
+    Atomics.store(this.#control, Control.COMMAND_ARG, ms);
+    this.#command(Command.STALL);
+  }
+
+  /**
+   * Test hook: `worker.terminate()`. Bun stops the Worker and the missing heartbeat reveals it;
+   * Deno (2.9) does not stop a Worker that never returns to its event loop, so there the Worker
+   * keeps serving.
+   */
+  __terminateWorkerForTest(): void {
+    this.#worker?.terminate();
+  }
+
+  #command(command: number): void {
+    Atomics.store(this.#control, Control.COMMAND, command);
+    Atomics.notify(this.#control, Control.WRITE_SEQ);
+  }
+
+  #throwInputLength(length: number): never {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `RealtimeEngine.submit: features has ${length} values, expected ${this.#inputSize}`,
+    );
+  }
+
+  #throwInto(k: number): never {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `RealtimeEngine.latest: into.${this.#outputNames[k]} must be a Float32Array of ` +
+        `${this.#outputSizes[k]} values (use createBuffers())`,
+    );
+  }
+
+  /** Hands the buffer to a loaded Worker under `epoch` and waits until it serves. */
+  async #serve(worker: Worker, epoch: number): Promise<void> {
+    Atomics.store(this.#control, Control.EPOCH, epoch);
+    // A crash or stall request aimed at the Worker being replaced must not reach this one.
+    if (Atomics.load(this.#control, Control.COMMAND) !== Command.STOP) {
+      Atomics.store(this.#control, Control.COMMAND, Command.NONE);
+    }
+    const running = nextMessage(worker, "running", this.#settings.loadTimeoutMs);
+    worker.postMessage({
+      type: "start",
+      buffer: this.#control.buffer,
+      shape: shapeOf(this.#settings, this.#loaded),
+      policy: this.#settings.policy,
+      epoch,
+      timeOriginMs: performance.timeOrigin,
+    });
+    await running;
+    worker.onmessage = (event: MessageEvent) => {
+      const data = event.data;
+      if (data?.type === "failed") this.#onDeath(worker, `the Worker failed: ${data.message}`);
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault();
+      this.#onDeath(worker, `the Worker threw: ${event.message}`);
+    };
+    this.#beat = -1;
+  }
+
+  #checkHeartbeat(): void {
+    if (this.#state !== "running" || this.#worker === null) return;
+    const beat = Atomics.load(this.#control, Control.HEARTBEAT);
+    const now = performance.now();
+    if (beat !== this.#beat) {
+      this.#beat = beat;
+      this.#beatAtMs = now;
+      return;
+    }
+    const silentMs = now - this.#beatAtMs;
+    if (silentMs > this.#settings.watchdogMs) {
+      this.#onDeath(this.#worker, `the Worker stopped beating (silent ${silentMs.toFixed(0)} ms)`);
+    }
+  }
+
+  #onDeath(worker: Worker, reason: string): void {
+    if (worker !== this.#worker || this.#state !== "running") return;
+    this.#lastError = reason;
+    this.#state = "restarting";
+    this.#worker = null;
+    worker.terminate();
+    // terminate() does not stop a Worker that never yields under Deno, and under Bun it may
+    // finish its step first: the new epoch makes it stop serving without publishing again.
+    Atomics.add(this.#control, Control.EPOCH, 1);
+    this.#scheduleRestart();
+  }
+
+  #scheduleRestart(): void {
+    const delayMs = this.#failuresInRow === 0 ? 0 : Math.min(2000, 50 * 2 ** this.#failuresInRow);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = null;
+      this.#launching = this.#restart();
+    }, delayMs);
+  }
+
+  async #restart(): Promise<void> {
+    let worker: Worker | null = null;
+    try {
+      const spawned = await spawn(this.#settings);
+      worker = spawned.worker;
+      checkSameShape(this.#loaded, spawned.loaded);
+      if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
+      await this.#serve(worker, Atomics.load(this.#control, Control.EPOCH) + 1);
+      if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
+    } catch (err) {
+      worker?.terminate();
+      if (this.#state !== "restarting") return;
+      this.#lastError = `restarting the Worker failed: ${errorText(err)}`;
+      this.#failuresInRow++;
+      if (this.#failuresInRow > this.#settings.maxRestarts) this.#state = "failed";
+      else this.#scheduleRestart();
+      return;
+    } finally {
+      this.#launching = null;
+    }
+    this.#worker = worker;
+    this.#restarts++;
+    this.#failuresInRow = 0;
+    this.#state = "running";
+  }
+}
+
+function checkOptions(options: RealtimeOptions): Settings {
+  const fail = (message: string): never => {
+    throw new CadenzaError("E_ARGUMENT", `RealtimeEngine.start: ${message}`);
+  };
+  if (typeof SharedArrayBuffer !== "function" || typeof Worker !== "function") {
+    fail("this runtime lacks SharedArrayBuffer or Worker");
+  }
+  const policy = options.policy ?? DEFAULTS.policy;
+  if (policy !== "latest" && policy !== "every") {
+    fail(`policy is ${JSON.stringify(policy)}, expected "latest" or "every"`);
+  }
+  const slots = options.slots ?? DEFAULTS.slots;
+  const problem = checkShape({ slots, inputSize: 1, outputSizes: [1], modelCount: 0 });
+  if (problem !== null) fail(problem);
+  const watchdogMs = options.watchdogMs ?? DEFAULTS.watchdogMs;
+  if (!(watchdogMs >= 50)) fail(`watchdogMs is ${watchdogMs}, expected at least 50`);
+  const maxRestarts = options.maxRestarts ?? DEFAULTS.maxRestarts;
+  if (!Number.isInteger(maxRestarts) || maxRestarts < 0) {
+    fail(`maxRestarts is ${maxRestarts}, expected an integer >= 0`);
+  }
+  const loadTimeoutMs = options.loadTimeoutMs ?? LOAD_TIMEOUT_MS;
+  if (!(loadTimeoutMs > 0)) fail(`loadTimeoutMs is ${loadTimeoutMs}, expected > 0`);
+  const config: RunnerConfig = {};
+  if (options.models !== undefined) config.models = options.models;
+  if (options.graph !== undefined) config.graph = options.graph;
+  if (options.runner !== undefined) config.runner = String(options.runner);
+  if (options.library !== undefined) config.library = options.library;
+  return { policy, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
+}
+
+function watchdogTick(settings: Settings): number {
+  return Math.max(10, Math.min(250, settings.watchdogMs / 4));
+}
+
+function shapeOf(settings: Settings, loaded: Loaded): LayoutShape {
+  return {
+    slots: settings.slots,
+    inputSize: loaded.inputSize,
+    outputSizes: loaded.outputSizes,
+    modelCount: loaded.modelNames.length,
+  };
+}
+
+function checkSameShape(first: Loaded, again: Loaded): void {
+  const describe = (l: Loaded) =>
+    `input ${l.inputSize}, outputs [${l.outputSizes}], ` +
+    `models [${l.modelNames}]`;
+  if (describe(first) !== describe(again)) {
+    throw new CadenzaError(
+      "E_SHAPE",
+      `RealtimeEngine: the restarted Worker loaded ${describe(again)}, expected ${describe(first)}`,
+    );
+  }
+}
+
+// Workers are created and loaded one at a time, engine-wide: an old Bun bug crashed when
+// several new Workers opened the native library at once.
+let spawnQueue: Promise<unknown> = Promise.resolve();
+
+function spawn(settings: Settings): Promise<{ worker: Worker; loaded: Loaded }> {
+  const spawned = spawnQueue.then(() => spawnNow(settings));
+  spawnQueue = spawned.catch(() => undefined);
+  return spawned;
+}
+
+async function spawnNow(settings: Settings): Promise<{ worker: Worker; loaded: Loaded }> {
+  const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+  try {
+    const loaded = nextMessage(worker, "loaded", settings.loadTimeoutMs);
+    worker.postMessage({ type: "init", config: settings.config });
+    return { worker, loaded: (await loaded) as Loaded };
+  } catch (err) {
+    worker.terminate();
+    throw err;
+  }
+}
+
+/**
+ * The next message of `type` from `worker`; rejects on a "failed" message, an error event or
+ * after `timeoutMs`.
+ */
+function nextMessage(worker: Worker, type: string, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      worker.removeEventListener("message", onMessage);
+      worker.removeEventListener("error", onError);
+    };
+    const onMessage = (event: MessageEvent) => {
+      const data = event.data;
+      if (data?.type === type) {
+        done();
+        resolve(data);
+      } else if (data?.type === "failed") {
+        done();
+        const code: CadenzaErrorCode = data.code ?? "E_NATIVE";
+        reject(
+          new CadenzaError(
+            code,
+            `RealtimeEngine: the Worker failed (${data.phase}): ` +
+              data.message,
+          ),
+        );
+      }
+    };
+    const onError = (event: Event) => {
+      event.preventDefault();
+      done();
+      const message = (event as ErrorEvent).message ?? "unknown error";
+      reject(new CadenzaError("E_NATIVE", `RealtimeEngine: the Worker threw: ${message}`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(
+        new CadenzaError(
+          "E_NATIVE",
+          `RealtimeEngine: no "${type}" from the Worker ` +
+            `within ${timeoutMs} ms`,
+        ),
+      );
+    }, timeoutMs);
+    worker.addEventListener("message", onMessage);
+    worker.addEventListener("error", onError);
+  });
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,614 @@
+/**
+ * The real-time engine's cases, shared by test/rt.test.ts (Bun), test/rt-stress.test.ts (Bun)
+ * and test/deno/rt.test.ts. Cases that run the models use the project's models/ folder, or
+ * CADENZA_MODELS when set (another set of the five files).
+ *
+ * Waiting in these tests is on the event loop (sleep and poll), never on a timing threshold:
+ * every deadline is a generous bound on "it never happened", not a performance claim.
+ */
+
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { CadenzaError } from "../../src/errors.ts";
+import {
+  EMOTION_MODELS,
+  type EmotionOutputs,
+  EmotionPipeline,
+  modelFile,
+} from "../../src/pipeline/emotion.ts";
+import { type PipelineBuffers, RealtimeEngine, type RealtimeOptions } from "../../src/rt/engine.ts";
+import { LatencyHistogram } from "../../src/rt/histogram.ts";
+import { resultChecksum } from "../../src/rt/layout.ts";
+import { EMOTION_OUTPUTS } from "../../src/rt/runner.ts";
+import { envVar } from "../../src/native/io.ts";
+import { Rng } from "../helpers.ts";
+import { type Case, check, fail, rejectsCadenza, throwsCadenza } from "./check.ts";
+import { FAKE_INPUT_SIZE, FAKE_MODELS, FAKE_OUTPUTS, fakeValue } from "./rt_runner.ts";
+
+/** The test runner module (no native library, about a microsecond a step). */
+export const FAKE_RUNNER = new URL("./rt_runner.ts", import.meta.url).href;
+
+export function modelsDir(): string | undefined {
+  const dir = envVar("CADENZA_MODELS");
+  return dir === undefined || dir === "" ? undefined : dir;
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `condition` every few ms; fails with `what` if it is still false after `limitMs`. */
+export async function waitFor(condition: () => boolean, what: string, limitMs = 10_000) {
+  const deadline = performance.now() + limitMs;
+  while (!condition()) {
+    if (performance.now() > deadline) fail(`gave up after ${limitMs} ms waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
+/** Starts an engine, runs `body`, and always stops it. */
+export async function withEngine(
+  options: RealtimeOptions,
+  body: (engine: RealtimeEngine) => Promise<void>,
+): Promise<void> {
+  const engine = await RealtimeEngine.start(options);
+  try {
+    await body(engine);
+  } finally {
+    await engine.stop();
+  }
+}
+
+/** Submits `features`, retrying while the ring is full; returns after it was accepted. */
+async function submitSurely(engine: RealtimeEngine, features: Float32Array): Promise<void> {
+  await waitFor(() => engine.submit(features), "a free input slot");
+}
+
+/** Waits until `latest` returns `seq` (or later); returns what it returned. */
+async function latestAtLeast(engine: RealtimeEngine, into: EmotionOutputs, seq: number) {
+  let got = -1;
+  await waitFor(() => (got = engine.latest(into)) >= seq, `result ${seq} (last seen ${got})`);
+  return got;
+}
+
+/** The buffers from createBuffers as one word array (they share one Float32Array). */
+function wordsOf(into: PipelineBuffers): Uint32Array {
+  const first = Object.values(into)[0];
+  return new Uint32Array(first.buffer, first.byteOffset, first.buffer.byteLength >>> 2);
+}
+
+function features(rng: Rng): Float32Array {
+  return rng.floats(FAKE_INPUT_SIZE, -1, 1);
+}
+
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stress run: a reader on this thread races the Worker's publishing.
+
+export interface StressOptions {
+  submits: number;
+  policy: "latest" | "every";
+  /** The fake runner (fast, outputs known from the input) or the five models. */
+  fake: boolean;
+}
+
+export interface StressResult {
+  reads: number;
+  distinctResults: number;
+  accepted: number;
+}
+
+/**
+ * `submits` accepted submits, each followed by reads; every read that returns a result must
+ * carry the checksum of exactly the values copied out (all five outputs and the sequence
+ * number), a sequence number that never goes back and names an accepted input, and, with the
+ * fake runner, the values computed from that input.
+ */
+export function stressRun(engine: RealtimeEngine, options: StressOptions): StressResult {
+  const into = engine.createBuffers();
+  const words = wordsOf(into);
+  const outputs = EMOTION_OUTPUTS.map((name) => into[name]);
+  const input = new Float32Array(engine.inputSize);
+  let accepted = 0;
+  let reads = 0;
+  let distinct = 0;
+  let last = -1;
+  while (accepted < options.submits) {
+    input[0] = accepted;
+    if (engine.submit(input)) accepted++;
+    for (let r = 0; r < 2; r++) {
+      const seq = engine.latest(into);
+      if (seq < 0) continue;
+      reads++;
+      if (seq < last || seq >= accepted) {
+        fail(`read ${reads}: sequence ${seq} after ${last}, with ${accepted} accepted`);
+      }
+      const sum = resultChecksum(words, 0, words.length, seq);
+      if (sum !== engine.resultChecksum) {
+        fail(
+          `read ${reads}: torn result ${seq}: checksum ${sum}, published ${engine.resultChecksum}`,
+        );
+      }
+      if (options.fake) checkFakeValues(outputs, seq, reads);
+      if (seq !== last) distinct++;
+      last = seq;
+    }
+  }
+  return { reads, distinctResults: distinct, accepted };
+}
+
+function checkFakeValues(outputs: Float32Array[], seq: number, read: number): void {
+  for (let k = 0; k < outputs.length; k++) {
+    const output = outputs[k];
+    for (let i = 0; i < output.length; i++) {
+      if (output[i] !== fakeValue(seq, k, i)) {
+        fail(
+          `read ${read}: result ${seq} output ${k}[${i}] = ${output[i]}, ` +
+            `expected ${fakeValue(seq, k, i)} (values from another result)`,
+        );
+      }
+    }
+  }
+}
+
+/** The stress run as a case; afterwards every accepted input is accounted for. */
+export function stressCase(options: StressOptions): Case {
+  const runner = options.fake ? "fake runner" : "five models";
+  return {
+    name: `rt stress: ${options.submits} submits, policy ${options.policy}, ${runner}, ` +
+      `checksum on every read`,
+    run: () =>
+      withEngine({
+        policy: options.policy,
+        runner: options.fake ? FAKE_RUNNER : undefined,
+        models: modelsDir(),
+        // The reader holds this thread for the whole run, so the watchdog cannot tick.
+        watchdogMs: 60_000,
+      }, async (engine) => {
+        const result = stressRun(engine, options);
+        if (envVar("CADENZA_RT_VERBOSE")) console.log(JSON.stringify(result));
+        check(result.reads > 0 && result.distinctResults > 1, () =>
+          `the reader saw ${result.distinctResults} distinct results in ${result.reads} reads`);
+        const stats = () =>
+          engine.stats();
+        await waitFor(() => stats().pending === 0 && stats().workerState === "idle", "drain");
+        const s = stats();
+        check(s.submitted === result.accepted, () => `submitted ${s.submitted}`);
+        check(s.completed + s.skipped === s.submitted, () =>
+          `completed ${s.completed} + skipped ${s.skipped} != submitted ${s.submitted}`);
+        if (options.policy === "every") {
+          check(s.skipped === 0, () =>
+            `skipped ${s.skipped}`);
+        }
+        check(s.workerRestarts === 0, () =>
+          `restarts: ${s.lastError}`);
+      }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation: `measure` is the runtime's own probe (see the test files).
+
+/** Runs `calls` submit+latest pairs between the probe's marks; returns what it measured. */
+export type AllocationProbe = (calls: number, body: (calls: number) => void) => number;
+
+export function allocationCase(probe: AllocationProbe, slack: number, unit: string): Case {
+  return {
+    name: `rt: 100,000 submit+latest calls allocate nothing (${unit}, slack ${slack})`,
+    // 1024 slots: the Worker empties the ring each step, so most submits are accepted and
+    // take the full path (a refused submit does less).
+    run: () =>
+      withEngine({ runner: FAKE_RUNNER, policy: "latest", slots: 1024 }, async (engine) => {
+        const into = engine.createBuffers();
+        const input = new Float32Array(engine.inputSize);
+        let seen = 0;
+        const body = (calls: number) => {
+          for (let i = 0; i < calls; i++) {
+            input[0] = i;
+            engine.submit(input);
+            if (engine.latest(into) >= 0) seen++;
+          }
+        };
+        // Warm up until the accepting path has run often enough to be optimised too.
+        const deadline = performance.now() + 10_000;
+        while (engine.stats().submitted < 50_000 && performance.now() < deadline) {
+          body(10_000);
+          await sleep(0);
+        }
+        await latestAtLeast(engine, into, 0);
+        // The least of up to three rounds: the JIT's own one-time work (a deoptimisation when
+        // a rare branch is first taken) can land in one round, but an allocation made by
+        // submit or latest recurs in every round.
+        const rounds: number[] = [];
+        const before = engine.stats().submitted;
+        while (rounds.length < 3 && !(rounds.length > 0 && Math.min(...rounds) <= slack)) {
+          rounds.push(probe(100_000, body));
+        }
+        const measured = Math.min(...rounds);
+        const accepted = (engine.stats().submitted - before) / rounds.length;
+        // How many submits find a free slot depends on how long the Worker keeps its core (on
+        // a busy 2-core machine, 7-30%); a thousand is enough for a per-call allocation to show.
+        check(seen > 0 && accepted > 1000, () => `${accepted} accepted a round, ${seen} read`);
+        check(measured <= slack, () =>
+          `submit+latest allocated: ${rounds.join(", ")} ${unit} ` +
+          `in ${rounds.length} rounds, all > ${slack}`);
+        if (envVar("CADENZA_RT_VERBOSE")) {
+          console.log(`allocation: ${rounds.join(", ")} ${unit}, ${accepted} accepted a round`);
+        }
+      }),
+  };
+}
+
+/** Bodies of the named methods of class RealtimeEngine in src/rt/engine.ts. */
+function methodBodies(names: string[]): Map<string, string> {
+  const path = fileURLToPath(new URL("../../src/rt/engine.ts", import.meta.url));
+  const source = readFileSync(path, "utf8");
+  const bodies = new Map<string, string>();
+  for (const name of names) {
+    const start = source.search(new RegExp(`^  ${name}\\(`, "m"));
+    if (start < 0) fail(`src/rt/engine.ts: method ${name} not found`);
+    const open = source.indexOf("{", source.indexOf(")", start));
+    let depth = 0;
+    let end = open;
+    for (; end < source.length; end++) {
+      if (source[end] === "{") depth++;
+      if (source[end] === "}" && --depth === 0) break;
+    }
+    bodies.set(name, source.slice(open + 1, end));
+  }
+  return bodies;
+}
+
+/** What would allocate, wait or yield, as it would appear in a method body. */
+const FORBIDDEN: [RegExp, string][] = [
+  [/\bnew\s/, "new"],
+  [/=>|\bfunction\b/, "a closure"],
+  [/\basync\b|\bawait\b|\byield\b|\.then\(/, "awaiting"],
+  [/Atomics\.wait/, "Atomics.wait"],
+  [/\.\.\./, "spread"],
+  [/`|["']\s*\+|\+\s*["']/, "string building"],
+  [/[=(,:?]\s*[[{]/, "an array or object literal"],
+  [/\.(subarray|slice|map|filter|concat|bind|from|of|entries|keys|values)\(/, "a copying call"],
+  [/\b(Array|Object|JSON|String|Promise|Date)\b/, "a builtin that allocates"],
+];
+
+export const structureCase: Case = {
+  name: "rt: submit and latest contain nothing that allocates, waits or awaits",
+  run: () => {
+    for (const [name, body] of methodBodies(["submit", "latest"])) {
+      for (const [pattern, what] of FORBIDDEN) {
+        const hit = body.match(pattern);
+        check(hit === null, () => `RealtimeEngine.${name} contains ${what}: "${hit![0]}"`);
+      }
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour.
+
+export const checksumCase: Case = {
+  name: "rt: the result checksum changes with any single word of any output, or the sequence",
+  run: () => {
+    const sizes = Object.values(FAKE_OUTPUTS);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const rng = new Rng(7);
+    const values = rng.floats(total, -1, 1);
+    const words = new Uint32Array(values.buffer);
+    const sum = resultChecksum(words, 0, total, 41);
+    check(resultChecksum(words, 0, total, 42) !== sum, () => "the sequence is not covered");
+    let at = 0;
+    for (const [k, size] of sizes.entries()) {
+      for (const i of [0, size >> 1, size - 1]) {
+        const keep = values[at + i];
+        values[at + i] = keep + 1e-6;
+        check(resultChecksum(words, 0, total, 41) !== sum, () => `output ${k}[${i}] not covered`);
+        values[at + i] = keep;
+      }
+      at += size;
+    }
+    check(resultChecksum(words, 0, total, 41) === sum, () => "checksum is not a function");
+  },
+};
+
+export const histogramCase: Case = {
+  name: "rt: the latency histogram reports p50/p99/max within one bucket (1/16)",
+  run: () => {
+    const histogram = new LatencyHistogram();
+    const empty = histogram.summary();
+    check(empty.count === 0 && empty.p50Us === 0 && empty.maxUs === 0, () => "empty not zero");
+    for (let i = 1; i <= 10_000; i++) histogram.record(i / 10);
+    const s = histogram.summary();
+    const near = (got: number, want: number) => got >= want && got <= want * (1 + 1 / 16) + 0.1;
+    check(s.count === 10_000, () => `count ${s.count}`);
+    check(near(s.p50Us, 500), () => `p50 ${s.p50Us}, expected about 500`);
+    check(near(s.p99Us, 990), () => `p99 ${s.p99Us}, expected about 990`);
+    check(s.maxUs === 1000, () => `max ${s.maxUs}`);
+    histogram.record(-5);
+    histogram.record(Number.NaN);
+    histogram.record(1e12);
+    check(histogram.summary().maxUs > 2e8, () => "huge values are not clamped into range");
+  },
+};
+
+export const argumentsCase: Case = {
+  name: "rt: bad options, inputs and buffers are CadenzaErrors naming what was expected",
+  run: async () => {
+    await rejectsCadenza(
+      () => RealtimeEngine.start({ slots: 6 }),
+      "E_ARGUMENT",
+      /power of two/,
+      "slots 6",
+    );
+    await rejectsCadenza(
+      () => RealtimeEngine.start({ policy: "newest" as "latest" }),
+      "E_ARGUMENT",
+      /"latest" or "every"/,
+      "policy",
+    );
+    await rejectsCadenza(
+      () => RealtimeEngine.start({ runner: FAKE_RUNNER + "-missing.ts" }),
+      "E_NATIVE",
+      /Worker failed \(load\)/,
+      "a runner module that does not exist",
+    );
+    await withEngine({ runner: FAKE_RUNNER }, async (engine) => {
+      throwsCadenza(
+        () => engine.submit(new Float32Array(3)),
+        "E_ARGUMENT",
+        /expected 128/,
+        "short features",
+      );
+      const into = engine.createBuffers();
+      await submitSurely(engine, new Float32Array(128));
+      await latestAtLeast(engine, into, 0);
+      const wrong = { ...into, melody: new Float32Array(12) };
+      throwsCadenza(
+        () => engine.latest(wrong),
+        "E_ARGUMENT",
+        /into\.melody .* 128 values/,
+        "a short output buffer",
+      );
+    });
+  },
+};
+
+/** Submits while the Worker is stalled, so the ring fills and the policy alone decides. */
+function policyCase(policy: "latest" | "every"): Case {
+  return {
+    name: `rt: policy ${policy}: a full ring refuses submits; the Worker ` +
+      (policy === "latest" ? "takes only the newest" : "runs every input in order"),
+    run: () =>
+      withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
+        const into = engine.createBuffers();
+        const input = new Float32Array(FAKE_INPUT_SIZE);
+        engine.__stallWorkerForTest(400);
+        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+        for (let i = 0; i < 8; i++) {
+          input[0] = i;
+          check(engine.submit(input), () => `submit ${i} refused with a free slot`);
+        }
+        check(!engine.submit(input), () => "a ninth submit into 8 slots was accepted");
+        check(engine.latest(into) === -1, () => "a result before the Worker ran");
+        check(await latestAtLeast(engine, into, 7) === 7, () => "the last result is not 7");
+        checkFakeValues(EMOTION_OUTPUTS.map((name) => into[name]), 7, 0);
+        const s = engine.stats();
+        check(s.rejected === 1 && s.submitted === 8, () => `rejected ${s.rejected}`);
+        const want = policy === "latest" ? [1, 7] : [8, 0];
+        check(s.completed === want[0] && s.skipped === want[1], () =>
+          `completed ${s.completed}, skipped ${s.skipped}, expected ${want}`);
+        check(s.dropped === s.rejected + s.skipped, () =>
+          "dropped is not rejected + skipped");
+      }),
+  };
+}
+
+export const policyCases: Case[] = [policyCase("latest"), policyCase("every")];
+
+export const pipelineCase: Case = {
+  name: "rt: the engine's results equal EmotionPipeline.step on the same inputs, in order",
+  run: async () => {
+    const dir = modelsDir();
+    const reference = await EmotionPipeline.load(dir);
+    try {
+      await withEngine({ models: dir, policy: "every" }, async (engine) => {
+        const rng = new Rng(2024);
+        const into = engine.createBuffers();
+        check(engine.outputNames.join() === EMOTION_OUTPUTS.join(), () => "output order");
+        for (let seq = 0; seq < 24; seq++) {
+          const input = features(rng);
+          await submitSurely(engine, input);
+          check(await latestAtLeast(engine, into, seq) === seq, () => `result ${seq} skipped`);
+          const want = reference.step(input);
+          for (const name of EMOTION_OUTPUTS) {
+            check(sameValues(into[name], want[name]), () => `step ${seq}: ${name} differs`);
+          }
+        }
+      });
+    } finally {
+      reference.dispose();
+    }
+  },
+};
+
+export const statsCase: Case = {
+  name: "rt: stats() is one plain object with counters, latencies, load time, bytes, memory",
+  run: () =>
+    withEngine({ models: modelsDir(), policy: "every" }, async (engine) => {
+      const rng = new Rng(3);
+      const into = engine.createBuffers();
+      for (let seq = 0; seq < 20; seq++) {
+        await submitSurely(engine, features(rng));
+        await latestAtLeast(engine, into, seq);
+      }
+      const s = engine.stats();
+      check(JSON.parse(JSON.stringify(s)).latencyUs.models !== undefined, () => "not plain data");
+      check(s.submitted === 20 && s.completed === 20 && s.dropped === 0, () =>
+        `counters ${JSON.stringify(s)}`);
+      check(s.state === "running" && s.lastError === null && s.workerRestarts === 0, () =>
+        `state ${s.state}`);
+      const names = EMOTION_MODELS.map((info) =>
+        info.name
+      );
+      check(Object.keys(s.latencyUs.models).join() === names.join(), () =>
+        "model names");
+      const { pipeline, endToEnd } = s.latencyUs;
+      for (const [what, h] of Object.entries({ ...s.latencyUs.models, pipeline, endToEnd })) {
+        check(h.count === 20, () => `${what}: ${h.count} samples, expected 20`);
+        check(0 < h.p50Us && h.p50Us <= h.p99Us && h.p99Us <= h.maxUs, () =>
+          `${what}: p50 ${h.p50Us}, p99 ${h.p99Us}, max ${h.maxUs}`);
+      }
+      check(s.latencyUs.endToEnd.p50Us >= s.latencyUs.pipeline.p50Us * 0.9, () =>
+        "end-to-end shorter than the step");
+      const reference = await EmotionPipeline.load(modelsDir());
+      check(s.weightBytes === reference.weightBytes, () =>
+        `weightBytes ${s.weightBytes}`);
+      reference.dispose();
+      check(s.modelLoadMs > 0 && s.memory.rssBytes > 0 && s.memory.heapUsedBytes > 0, () =>
+        `load ${s.modelLoadMs} ms, rss ${s.memory.rssBytes}`);
+    }),
+};
+
+export const graphCase: Case = {
+  name: "rt: a graph of model files runs in the Worker like the emotion pipeline",
+  run: async () => {
+    const dir = modelsDir() ?? fileURLToPath(new URL("../../models/", import.meta.url));
+    const graph = {
+      nodes: [
+        { name: "emotion", model: "E", inputs: [{ from: "input" }] },
+        { name: "groove", model: "G", inputs: [{ from: "emotion" }] },
+      ],
+      files: { E: modelFile(dir, "EmotionRecognizer"), G: modelFile(dir, "GroovePredictor") },
+    };
+    await withEngine({ graph }, async (engine) => {
+      check(engine.outputNames.join() === "emotion,groove", () => `${engine.outputNames}`);
+      const into = engine.createBuffers();
+      check(into.emotion.length === 64 && into.groove.length === 32, () => "output widths");
+      await submitSurely(engine, new Float32Array(128).fill(0.5));
+      await latestAtLeast(engine, into, 0);
+      check(into.groove.some((v) => v !== 0), () => "groove stayed zero");
+      check(Object.keys(engine.stats().latencyUs.models).join() === "E,G", () => "model keys");
+    });
+  },
+};
+
+export const stopCase: Case = {
+  name: "rt: after stop, submit refuses and latest still returns the last result",
+  run: async () => {
+    const engine = await RealtimeEngine.start({ runner: FAKE_RUNNER });
+    const into = engine.createBuffers();
+    const input = new Float32Array(FAKE_INPUT_SIZE).fill(0);
+    input[0] = 5;
+    await submitSurely(engine, input);
+    await latestAtLeast(engine, into, 0);
+    await engine.stop();
+    await engine.stop();
+    check(engine.stats().state === "stopped", () => engine.stats().state);
+    check(!engine.submit(input), () => "submit accepted after stop");
+    into.emotion.fill(-1);
+    check(
+      engine.latest(into) === 0 && into.emotion[0] === fakeValue(5, 0, 0),
+      () => "the last result was lost at stop",
+    );
+  },
+};
+
+/**
+ * Models that vanish after start: the replacement cannot load them, the engine retries
+ * `maxRestarts` times, then reports "failed" and keeps the last result readable. `dir` holds a
+ * copy of the five files that `remove` deletes (the test file owns the file system calls).
+ */
+export async function failedRestart(dir: string, remove: () => void): Promise<void> {
+  await withEngine({ models: dir, maxRestarts: 1, watchdogMs: 300 }, async (engine) => {
+    const into = engine.createBuffers();
+    await submitSurely(engine, features(new Rng(5)));
+    await latestAtLeast(engine, into, 0);
+    remove();
+    engine.__crashWorkerForTest();
+    await waitFor(() => engine.stats().state === "failed", "the engine to give up");
+    const s = engine.stats();
+    check(
+      /restarting the Worker failed: .*EmotionRecognizer/.test(s.lastError ?? ""),
+      () => `lastError is ${s.lastError}`,
+    );
+    check(s.workerRestarts === 0, () => `restarts ${s.workerRestarts}`);
+    check(engine.latest(into) === 0, () => "the last result was lost");
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker death: the caller keeps the last good result, sees the error, and results flow again.
+
+type Killer = "crash" | "stall" | "terminate";
+
+export function deathCase(killer: Killer, fake = false): Case {
+  return {
+    name: `rt: a Worker that ${
+      { crash: "throws", stall: "hangs", terminate: "is terminated" }[killer]
+    } mid-run is replaced; the last result stays readable (${fake ? "fake runner" : "models"})`,
+    run: () =>
+      withEngine({
+        models: modelsDir(),
+        runner: fake ? FAKE_RUNNER : undefined,
+        policy: "latest",
+        watchdogMs: 300,
+      }, (engine) => killAndRecover(engine, killer)),
+  };
+}
+
+async function killAndRecover(engine: RealtimeEngine, killer: Killer): Promise<void> {
+  const rng = new Rng(11);
+  const into = engine.createBuffers();
+  let seq = -1;
+  // Keep the Worker busy so that the failure lands mid-run.
+  for (let i = 0; i < 50; i++) {
+    if (engine.submit(features(rng))) seq++;
+    await sleep(1);
+  }
+  const good = await latestAtLeast(engine, into, seq);
+  const kept = Object.fromEntries(EMOTION_OUTPUTS.map((n) => [n, into[n].slice()]));
+  if (killer === "crash") engine.__crashWorkerForTest();
+  if (killer === "stall") engine.__stallWorkerForTest(1500);
+  if (killer === "terminate") engine.__terminateWorkerForTest();
+  await waitFor(() => engine.stats().state !== "running", "the engine to notice the failure");
+  // Meanwhile the caller side works: submits queue, latest returns the last good result.
+  const during = engine.latest(into);
+  check(during === good, () => `during the restart latest returned ${during}, expected ${good}`);
+  for (const name of EMOTION_OUTPUTS) {
+    check(sameValues(into[name], kept[name]), () => `${name} changed during the restart`);
+  }
+  await waitFor(
+    () => engine.stats().workerRestarts >= 1 && engine.stats().state === "running",
+    "the restart",
+  );
+  const s = engine.stats();
+  const want = { crash: /crash requested/, stall: /stopped beating/, terminate: /stopped beating/ };
+  check(want[killer].test(s.lastError ?? ""), () => `lastError is ${s.lastError}`);
+  await submitSurely(engine, features(rng));
+  const after = await latestAtLeast(engine, into, good + 1);
+  check(after > good, () => `no new result after the restart (${after})`);
+  check(engine.stats().workerRestarts === 1, () => `restarts ${engine.stats().workerRestarts}`);
+}
+
+export const startFailureCase: Case = {
+  name: "rt: a load failure at start is a CadenzaError naming the missing model file",
+  run: async () => {
+    const err = await rejectsCadenza(
+      () => RealtimeEngine.start({ models: "/nonexistent/cadenza-models" }),
+      "E_IO",
+      /EmotionRecognizer/,
+      "a missing model folder",
+    );
+    check(err instanceof CadenzaError, () => "not a CadenzaError");
+  },
+};
+
+export const fakeShapeCheck: Case = {
+  name: "rt: the fake runner has the emotion pipeline's widths",
+  run: () => {
+    const names = EMOTION_MODELS.map((info) => info.node);
+    check(Object.keys(FAKE_OUTPUTS).every((n) => names.includes(n as never)), () => "names");
+    check(FAKE_MODELS.length === 2, () => "models");
+  },
+};
