@@ -11,9 +11,10 @@ import { parseArgs, UsageError } from "./args.ts";
 import { type Command, consoleOutput, type Output } from "./command.ts";
 import { benchCommand } from "./bench.ts";
 import { inspectCommand } from "./inspect.ts";
+import { liveCommand } from "./live.ts";
 import { runCommand } from "./run.ts";
 
-export const commands: readonly Command[] = [inspectCommand, runCommand, benchCommand];
+export const commands: readonly Command[] = [inspectCommand, runCommand, benchCommand, liveCommand];
 
 function topHelp(): string {
   const width = Math.max(...commands.map((command) => command.name.length));
