@@ -615,9 +615,15 @@ group("native create without TypeScript validation", () => {
     }
   });
 
-  test("reserved word and bad calls after a good create", async () => {
+  test("weight_type word and bad calls after a good create", async () => {
     const a = await api();
-    nativeRefuses(a, setWord(image, HEADER_WORDS + 15, 1), "E_FORMAT", /reserved/, "reserved");
+    nativeRefuses(
+      a,
+      setWord(image, HEADER_WORDS + 15, 2),
+      "E_FORMAT",
+      /word 15 \(weight_type\) is 2, expected 0 \(f32\) or 1 \(bf16\)/,
+      "weight_type",
+    );
     const handle = a.create(image);
     try {
       expect(a.forward(handle, new Float32Array(3), new Float32Array(2))).toBe(1);

@@ -9,6 +9,7 @@ const norm = @import("layers/norm.zig");
 const lstm = @import("layers/lstm.zig");
 const gru = @import("layers/gru.zig");
 const attention = @import("layers/attention.zig");
+const mv = @import("layers/matvec.zig");
 
 const LayerDesc = desc.LayerDesc;
 
@@ -70,6 +71,9 @@ pub const Image = struct {
     bytes: []const u8,
     header: Header,
     parameter_count: u64,
+    /// Bytes the parameters take as the model holds them: each matrix element at its layer's
+    /// weight_type, everything else as f32 (padding not counted).
+    weight_bytes: u64,
     /// The most tensor floats of any one layer: the size of the packing temporary.
     layer_floats_max: usize,
 
@@ -160,6 +164,7 @@ const Record = struct {
             .out = rec.w[3],
             .p = rec.w[4..12].*,
             .f = .{ @bitCast(rec.w[12]), @bitCast(rec.w[13]) },
+            .weight_type = @enumFromInt(rec.w[15]),
         };
     }
 };
@@ -170,6 +175,7 @@ pub fn parse(bytes: []const u8, diag: *Diag) Error!Image {
         .bytes = bytes,
         .header = header,
         .parameter_count = 0,
+        .weight_bytes = 0,
         .layer_floats_max = 0,
     };
     var offset: usize = header_words * 4;
@@ -181,6 +187,7 @@ pub fn parse(bytes: []const u8, diag: *Diag) Error!Image {
         prev_out = layer.desc.out;
         last_kind = layer.desc.kind;
         img.parameter_count += layer.floats;
+        img.weight_bytes += layer.weight_bytes;
         img.layer_floats_max = @max(img.layer_floats_max, layer.floats);
     }
     if (offset != bytes.len) {
@@ -256,7 +263,7 @@ const LayerAt = struct {
     }
 };
 
-const ParsedLayer = struct { desc: LayerDesc, floats: usize, end: usize };
+const ParsedLayer = struct { desc: LayerDesc, floats: usize, weight_bytes: u64, end: usize };
 
 fn parseLayer(
     bytes: []const u8,
@@ -284,6 +291,7 @@ fn parseLayer(
     try checkWords(at, rec, prev_out);
     const d = rec.toDesc();
     try checkKindLimits(at, &d);
+    try checkWeightType(at, &d);
     const check_msg = switch (d.kind) {
         inline else => |k| Impl(k).check(&d),
     };
@@ -295,7 +303,7 @@ fn parseLayer(
     return parseTensors(at, bytes, offset + record_words * 4, &d, rec.w[14]);
 }
 
-/// Widths, chaining, the float words and the reserved word.
+/// Widths, chaining, the float words and the weight type word.
 fn checkWords(at: LayerAt, rec: Record, prev_out: u32) Error!void {
     for ([2]usize{ 2, 3 }, [2][]const u8{ "in", "out" }) |i, field| {
         if (rec.w[i] == 0 or rec.w[i] > desc.width_max) {
@@ -318,9 +326,31 @@ fn checkWords(at: LayerAt, rec: Record, prev_out: u32) Error!void {
                 "expected a finite value", .{ i, k, v, rec.w[i] });
         }
     }
-    if (rec.w[15] != 0) {
-        return at.fail(error.BadImage, "word 15 (reserved) is {d}, expected 0", .{rec.w[15]});
+    if (rec.w[15] > @intFromEnum(desc.WeightType.bf16)) {
+        return at.fail(error.BadImage, "word 15 (weight_type) is {d}, expected 0 (f32) or " ++
+            "1 (bf16)", .{rec.w[15]});
     }
+}
+
+/// Kinds without a weight matrix hold everything as f32.
+fn checkWeightType(at: LayerAt, d: *const LayerDesc) Error!void {
+    if (d.weight_type == .f32) return;
+    const has_matrix = switch (d.kind) {
+        inline else => |k| @hasDecl(Impl(k), "matrixTensors"),
+    };
+    if (!has_matrix) {
+        return at.fail(error.BadImage, "word 15 (weight_type) is {d} ({s}), expected 0 (f32): " ++
+            "this kind has no weight matrix", .{
+            @intFromEnum(d.weight_type), @tagName(d.weight_type),
+        });
+    }
+}
+
+/// Bit t set when tensor t of the layer is a weight matrix held at the layer's weight_type.
+fn matrixMask(d: *const LayerDesc) u16 {
+    return switch (d.kind) {
+        inline else => |k| if (@hasDecl(Impl(k), "matrixTensors")) Impl(k).matrixTensors(d) else 0,
+    };
 }
 
 /// The kind-specific integer limits of docs/DESIGN.md; beyond them the status is "limit".
@@ -363,6 +393,8 @@ fn parseTensors(
     }
     var offset = start;
     var floats: usize = 0;
+    var weight_bytes: u64 = 0;
+    const matrices = matrixMask(d);
     for (0..expected_count) |t| {
         const name = tensorName(d, t);
         if (bytes.len - offset < 4) {
@@ -385,27 +417,36 @@ fn parseTensors(
                 t, name, len, data_bytes, offset, bytes.len - offset,
             });
         }
-        try checkFinite(at, bytes[offset..][0..@intCast(data_bytes)], t, name);
+        const bf16 = d.weight_type == .bf16 and (matrices >> @intCast(t)) & 1 == 1;
+        try checkFinite(at, bytes[offset..][0..@intCast(data_bytes)], t, name, bf16);
         offset += @intCast(data_bytes);
         floats += len;
+        weight_bytes += @as(u64, len) * @as(u64, if (bf16) 2 else 4);
     }
-    return .{ .desc = d.*, .floats = floats, .end = offset };
+    return .{ .desc = d.*, .floats = floats, .weight_bytes = weight_bytes, .end = offset };
 }
 
-fn checkFinite(at: LayerAt, data: []const u8, t: usize, name: []const u8) Error!void {
-    // A float is not finite when its exponent bits are all ones. One branch-free pass
-    // decides; the element is looked for only in a rejected image.
-    const exponent: u32 = 0x7F80_0000;
-    var non_finite: u32 = 0;
+/// Every element finite and, for a matrix held as bf16, small enough not to round to infinity.
+fn checkFinite(at: LayerAt, data: []const u8, t: usize, name: []const u8, bf16: bool) Error!void {
+    // A float is not finite when its magnitude bits reach the all-ones exponent. One
+    // branch-free pass decides; the element is looked for only in a rejected image.
+    const limit: u32 = if (bf16) mv.bf16_overflow_bits else 0x7F80_0000;
+    var beyond: u32 = 0;
     var e: usize = 0;
     while (e < data.len) : (e += 4) {
-        non_finite |= @intFromBool(word(data, e) & exponent == exponent);
+        beyond |= @intFromBool(word(data, e) & 0x7FFF_FFFF >= limit);
     }
-    if (non_finite == 0) return;
+    if (beyond == 0) return;
     e = 0;
-    while (word(data, e) & exponent != exponent) e += 4;
+    while (word(data, e) & 0x7FFF_FFFF < limit) e += 4;
     const bits = word(data, e);
     const v: f32 = @bitCast(bits);
+    if (std.math.isFinite(v)) {
+        return at.fail(error.BadImage, "tensor {d} ({s}) element {d} is {e}, beyond the bf16 " ++
+            "range: it would round to infinity (word 15, weight_type, is 1)", .{
+            t, name, e / 4, v,
+        });
+    }
     return at.fail(error.BadImage, "tensor {d} ({s}) element {d} is {d} (bits 0x{X:0>8}), " ++
         "expected a finite value", .{ t, name, e / 4, v, bits });
 }
@@ -480,6 +521,7 @@ test "image: a valid image parses at any alignment" {
         var diag: Diag = .{};
         const img = try parse(shifted[shift..][0..bytes.len], &diag);
         try testing.expectEqual(@as(u64, 32 + 8 + 256 + 256 + 32 + 16), img.parameter_count);
+        try testing.expectEqual(img.parameter_count * 4, img.weight_bytes);
         try testing.expectEqual(@as(usize, 256 + 256 + 32), img.layer_floats_max);
         var it = img.layers();
         var kinds: [3]desc.Kind = undefined;
@@ -536,8 +578,8 @@ test "image: layer record rejections" {
             "word 3 (out) is 65537, expected 1..65536" },
         .{ .at = layer1 + 48, .value = 0x7F800000, .err = error.BadImage, .message = "layer 1 " ++
             "(lstm): word 12 (f0) is inf (bits 0x7F800000), expected a finite value" },
-        .{ .at = layer1 + 60, .value = 1, .err = error.BadImage, .message = "layer 1 (lstm): " ++
-            "word 15 (reserved) is 1, expected 0" },
+        .{ .at = layer1 + 60, .value = 2, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 15 (weight_type) is 2, expected 0 (f32) or 1 (bf16)" },
         .{ .at = layer2 + 16, .value = 2, .err = error.BadImage, .message = "layer 2 (dense): " ++
             "p0 (bias) must be 0 or 1 (got in 8, out 2, act 0, p { 2, 0, 0, 0, 0, 0, 0, 0 }, " ++
             "f { 0, 0 })" },
@@ -583,6 +625,29 @@ test "image: kind limits and prelu's shared alpha" {
     defer testing.allocator.free(prelu);
     var diag: Diag = .{};
     _ = try parse(prelu, &diag);
+}
+
+test "image: weight_type bf16 halves the matrices' bytes, is refused where there is no matrix" {
+    var bytes = try sample();
+    defer testing.allocator.free(bytes);
+    for ([_]usize{ layer0, layer1, layer2 }) |at| {
+        std.mem.writeInt(u32, bytes[at + 60 ..][0..4], 1, .little);
+    }
+    var diag: Diag = .{};
+    const img = try parse(bytes, &diag);
+    // Matrices: 32 + 256 + 256 + 16 elements at 2 bytes; biases 8 + 32 at 4.
+    try testing.expectEqual(@as(u64, (32 + 256 + 256 + 16) * 2 + (8 + 32) * 4), img.weight_bytes);
+    // A weight that bf16 would round to infinity.
+    std.mem.writeInt(u32, bytes[layer0 + 68 + 4 * 3 ..][0..4], mv.bf16_overflow_bits, .little);
+    try expectRejected(bytes, error.BadImage, "layer 0 (dense): tensor 0 (W) element 3 is " ++
+        "3.3961775e38, beyond the bf16 range: it would round to infinity (word 15, " ++
+        "weight_type, is 1)");
+    testing.allocator.free(bytes);
+    bytes = try helpers.build(testing.allocator, 1, 1, &.{
+        .{ .kind = .layernorm, .in = 5, .out = 5, .f = .{ 1e-5, 0 }, .weight_type = .bf16 },
+    });
+    try expectRejected(bytes, error.BadImage, "layer 0 (layernorm): word 15 (weight_type) is " ++
+        "1 (bf16), expected 0 (f32): this kind has no weight matrix");
 }
 
 test "image: no single-byte change or truncation makes the parser or create misbehave" {

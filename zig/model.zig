@@ -103,6 +103,8 @@ pub const Model = struct {
     output_size: u32,
     max_batch: u32,
     parameter_count: u64,
+    /// Bytes the parameters take as held: matrices at their layer's weight type.
+    weight_bytes: u64,
     /// Every layer's state, contiguous: reset zeroes it at once.
     state: []f32,
     /// One layer's state, copied per row by forwardBatch so rows do not advance the model.
@@ -126,6 +128,7 @@ pub const Model = struct {
             .output_size = img.header.output_size,
             .max_batch = img.header.max_batch,
             .parameter_count = img.parameter_count,
+            .weight_bytes = img.weight_bytes,
             .state = &.{},
             .state_copy = &.{},
             .scratch = &.{},
@@ -175,7 +178,7 @@ pub const Model = struct {
             m.input_size,
             m.output_size,
             m.parameter_count,
-            m.parameter_count * 4,
+            m.weight_bytes,
             m.counting.bytes_held + @sizeOf(Model),
             m.state.len,
             m.max_batch,

@@ -13,6 +13,16 @@ pub const many_registers = switch (builtin.cpu.arch) {
     else => false,
 };
 
+/// a*b + c, fused where the target has FMA; elsewhere `@mulAdd` would become a call per lane.
+pub inline fn madd(a: anytype, b: @TypeOf(a), c: @TypeOf(a)) @TypeOf(a) {
+    const fused = switch (builtin.cpu.arch) {
+        .x86_64, .x86 => std.Target.x86.featureSetHas(builtin.cpu.features, .fma),
+        .aarch64 => true,
+        else => false,
+    };
+    return if (fused) @mulAdd(@TypeOf(a), a, b, c) else a * b + c;
+}
+
 pub inline fn splat(x: f32) V {
     return @splat(x);
 }
@@ -32,6 +42,12 @@ pub inline fn loadPtr(p: [*]const f32) V {
 
 pub inline fn storePtr(p: [*]f32, v: V) void {
     p[0..lanes].* = v;
+}
+
+/// True in the lanes below `n` (all of them when n >= lanes): masks a ragged last vector.
+pub inline fn lanesBelow(n: usize) @Vector(lanes, bool) {
+    const index = std.simd.iota(u32, lanes);
+    return index < @as(@Vector(lanes, u32), @splat(@intCast(@min(n, lanes))));
 }
 
 /// `n` rounded up to a whole number of vectors.

@@ -5,6 +5,7 @@ const desc = @import("layers/desc.zig");
 const image = @import("image.zig");
 const model = @import("model.zig");
 const api = @import("api.zig");
+const mv = @import("layers/matvec.zig");
 
 const testing = std.testing;
 const Model = model.Model;
@@ -29,11 +30,20 @@ pub const Spec = struct {
     out: u32,
     p: [8]u32 = @splat(0),
     f: [2]f32 = .{ 0, 0 },
+    weight_type: desc.WeightType = .f32,
     tensors: ?[]const []const f32 = null,
 };
 
 pub fn descOf(s: Spec) desc.LayerDesc {
-    return .{ .kind = s.kind, .act = s.act, .in = s.in, .out = s.out, .p = s.p, .f = s.f };
+    return .{
+        .kind = s.kind,
+        .act = s.act,
+        .in = s.in,
+        .out = s.out,
+        .p = s.p,
+        .f = s.f,
+        .weight_type = s.weight_type,
+    };
 }
 
 /// The p words of a layer record from its first three.
@@ -63,7 +73,7 @@ pub fn build(a: std.mem.Allocator, seed: u64, max_batch: u32, layers: []const Sp
             inline else => |k| image.Impl(k).tensorLens(&d, &lens),
         };
         const rec = [4]u32{ @intFromEnum(s.kind), @intFromEnum(s.act), s.in, s.out } ++ s.p ++
-            [4]u32{ @bitCast(s.f[0]), @bitCast(s.f[1]), count, 0 };
+            [4]u32{ @bitCast(s.f[0]), @bitCast(s.f[1]), count, @intFromEnum(s.weight_type) };
         for (rec) |w| try putWord(a, &out, w);
         for (0..count) |t| {
             if (s.tensors) |given| {
@@ -92,6 +102,25 @@ fn putWord(a: std.mem.Allocator, out: *std.ArrayList(u8), w: u32) !void {
 fn putTensor(a: std.mem.Allocator, out: *std.ArrayList(u8), data: []const f32) !void {
     try putWord(a, out, @intCast(data.len));
     for (data) |v| try putWord(a, out, @bitCast(v));
+}
+
+/// Copies of `tensors` as a layer of weight type `t` computes with them: the matrix tensors
+/// (bit i of `matrices` for tensor i) rounded to bf16 when t is bf16.
+pub fn asStored(
+    a: std.mem.Allocator,
+    tensors: []const []const f32,
+    matrices: u16,
+    t: desc.WeightType,
+) ![]const []const f32 {
+    const out = try a.alloc([]const f32, tensors.len);
+    for (out, tensors, 0..) |*o, src, i| {
+        const copy = try a.dupe(f32, src);
+        if (t == .bf16 and (matrices >> @intCast(i)) & 1 == 1) {
+            for (copy) |*v| v.* = mv.roundBf16(v.*);
+        }
+        o.* = copy;
+    }
+    return out;
 }
 
 /// |got - want| <= tol * (1 + |want|) for every element.
@@ -166,6 +195,52 @@ test "model: every kind runs, 1000 forwards and batches allocate nothing" {
     try testing.expectEqual(before[10], after[10]);
     try testing.expectEqual(@as(u64, 2), after[9]);
     try testing.expectEqual(@as(u64, 1), after[10]);
+}
+
+/// every_kind with the matrices held as bf16 where the kind has them.
+fn everyKindBf16() [every_kind.len]Spec {
+    var specs = every_kind;
+    for (&specs) |*spec| {
+        spec.weight_type = switch (spec.kind) {
+            .dense, .lstm, .gru, .conv1d, .attention, .transformer => .bf16,
+            else => .f32,
+        };
+    }
+    return specs;
+}
+
+test "model: bf16 weights run every kind near f32, allocating nothing, in fewer bytes" {
+    const bf16_specs = everyKindBf16();
+    const bytes16 = try build(testing.allocator, 7, 5, &bf16_specs);
+    defer testing.allocator.free(bytes16);
+    const bytes32 = try build(testing.allocator, 7, 5, &every_kind);
+    defer testing.allocator.free(bytes32);
+    const m16 = try createModel(bytes16);
+    defer m16.destroy();
+    const m32 = try createModel(bytes32);
+    defer m32.destroy();
+    const info16 = m16.info();
+    const info32 = m32.info();
+    try testing.expectEqual(info32[3], info16[3]);
+    try testing.expectEqual(info32[3] * 4, info32[4]);
+    try testing.expect(info16[4] < info32[4] and info16[5] < info32[5]);
+    var prng = std.Random.DefaultPrng.init(3);
+    var x: [3 * 5]f32 = undefined;
+    var y16: [8 * 5]f32 = undefined;
+    var y32: [8 * 5]f32 = undefined;
+    for (0..200) |_| {
+        randomFloats(prng.random(), x[0..3], 1);
+        m16.forward(x[0..3], y16[0..8]);
+        m32.forward(x[0..3], y32[0..8]);
+        // Weights move by up to 2^-8 of themselves; the chain ends in a softmax.
+        for (y32[0..8], y16[0..8]) |want, got| try testing.expectApproxEqAbs(want, got, 2e-2);
+    }
+    randomFloats(prng.random(), &x, 1);
+    m16.forwardBatch(&x, &y16, 5);
+    m16.reset();
+    const after = m16.info();
+    try testing.expectEqual(info16[9], after[9]);
+    try testing.expectEqual(info16[10], after[10]);
 }
 
 test "model: forwardBatch rows start from the current state and do not advance it" {

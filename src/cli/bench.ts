@@ -11,6 +11,7 @@ import { CadenzaError } from "../errors.ts";
 // Types only: the exporter (and onnx-proto, a dev dependency) loads when --peers asks for it.
 import type { OnnxExport, OnnxStepper, OrtLike } from "../model/formats/onnx-export.ts";
 import { loadModel, type Model } from "../index.ts";
+import { type Precision, PRECISIONS, specAsHeld } from "../model/image.ts";
 import type { PipelineNode } from "../pipeline/pipeline.ts";
 import {
   defaultModelsDir,
@@ -25,8 +26,8 @@ import { envVar, runtime, writeFile } from "../native/io.ts";
 import { intFlag, type ParsedArgs } from "./args.ts";
 import type { Command, Output } from "./command.ts";
 
-export const BENCH_HELP = `usage: cadenza bench [--models DIR] [--iterations N] [--precision f32]
-                     [--json FILE] [--peers]
+export const BENCH_HELP = `usage: cadenza bench [--models DIR] [--iterations N]
+                     [--precision f32|bf16] [--json FILE] [--peers]
 
 Times each model of the emotion pipeline (one step, batch 1) and the full pipeline step:
 median, p99 and max latency in microseconds, parameters, weight bytes and the process's
@@ -35,7 +36,8 @@ resident memory; then the targets (single model < 2 ms, pipeline < 10 ms, ~4 MB 
   --models DIR      folder with the five .safetensors files (default: the project's models/)
   --iterations N    timed steps per model and for the pipeline (default 1000)
   --warmup N        untimed steps first (default 100)
-  --precision P     f32 (bf16 and int8 are not available yet)
+  --precision P     f32 (default) or bf16: weight matrices held as bfloat16, half the bytes
+                    (int8 is not available yet); --peers then run the same bf16-rounded weights
   --json FILE       also write the figures as JSON (shape in docs/PERFORMANCE.md)
   --peers           also run onnxruntime-node on the same models and weights (ONNX exported in
                     memory), after checking that its outputs agree within ${1e-4}
@@ -388,7 +390,8 @@ export class OrtModel implements Widths {
 
   static async create(ort: OrtModule, name: string, model: Model): Promise<OrtModel> {
     const { exportOnnx, OnnxStepper } = await import("../model/formats/onnx-export.ts");
-    const exported = exportOnnx(model.spec, { name });
+    // The weights the model holds (bf16-rounded at that precision), so outputs can agree.
+    const exported = exportOnnx(specAsHeld(model.spec, model.precision), { name });
     const session = await ort.InferenceSession.create(exported.bytes, { ...ORT_SESSION_OPTIONS });
     const states: [OnnxStepper, OnnxStepper] = [
       new OnnxStepper(ort, exported),
@@ -499,7 +502,7 @@ export function pipelineStepper(name: string, pipeline: EmotionPipeline): Steppe
 // Loading and the command
 
 /** The five models from `dir` with the chosen library (default fast), and their pipeline. */
-export async function loadBenchPipeline(dir: string): Promise<{
+export async function loadBenchPipeline(dir: string, precision: Precision = "f32"): Promise<{
   pipeline: EmotionPipeline;
   models: Record<EmotionModelName, Model>;
   library: string;
@@ -508,7 +511,7 @@ export async function loadBenchPipeline(dir: string): Promise<{
   const models: Partial<Record<EmotionModelName, Model>> = {};
   try {
     for (const info of EMOTION_MODELS) {
-      models[info.name] = await loadModel(modelFile(dir, info.name), { library });
+      models[info.name] = await loadModel(modelFile(dir, info.name), { library, precision });
     }
   } catch (err) {
     for (const m of Object.values(models)) m.dispose();
@@ -525,7 +528,7 @@ export interface ModelFigures extends LatencySummary {
 }
 
 export interface BenchReport {
-  precision: "f32";
+  precision: Precision;
   iterations: number;
   runtime: string;
   library: string;
@@ -544,19 +547,19 @@ export interface BenchReport {
   };
 }
 
-function checkPrecision(args: ParsedArgs): "f32" {
+function checkPrecision(args: ParsedArgs): Precision {
   const precision = args.values.get("precision") ?? "f32";
-  if (precision === "f32") return precision;
-  if (precision === "bf16" || precision === "int8") {
+  if (PRECISIONS.includes(precision as Precision)) return precision as Precision;
+  if (precision === "int8") {
     throw new CadenzaError(
       "E_ARGUMENT",
-      `bench: --precision ${precision} is not available yet; ` +
-        `this build runs f32 only`,
+      "bench: --precision int8 is not available yet (int8 weights are a later issue); " +
+        "use f32 or bf16",
     );
   }
   throw new CadenzaError(
     "E_ARGUMENT",
-    `bench: --precision "${precision}", expected f32, bf16 or int8`,
+    `bench: --precision "${precision}", expected f32 or bf16`,
   );
 }
 
@@ -565,7 +568,7 @@ async function runBench(args: ParsedArgs, output: Output): Promise<number> {
   const iterations = intFlag(args, "iterations", 1000, "bench");
   const warmup = intFlag(args, "warmup", 100, "bench");
   const dir = args.values.get("models") ?? defaultModelsDir();
-  const { pipeline, models, library } = await loadBenchPipeline(dir);
+  const { pipeline, models, library } = await loadBenchPipeline(dir, precision);
   try {
     const report = measureAll(pipeline, models, { iterations, warmup, library, precision });
     if (args.switches.has("peers")) {
@@ -588,7 +591,7 @@ async function runBench(args: ParsedArgs, output: Output): Promise<number> {
 function measureAll(
   pipeline: EmotionPipeline,
   models: Record<EmotionModelName, Model>,
-  o: { iterations: number; warmup: number; library: string; precision: "f32" },
+  o: { iterations: number; warmup: number; library: string; precision: Precision },
 ): BenchReport {
   const figures = EMOTION_MODELS.map((info) => {
     const model = models[info.name];

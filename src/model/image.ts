@@ -9,6 +9,7 @@ import {
   ACTIVATION_IDS,
   DEFAULT_MAX_BATCH,
   KIND_IDS,
+  type LayerKind,
   type LayerSpec,
   type ModelSpec,
   outputSize,
@@ -26,6 +27,71 @@ export const IMAGE_RECORD_WORDS = 16;
 const IMAGE_BYTES_MAX = 0xFFFF_FFFF;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * How a model holds its weight matrices (layer record word 15, weight_type): "f32", or "bf16"
+ * (bfloat16, rounded to nearest even by the native library when it loads the image; half the
+ * bytes). Biases, norms and state are f32 either way.
+ */
+export type Precision = "f32" | "bf16";
+
+export const PRECISIONS: readonly Precision[] = ["f32", "bf16"];
+
+const WEIGHT_TYPE_IDS: Record<Precision, number> = { f32: 0, bf16: 1 };
+
+/** The tensors of each kind that are weight matrices, held at the model's precision. */
+export const MATRIX_TENSORS: Readonly<Record<LayerKind, readonly string[]>> = {
+  dense: ["W"],
+  lstm: ["Wx", "Wh"],
+  gru: ["Wx", "Wh"],
+  conv1d: ["W"],
+  batchnorm: [],
+  layernorm: [],
+  prelu: [],
+  activation: [],
+  attention: ["Wq", "Wk", "Wv", "Wo"],
+  transformer: ["Wq", "Wk", "Wv", "Wo", "W1", "W2"],
+};
+
+/** Bytes the parameters of `spec` take as a model of `precision` holds them (no padding). */
+export function weightBytes(spec: ModelSpec, precision: Precision): number {
+  const matrix_bytes = precision === "bf16" ? 2 : 4;
+  let total = 0;
+  for (const layer of spec.layers) {
+    const matrices = MATRIX_TENSORS[layer.kind];
+    for (const name of TENSOR_NAMES(layer.kind, layer)) {
+      const bytes = matrices.includes(name) ? matrix_bytes : 4;
+      total += layer.tensors[name].length * bytes;
+    }
+  }
+  return total;
+}
+
+/** f32 values rounded to the nearest bfloat16, ties to even (what a bf16 model computes with). */
+export function roundToBf16(values: Float32Array): Float32Array {
+  const bits = new Uint32Array(values.length);
+  new Float32Array(bits.buffer).set(values);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    const nan = (b & 0x7fffffff) > 0x7f800000;
+    bits[i] = nan ? b : ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return new Float32Array(bits.buffer);
+}
+
+/**
+ * A copy of `spec` whose weight matrices hold exactly the values a model of `precision`
+ * computes with (for peers that run f32 arithmetic on the same weights).
+ */
+export function specAsHeld(spec: ModelSpec, precision: Precision): ModelSpec {
+  if (precision === "f32") return spec;
+  const layers = spec.layers.map((layer) => {
+    const tensors = { ...layer.tensors };
+    for (const name of MATRIX_TENSORS[layer.kind]) tensors[name] = roundToBf16(tensors[name]);
+    return { ...layer, tensors };
+  });
+  return { ...spec, layers };
+}
 
 /** The kind-specific words of one layer record: act, p[0..8], f[0..2]. */
 export interface LayerFields {
@@ -70,14 +136,18 @@ function imageBytes(spec: ModelSpec): number {
 }
 
 /**
- * Validates `spec` and packs it as a model image v1. Throws CadenzaError (E_FORMAT, E_SHAPE,
- * E_LIMIT) naming `source` and the layer when the spec is invalid or the image would exceed
- * 4 GiB.
+ * Validates `spec` and packs it as a model image v1, the weight matrices marked to be held at
+ * `precision`. Throws CadenzaError (E_FORMAT, E_SHAPE, E_LIMIT) naming `source` and the layer
+ * when the spec is invalid or the image would exceed 4 GiB.
  *
  * @example
  * const image = packImage(readSafetensors(bytes, "melody.safetensors"));
  */
-export function packImage(spec: ModelSpec, source = "model spec"): Uint8Array {
+export function packImage(
+  spec: ModelSpec,
+  source = "model spec",
+  precision: Precision = "f32",
+): Uint8Array {
   validateSpec(spec, source);
   const total_bytes = imageBytes(spec);
   if (total_bytes > IMAGE_BYTES_MAX) {
@@ -100,11 +170,16 @@ export function packImage(spec: ModelSpec, source = "model spec"): Uint8Array {
   ];
   header.forEach((word, i) => view.setUint32(i * 4, word, true));
   let offset = IMAGE_HEADER_WORDS * 4;
-  for (const layer of spec.layers) offset = writeLayer(view, offset, layer);
+  for (const layer of spec.layers) offset = writeLayer(view, offset, layer, precision);
   return new Uint8Array(buffer);
 }
 
-function writeLayer(view: DataView, offset: number, layer: LayerSpec): number {
+function writeLayer(
+  view: DataView,
+  offset: number,
+  layer: LayerSpec,
+  precision: Precision,
+): number {
   const fields = layerFields(layer);
   const names = TENSOR_NAMES(layer.kind, layer);
   const record = new Array<number>(IMAGE_RECORD_WORDS).fill(0);
@@ -114,6 +189,8 @@ function writeLayer(view: DataView, offset: number, layer: LayerSpec): number {
   record[3] = layer.outputSize;
   fields.p.forEach((value, i) => (record[4 + i] = value));
   record[14] = names.length;
+  // Kinds without a matrix stay f32: the parser refuses weight_type 1 on them.
+  if (MATRIX_TENSORS[layer.kind].length > 0) record[15] = WEIGHT_TYPE_IDS[precision];
   record.forEach((word, i) => view.setUint32(offset + i * 4, word, true));
   fields.f.forEach((value, i) => view.setFloat32(offset + (12 + i) * 4, value, true));
   offset += IMAGE_RECORD_WORDS * 4;

@@ -82,9 +82,10 @@ export async function loadSpec(
 
 /**
  * Loads a model file (.safetensors, RTNeural .json, PyTorch state_dict .json) or its bytes.
+ * `precision: "bf16"` holds the weight matrices as bfloat16 (half the bytes per step).
  *
  * @example
- * const model = await loadModel("models/melody.safetensors");
+ * const model = await loadModel("models/melody.safetensors", { precision: "bf16" });
  * const probabilities = model.forward(new Float32Array(model.inputSize));
  */
 export async function loadModel(
@@ -96,7 +97,8 @@ export async function loadModel(
 }
 
 /**
- * Loads a canonical spec built in code (docs/DESIGN.md, "Canonical layer specs").
+ * Loads a canonical spec built in code (docs/DESIGN.md, "Canonical layer specs"); the options
+ * are Model's (maxBatch, library, source, precision).
  *
  * @example
  * const model = await modelFromSpec({ inputSize: 2, layers: [{ kind: "dense", inputSize: 2,

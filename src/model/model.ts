@@ -5,11 +5,18 @@
  */
 
 import { CadenzaError } from "../errors.ts";
-import { INFO_FIELDS, type NativeApi, type NativeHandle, statusCode } from "../native/api.ts";
+import {
+  INFO_FIELDS,
+  NATIVE_MODEL,
+  type NativeApi,
+  type NativeHandle,
+  type NativeModelRef,
+  statusCode,
+} from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
 import { writeFile } from "../native/io.ts";
 import { writeSafetensors } from "./formats/safetensors.ts";
-import { packImage } from "./image.ts";
+import { packImage, type Precision, PRECISIONS, weightBytes } from "./image.ts";
 import {
   archOf,
   DEFAULT_MAX_BATCH,
@@ -21,6 +28,8 @@ import {
   validateSpec,
 } from "./spec.ts";
 
+export type { Precision } from "./image.ts";
+
 export interface ModelOptions {
   /** Most rows forwardBatch accepts (1..4096); overrides the spec's maxBatch. */
   maxBatch?: number;
@@ -28,6 +37,12 @@ export interface ModelOptions {
   library?: LibraryChoice;
   /** Names the model in error messages (a path, or "<bytes>"). */
   source?: string;
+  /**
+   * How the weight matrices are held: "f32" (default), or "bf16", rounded to nearest even at
+   * load, half the bytes to stream per step (biases, norms and state stay f32; each weight
+   * moves by at most 2^-8 of itself, and outputs by about that). "int8" is not available yet.
+   */
+  precision?: Precision;
 }
 
 /** What the native library reports about a loaded model (cz_model_info). */
@@ -64,7 +79,9 @@ export class Model {
   readonly inputSize: number;
   readonly outputSize: number;
   readonly parameterCount: number;
-  /** parameterCount * 4 (float32 weights). */
+  /** How the weight matrices are held (ModelOptions.precision). */
+  readonly precision: Precision;
+  /** Bytes the weights take as held: parameterCount * 4 in f32, matrices at 2 in bf16. */
   readonly weightBytes: number;
   readonly maxBatch: number;
   /** Names the model in error messages. */
@@ -76,13 +93,20 @@ export class Model {
   #batch_views: Float32Array[];
   #info: BigUint64Array;
 
-  private constructor(api: NativeApi, handle: NativeHandle, spec: ModelSpec, source: string) {
+  private constructor(
+    api: NativeApi,
+    handle: NativeHandle,
+    spec: ModelSpec,
+    source: string,
+    precision: Precision,
+  ) {
     this.spec = spec;
     this.layers = spec.layers.map((layer) => archOf(layer));
     this.inputSize = spec.inputSize;
     this.outputSize = outputSize(spec);
     this.parameterCount = parameterCount(spec);
-    this.weightBytes = this.parameterCount * 4;
+    this.precision = precision;
+    this.weightBytes = weightBytes(spec, precision);
     this.maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
     this.source = source;
     this.#api = api;
@@ -97,12 +121,13 @@ export class Model {
   /** Validates the spec, packs it into a model image and loads it into the native library. */
   static async create(spec: ModelSpec, options: ModelOptions = {}): Promise<Model> {
     const source = options.source ?? "<spec>";
+    const precision = checkPrecision(options.precision, source);
     const full: ModelSpec = {
       ...spec,
       maxBatch: options.maxBatch ?? spec.maxBatch ?? DEFAULT_MAX_BATCH,
     };
     validateSpec(full, source);
-    const image = packImage(full, source);
+    const image = packImage(full, source, precision);
     const api = await openNative(options.library);
     let handle: NativeHandle;
     try {
@@ -113,7 +138,7 @@ export class Model {
       }
       throw err;
     }
-    const model = new Model(api, handle, full, source);
+    const model = new Model(api, handle, full, source, precision);
     model.#checkNativeSizes();
     return model;
   }
@@ -202,6 +227,12 @@ export class Model {
     return this.#handle === null;
   }
 
+  /** For the native graph (src/pipeline): the library and live handle, or null once disposed. */
+  [NATIVE_MODEL](): NativeModelRef | null {
+    const handle = this.#handle;
+    return handle === null ? null : { api: this.#api, handle };
+  }
+
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -238,15 +269,44 @@ export class Model {
 
   #checkNativeSizes(): void {
     const info = this.nativeInfo();
-    const expected = [this.inputSize, this.outputSize, this.parameterCount, this.maxBatch];
-    const got = [info.inputSize, info.outputSize, info.parameterCount, info.maxBatch];
+    const expected = [
+      this.inputSize,
+      this.outputSize,
+      this.parameterCount,
+      this.maxBatch,
+      this.weightBytes,
+    ];
+    const got = [
+      info.inputSize,
+      info.outputSize,
+      info.parameterCount,
+      info.maxBatch,
+      info.weightBytes,
+    ];
     if (expected.some((value, index) => value !== got[index])) {
       this.dispose();
       throw new CadenzaError(
         "E_NATIVE",
-        `${this.source}: the native model reports input/output/parameters/maxBatch ` +
+        `${this.source}: the native model reports input/output/parameters/maxBatch/weightBytes ` +
           `${got.join("/")}, expected ${expected.join("/")}`,
       );
     }
   }
+}
+
+/** The precision option, checked: "f32" when absent. */
+function checkPrecision(value: unknown, source: string): Precision {
+  if (value === undefined) return "f32";
+  if (PRECISIONS.includes(value as Precision)) return value as Precision;
+  if (value === "int8") {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `${source}: precision "int8" is not available yet (int8 weights are a later issue); ` +
+        `expected "f32" or "bf16"`,
+    );
+  }
+  throw new CadenzaError(
+    "E_ARGUMENT",
+    `${source}: precision: expected "f32" or "bf16", got ${describe(value)}`,
+  );
 }

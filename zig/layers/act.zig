@@ -4,7 +4,7 @@
 const std = @import("std");
 const desc = @import("desc.zig");
 const simd = @import("../simd.zig");
-const madd = @import("matvec.zig").madd;
+const madd = simd.madd;
 
 const lanes = simd.lanes;
 const V = simd.V;

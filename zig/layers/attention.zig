@@ -1,7 +1,8 @@
 //! Causal multi-head self-attention in step mode (kind 9) and the pre-norm transformer block
 //! (kind 10); docs/DESIGN.md gives the semantics and the tensor order.
 //!
-//! Each step projects q, k, v with one fused [3d][d] matrix-vector (matvec.zig), writes k and v
+//! Each step projects q, k, v with one fused [3d][d] matrix-vector (matvec.zig; every matrix is
+//! f32 or bf16, the layer's weight_type), writes k and v
 //! into a ring of `context` positions and attends over the filled positions. The cache is kept
 //! channel-major (`kT[c][pos]`, `vT[c][pos]`, rows padded to whole vectors) so that both the
 //! scores and the weighted sum of values run along positions, whatever the head width.
@@ -29,6 +30,7 @@ const Attn = struct {
     context: usize,
     /// `context` rounded up to whole vectors: the row length of kT and vT.
     context_padded: usize,
+    weight_type: desc.WeightType,
 
     fn of(d: *const LayerDesc) Attn {
         const width: usize = d.in;
@@ -38,18 +40,26 @@ const Attn = struct {
             .head_dim = width / d.p[0],
             .context = d.p[1],
             .context_padded = padded(d.p[1]),
+            .weight_type = d.weight_type,
         };
+    }
+
+    fn qkvShape(a: Attn) mv.Shape {
+        return .{ .rows = 3 * a.d, .cols = a.d, .weight_type = a.weight_type };
+    }
+    fn outShape(a: Attn) mv.Shape {
+        return .{ .rows = a.d, .cols = a.d, .weight_type = a.weight_type };
     }
 
     // Weights, relative to the start of the attention part.
     fn qkvBias(a: Attn) usize {
-        return mv.packedLen(3 * a.d, a.d);
+        return a.qkvShape().words();
     }
     fn outWeights(a: Attn) usize {
         return a.qkvBias() + padded(3 * a.d);
     }
     fn outBias(a: Attn) usize {
-        return a.outWeights() + mv.packedLen(a.d, a.d);
+        return a.outWeights() + a.outShape().words();
     }
     fn weightsLen(a: Attn) usize {
         return a.outBias() + padded(a.d);
@@ -104,18 +114,17 @@ fn attnLens(d: *const LayerDesc, lens: *[8]u32) void {
 fn packAttn(a: Attn, t: []const []const f32, w: []f32) void {
     std.debug.assert(t.len == 8 and w.len == a.weightsLen());
     @memset(w, 0);
-    const rows = 3 * a.d;
-    const qkv = w[0..mv.packedLen(rows, a.d)];
+    const qkv = w[0..a.qkvBias()];
     for (0..3) |part| {
         const wt, const bt = .{ t[2 * part], t[2 * part + 1] };
         std.debug.assert(wt.len == a.d * a.d and bt.len == a.d);
         for (0..a.d) |r| {
             const row = part * a.d + r;
-            mv.packRow(wt[r * a.d ..][0..a.d], mv.slot(rows, a.d, row), 0, qkv);
+            mv.packRow(a.qkvShape(), wt[r * a.d ..][0..a.d], row, 0, qkv);
             w[a.qkvBias() + row] = bt[r];
         }
     }
-    mv.pack(t[6], a.d, a.d, w[a.outWeights()..a.outBias()]);
+    mv.pack(a.outShape(), t[6], w[a.outWeights()..a.outBias()]);
     mv.packBias(t[7], w[a.outBias()..a.weightsLen()]);
 }
 
@@ -125,7 +134,7 @@ fn attend(a: Attn, w: []const f32, state: []f32, scratch: []f32, x: []const f32)
     std.debug.assert(x.len == a.d and w.len == a.weightsLen());
     std.debug.assert(state.len == a.stateLen() and scratch.len >= a.scratchLen());
     const qkv = scratch[0..padded(3 * a.d)];
-    mv.matvec(w[0..a.qkvBias()], w[a.qkvBias()..a.outWeights()], 3 * a.d, x, qkv);
+    mv.matvec(a.qkvShape(), w[0..a.qkvBias()], w[a.qkvBias()..a.outWeights()], x, qkv);
     const k_cache = state[lanes..][0..a.cacheLen()];
     const v_cache = state[lanes + a.cacheLen() ..][0..a.cacheLen()];
     const filled = appendKv(a, state[0..2], qkv, k_cache, v_cache);
@@ -144,7 +153,7 @@ fn attend(a: Attn, w: []const f32, state: []f32, scratch: []f32, x: []const f32)
         }
     }
     const proj = scratch[a.projAt()..][0..padded(a.d)];
-    mv.matvec(w[a.outWeights()..a.outBias()], w[a.outBias()..], a.d, heads[0..a.d], proj);
+    mv.matvec(a.outShape(), w[a.outWeights()..a.outBias()], w[a.outBias()..], heads[0..a.d], proj);
     return proj[0..a.d];
 }
 
@@ -196,7 +205,7 @@ fn scoreBlock(
         const row = c * a.context_padded + pos0;
         const qv: V = @splat(qc);
         inline for (0..nb) |k| {
-            acc[k] = mv.madd(qv, simd.load(k_cache, row + k * lanes), acc[k]);
+            acc[k] = simd.madd(qv, simd.load(k_cache, row + k * lanes), acc[k]);
         }
     }
     inline for (0..nb) |k| simd.store(s, pos0 + k * lanes, acc[k]);
@@ -209,10 +218,10 @@ fn dot(p: []const f32, v: []const f32) f32 {
     var odd: V = @splat(0);
     var i: usize = 0;
     while (i + 2 * lanes <= p.len) : (i += 2 * lanes) {
-        even = mv.madd(simd.load(p, i), simd.load(v, i), even);
-        odd = mv.madd(simd.load(p, i + lanes), simd.load(v, i + lanes), odd);
+        even = simd.madd(simd.load(p, i), simd.load(v, i), even);
+        odd = simd.madd(simd.load(p, i + lanes), simd.load(v, i + lanes), odd);
     }
-    if (i < p.len) even = mv.madd(simd.load(p, i), simd.load(v, i), even);
+    if (i < p.len) even = simd.madd(simd.load(p, i), simd.load(v, i), even);
     return @reduce(.Add, even + odd);
 }
 
@@ -225,7 +234,7 @@ fn layerNorm(x: []const f32, g: []const f32, b: []const f32, eps: f32, y: []f32)
     var i: usize = 0;
     while (i < whole) : (i += lanes) {
         const centred = (simd.load(x, i) - @as(V, @splat(mean))) * @as(V, @splat(inv));
-        simd.store(y, i, mv.madd(centred, simd.load(g, i), simd.load(b, i)));
+        simd.store(y, i, simd.madd(centred, simd.load(g, i), simd.load(b, i)));
     }
     for (whole..x.len) |j| y[j] = (x[j] - mean) * inv * g[j] + b[j];
 }
@@ -255,6 +264,12 @@ pub const attention = struct {
     pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
         attnLens(d, lens[0..8]);
         return 8;
+    }
+
+    /// Tensors that hold weight matrices (bit t for tensor t): Wq, Wk, Wv, Wo.
+    pub fn matrixTensors(d: *const LayerDesc) u16 {
+        _ = d;
+        return 0b0101_0101;
     }
 
     pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
@@ -292,6 +307,12 @@ const Block = struct {
     fn dp(l: Block) usize {
         return padded(l.a.d);
     }
+    fn w1Shape(l: Block) mv.Shape {
+        return .{ .rows = l.ff, .cols = l.a.d, .weight_type = l.a.weight_type };
+    }
+    fn w2Shape(l: Block) mv.Shape {
+        return .{ .rows = l.a.d, .cols = l.ff, .weight_type = l.a.weight_type };
+    }
     // Weights: ln1 g, ln1 b, attention, ln2 g, ln2 b, W1, b1, W2, b2.
     fn attnAt(l: Block) usize {
         return 2 * l.dp();
@@ -303,13 +324,13 @@ const Block = struct {
         return l.ln2At() + 2 * l.dp();
     }
     fn b1At(l: Block) usize {
-        return l.w1At() + mv.packedLen(l.ff, l.a.d);
+        return l.w1At() + l.w1Shape().words();
     }
     fn w2At(l: Block) usize {
         return l.b1At() + padded(l.ff);
     }
     fn b2At(l: Block) usize {
-        return l.w2At() + mv.packedLen(l.a.d, l.ff);
+        return l.w2At() + l.w2Shape().words();
     }
     fn weightsLen(l: Block) usize {
         return l.b2At() + l.dp();
@@ -359,6 +380,12 @@ pub const transformer = struct {
         return 16;
     }
 
+    /// Tensors that hold weight matrices (bit t for tensor t): Wq, Wk, Wv, Wo, W1, W2.
+    pub fn matrixTensors(d: *const LayerDesc) u16 {
+        _ = d;
+        return 0b0101_0001_0101_0100;
+    }
+
     pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
         _ = max_batch; // model.zig runs stateful layers one row at a time
         const l = Block.of(d);
@@ -375,9 +402,9 @@ pub const transformer = struct {
         packAttn(l.a, t[2..10], weights[l.attnAt()..l.ln2At()]);
         @memcpy(weights[l.ln2At()..][0..l.a.d], t[10]);
         @memcpy(weights[l.ln2At() + l.dp() ..][0..l.a.d], t[11]);
-        mv.pack(t[12], l.ff, l.a.d, weights[l.w1At()..l.b1At()]);
+        mv.pack(l.w1Shape(), t[12], weights[l.w1At()..l.b1At()]);
         mv.packBias(t[13], weights[l.b1At()..l.w2At()]);
-        mv.pack(t[14], l.a.d, l.ff, weights[l.w2At()..l.b2At()]);
+        mv.pack(l.w2Shape(), t[14], weights[l.w2At()..l.b2At()]);
         mv.packBias(t[15], weights[l.b2At()..l.weightsLen()]);
     }
 
@@ -401,10 +428,11 @@ pub const transformer = struct {
         for (x1, x, attended) |*o, a, b| o.* = a + b;
         layerNorm(x1, w[l.ln2At()..][0..n], w[l.ln2At() + l.dp() ..][0..n], d.f[0], normed);
         const hidden = scratch[l.hiddenAt()..][0..padded(l.ff)];
-        mv.matvec(w[l.w1At()..l.b1At()], w[l.b1At()..l.w2At()], l.ff, normed, hidden);
+        mv.matvec(l.w1Shape(), w[l.w1At()..l.b1At()], w[l.b1At()..l.w2At()], normed, hidden);
         act.apply(d.act, hidden[0..l.ff]);
         const ff_out = scratch[l.ffOutAt()..][0..l.dp()];
-        mv.matvec(w[l.w2At()..l.b2At()], w[l.b2At()..l.weightsLen()], n, hidden[0..l.ff], ff_out);
+        const b2 = w[l.b2At()..l.weightsLen()];
+        mv.matvec(l.w2Shape(), w[l.w2At()..l.b2At()], b2, hidden[0..l.ff], ff_out);
         for (y[0..n], x1, ff_out[0..n]) |*o, a, b| o.* = a + b;
     }
 };
@@ -412,6 +440,7 @@ pub const transformer = struct {
 // ---- tests against naive f64 loops ---------------------------------------------------------
 
 const testing = std.testing;
+const helpers = @import("../test.zig");
 
 /// Naive f64 model of both kinds: keeps every k and v ever made and attends over the last
 /// `context` of them.
@@ -519,7 +548,14 @@ fn randomTensors(a: std.mem.Allocator, r: std.Random, lens: []const u32, width: 
     return tensors;
 }
 
-const Case = struct { d: u32, heads: u32, context: u32, ff: u32 = 0, f: desc.Act = .linear };
+const Case = struct {
+    d: u32,
+    heads: u32,
+    context: u32,
+    ff: u32 = 0,
+    f: desc.Act = .linear,
+    weight_type: desc.WeightType = .f32,
+};
 
 fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize) !void {
     var arena = std.heap.ArenaAllocator.init(testing.allocator);
@@ -534,6 +570,7 @@ fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize)
         .out = case.d,
         .p = .{ case.heads, case.context, case.ff, 0, 0, 0, 0, 0 },
         .f = .{ 1e-5, 0 },
+        .weight_type = case.weight_type,
     };
     try testing.expect(kernel.check(&d) == null);
     var lens: [desc.tensors_max]u32 = undefined;
@@ -546,6 +583,8 @@ fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize)
     const state = try a.alloc(f32, s.state);
     const scratch = try a.alloc(f32, s.scratch);
     kernel.pack(&d, @ptrCast(tensors), weights);
+    const matrices = kernel.matrixTensors(&d);
+    const stored = try helpers.asStored(a, @ptrCast(tensors), matrices, d.weight_type);
     @memset(state, 0);
     var ref = Reference{ .d = case.d, .heads = case.heads, .context = case.context };
     const x = try a.alloc(f32, case.d);
@@ -558,9 +597,9 @@ fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize)
         }
         kernel.forward(&d, weights, state, scratch, x, y);
         const want = if (kind == .attention)
-            try ref.attend(a, @ptrCast(tensors), x64)
+            try ref.attend(a, stored, x64)
         else
-            try ref.block(a, @ptrCast(tensors), x64, case.f, d.f[0]);
+            try ref.block(a, stored, x64, case.f, d.f[0]);
         // f32 dot products of up to 48 terms, the softmax's exp (~1e-7 relative) and, for the
         // block, layer norm dividing by the spread of its input.
         for (want, y) |e, got| try testing.expectApproxEqAbs(e, got, 1e-5);
@@ -576,18 +615,25 @@ const cases = [_]Case{
     .{ .d = 32, .heads = 4, .context = 40 },
 };
 
-test "attention: matches an f64 reference while the KV ring wraps" {
-    for (cases) |case| try expectSteps(attention, .attention, case, case.context + 9);
+const weight_types = [_]desc.WeightType{ .f32, .bf16 };
+
+test "attention: matches an f64 reference while the KV ring wraps, f32 and bf16" {
+    for (cases) |base| for (weight_types) |wt| {
+        var case = base;
+        case.weight_type = wt;
+        try expectSteps(attention, .attention, case, case.context + 9);
+    };
 }
 
-test "transformer: block matches an f64 reference while the KV ring wraps" {
+test "transformer: block matches an f64 reference while the KV ring wraps, f32 and bf16" {
     const acts = [_]desc.Act{ .gelu, .relu, .tanh };
-    for (cases, 0..) |base, i| {
+    for (cases, 0..) |base, i| for (weight_types) |wt| {
         var case = base;
         case.ff = 2 * base.d + 1;
         case.f = acts[i % acts.len];
+        case.weight_type = wt;
         try expectSteps(transformer, .transformer, case, case.context + 9);
-    }
+    };
 }
 
 test "attention: reset (zeroed state) restarts the positions" {

@@ -2,13 +2,14 @@
 //! gives one output frame. `k` taps spaced by `dilation` frames; tap k-1 is the newest input.
 //!
 //! Each group is a dense matrix over its gathered taps: column `t * in_g + c` holds
-//! `W[o][c][t]`, rows are the group's outputs, packed in dense.zig's panels. The state is a
+//! `W[o][c][t]`, rows are the group's outputs, packed for matvec.zig (f32 or bf16, the layer's
+//! weight_type). The state is a
 //! ring of the last `(k-1) * dilation + 1` input frames, preceded by the ring position (u32
 //! bits in one float, so a zeroed state is a fresh one). With k == 1 the layer is stateless.
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
-const dense = @import("dense.zig");
+const mv = @import("matvec.zig");
 const simd = @import("../simd.zig");
 
 const LayerDesc = desc.LayerDesc;
@@ -26,8 +27,8 @@ const Geometry = struct {
     frames: usize,
     /// Columns of one group's matrix: taps * in_g.
     cols: usize,
-    /// Floats of one group's panels.
-    group_floats: usize,
+    /// One group's matrix: out_g rows, cols columns.
+    shape: mv.Shape,
 
     fn of(d: *const LayerDesc) Geometry {
         const taps: usize = d.p[0];
@@ -43,12 +44,12 @@ const Geometry = struct {
             .out_g = out_g,
             .frames = (taps - 1) * dilation + 1,
             .cols = taps * in_g,
-            .group_floats = dense.panelFloats(out_g, taps * in_g),
+            .shape = .{ .rows = out_g, .cols = taps * in_g, .weight_type = d.weight_type },
         };
     }
 
     fn biasOffset(g: Geometry) usize {
-        return g.groups * g.group_floats;
+        return g.groups * g.shape.words();
     }
 };
 
@@ -70,6 +71,12 @@ pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
     return 2;
 }
 
+/// Tensors that hold weight matrices (bit t for tensor t): stored as `weight_type`.
+pub fn matrixTensors(d: *const LayerDesc) u16 {
+    _ = d;
+    return 0b1;
+}
+
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch;
     const g = Geometry.of(d);
@@ -88,14 +95,14 @@ pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) v
     const w = tensors[0];
     std.debug.assert(w.len == d.out * g.in_g * g.taps);
     @memset(weights, 0);
+    const words = g.shape.words();
     for (0..g.groups) |group| {
-        const panels = weights[group * g.group_floats ..][0..g.group_floats];
+        const panels = weights[group * words ..][0..words];
         for (0..g.out_g) |r| {
             const o = group * g.out_g + r;
             for (0..g.in_g) |c| {
                 for (0..g.taps) |t| {
-                    const at = dense.panelIndex(r, t * g.in_g + c, g.cols);
-                    panels[at] = w[(o * g.in_g + c) * g.taps + t];
+                    g.shape.put(panels, r, t * g.in_g + c, w[(o * g.in_g + c) * g.taps + t]);
                 }
             }
         }
@@ -115,9 +122,11 @@ pub fn forward(
     std.debug.assert(x.len >= d.in and y.len >= d.out);
     const taps_in = if (g.taps == 1) x[0..d.in] else gather(g, d.in, state, scratch, x);
     const bias = weights[g.biasOffset()..];
+    const words = g.shape.words();
     for (0..g.groups) |group| {
-        dense.matVec(
-            weights[group * g.group_floats ..][0..g.group_floats],
+        mv.matvec(
+            g.shape,
+            weights[group * words ..][0..words],
             bias[group * g.out_g ..],
             taps_in[group * g.cols ..][0..g.cols],
             y[group * g.out_g ..][0..g.out_g],
@@ -168,13 +177,15 @@ fn naive(d: *const LayerDesc, w: []const f32, b: []const f32, xs: []const f32, y
             const back = (taps - 1 - t) * dilation;
             if (back >= steps) continue;
             const frame = xs[(steps - 1 - back) * d.in ..][0..d.in];
-            s += @as(f64, w[(o * in_g + c) * taps + t]) * frame[group * in_g + c];
+            const wv = w[(o * in_g + c) * taps + t];
+            const stored = if (d.weight_type == .bf16) mv.roundBf16(wv) else wv;
+            s += @as(f64, stored) * frame[group * in_g + c];
         };
         y[o] = s;
     }
 }
 
-test "conv1d: streaming steps match a naive causal convolution" {
+test "conv1d: streaming steps match a naive causal convolution, f32 and bf16" {
     const a = testing.allocator;
     var prng = std.Random.DefaultPrng.init(23);
     const rng = prng.random();
@@ -183,7 +194,7 @@ test "conv1d: streaming steps match a naive causal convolution" {
         .{ 1, 1, 1, 1, 1 }, .{ 1, 12, 5, 1, 1 },   .{ 3, 17, 3, 2, 1 }, .{ 17, 33, 2, 3, 1 },
         .{ 6, 4, 3, 2, 2 }, .{ 33, 33, 4, 1, 33 }, .{ 8, 24, 3, 1, 4 }, .{ 5, 3, 1, 1, 1 },
     };
-    for (cases) |cs| {
+    for (cases) |cs| for ([_]desc.WeightType{ .f32, .bf16 }) |wt| {
         const d = LayerDesc{
             .kind = .conv1d,
             .act = .linear,
@@ -191,6 +202,7 @@ test "conv1d: streaming steps match a naive causal convolution" {
             .out = cs[1],
             .p = helpers.params(cs[2], cs[3], cs[4]),
             .f = .{ 0, 0 },
+            .weight_type = wt,
         };
         try testing.expectEqual(@as(?[]const u8, null), check(&d));
         var lens: [desc.tensors_max]u32 = undefined;
@@ -220,7 +232,7 @@ test "conv1d: streaming steps match a naive causal convolution" {
             naive(&d, w, b, xs[0 .. n * d.in], want[0..d.out]);
             try helpers.expectClose(want[0..d.out], y[0..d.out], 1e-5);
         }
-    }
+    };
 }
 
 test "conv1d: check names the field" {

@@ -25,6 +25,22 @@ pub const Act = enum(u32) {
     softmax = 6,
 };
 
+/// How a layer's weight matrices are held in the arena (image layer word 15). Biases, norms and
+/// state are f32 whatever this says.
+pub const WeightType = enum(u32) {
+    f32 = 0,
+    /// bfloat16, rounded to nearest even when packed, widened to f32 in registers.
+    bf16 = 1,
+
+    /// Bytes one matrix element takes.
+    pub fn bytes(t: WeightType) u32 {
+        return switch (t) {
+            .f32 => 4,
+            .bf16 => 2,
+        };
+    }
+};
+
 /// At most this many tensors in one layer record (the transformer block has 16).
 pub const tensors_max = 16;
 
@@ -53,6 +69,7 @@ pub const LayerDesc = struct {
     p: [8]u32,
     /// Kind-specific floats (epsilon, ...).
     f: [2]f32,
+    weight_type: WeightType = .f32,
 };
 
 /// Element counts (f32) a layer needs in the model's arena.

@@ -1,12 +1,14 @@
 //! GRU layer (kind 3), reset_after as Keras and PyTorch: gates z, r, n;
 //! `n = tanh(Wx_n x + bx_n + r * (Wh_n h + bh_n))`, `h' = (1 - z) n + z h`.
-//! One pass over [x, h] per group of `lanes` hidden units: the x columns feed three
-//! accumulators (z, r, n) and the h columns three more, so `Wh_n h + bh_n` stays separate for
-//! the reset gate while z and r simply add the two halves.
+//! Wx and Wh are two matrices for matvec.zig's kernel (gate q of unit n is row q * H + n, as
+//! the tensors have it), so `Wh_n h + bh_n` stays apart from the input term for the reset
+//! gate; the state update then runs a vector of units at a time.
 //!
-//! weights: packed [groups][in + H][3][lanes], then bx [groups][3][lanes], bh [groups][3][lanes]
+//! weights: Wx packed [3 H][in], Wh packed [3 H][H] (f32 or bf16, the layer's weight_type),
+//!          then bx, bh [padded 3 H each]
 //! state:   h [Hp] (Hp = H rounded up to lanes; padding stays 0)
-//! scratch: h' [Hp]
+//! scratch: zx, zh [padded 3 H + lanes each] (the last vector of units reads past gate n's
+//!          rows; those lanes are dropped)
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
@@ -15,7 +17,6 @@ const simd = @import("../simd.zig");
 
 const LayerDesc = desc.LayerDesc;
 const lanes = mv.lanes;
-const V = mv.V;
 const gates = 3;
 
 pub fn check(d: *const LayerDesc) ?[]const u8 {
@@ -38,51 +39,57 @@ pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
     return 4;
 }
 
+/// Tensors that hold weight matrices (bit t for tensor t): stored as `weight_type`.
+pub fn matrixTensors(d: *const LayerDesc) u16 {
+    _ = d;
+    return 0b11;
+}
+
 const Layout = struct {
     in: usize,
     hidden: usize,
-    groups: usize,
-    cols: usize,
-    bx_at: usize,
-    bh_at: usize,
+    hp: usize,
+    sx: mv.Shape,
+    sh: mv.Shape,
 
     fn of(d: *const LayerDesc) Layout {
-        const groups = mv.padded(d.out) / lanes;
-        const cols = @as(usize, d.in) + d.out;
-        const bx_at = groups * gates * lanes * cols;
+        const hp = mv.padded(d.out);
+        const t = d.weight_type;
         return .{
             .in = d.in,
             .hidden = d.out,
-            .groups = groups,
-            .cols = cols,
-            .bx_at = bx_at,
-            .bh_at = bx_at + groups * gates * lanes,
+            .hp = hp,
+            .sx = .{ .rows = gates * d.out, .cols = d.in, .weight_type = t },
+            .sh = .{ .rows = gates * d.out, .cols = d.out, .weight_type = t },
         };
     }
 
-    fn hiddenPadded(l: Layout) usize {
-        return l.groups * lanes;
+    /// Padded rows of either matrix: the length of each bias.
+    fn rowsPadded(l: Layout) usize {
+        return mv.padded(gates * l.hidden);
+    }
+    fn zLen(l: Layout) usize {
+        return l.rowsPadded() + lanes;
     }
 
+    fn whAt(l: Layout) usize {
+        return l.sx.words();
+    }
+    fn bxAt(l: Layout) usize {
+        return l.whAt() + l.sh.words();
+    }
+    fn bhAt(l: Layout) usize {
+        return l.bxAt() + l.rowsPadded();
+    }
     fn weightsLen(l: Layout) usize {
-        return l.bh_at + l.groups * gates * lanes;
-    }
-
-    fn weightAt(l: Layout, q: usize, n: usize, col: usize) usize {
-        const block = (n / lanes) * gates * lanes * l.cols;
-        return block + (col * gates + q) * lanes + n % lanes;
-    }
-
-    /// Offset of gate q's bias for unit n within either bias array.
-    fn biasAt(q: usize, n: usize) usize {
-        return ((n / lanes) * gates + q) * lanes + n % lanes;
+        return l.bhAt() + l.rowsPadded();
     }
 };
 
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch; // model.zig runs stateful layers one row at a time
     const l = Layout.of(d);
-    return .{ .weights = l.weightsLen(), .state = l.hiddenPadded(), .scratch = l.hiddenPadded() };
+    return .{ .weights = l.weightsLen(), .state = l.hp, .scratch = 2 * l.zLen() };
 }
 
 pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
@@ -91,13 +98,14 @@ pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) v
     std.debug.assert(wx.len == gates * l.hidden * l.in and wh.len == gates * l.hidden * l.hidden);
     std.debug.assert(weights.len == l.weightsLen());
     @memset(weights, 0);
+    const wx_packed = weights[0..l.whAt()];
+    const wh_packed = weights[l.whAt()..l.bxAt()];
     for (0..gates) |q| for (0..l.hidden) |n| {
         const row = q * l.hidden + n;
-        for (wx[row * l.in ..][0..l.in], 0..) |v, i| weights[l.weightAt(q, n, i)] = v;
-        const hrow = wh[row * l.hidden ..][0..l.hidden];
-        for (hrow, l.in..) |v, col| weights[l.weightAt(q, n, col)] = v;
-        weights[l.bx_at + Layout.biasAt(q, n)] = bx[row];
-        weights[l.bh_at + Layout.biasAt(q, n)] = bh[row];
+        mv.packRow(l.sx, wx[row * l.in ..][0..l.in], row, 0, wx_packed);
+        mv.packRow(l.sh, wh[row * l.hidden ..][0..l.hidden], row, 0, wh_packed);
+        weights[l.bxAt() + row] = bx[row];
+        weights[l.bhAt() + row] = bh[row];
     };
 }
 
@@ -110,32 +118,34 @@ pub fn forward(
     y: []f32,
 ) void {
     const l = Layout.of(d);
-    const hp = l.hiddenPadded();
-    std.debug.assert(x.len == l.in and y.len >= l.hidden);
-    std.debug.assert(state.len == hp and scratch.len >= hp);
+    const hp = l.hp;
+    const m = l.hidden;
+    std.debug.assert(x.len == l.in and y.len >= m);
+    std.debug.assert(state.len == hp and scratch.len >= 2 * l.zLen());
     std.debug.assert(weights.len == l.weightsLen());
     const h = state[0..hp];
-    const h_next = scratch[0..hp];
-    for (0..l.groups) |u| {
-        var ax: [gates]V = undefined;
-        var ah: [gates]V = undefined;
-        inline for (0..gates) |q| {
-            ax[q] = simd.load(weights, l.bx_at + (u * gates + q) * lanes);
-            ah[q] = simd.load(weights, l.bh_at + (u * gates + q) * lanes);
-        }
-        const block = weights[u * gates * lanes * l.cols ..].ptr;
-        mv.accumulate(gates, block, x, &ax);
-        mv.accumulate(gates, block + l.in * gates * lanes, h[0..l.hidden], &ah);
-        const z = act.sigmoidVec(ax[0] + ah[0]);
-        const r = act.sigmoidVec(ax[1] + ah[1]);
-        const n = act.tanhVec(mv.madd(r, ah[2], ax[2]));
-        simd.store(h_next, u * lanes, mv.madd(z, simd.load(h, u * lanes) - n, n));
+    const zx = scratch[0..l.zLen()];
+    const zh = scratch[l.zLen()..][0..l.zLen()];
+    const rows = l.rowsPadded();
+    @memset(zx[rows..], 0);
+    @memset(zh[rows..], 0);
+    const w = weights;
+    mv.matvec(l.sx, w[0..l.whAt()], w[l.bxAt()..l.bhAt()], x, zx[0..rows]);
+    mv.matvec(l.sh, w[l.whAt()..l.bxAt()], w[l.bhAt()..], h[0..m], zh[0..rows]);
+    var u: usize = 0;
+    while (u < hp) : (u += lanes) {
+        const z = act.sigmoidVec(simd.load(zx, u) + simd.load(zh, u));
+        const r = act.sigmoidVec(simd.load(zx, m + u) + simd.load(zh, m + u));
+        const n = act.tanhVec(simd.madd(r, simd.load(zh, 2 * m + u), simd.load(zx, 2 * m + u)));
+        const h_next = simd.madd(z, simd.load(h, u) - n, n);
+        simd.store(h, u, @select(f32, simd.lanesBelow(m - u), h_next, simd.splat(0)));
     }
-    @memcpy(h, h_next);
-    @memcpy(y[0..l.hidden], h_next[0..l.hidden]);
+    @memcpy(y[0..m], h[0..m]);
 }
 
 // ---- tests against a naive f64 step --------------------------------------------------------
+
+const helpers = @import("../test.zig");
 
 fn sigmoid64(v: f64) f64 {
     return 1 / (1 + @exp(-v));
@@ -148,7 +158,13 @@ fn dot64(w: []const f32, v: []const f64) f64 {
 }
 
 /// One GRU step in f64 on the unpacked tensors; h is updated in place.
-fn referenceStep(in: usize, hidden: usize, t: []const []const f32, x: []const f64, h: []f64) void {
+fn referenceStep(
+    in: usize,
+    hidden: usize,
+    t: []const []const f32,
+    x: []const f64,
+    h: []f64,
+) void {
     var next: [64]f64 = undefined;
     for (0..hidden) |n| {
         var gx: [gates]f64 = undefined;
@@ -166,7 +182,7 @@ fn referenceStep(in: usize, hidden: usize, t: []const []const f32, x: []const f6
     @memcpy(h, next[0..hidden]);
 }
 
-fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
+fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
     var arena = std.heap.ArenaAllocator.init(std.testing.allocator);
     defer arena.deinit();
     const a = arena.allocator();
@@ -179,6 +195,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
         .out = hidden,
         .p = @splat(0),
         .f = @splat(0),
+        .weight_type = wt,
     };
     try std.testing.expect(check(&d) == null);
     var lens: [desc.tensors_max]u32 = undefined;
@@ -193,6 +210,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
     const state = try a.alloc(f32, s.state);
     const scratch = try a.alloc(f32, s.scratch);
     pack(&d, @ptrCast(tensors), weights);
+    const stored = try helpers.asStored(a, @ptrCast(tensors), matrixTensors(&d), wt);
     @memset(state, 0);
     const h64 = try a.alloc(f64, hidden);
     @memset(h64, 0);
@@ -205,15 +223,17 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
             w.* = v.*;
         }
         forward(&d, weights, state, scratch, x, y);
-        referenceStep(in, hidden, @ptrCast(tensors), x64, h64);
+        referenceStep(in, hidden, stored, x64, h64);
         // f32 sums of up to 33 products plus the activations' ~1e-7 error, over several steps.
         for (h64, y) |want, got| try std.testing.expectApproxEqAbs(want, got, 5e-6);
     }
 }
 
-test "gru: matches an f64 reference over several steps on odd sizes" {
+test "gru: matches an f64 reference over several steps on odd sizes, f32 and bf16" {
     const dims = [_]u32{ 1, 3, 17, 33 };
-    for (dims) |in| for (dims) |hidden| try expectSteps(in, hidden, 6);
+    for (dims) |in| for (dims) |hidden| for ([_]desc.WeightType{ .f32, .bf16 }) |wt| {
+        try expectSteps(in, hidden, 6, wt);
+    };
 }
 
 test "gru: keeps the recurrent n-gate term apart from the input term" {
@@ -232,7 +252,7 @@ test "gru: keeps the recurrent n-gate term apart from the input term" {
     var weights: [sizes(&d, 1).weights]f32 = undefined;
     pack(&d, &.{ &zeros, &zeros, &zeros, &bh }, &weights);
     var state: [lanes]f32 = @splat(0);
-    var scratch: [lanes]f32 = undefined;
+    var scratch: [sizes(&d, 1).scratch]f32 = undefined;
     var y: [1]f32 = undefined;
     forward(&d, &weights, &state, &scratch, &.{0.0}, &y);
     try std.testing.expectApproxEqAbs(0.5 * std.math.tanh(@as(f32, 1)), y[0], 1e-7);

@@ -1,12 +1,13 @@
 //! LSTM layer (kind 2): `z = Wx x + Wh h + b`, gates i, f, g, o; `c' = f c + i g`,
-//! `h' = o tanh(c')`. One fused matrix-vector over [x, h]: at pack time the four gate rows of
-//! each group of `lanes` hidden units are interleaved into one block of four panels (matvec.zig),
-//! so a block's accumulators hold i, f, g, o for those units and the cell update runs in
-//! registers right after the block is summed.
+//! `h' = o tanh(c')`. Wx and Wh are fused into one [4 H][in + H] matrix over [x, h] (gate q
+//! of unit n is row q * H + n, the PyTorch order, so no row is padding but the last panel's),
+//! and one pass of matvec.zig's kernel streams every weight; the cell update then runs a
+//! vector of units at a time.
 //!
-//! weights: packed [groups][in + H][4][lanes], then bias [groups][4][lanes]
+//! weights: the packed matrix (f32 or bf16, the layer's weight_type), then bias [padded 4 H]
 //! state:   h [Hp], c [Hp] (Hp = H rounded up to lanes; padding stays 0)
-//! scratch: h' [Hp] (h must stay intact until every block has read it)
+//! scratch: [x, h] [in + H, rounded up to lanes], z [padded 4 H + lanes] (the last vector of
+//!          units reads past gate o's rows; those lanes are dropped)
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
@@ -15,7 +16,6 @@ const simd = @import("../simd.zig");
 
 const LayerDesc = desc.LayerDesc;
 const lanes = mv.lanes;
-const V = mv.V;
 const gates = 4;
 
 pub fn check(d: *const LayerDesc) ?[]const u8 {
@@ -37,60 +37,62 @@ pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
     return 3;
 }
 
+/// Tensors that hold weight matrices (bit t for tensor t): stored as `weight_type`.
+pub fn matrixTensors(d: *const LayerDesc) u16 {
+    _ = d;
+    return 0b11;
+}
+
 const Layout = struct {
     in: usize,
     hidden: usize,
-    groups: usize,
-    /// Columns of the fused matrix: x then h.
-    cols: usize,
-    bias_at: usize,
+    /// Hidden units rounded up to whole vectors.
+    hp: usize,
+    shape: mv.Shape,
 
     fn of(d: *const LayerDesc) Layout {
-        const groups = mv.padded(d.out) / lanes;
+        const hp = mv.padded(d.out);
         const cols = @as(usize, d.in) + d.out;
         return .{
             .in = d.in,
             .hidden = d.out,
-            .groups = groups,
-            .cols = cols,
-            .bias_at = groups * gates * lanes * cols,
+            .hp = hp,
+            .shape = .{ .rows = gates * d.out, .cols = cols, .weight_type = d.weight_type },
         };
     }
 
-    fn hiddenPadded(l: Layout) usize {
-        return l.groups * lanes;
+    fn weightsLen(l: Layout) usize {
+        return l.shape.words() + mv.padded(gates * l.hidden);
     }
 
-    /// Index of gate q's row for hidden unit n, column col, in the packed matrix.
-    fn weightAt(l: Layout, q: usize, n: usize, col: usize) usize {
-        const block = (n / lanes) * gates * lanes * l.cols;
-        return block + (col * gates + q) * lanes + n % lanes;
+    fn zAt(l: Layout) usize {
+        return mv.padded(l.shape.cols);
     }
 
-    fn biasAt(l: Layout, q: usize, n: usize) usize {
-        return l.bias_at + ((n / lanes) * gates + q) * lanes + n % lanes;
+    fn zLen(l: Layout) usize {
+        return mv.padded(gates * l.hidden) + lanes;
     }
 };
 
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch; // model.zig runs stateful layers one row at a time
     const l = Layout.of(d);
-    const hp = l.hiddenPadded();
-    return .{ .weights = l.bias_at + l.groups * gates * lanes, .state = 2 * hp, .scratch = hp };
+    return .{ .weights = l.weightsLen(), .state = 2 * l.hp, .scratch = l.zAt() + l.zLen() };
 }
 
 pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
     const l = Layout.of(d);
     const wx, const wh, const b = .{ tensors[0], tensors[1], tensors[2] };
     std.debug.assert(wx.len == gates * l.hidden * l.in and wh.len == gates * l.hidden * l.hidden);
-    std.debug.assert(weights.len == sizes(d, 1).weights);
+    std.debug.assert(weights.len == l.weightsLen());
+    const matrix = weights[0..l.shape.words()];
+    const bias = weights[l.shape.words()..];
     @memset(weights, 0);
     for (0..gates) |q| for (0..l.hidden) |n| {
         const row = q * l.hidden + n;
-        for (wx[row * l.in ..][0..l.in], 0..) |v, i| weights[l.weightAt(q, n, i)] = v;
-        const hrow = wh[row * l.hidden ..][0..l.hidden];
-        for (hrow, l.in..) |v, col| weights[l.weightAt(q, n, col)] = v;
-        weights[l.biasAt(q, n)] = b[row];
+        mv.packRow(l.shape, wx[row * l.in ..][0..l.in], row, 0, matrix);
+        mv.packRow(l.shape, wh[row * l.hidden ..][0..l.hidden], row, l.in, matrix);
+        bias[row] = b[row];
     };
 }
 
@@ -103,32 +105,38 @@ pub fn forward(
     y: []f32,
 ) void {
     const l = Layout.of(d);
-    const hp = l.hiddenPadded();
-    std.debug.assert(x.len == l.in and y.len >= l.hidden);
-    std.debug.assert(state.len == 2 * hp and scratch.len >= hp);
-    std.debug.assert(weights.len == l.bias_at + l.groups * gates * lanes);
+    const hp = l.hp;
+    const n = l.hidden;
+    std.debug.assert(x.len == l.in and y.len >= n);
+    std.debug.assert(state.len == 2 * hp and scratch.len >= l.zAt() + l.zLen());
+    std.debug.assert(weights.len == l.weightsLen());
     const h = state[0..hp];
     const c = state[hp..][0..hp];
-    const h_next = scratch[0..hp];
-    for (0..l.groups) |u| {
-        var acc: [gates]V = undefined;
-        inline for (0..gates) |q| acc[q] = simd.load(weights, l.bias_at + (u * gates + q) * lanes);
-        const block = weights[u * gates * lanes * l.cols ..].ptr;
-        mv.accumulate(gates, block, x, &acc);
-        mv.accumulate(gates, block + l.in * gates * lanes, h[0..l.hidden], &acc);
-        const i = act.sigmoidVec(acc[0]);
-        const f = act.sigmoidVec(acc[1]);
-        const g = act.tanhVec(acc[2]);
-        const o = act.sigmoidVec(acc[3]);
-        const c_next = mv.madd(f, simd.load(c, u * lanes), i * g);
-        simd.store(c, u * lanes, c_next);
-        simd.store(h_next, u * lanes, o * act.tanhVec(c_next));
+    const xh = scratch[0..l.shape.cols];
+    @memcpy(xh[0..l.in], x);
+    @memcpy(xh[l.in..], h[0..n]);
+    const z = scratch[l.zAt()..][0..l.zLen()];
+    @memset(z[z.len - lanes ..], 0);
+    const words = l.shape.words();
+    mv.matvec(l.shape, weights[0..words], weights[words..], xh, z[0 .. z.len - lanes]);
+    var u: usize = 0;
+    while (u < hp) : (u += lanes) {
+        const i = act.sigmoidVec(simd.load(z, u));
+        const f = act.sigmoidVec(simd.load(z, n + u));
+        const g = act.tanhVec(simd.load(z, 2 * n + u));
+        const o = act.sigmoidVec(simd.load(z, 3 * n + u));
+        const c_next = simd.madd(f, simd.load(c, u), i * g);
+        const h_next = o * act.tanhVec(c_next);
+        const units = simd.lanesBelow(n - u);
+        simd.store(c, u, @select(f32, units, c_next, simd.splat(0)));
+        simd.store(h, u, @select(f32, units, h_next, simd.splat(0)));
     }
-    @memcpy(h, h_next);
-    @memcpy(y[0..l.hidden], h_next[0..l.hidden]);
+    @memcpy(y[0..n], h[0..n]);
 }
 
 // ---- tests against a naive f64 step --------------------------------------------------------
+
+const helpers = @import("../test.zig");
 
 fn sigmoid64(v: f64) f64 {
     return 1 / (1 + @exp(-v));
@@ -160,7 +168,7 @@ fn referenceStep(
     }
 }
 
-fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
+fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
     const gpa = std.testing.allocator;
     var arena = std.heap.ArenaAllocator.init(gpa);
     defer arena.deinit();
@@ -174,6 +182,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
         .out = hidden,
         .p = @splat(0),
         .f = @splat(0),
+        .weight_type = wt,
     };
     try std.testing.expect(check(&d) == null);
     var lens: [desc.tensors_max]u32 = undefined;
@@ -188,6 +197,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
     const state = try a.alloc(f32, s.state);
     const scratch = try a.alloc(f32, s.scratch);
     pack(&d, @ptrCast(tensors), weights);
+    const stored = try helpers.asStored(a, @ptrCast(tensors), matrixTensors(&d), wt);
     @memset(state, 0);
     const h64 = try a.alloc(f64, hidden);
     const c64 = try a.alloc(f64, hidden);
@@ -202,7 +212,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
             w.* = v.*;
         }
         forward(&d, weights, state, scratch, x, y);
-        referenceStep(in, hidden, @ptrCast(tensors), x64, h64, c64);
+        referenceStep(in, hidden, stored, x64, h64, c64);
         // f32 sums of up to 66 products plus the activations' ~1e-7 error, over several steps.
         for (h64, y) |want, got| try std.testing.expectApproxEqAbs(want, got, 5e-6);
         for (c64, state[mv.padded(hidden)..][0..hidden]) |want, got| {
@@ -211,9 +221,11 @@ fn expectSteps(in: u32, hidden: u32, steps: usize) !void {
     }
 }
 
-test "lstm: matches an f64 reference over several steps on odd sizes" {
+test "lstm: matches an f64 reference over several steps on odd sizes, f32 and bf16" {
     const dims = [_]u32{ 1, 3, 17, 33 };
-    for (dims) |in| for (dims) |hidden| try expectSteps(in, hidden, 6);
+    for (dims) |in| for (dims) |hidden| for ([_]desc.WeightType{ .f32, .bf16 }) |wt| {
+        try expectSteps(in, hidden, 6, wt);
+    };
 }
 
 test "lstm: check refuses a fused activation and sizes past 2^30 weights" {

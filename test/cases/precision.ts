@@ -1,0 +1,402 @@
+/**
+ * bf16 weight precision (ModelOptions.precision; layer record word 15, weight_type, in
+ * docs/DESIGN.md). Every kind, stacks, the RTNeural fixtures and the five default models at
+ * bf16 against
+ *   - the float64 reference (test/reference.ts) run on the same weights rounded to bf16 here,
+ *     by a rounding written independently of the library: only float32 accumulation differs;
+ *   - the f32 model on the unrounded weights: the rounding of the weights differs too;
+ * plus weightBytes, the allocation count, and the refusals of the option and of the native
+ * parser. Shared by test/precision.test.ts (Bun) and test/deno/precision.test.ts.
+ */
+
+import { loadModel, type Model, modelFromSpec } from "../../src/index.ts";
+import type { LayerKind, LayerSpec, ModelSpec } from "../../src/model/spec.ts";
+import { defaultModelsDir, EMOTION_MODELS, modelFile } from "../../src/pipeline/emotion.ts";
+import { parseRtneural } from "../../src/model/formats/rtneural.ts";
+import { openNative } from "../../src/native/index.ts";
+import { readFileSync } from "node:fs";
+import {
+  ALL_KINDS,
+  describe,
+  deviation,
+  HEADER_WORDS,
+  ODD_SIZES,
+  randomModel,
+  readCsv,
+  RECORD_WORDS,
+  recordOffset,
+  Rng,
+  rtneuralData,
+  rtneuralModel,
+  tensorOrder,
+  writeImage,
+} from "../helpers.ts";
+import { ReferenceModel } from "../reference.ts";
+import { type Case, check, checkDeviation, rejectsCadenza, throwsCadenza } from "./check.ts";
+import { caseSeed } from "./layers.ts";
+
+/**
+ * bf16 model vs the float64 reference on bf16-rounded weights, normalised as LAYER_BOUND: the
+ * weights are exact, so this is the float32 accumulation and activation error of the f32
+ * kernels (docs/TESTING.md), the same bound.
+ */
+export const BF16_REFERENCE_BOUND = 2e-5;
+
+/**
+ * bf16 model vs the f32 model (and the RTNeural fixtures' float32 outputs), normalised the same
+ * way. Rounding a weight to bf16 moves it by at most 2^-8 of itself (8 significant bits, ties
+ * to even), so a dot product moves by at most 2^-8 sum |w x|, several times |w . x| when terms
+ * cancel, and the error grows through layers, recurrent steps and attention's softmax (a score
+ * error shifts the weights of every value). Worst seen over CADENZA_TEST_SEED 0..6: 1.4e-2
+ * (attention width 33); the bound is 8 * 2^-8.
+ */
+export const BF16_F32_BOUND = 3e-2;
+
+/** Worst normalised errors per case: [vs reference, vs f32]. */
+export const worstByPrecisionCase = new Map<string, [number, number]>();
+
+/** The tensors a bf16 model holds as bf16, per docs/DESIGN.md (independent of src/model). */
+const MATRICES: Record<LayerKind, readonly string[]> = {
+  dense: ["W"],
+  lstm: ["Wx", "Wh"],
+  gru: ["Wx", "Wh"],
+  conv1d: ["W"],
+  batchnorm: [],
+  layernorm: [],
+  prelu: [],
+  activation: [],
+  attention: ["Wq", "Wk", "Wv", "Wo"],
+  transformer: ["Wq", "Wk", "Wv", "Wo", "W1", "W2"],
+};
+
+const scratch32 = new Float32Array(1);
+const scratchBits = new Uint32Array(scratch32.buffer);
+
+function fromBits(bits: number): number {
+  scratchBits[0] = bits >>> 0;
+  return scratch32[0];
+}
+
+/**
+ * The bf16 value nearest to float32 `v`, ties to the even mantissa: of the two bf16 values
+ * around v (v's top 16 bits, and the next one away from zero), the closer one.
+ */
+export function nearestBf16(v: number): number {
+  scratch32[0] = v;
+  const toward = scratchBits[0] & 0xffff0000;
+  const below = fromBits(toward);
+  if (below === v) return v;
+  const away = fromBits(toward + 0x10000);
+  const d_below = Math.abs(v - below);
+  const d_away = Math.abs(away - v);
+  if (d_below !== d_away) return d_below < d_away ? below : away;
+  return ((toward >>> 16) & 1) === 0 ? below : away;
+}
+
+/** `spec` with every weight matrix rounded to bf16 (what a bf16 model computes with). */
+export function roundedSpec(spec: ModelSpec): ModelSpec {
+  const layers = spec.layers.map((layer): LayerSpec => {
+    const tensors = { ...layer.tensors };
+    for (const name of MATRICES[layer.kind]) tensors[name] = tensors[name].map(nearestBf16);
+    return { ...layer, tensors };
+  });
+  return { ...spec, layers };
+}
+
+/** Parameter bytes as held at bf16: matrices 2 bytes an element, everything else 4. */
+function bf16Bytes(spec: ModelSpec): number {
+  let bytes = 0;
+  for (const layer of spec.layers) {
+    for (const name of tensorOrder(layer)) {
+      bytes += layer.tensors[name].length * (MATRICES[layer.kind].includes(name) ? 2 : 4);
+    }
+  }
+  return bytes;
+}
+
+function checkHeld(bf: Model, f32: Model, spec: ModelSpec, where: () => string): void {
+  check(bf.precision === "bf16" && f32.precision === "f32", () => `${where()}: precision`);
+  const want = bf16Bytes(spec);
+  const native = bf.nativeInfo().weightBytes;
+  check(
+    bf.weightBytes === want && native === want,
+    () => `${where()}: weightBytes ${bf.weightBytes}, native ${native}, expected ${want}`,
+  );
+  check(
+    f32.weightBytes === f32.parameterCount * 4,
+    () => `${where()}: f32 weightBytes ${f32.weightBytes}`,
+  );
+}
+
+interface Plan {
+  steps: number;
+  batch: number;
+}
+
+/**
+ * Streams steps through the bf16 model, the f32 model and the reference on rounded weights,
+ * then a batch from the current state, then reset (the first step must repeat exactly). The
+ * bf16 model's allocation count must not move. Returns the worst [vs reference, vs f32].
+ */
+async function compareBf16(spec: ModelSpec, seed: number, plan: Plan): Promise<[number, number]> {
+  const rng = new Rng(seed);
+  const where = () => `seed ${seed} ${describe(spec)}`;
+  const ref = new ReferenceModel(roundedSpec(spec));
+  const maxBatch = Math.max(plan.batch, 1);
+  const bf = await modelFromSpec(spec, { precision: "bf16", maxBatch });
+  const f32 = await modelFromSpec(spec, { maxBatch });
+  const worst: [number, number] = [0, 0];
+  const compare = (got: Float32Array, want: ArrayLike<number>, k: 0 | 1, what: string) => {
+    const d = deviation(got, want);
+    worst[k] = Math.max(worst[k], d.worst);
+    const bound = k === 0 ? BF16_REFERENCE_BOUND : BF16_F32_BOUND;
+    const against = k === 0 ? "reference on bf16 weights" : "f32 model";
+    checkDeviation(d, bound, () => `${where()}: ${what} vs ${against}`);
+  };
+  try {
+    checkHeld(bf, f32, spec, where);
+    const before = bf.nativeInfo();
+    const xs = Array.from({ length: plan.steps }, () => rng.floats(spec.inputSize, -2, 2));
+    const first = bf.forward(xs[0]).slice();
+    for (let s = 0; s < plan.steps; s++) {
+      const got = s === 0 ? first : bf.forward(xs[s]).slice();
+      compare(got, ref.forward(xs[s]), 0, `step ${s}`);
+      compare(got, f32.forward(xs[s]), 1, `step ${s}`);
+    }
+    const rows = rng.floats(plan.batch * spec.inputSize, -2, 2);
+    const batch = bf.forwardBatch(rows, plan.batch).slice();
+    compare(batch, ref.forwardBatch(rows, plan.batch), 0, `batch of ${plan.batch}`);
+    compare(batch, f32.forwardBatch(rows, plan.batch), 1, `batch of ${plan.batch}`);
+    bf.reset();
+    const again = bf.forward(xs[0]);
+    check(again.every((v, i) => Object.is(v, first[i])), () => `${where()}: step 0 after reset`);
+    const after = bf.nativeInfo();
+    check(
+      after.allocCount === before.allocCount && after.freeCount === before.freeCount,
+      () => `${where()}: allocations ${before.allocCount} -> ${after.allocCount}`,
+    );
+  } finally {
+    bf.dispose();
+    f32.dispose();
+  }
+  return worst;
+}
+
+function stepsFor(spec: ModelSpec): number {
+  let steps = 5;
+  for (const l of spec.layers) {
+    if (l.context !== undefined) steps = Math.max(steps, 2 * l.context + 3);
+    if (l.kernelSize !== undefined) {
+      steps = Math.max(steps, (l.kernelSize - 1) * (l.dilation ?? 1) + 3);
+    }
+  }
+  return steps;
+}
+
+function kindCase(name: string, kinds: LayerKind[], n_in: number): Case {
+  return {
+    name,
+    run: async () => {
+      const seed = caseSeed(name);
+      const spec = randomModel(new Rng(seed ^ 0x9e3779b9), kinds, n_in, [], 5);
+      const plan = { steps: stepsFor(spec), batch: 5 };
+      worstByPrecisionCase.set(name, await compareBf16(spec, seed, plan));
+    },
+  };
+}
+
+function everyKind(): Case[] {
+  const cases: Case[] = [];
+  for (const kind of ALL_KINDS) {
+    for (const n of ODD_SIZES) cases.push(kindCase(`bf16 ${kind} width ${n}`, [kind], n));
+  }
+  const stacks: [string, LayerKind[], number][] = [
+    ["dense lstm dense", ["dense", "lstm", "dense"], 3],
+    ["conv1d gru dense", ["conv1d", "gru", "dense"], 17],
+    ["transformer x2 dense", ["transformer", "transformer", "dense"], 33],
+    ["dense attention lstm conv1d", ["dense", "attention", "lstm", "conv1d", "dense"], 3],
+  ];
+  for (const [name, kinds, n] of stacks) cases.push(kindCase(`bf16 stack ${name}`, kinds, n));
+  return cases;
+}
+
+/** The five default models: a few steps against the f32 model and the rounded reference. */
+function defaultModels(): Case[] {
+  return EMOTION_MODELS.map((info) => ({
+    name: `bf16 default model ${info.name}`,
+    run: async () => {
+      const path = modelFile(defaultModelsDir(), info.name);
+      const bf = await loadModel(path, { precision: "bf16", maxBatch: 3 });
+      const spec = bf.spec;
+      bf.dispose();
+      const seed = caseSeed(info.name);
+      worstByPrecisionCase.set(info.name, await compareBf16(spec, seed, { steps: 4, batch: 3 }));
+    },
+  }));
+}
+
+interface Fixture {
+  name: string;
+  model: string;
+  data: string;
+}
+
+/** The RTNeural fixtures that load without a layer list (test/cases/conformance.ts has all). */
+const FIXTURES: Fixture[] = [
+  { name: "dense", model: "dense.json", data: "dense" },
+  { name: "lstm", model: "lstm.json", data: "lstm" },
+  { name: "lstm_1d", model: "lstm_1d.json", data: "lstm_1d" },
+  { name: "gru", model: "gru.json", data: "gru" },
+  { name: "gru_1d", model: "gru_1d.json", data: "gru_1d" },
+  { name: "conv1d", model: "conv.json", data: "conv" },
+  { name: "full_model", model: "full_model.json", data: "dense" },
+];
+
+/**
+ * Each fixture streamed at bf16 against the reference on rounded weights and, where the
+ * fixture has them, against the framework's float32 outputs at the bf16 tolerance.
+ */
+function fixtureCase(f: Fixture): Case {
+  return {
+    name: `bf16 rtneural ${f.name}`,
+    run: async () => {
+      const path = rtneuralModel(f.model);
+      const spec = parseRtneural(JSON.parse(readFileSync(path, "utf8")), path);
+      const ref = new ReferenceModel(roundedSpec(spec));
+      const xs = readCsv(rtneuralData(`${f.data}_x_python.csv`));
+      const ys = f.name === "full_model" ? null : readCsv(rtneuralData(`${f.data}_y_python.csv`));
+      const model = await loadModel(path, { format: "rtneural", precision: "bf16" });
+      const worst: [number, number] = [0, 0];
+      try {
+        const x = new Float32Array(model.inputSize);
+        for (let n = 0; n < xs.length; n++) {
+          x.set(xs[n]);
+          const got = model.forward(x);
+          const d = deviation(got, ref.forward(x));
+          worst[0] = Math.max(worst[0], d.worst);
+          checkDeviation(d, BF16_REFERENCE_BOUND, () => `${f.name} step ${n} vs reference`);
+          if (ys === null) continue;
+          const e = deviation(got.subarray(0, ys[n].length), ys[n]);
+          worst[1] = Math.max(worst[1], e.worst);
+          checkDeviation(e, BF16_F32_BOUND, () => `${f.name} step ${n} vs framework outputs`);
+        }
+      } finally {
+        model.dispose();
+      }
+      worstByPrecisionCase.set(`rtneural ${f.name}`, worst);
+    },
+  };
+}
+
+function setWord(image: Uint8Array, word: number, value: number): Uint8Array {
+  const copy = image.slice();
+  new DataView(copy.buffer).setUint32(word * 4, value >>> 0, true);
+  return copy;
+}
+
+/** One layer of each kind, small, for the parser's word 15 checks. */
+function kindSpecs(rng: Rng): ModelSpec[] {
+  return ALL_KINDS.map((kind) =>
+    randomModel(rng, [kind], 4, [{ context: 2, ffDim: 3, kernelSize: 2 }], 2)
+  );
+}
+
+const WEIGHT_TYPE_MESSAGE =
+  /layer 0 \(\w+\): word 15 \(weight_type\) is \d+, expected 0 \(f32\) or 1/;
+
+function parserCases(): Case[] {
+  const words = [2, 3, 0x100, 0x7fffffff, 0x80000000, 0xffffffff];
+  return [{
+    name: "bf16: the parser takes word 15 as 0 or 1 (1 only where there is a matrix)",
+    run: async () => {
+      const api = await openNative("safe");
+      const rng = new Rng(0x15);
+      for (const spec of kindSpecs(rng)) {
+        const kind = spec.layers[0].kind;
+        const image = writeImage(spec);
+        const word15 = recordOffset(spec, 0) / 4 + RECORD_WORDS - 1;
+        for (const value of [...words, rng.int(2, 0x7fffffff)]) {
+          throwsCadenza(
+            () => api.destroy(api.create(setWord(image, word15, value))),
+            "E_FORMAT",
+            WEIGHT_TYPE_MESSAGE,
+            `${kind} word 15 = ${value}`,
+          );
+        }
+        const bf16 = setWord(image, word15, 1);
+        if (MATRICES[kind].length === 0) {
+          throwsCadenza(
+            () => api.destroy(api.create(bf16)),
+            "E_FORMAT",
+            /word 15 \(weight_type\) is 1 \(bf16\), expected 0 \(f32\): this kind has no weight/,
+            `${kind} at bf16`,
+          );
+          continue;
+        }
+        const handle = api.create(bf16);
+        try {
+          const y = new Float32Array(spec.layers[0].outputSize);
+          check(api.forward(handle, new Float32Array(4), y) === 0, () => `${kind}: forward`);
+        } finally {
+          api.destroy(handle);
+        }
+      }
+    },
+  }, {
+    name: "bf16: a weight that would round to infinity is refused at bf16 only",
+    run: async () => {
+      const api = await openNative("safe");
+      const spec = randomModel(new Rng(7), ["dense"], 3, [{ outputSize: 2 }], 1);
+      spec.layers[0].tensors.W[4] = 3.4e38;
+      const image = writeImage(spec);
+      api.destroy(api.create(image));
+      const word15 = HEADER_WORDS + RECORD_WORDS - 1;
+      throwsCadenza(
+        () => api.destroy(api.create(setWord(image, word15, 1))),
+        "E_FORMAT",
+        /layer 0 \(dense\): tensor 0 \(W\) element 4 is .*beyond the bf16 range/,
+        "overflow",
+      );
+      await rejectsCadenza(
+        () => modelFromSpec(spec, { precision: "bf16" }),
+        "E_FORMAT",
+        /<spec>: .*beyond the bf16 range/,
+        "overflow through modelFromSpec",
+      );
+    },
+  }];
+}
+
+function optionCases(): Case[] {
+  const spec = randomModel(new Rng(3), ["dense"], 3, [{ outputSize: 2 }], 1);
+  return [{
+    name: "bf16: the precision option refuses int8 (later) and anything else by name",
+    run: async () => {
+      await rejectsCadenza(
+        () => modelFromSpec(spec, { precision: "int8" as never, source: "m.json" }),
+        "E_ARGUMENT",
+        /^m\.json: precision "int8" is not available yet/,
+        "int8",
+      );
+      await rejectsCadenza(
+        () => modelFromSpec(spec, { precision: "fp16" as never }),
+        "E_ARGUMENT",
+        /precision: expected "f32" or "bf16", got "fp16"/,
+        "fp16",
+      );
+      const model = await modelFromSpec(spec);
+      check(model.precision === "f32", () => `default precision ${model.precision}`);
+      model.dispose();
+    },
+  }];
+}
+
+export function precisionCases(): Case[] {
+  return [
+    ...everyKind(),
+    ...FIXTURES.map(fixtureCase),
+    ...defaultModels(),
+    ...parserCases(),
+    ...optionCases(),
+  ];
+}

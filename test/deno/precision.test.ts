@@ -1,0 +1,5 @@
+/** bf16 weight precision under Deno: the cases of test/precision.test.ts. */
+
+import { precisionCases } from "../cases/precision.ts";
+
+for (const c of precisionCases()) Deno.test({ name: c.name, fn: c.run, sanitizeResources: false });
