@@ -9,7 +9,7 @@
  */
 
 export { CadenzaError, type CadenzaErrorCode } from "./errors.ts";
-export { Model, type ModelOptions, type NativeInfo } from "./model/model.ts";
+export { Model, type ModelOptions, type NativeInfo, type Precision } from "./model/model.ts";
 export {
   type LoadedSpec,
   loadModel,
@@ -39,6 +39,7 @@ export {
   type PipelineEdge,
   type PipelineModel,
   type PipelineNode,
+  type PipelineGraphInfo,
   type PipelineOptions,
 } from "./pipeline/pipeline.ts";
 export {

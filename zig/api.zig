@@ -219,3 +219,239 @@ fn writeMessage(buf: ?[*]u8, buf_len: usize, msg: []const u8) usize {
 test {
     _ = @import("test.zig");
 }
+
+// The native graph (docs/DESIGN.md, "Native graph"): a pipeline step in one call.
+
+const graph = @import("graph.zig");
+const Graph = graph.Graph;
+
+const invalid_graph_message = "invalid graph: null, destroyed, or not from cz_graph_create";
+
+/// Validates the description (`desc_len` u32 words, any alignment) against `handle_count`
+/// model handles (u64 each, any alignment; node records name them by index) and writes the
+/// graph to `graph_out` (8 bytes, any alignment), or 0 and a message to err_buf.
+pub export fn cz_graph_create(
+    desc_ptr: ?*const anyopaque,
+    desc_len: usize,
+    handles_ptr: ?*const anyopaque,
+    handle_count: usize,
+    graph_out: ?*anyopaque,
+    err_buf: ?[*]u8,
+    err_len: usize,
+) u32 {
+    var diag: Diag = .{};
+    const status = createGraph(desc_ptr, desc_len, handles_ptr, handle_count, graph_out, &diag);
+    _ = writeMessage(err_buf, err_len, diag.message());
+    return @intFromEnum(status);
+}
+
+fn createGraph(
+    desc_ptr: ?*const anyopaque,
+    desc_len: usize,
+    handles_ptr: ?*const anyopaque,
+    handle_count: usize,
+    graph_out: ?*anyopaque,
+    diag: *Diag,
+) Status {
+    const out: *align(1) u64 = @ptrCast(graph_out orelse {
+        diag.set("cz_graph_create: graph_out is null", .{});
+        return .bad_argument;
+    });
+    out.* = 0;
+    const words: [*]align(1) const u32 = @ptrCast(desc_ptr orelse {
+        diag.set("cz_graph_create: desc is null", .{});
+        return .bad_argument;
+    });
+    var models: [graph.node_count_max]*Model = undefined;
+    const n = memberModels(handles_ptr, handle_count, &models, diag) catch |err| {
+        return switch (err) {
+            error.BadHandle => .bad_handle,
+            error.BadArgument, error.Limit, error.OutOfMemory => |e| statusOf(e),
+        };
+    };
+    const g = Graph.create(backing, words[0..desc_len], models[0..n], diag) catch |err| {
+        return statusOf(err);
+    };
+    out.* = @intFromPtr(g);
+    return .ok;
+}
+
+/// Resolves the handles to live, distinct models.
+fn memberModels(
+    handles_ptr: ?*const anyopaque,
+    handle_count: usize,
+    models: *[graph.node_count_max]*Model,
+    diag: *Diag,
+) (graph.Error || error{BadHandle})!usize {
+    const handles: [*]align(1) const u64 = @ptrCast(handles_ptr orelse {
+        return diag.fail(error.BadArgument, "cz_graph_create: handles is null", .{});
+    });
+    if (handle_count == 0 or handle_count > graph.node_count_max) {
+        const err = if (handle_count == 0) error.BadArgument else error.Limit;
+        return diag.fail(err, "cz_graph_create: handle_count is {d}, expected 1..{d}", .{
+            handle_count, graph.node_count_max,
+        });
+    }
+    for (handles[0..handle_count], 0..) |h, i| {
+        const address = std.math.cast(usize, h) orelse 0;
+        models[i] = live(@ptrFromInt(address)) orelse {
+            return diag.fail(error.BadHandle, "cz_graph_create: handle {d} (0x{x}) is not a " ++
+                "live model", .{ i, h });
+        };
+        for (models[0..i], 0..) |other, j| if (other == models[i]) {
+            return diag.fail(error.BadArgument, "cz_graph_create: handles {d} and {d} are the " ++
+                "same model; each node needs its own", .{ j, i });
+        };
+    }
+    return handle_count;
+}
+
+fn statusOf(err: graph.Error) Status {
+    return switch (err) {
+        error.BadArgument => .bad_argument,
+        error.Limit => .limit,
+        error.OutOfMemory => .out_of_memory,
+    };
+}
+
+/// A null, destroyed or foreign graph is ignored; the member models stay loaded.
+pub export fn cz_graph_destroy(handle: ?*anyopaque) void {
+    const g = liveGraph(handle) orelse return;
+    g.destroy();
+}
+
+/// Writes min(out_len, 7) u64 fields (any alignment); see graph.Graph.info.
+pub export fn cz_graph_info(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    const dst: [*]align(1) u64 = @ptrCast(out orelse {
+        return failGraph(g, .bad_argument, "cz_graph_info: out is null", .{});
+    });
+    if (out_len == 0) {
+        return failGraph(g, .bad_argument, "cz_graph_info: out_len is 0, expected at least 1", .{});
+    }
+    const fields = g.info();
+    const n = @min(out_len, fields.len);
+    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
+    return @intFromEnum(Status.ok);
+}
+
+/// One step of every node from the graph input (`in_len` == input_size); `out` receives every
+/// node's output, concatenated in node order (`out_len` >= their sum).
+pub export fn cz_graph_step(
+    handle: ?*anyopaque,
+    in: ?*const anyopaque,
+    in_len: usize,
+    out: ?*anyopaque,
+    out_len: usize,
+) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    const io = graphIo(g, "cz_graph_step", in, in_len, g.input_size, out, out_len) catch {
+        return @intFromEnum(Status.bad_argument);
+    };
+    g.step(io.x, io.y);
+    return @intFromEnum(Status.ok);
+}
+
+/// Sets node `node`'s output to `in` (`in_len` == its output size; its model does not run)
+/// and runs only the nodes downstream of it; `out` as for cz_graph_step.
+pub export fn cz_graph_step_from(
+    handle: ?*anyopaque,
+    node: u32,
+    in: ?*const anyopaque,
+    in_len: usize,
+    out: ?*anyopaque,
+    out_len: usize,
+) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (node >= g.nodes.len) {
+        return failGraph(g, .bad_argument, "cz_graph_step_from: node {d}, expected 0..{d}", .{
+            node, g.nodes.len - 1,
+        });
+    }
+    if (g.nodes[node].downstream_reads_input) {
+        return failGraph(g, .bad_argument, "cz_graph_step_from: a node downstream of node " ++
+            "{d} reads the graph input", .{node});
+    }
+    const width = g.nodes[node].out_len;
+    const io = graphIo(g, "cz_graph_step_from", in, in_len, width, out, out_len) catch {
+        return @intFromEnum(Status.bad_argument);
+    };
+    g.stepFrom(node, io.x, io.y);
+    return @intFromEnum(Status.ok);
+}
+
+/// Resets every member model's state and zeroes every node output.
+pub export fn cz_graph_reset(handle: ?*anyopaque) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    g.reset();
+    return @intFromEnum(Status.ok);
+}
+
+/// As cz_last_error, for a graph.
+pub export fn cz_graph_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) usize {
+    const msg = if (liveGraph(handle)) |g| g.diag.message() else invalid_graph_message;
+    return writeMessage(buf, buf_len, msg);
+}
+
+fn liveGraph(handle: ?*anyopaque) ?*Graph {
+    const p = handle orelse return null;
+    if (@intFromPtr(p) % @alignOf(Graph) != 0) return null;
+    const g: *Graph = @ptrCast(@alignCast(p));
+    if (g.magic != graph.magic_live) return null;
+    return g;
+}
+
+fn failGraph(g: *Graph, status: Status, comptime fmt: []const u8, args: anytype) u32 {
+    g.diag.set(fmt, args);
+    return @intFromEnum(status);
+}
+
+/// Checks a graph call's buffers: `in_len` must be `in_expected`, `out_len` at least the
+/// graph's total output, both pointers non-null and 4-byte aligned.
+fn graphIo(
+    g: *Graph,
+    comptime name: []const u8,
+    in: ?*const anyopaque,
+    in_len: usize,
+    in_expected: usize,
+    out: ?*anyopaque,
+    out_len: usize,
+) error{BadArgument}!Rows {
+    const x = try graphFloats(g, name ++ ": in", in);
+    const y = try graphFloats(g, name ++ ": out", out);
+    if (in_len != in_expected) {
+        _ = failGraph(g, .bad_argument, name ++ ": in_len is {d}, expected {d}", .{
+            in_len, in_expected,
+        });
+        return error.BadArgument;
+    }
+    if (out_len < g.outs.len) {
+        _ = failGraph(g, .bad_argument, name ++ ": out_len is {d}, expected at least {d} " ++
+            "(every node's output)", .{ out_len, g.outs.len });
+        return error.BadArgument;
+    }
+    return .{ .x = x[0..in_expected], .y = @constCast(y)[0..g.outs.len] };
+}
+
+fn graphFloats(
+    g: *Graph,
+    comptime label: []const u8,
+    ptr: ?*const anyopaque,
+) error{BadArgument}![*]const f32 {
+    const p = ptr orelse {
+        _ = failGraph(g, .bad_argument, label ++ " is null", .{});
+        return error.BadArgument;
+    };
+    if (@intFromPtr(p) % @alignOf(f32) != 0) {
+        const address = @intFromPtr(p);
+        _ = failGraph(g, .bad_argument, label ++ " is not 4-byte aligned (address 0x{x})", .{
+            address,
+        });
+        return error.BadArgument;
+    }
+    return @ptrCast(@alignCast(p));
+}
+
+test {
+    _ = @import("graph.zig");
+}

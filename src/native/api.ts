@@ -45,6 +45,68 @@ export interface NativeApi {
   reset(handle: NativeHandle): number;
   /** The message of the handle's last failed call ("" when there is none). */
   lastError(handle: NativeHandle): string;
+  /** A model handle as the u64 that cz_graph_create's handle array holds. */
+  handleValue(handle: NativeHandle): bigint;
+  /**
+   * Validates a graph description (GRAPH_* below) against the model handles it indexes and
+   * builds the graph; throws CadenzaError with the native message on failure.
+   */
+  graphCreate(description: Uint32Array, handles: BigUint64Array): NativeGraph;
+  /** Frees the graph; its models stay loaded. */
+  graphDestroy(graph: NativeGraph): void;
+  /** Fills `out` (GRAPH_INFO_FIELDS u64 values) and returns the status. */
+  graphInfo(graph: NativeGraph, out: BigUint64Array): number;
+  /** Every node once; `output` receives every node's output, concatenated in node order. */
+  graphStep(graph: NativeGraph, input: Float32Array, output: Float32Array): number;
+  /** Sets node `node`'s output to `values` and runs only the nodes downstream of it. */
+  graphStepFrom(
+    graph: NativeGraph,
+    node: number,
+    values: Float32Array,
+    output: Float32Array,
+  ): number;
+  /** Resets every member model and zeroes every node output. */
+  graphReset(graph: NativeGraph): number;
+  graphLastError(graph: NativeGraph): string;
+}
+
+/** An opaque native graph handle (cz_graph_create), kept apart from model handles. */
+export type NativeGraph = { readonly __brand: "NativeGraph" };
+
+/** Number of u64 fields cz_graph_info fills (docs/DESIGN.md, "Native graph"). */
+export const GRAPH_INFO_FIELDS = 7;
+
+/** The graph description's header words and limits (docs/DESIGN.md, "Native graph"). */
+export const GRAPH_MAGIC = 0x52475a43;
+export const GRAPH_VERSION = 1;
+export const GRAPH_HEADER_WORDS = 4;
+export const GRAPH_NODES_MAX = 256;
+/** An edge source word that names the graph input rather than a node. */
+export const GRAPH_INPUT_SOURCE = 0xffffffff;
+/** Edge op words. */
+export const GraphOp = {
+  copy: 0,
+  maxpool2: 1,
+  maxpool4: 2,
+  meanpool2: 3,
+  meanpool4: 4,
+} as const;
+
+/**
+ * The method by which a model backed by the native library (src/model/model.ts) hands its
+ * library and live handle to the native graph; it returns null once the model is disposed.
+ */
+export const NATIVE_MODEL: unique symbol = Symbol("cadenza.nativeModel");
+
+export interface NativeModelRef {
+  readonly api: NativeApi;
+  readonly handle: NativeHandle;
+}
+
+/** A model the native graph can run: src/model/model.ts's Model is one. */
+export interface NativeBacked {
+  readonly disposed: boolean;
+  [NATIVE_MODEL](): NativeModelRef | null;
 }
 
 /** Maps a non-zero native status to the CadenzaError code that describes it. */

@@ -10,6 +10,7 @@ import {
   decodeMessage,
   MESSAGE_BYTES,
   type NativeApi,
+  type NativeGraph,
   type NativeHandle,
   statusCode,
 } from "./api.ts";
@@ -25,9 +26,16 @@ const symbols = {
   cz_forward_batch: { args: [ptr, ptr, usize, u32, ptr, usize], returns: u32 },
   cz_reset: { args: [ptr], returns: u32 },
   cz_last_error: { args: [ptr, ptr, usize], returns: usize },
+  cz_graph_create: { args: [ptr, usize, ptr, usize, ptr, ptr, usize], returns: u32 },
+  cz_graph_destroy: { args: [ptr], returns: none },
+  cz_graph_info: { args: [ptr, ptr, usize], returns: u32 },
+  cz_graph_step: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
+  cz_graph_step_from: { args: [ptr, u32, ptr, usize, ptr, usize], returns: u32 },
+  cz_graph_reset: { args: [ptr], returns: u32 },
+  cz_graph_last_error: { args: [ptr, ptr, usize], returns: usize },
 } as const;
 
-function toPointer(handle: NativeHandle): Pointer {
+function toPointer(handle: NativeHandle | NativeGraph): Pointer {
   return handle as unknown as Pointer;
 }
 
@@ -65,6 +73,36 @@ export function openBun(library_path: string): NativeApi {
     reset: (handle) => cz.cz_reset(toPointer(handle)),
     lastError(handle) {
       const written = Number(cz.cz_last_error(toPointer(handle), message, message.length));
+      return decodeMessage(message, written);
+    },
+    handleValue: (handle) => BigInt(handle as unknown as number),
+    graphCreate(description, handles) {
+      handle_out[0] = 0n;
+      message[0] = 0;
+      const status = cz.cz_graph_create(
+        description,
+        description.length,
+        handles,
+        handles.length,
+        handle_out,
+        message,
+        message.length,
+      );
+      if (status !== 0 || handle_out[0] === 0n) {
+        const text = decodeMessage(message, message.length) || `status ${status}`;
+        throw new CadenzaError(statusCode(status), text);
+      }
+      return Number(handle_out[0]) as unknown as NativeGraph;
+    },
+    graphDestroy: (graph) => cz.cz_graph_destroy(toPointer(graph)),
+    graphInfo: (graph, out) => cz.cz_graph_info(toPointer(graph), out, out.length),
+    graphStep: (graph, input, output) =>
+      cz.cz_graph_step(toPointer(graph), input, input.length, output, output.length),
+    graphStepFrom: (graph, node, values, output) =>
+      cz.cz_graph_step_from(toPointer(graph), node, values, values.length, output, output.length),
+    graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
+    graphLastError(graph) {
+      const written = Number(cz.cz_graph_last_error(toPointer(graph), message, message.length));
       return decodeMessage(message, written);
     },
   };

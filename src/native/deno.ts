@@ -11,6 +11,7 @@ import {
   decodeMessage,
   MESSAGE_BYTES,
   type NativeApi,
+  type NativeGraph,
   type NativeHandle,
   statusCode,
 } from "./api.ts";
@@ -30,6 +31,22 @@ const symbols = {
   },
   cz_reset: { parameters: ["pointer"], result: "u32" },
   cz_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
+  cz_graph_create: {
+    parameters: ["buffer", "usize", "buffer", "usize", "buffer", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_graph_destroy: { parameters: ["pointer"], result: "void" },
+  cz_graph_info: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_graph_step: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_graph_step_from: {
+    parameters: ["pointer", "u32", "buffer", "usize", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_graph_reset: { parameters: ["pointer"], result: "u32" },
+  cz_graph_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Ptr = Deno.PointerValue;
@@ -58,6 +75,28 @@ interface Symbols {
   ): number;
   cz_reset(handle: Ptr): number;
   cz_last_error(handle: Ptr, buf: Buf, buf_len: bigint): number | bigint;
+  cz_graph_create(
+    desc: Buf,
+    desc_len: bigint,
+    handles: Buf,
+    handle_count: bigint,
+    graph_out: Buf,
+    err: Buf,
+    err_len: bigint,
+  ): number;
+  cz_graph_destroy(graph: Ptr): void;
+  cz_graph_info(graph: Ptr, out: Buf, out_len: bigint): number;
+  cz_graph_step(graph: Ptr, x: Buf, x_len: bigint, y: Buf, y_len: bigint): number;
+  cz_graph_step_from(
+    graph: Ptr,
+    node: number,
+    x: Buf,
+    x_len: bigint,
+    y: Buf,
+    y_len: bigint,
+  ): number;
+  cz_graph_reset(graph: Ptr): number;
+  cz_graph_last_error(graph: Ptr, buf: Buf, buf_len: bigint): number | bigint;
 }
 
 /** One BigInt per distinct length, made once: few distinct lengths occur in one process. */
@@ -73,7 +112,7 @@ function len(view: ArrayBufferView & { length: number }): bigint {
   return big;
 }
 
-function toPointer(handle: NativeHandle): Deno.PointerObject {
+function toPointer(handle: NativeHandle | NativeGraph): Deno.PointerObject {
   return handle as unknown as Deno.PointerObject;
 }
 
@@ -118,6 +157,37 @@ export function openDeno(library_path: string): NativeApi {
     reset: (handle) => cz.cz_reset(toPointer(handle)),
     lastError(handle) {
       const written = Number(cz.cz_last_error(toPointer(handle), message, len(message)));
+      return decodeMessage(message, written);
+    },
+    handleValue: (handle) => BigInt(Deno.UnsafePointer.value(toPointer(handle))),
+    graphCreate(description, handles) {
+      handle_out[0] = 0n;
+      message[0] = 0;
+      const status = cz.cz_graph_create(
+        description,
+        BigInt(description.length),
+        handles,
+        BigInt(handles.length),
+        handle_out,
+        message,
+        len(message),
+      );
+      const graph = Deno.UnsafePointer.create(handle_out[0]);
+      if (status !== 0 || graph === null) {
+        const text = decodeMessage(message, message.length) || `status ${status}`;
+        throw new CadenzaError(statusCode(status), text);
+      }
+      return graph as unknown as NativeGraph;
+    },
+    graphDestroy: (graph) => cz.cz_graph_destroy(toPointer(graph)),
+    graphInfo: (graph, out) => cz.cz_graph_info(toPointer(graph), out, len(out)),
+    graphStep: (graph, input, output) =>
+      cz.cz_graph_step(toPointer(graph), input, len(input), output, len(output)),
+    graphStepFrom: (graph, node, values, output) =>
+      cz.cz_graph_step_from(toPointer(graph), node, values, len(values), output, len(output)),
+    graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
+    graphLastError(graph) {
+      const written = Number(cz.cz_graph_last_error(toPointer(graph), message, len(message)));
       return decodeMessage(message, written);
     },
   };

@@ -1,7 +1,9 @@
 /**
  * The five-model emotion pipeline: its models' architectures as data, its graph, and
- * `EmotionPipeline`, which loads the five model files and runs the graph with `Pipeline`.
- * models/MODELS.md is the card for the default files (untrained seeded initialisations).
+ * `EmotionPipeline`, which loads the five model files and runs the graph with `Pipeline`:
+ * with loaded (native) models, each step and stepFromEmotion is one native call that runs the
+ * whole graph (zig/graph.zig). models/MODELS.md is the card for the default files (untrained
+ * seeded initialisations).
  *
  * ```ts
  * const pipeline = await EmotionPipeline.load();          // the project's models/
@@ -289,6 +291,11 @@ export class EmotionPipeline {
       );
     }
     return this.pipeline.stepFromIndex(this.#emotionIndex, emotion);
+  }
+
+  /** Whether steps run in the native graph, one native call each (see Pipeline.native). */
+  get native(): boolean {
+    return this.pipeline.native;
   }
 
   /** The views every step overwrites (the same object step returns). */

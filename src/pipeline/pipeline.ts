@@ -1,7 +1,11 @@
 /**
  * A generic pipeline: a small DAG of named models joined by edge slices, run in topological
- * order. Every buffer an edge or a node needs is allocated when the pipeline is built, so
- * `step` allocates nothing in JavaScript (test/pipeline.test.ts counts heap objects).
+ * order. When every model is a native Model from one library (as loadModel makes them), the
+ * whole graph runs in the native library in one call per step (zig/graph.zig, docs/DESIGN.md
+ * "Native graph"); other models (plain TypeScript, a peer runtime, wrappers) run node by node
+ * here, with the same edge arithmetic. Every buffer is allocated when the pipeline is built, so
+ * `step` allocates nothing in JavaScript (test/pipeline.test.ts counts heap objects) nor, on
+ * the native path, in native code (test/graph.test.ts counts allocations).
  *
  * ```ts
  * const nodes = [
@@ -15,6 +19,19 @@
 
 import { CadenzaError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
+import {
+  GRAPH_INFO_FIELDS,
+  GRAPH_INPUT_SOURCE,
+  GRAPH_MAGIC,
+  GRAPH_NODES_MAX,
+  GRAPH_VERSION,
+  GraphOp,
+  NATIVE_MODEL,
+  type NativeApi,
+  type NativeBacked,
+  type NativeGraph,
+  statusCode,
+} from "../native/api.ts";
 
 /**
  * How an edge turns its source slice into the destination's input values. `copy` keeps the
@@ -23,14 +40,20 @@ import { loadModel } from "../model/load.ts";
  */
 export type EdgeOp = "copy" | "maxpool2" | "maxpool4" | "meanpool2" | "meanpool4";
 
-/** Op codes and pooling factors, indexed the same way; step switches on the code. */
-const EDGE_OPS: Record<EdgeOp, { code: number; factor: number }> = {
-  copy: { code: 0, factor: 1 },
-  maxpool2: { code: 1, factor: 2 },
-  maxpool4: { code: 1, factor: 4 },
-  meanpool2: { code: 2, factor: 2 },
-  meanpool4: { code: 2, factor: 4 },
+/**
+ * Op codes and pooling factors, indexed the same way; the node-by-node path switches on the
+ * code; `native` is the op word of the native graph description.
+ */
+const EDGE_OPS: Record<EdgeOp, { code: number; factor: number; native: number }> = {
+  copy: { code: 0, factor: 1, native: GraphOp.copy },
+  maxpool2: { code: 1, factor: 2, native: GraphOp.maxpool2 },
+  maxpool4: { code: 1, factor: 4, native: GraphOp.maxpool4 },
+  meanpool2: { code: 2, factor: 2, native: GraphOp.meanpool2 },
+  meanpool4: { code: 2, factor: 4, native: GraphOp.meanpool4 },
 };
+
+/** Most edges one node may have in the native graph (zig/graph.zig, edge_count_max). */
+const NATIVE_EDGES_MAX = 256;
 
 /** The name an edge uses to read the pipeline's own input. No node may take it. */
 export const GRAPH_INPUT = "input";
@@ -72,6 +95,19 @@ export interface PipelineOptions {
   inputSize?: number;
 }
 
+/** What the native graph reports (cz_graph_info), for tests and diagnostics. */
+export interface PipelineGraphInfo {
+  nodeCount: number;
+  inputSize: number;
+  /** Floats of every node's output together. */
+  outputLength: number;
+  /** Every byte the graph holds natively (its models' memory not included). */
+  bytesHeld: number;
+  /** Allocations made by the graph's allocator since create; constant after create. */
+  allocCount: number;
+  freeCount: number;
+}
+
 /** An edge resolved against the graph; plain numbers and buffers, read by step. */
 interface CompiledEdge {
   /** Index into the node list in run order, or -1 for the graph input. */
@@ -80,17 +116,24 @@ interface CompiledEdge {
   length: number;
   code: number;
   factor: number;
+  /** The op word of the native graph description. */
+  native: number;
   /** Where the edge's values start in the node's input buffer. */
   target: number;
 }
 
 interface CompiledNode {
   name: string;
+  /** The key of its model in the models record. */
+  key: string;
   model: PipelineModel;
   edges: CompiledEdge[];
   /** The model's input; the source's own buffer when one full-width copy feeds the node. */
   input: Float32Array;
-  /** Owned by the pipeline, so later model calls outside it cannot change a result. */
+  /**
+   * A view of the pipeline's one output buffer, owned by the pipeline so that later model
+   * calls outside it cannot change a result.
+   */
   output: Float32Array;
   /** Gather from the sources into `input` before the forward call. */
   gather: boolean;
@@ -110,6 +153,10 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   readonly inputSize: number;
   readonly outputs: Outputs;
   readonly #compiled: CompiledNode[];
+  /** Every node's output, in run order; `outputs` holds views of it. */
+  readonly #all: Float32Array;
+  /** The native graph, or null when the models run node by node. */
+  readonly #native: NativeRun | null;
   #disposed = false;
 
   constructor(
@@ -123,10 +170,36 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     this.nodes = nodes;
     this.order = ordered.map((n) => n.name);
     this.inputSize = opts.inputSize ?? inferInputSize(ordered, models);
-    this.#compiled = compile(ordered, models, this.inputSize);
+    this.#all = new Float32Array(ordered.reduce((n, node) => n + models[node.model].outputSize, 0));
+    this.#compiled = compile(ordered, models, this.inputSize, this.#all);
     const outputs: Record<string, Float32Array> = {};
     for (const node of this.#compiled) outputs[node.name] = node.output;
     this.outputs = Object.freeze(outputs) as Outputs;
+    this.#native = nativeRun(this.#compiled, this.inputSize);
+    if (this.#native !== null) graphs.register(this, this.#native, this);
+  }
+
+  /** Whether steps run in the native graph (one native call each) rather than node by node. */
+  get native(): boolean {
+    return this.#native !== null;
+  }
+
+  /** What the native graph reports, or null when the models run node by node. */
+  graphInfo(): PipelineGraphInfo | null {
+    this.#checkLive();
+    const run = this.#native;
+    if (run === null) return null;
+    const fields = new BigUint64Array(GRAPH_INFO_FIELDS);
+    this.#checkStatus(run, run.api.graphInfo(run.graph, fields), "graphInfo");
+    const field = (index: number) => Number(fields[index]);
+    return {
+      nodeCount: field(1),
+      inputSize: field(2),
+      outputLength: field(3),
+      bytesHeld: field(4),
+      allocCount: field(5),
+      freeCount: field(6),
+    };
   }
 
   /**
@@ -163,11 +236,18 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   /** Runs every node on `input` (length `inputSize`); returns the reused output views. */
   step(input: Float32Array): Outputs {
     this.#checkLive();
-    if (input.length !== this.inputSize) {
+    if (!(input instanceof Float32Array) || input.length !== this.inputSize) {
       throw new CadenzaError(
         "E_ARGUMENT",
-        `Pipeline.step: input has ${input.length} values, expected ${this.inputSize}`,
+        `Pipeline.step: input has ${lengthOf(input)} values, expected ${this.inputSize} ` +
+          "(a Float32Array)",
       );
+    }
+    const run = this.#native;
+    if (run !== null) {
+      this.#checkMembers(run);
+      this.#checkStatus(run, run.api.graphStep(run.graph, input, this.#all), "step");
+      return this.outputs;
     }
     const nodes = this.#compiled;
     for (let i = 0; i < nodes.length; i++) this.#run(nodes[i], input);
@@ -193,11 +273,14 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     this.#checkLive();
     const nodes = this.#compiled;
     const start = nodes[index];
-    if (start === undefined || values.length !== start.output.length) {
+    if (
+      start === undefined || !(values instanceof Float32Array) ||
+      values.length !== start.output.length
+    ) {
       throw new CadenzaError(
         "E_ARGUMENT",
         `Pipeline.stepFrom: node ${index} takes ${start?.output.length ?? 0} values, ` +
-          `got ${values.length}`,
+          `got ${lengthOf(values)}`,
       );
     }
     if (start.downstreamReadsInput) {
@@ -205,6 +288,13 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
         "E_ARGUMENT",
         `Pipeline.stepFrom: a node downstream of "${start.name}" reads the graph input`,
       );
+    }
+    const run = this.#native;
+    if (run !== null) {
+      this.#checkMembers(run);
+      const status = run.api.graphStepFrom(run.graph, index, values, this.#all);
+      this.#checkStatus(run, status, "stepFrom");
+      return this.outputs;
     }
     start.output.set(values);
     const downstream = start.downstream;
@@ -216,6 +306,13 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   /** Resets every model's state and zeroes every output, as just after construction. */
   reset(): void {
     this.#checkLive();
+    const run = this.#native;
+    if (run !== null) {
+      this.#checkMembers(run);
+      this.#checkStatus(run, run.api.graphReset(run.graph), "reset");
+      this.#all.fill(0);
+      return;
+    }
     for (const node of this.#compiled) {
       node.model.reset();
       node.output.fill(0);
@@ -240,10 +337,18 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     return total;
   }
 
-  /** Disposes every model the pipeline was given; later calls throw E_DISPOSED. */
+  /**
+   * Disposes every model the pipeline was given (the native graph first, which uses them);
+   * later calls throw E_DISPOSED.
+   */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    const run = this.#native;
+    if (run !== null) {
+      graphs.unregister(this);
+      run.api.graphDestroy(run.graph);
+    }
     for (const model of Object.values(this.models)) model.dispose();
   }
 
@@ -256,6 +361,101 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   #checkLive(): void {
     if (this.#disposed) throw new CadenzaError("E_DISPOSED", "Pipeline: used after dispose()");
   }
+
+  /**
+   * The native graph runs its models' handles: a model disposed outside the pipeline would
+   * leave it a freed handle, so that is caught here, before each native call.
+   */
+  #checkMembers(run: NativeRun): void {
+    const members = run.members;
+    for (let i = 0; i < members.length; i++) {
+      if (members[i].disposed) {
+        const node = this.#compiled[i];
+        throw new CadenzaError(
+          "E_DISPOSED",
+          `Pipeline: model "${node.key}" (node "${node.name}") was disposed outside the pipeline`,
+        );
+      }
+    }
+  }
+
+  #checkStatus(run: NativeRun, status: number, call: string): void {
+    if (status === 0) return;
+    const message = run.api.graphLastError(run.graph) || `status ${status}`;
+    throw new CadenzaError(statusCode(status), `Pipeline.${call}: native graph: ${message}`);
+  }
+}
+
+/** The native graph of a pipeline and the models it runs, in run order. */
+interface NativeRun {
+  api: NativeApi;
+  graph: NativeGraph;
+  members: NativeBacked[];
+}
+
+// A pipeline dropped without dispose() frees its graph when collected; its models have their
+// own safety net. Destroying a graph never touches its models, so the order does not matter.
+const graphs = new FinalizationRegistry<NativeRun>((run) => run.api.graphDestroy(run.graph));
+
+/** "12" for a Float32Array of 12, "12 (Array)" for anything else with a length. */
+function lengthOf(values: unknown): string {
+  const length = (values as { length?: unknown } | null)?.length;
+  const count = typeof length === "number" ? String(length) : "no";
+  if (values instanceof Float32Array) return count;
+  const kind = values === null ? "null" : (values as object)?.constructor?.name ?? typeof values;
+  return `${count} (${kind})`;
+}
+
+/**
+ * The native graph for the compiled nodes, or null when they cannot share one: a model that
+ * is not native, models from different libraries, one model at two nodes (each node keeps
+ * its own state natively), or a graph beyond the native limits.
+ */
+function nativeRun(compiled: CompiledNode[], inputSize: number): NativeRun | null {
+  if (compiled.length > GRAPH_NODES_MAX) return null;
+  const members: NativeBacked[] = [];
+  for (const node of compiled) {
+    const model = node.model as Partial<NativeBacked>;
+    if (typeof model[NATIVE_MODEL] !== "function") return null;
+    if (members.includes(model as NativeBacked)) return null;
+    if (node.edges.length > NATIVE_EDGES_MAX) return null;
+    members.push(model as NativeBacked);
+  }
+  const refs = members.map((model, i) => {
+    const ref = model[NATIVE_MODEL]();
+    if (ref === null) {
+      const node = compiled[i];
+      throw new CadenzaError(
+        "E_DISPOSED",
+        `Pipeline: model "${node.key}" (node "${node.name}") is disposed`,
+      );
+    }
+    return ref;
+  });
+  const api = refs[0].api;
+  if (refs.some((ref) => ref.api !== api)) return null;
+  const handles = BigUint64Array.from(refs, (ref) => api.handleValue(ref.handle));
+  let graph: NativeGraph;
+  try {
+    graph = api.graphCreate(describeGraph(compiled, inputSize), handles);
+  } catch (err) {
+    if (!(err instanceof CadenzaError)) throw err;
+    throw new CadenzaError(err.code, `Pipeline graph: native: ${err.message}`, { cause: err });
+  }
+  return { api, graph, members };
+}
+
+/** The description words (docs/DESIGN.md, "Native graph"): node i runs handle i. */
+function describeGraph(compiled: CompiledNode[], inputSize: number): Uint32Array {
+  const words = [GRAPH_MAGIC, GRAPH_VERSION, compiled.length, inputSize];
+  for (const [i, node] of compiled.entries()) {
+    words.push(i, node.edges.length);
+    for (const edge of node.edges) {
+      const source = edge.source < 0 ? GRAPH_INPUT_SOURCE : edge.source;
+      words.push(source, edge.offset, edge.length, edge.native);
+    }
+  }
+  return Uint32Array.from(words);
 }
 
 /** Fills node.input from its edges. `input` is null only when no edge reads the graph input. */
@@ -287,12 +487,13 @@ function maxPool(source: Float32Array, edge: CompiledEdge, target: Float32Array)
   }
 }
 
+/** Summed in doubles from the first value and rounded once, exactly as zig/graph.zig does. */
 function meanPool(source: Float32Array, edge: CompiledEdge, target: Float32Array): void {
   const factor = edge.factor;
   let at = edge.target;
   for (let i = edge.offset; i < edge.offset + edge.length; i += factor) {
-    let sum = 0;
-    for (let k = 0; k < factor; k++) sum += source[i + k];
+    let sum = source[i];
+    for (let k = 1; k < factor; k++) sum += source[i + k];
     target[at++] = sum / factor;
   }
 }
@@ -381,9 +582,11 @@ function compile(
   ordered: PipelineNode[],
   models: Record<string, PipelineModel>,
   inputSize: number,
+  all: Float32Array,
 ): CompiledNode[] {
   const index = new Map(ordered.map((node, i) => [node.name, i]));
   const compiled: CompiledNode[] = [];
+  let at = 0;
   for (const node of ordered) {
     const model = models[node.model];
     const edges = compileEdges(node, model, compiled, index, inputSize);
@@ -391,14 +594,16 @@ function compile(
       edges[0].offset === 0 && edges[0].length === compiled[edges[0].source].output.length;
     compiled.push({
       name: node.name,
+      key: node.model,
       model,
       edges,
       input: passThrough ? compiled[edges[0].source].output : new Float32Array(model.inputSize),
-      output: new Float32Array(model.outputSize),
+      output: all.subarray(at, at + model.outputSize),
       gather: !passThrough,
       downstream: new Int32Array(0),
       downstreamReadsInput: false,
     });
+    at += model.outputSize;
   }
   for (let i = 0; i < compiled.length; i++) {
     const downstream = downstreamOf(i, compiled);
@@ -424,7 +629,7 @@ function compileEdges(
     const width = source < 0 ? inputSize : compiled[source].output.length;
     const offset = edge.offset ?? 0;
     const length = edge.length ?? width - offset;
-    const { code, factor } = EDGE_OPS[edge.op ?? "copy"];
+    const { code, factor, native } = EDGE_OPS[edge.op ?? "copy"];
     const where = `node "${node.name}" input ${e} (from "${edge.from}", width ${width})`;
     if (
       !Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 ||
@@ -435,7 +640,7 @@ function compileEdges(
     if (length % factor !== 0) {
       throw graphError(`${where}: length ${length} is not a multiple of the pool factor ${factor}`);
     }
-    edges.push({ source, offset, length, code, factor, target });
+    edges.push({ source, offset, length, code, factor, native, target });
     target += length / factor;
   }
   if (target !== model.inputSize) {

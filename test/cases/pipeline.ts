@@ -10,7 +10,21 @@
  */
 
 import { readFileSync } from "node:fs";
-import { loadModel, type Model, modelFromSpec, type ModelSpec } from "../../src/index.ts";
+import {
+  CadenzaError,
+  loadModel,
+  type Model,
+  modelFromSpec,
+  type ModelSpec,
+} from "../../src/index.ts";
+import {
+  GRAPH_INFO_FIELDS,
+  GRAPH_INPUT_SOURCE,
+  GRAPH_MAGIC,
+  NATIVE_MODEL,
+  type NativeApi,
+  type NativeGraph,
+} from "../../src/native/api.ts";
 import { writeSafetensors } from "../../src/model/formats/safetensors.ts";
 import {
   archParameterCount,
@@ -22,9 +36,10 @@ import {
   inspectEmotionModels,
   modelFile,
 } from "../../src/pipeline/emotion.ts";
-import { Pipeline, type PipelineNode } from "../../src/pipeline/pipeline.ts";
+import { Pipeline, type PipelineModel, type PipelineNode } from "../../src/pipeline/pipeline.ts";
 import { DEFAULT_SEED, generateSpec } from "../../scripts/gen-models.ts";
-import { type Case, check, rejectsCadenza, throwsCadenza } from "./check.ts";
+import { type Case, check, fail, rejectsCadenza, throwsCadenza } from "./check.ts";
+import { envInt, Rng } from "../helpers.ts";
 
 /** Exact counts of our architectures, and the seed table's figures (each within 10%). */
 export const EXPECTED_COUNTS: Record<EmotionModelName, { ours: number; seed: number }> = {
@@ -485,5 +500,349 @@ export function pipelineCases(): Case[] {
     stepFromCase,
     fromGraphCase,
     badGraphCase,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The native graph (zig/graph.zig): the cases test/graph.test.ts and test/deno/graph.test.ts run.
+
+/** A model that hides its native handle, so the pipeline runs it node by node. */
+function nodeByNode(model: Model): PipelineModel {
+  return {
+    inputSize: model.inputSize,
+    outputSize: model.outputSize,
+    parameterCount: model.parameterCount,
+    weightBytes: model.weightBytes,
+    forward: (x) => model.forward(x),
+    reset: () => model.reset(),
+    dispose: () => model.dispose(),
+  };
+}
+
+function wrapAll(models: HandModels): Record<EmotionModelName, PipelineModel> {
+  const entries = EMOTION_MODELS.map((info) => [info.name, nodeByNode(models[info.name])]);
+  return Object.fromEntries(entries) as Record<EmotionModelName, PipelineModel>;
+}
+
+const nativeUsedCase: Case = {
+  name: "native graph: the emotion pipeline runs in one native call; wrapped models do not",
+  run: async () => {
+    const pipeline = await EmotionPipeline.load();
+    const plain = new EmotionPipeline(wrapAll(await loadByHand()));
+    try {
+      check(pipeline.native && pipeline.pipeline.native, () => "EmotionPipeline is not native");
+      const info = pipeline.pipeline.graphInfo();
+      check(info !== null, () => "no graph info");
+      check(
+        info!.nodeCount === 5 && info!.inputSize === 128 && info!.outputLength === 304,
+        () => `graph info ${JSON.stringify(info)}`,
+      );
+      check(!plain.native && plain.pipeline.graphInfo() === null, () => "wrapped models native");
+    } finally {
+      pipeline.dispose();
+      plain.dispose();
+    }
+  },
+};
+
+const samePathsCase: Case = {
+  name: "native graph: step, stepFromEmotion and reset equal the node-by-node path bit for bit",
+  run: async () => {
+    const native = await EmotionPipeline.load();
+    const plain = new EmotionPipeline(wrapAll(await loadByHand()));
+    try {
+      const compare = (what: string) => {
+        for (const key of KEYS) {
+          checkSame(native.outputs[key], plain.outputs[key], () => `${what}, ${key}`);
+        }
+      };
+      for (let t = 0; t < 30; t++) {
+        native.step(features(t));
+        plain.step(features(t));
+        compare(`step ${t}`);
+        if (t % 7 === 3) {
+          const emotion = features(200 + t).subarray(0, 64).map(Math.tanh);
+          native.stepFromEmotion(emotion);
+          plain.stepFromEmotion(emotion);
+          compare(`stepFromEmotion at ${t}`);
+        }
+        if (t === 20) {
+          native.reset();
+          plain.reset();
+          compare("after reset");
+          check(native.outputs.melody.every((v) => v === 0), () => "reset left outputs");
+        }
+      }
+    } finally {
+      native.dispose();
+      plain.dispose();
+    }
+  },
+};
+
+const allocCase: Case = {
+  name: "native graph: 1,000 steps allocate nothing natively (graph and model counters)",
+  run: async () => {
+    const pipeline = await EmotionPipeline.load();
+    try {
+      const counts = () => {
+        const graph = pipeline.pipeline.graphInfo()!;
+        const models = EMOTION_MODELS.map((info) => {
+          const native = (pipeline.models[info.name] as Model).nativeInfo();
+          return [native.allocCount, native.freeCount];
+        });
+        return [[graph.allocCount, graph.freeCount], ...models].flat();
+      };
+      const before = counts();
+      check(before[0] === 1 && before[1] === 0, () => `graph counts ${before.slice(0, 2)}`);
+      const emotion = new Float32Array(64).fill(0.5);
+      for (let t = 0; t < 1_000; t++) {
+        pipeline.step(features(t & 7));
+        if (t % 10 === 0) pipeline.stepFromEmotion(emotion);
+        if (t % 250 === 0) pipeline.reset();
+      }
+      const after = counts();
+      check(after.every((n, i) => n === before[i]), () => `counts ${before} -> ${after}`);
+    } finally {
+      pipeline.dispose();
+    }
+  },
+};
+
+const outsideDisposeCase: Case = {
+  name: "native graph: a member model disposed outside the pipeline is refused, not run",
+  run: async () => {
+    const pipeline = await EmotionPipeline.load();
+    pipeline.step(features(0));
+    const groove = pipeline.models.GroovePredictor as Model;
+    groove.dispose();
+    const pattern = /model "GroovePredictor" \(node "groove"\) was disposed outside/;
+    throwsCadenza(() => pipeline.step(features(1)), "E_DISPOSED", pattern, "step");
+    throwsCadenza(
+      () => pipeline.stepFromEmotion(new Float32Array(64)),
+      "E_DISPOSED",
+      pattern,
+      "stepFromEmotion",
+    );
+    throwsCadenza(() => pipeline.reset(), "E_DISPOSED", pattern, "reset");
+    pipeline.dispose();
+    const hand = await loadByHand();
+    hand.MelodyTransformer.dispose();
+    throwsCadenza(
+      () => new EmotionPipeline(hand),
+      "E_DISPOSED",
+      /model "MelodyTransformer" \(node "melody"\) is disposed/,
+      "built from a disposed model",
+    );
+    disposeAll(hand);
+  },
+};
+
+const sharedModelCase: Case = {
+  name: "native graph: one model at two nodes runs node by node, as before",
+  run: async () => {
+    const model = await modelFromSpec(identitySpec(4));
+    const pipeline = new Pipeline([
+      { name: "a", model: "A", inputs: [{ from: "input" }] },
+      { name: "b", model: "B", inputs: [{ from: "a" }] },
+    ], { A: model, B: model });
+    try {
+      check(!pipeline.native, () => "a shared model went native");
+      const out = pipeline.step(Float32Array.of(1, 2, 3, 4));
+      checkSame(out.b, Float32Array.of(1, 2, 3, 4), () => "b");
+    } finally {
+      pipeline.dispose();
+    }
+  },
+};
+
+/** The emotion graph written from the description format in docs/DESIGN.md, by hand. */
+function emotionDescription(): Uint32Array {
+  const input = GRAPH_INPUT_SOURCE;
+  const records = [
+    [GRAPH_MAGIC, 1, 5, 128],
+    [0, 1, input, 0, 128, 0], // emotion <- the features
+    [1, 1, 0, 0, 64, 0], // melody <- emotion
+    [2, 1, 0, 0, 64, 0], // groove <- emotion
+    [3, 2, 0, 0, 64, 0, 1, 0, 128, 1], // harmony <- emotion, melody max-pooled by 2
+    [4, 2, 0, 0, 64, 4, 2, 0, 16, 0], // dynamics <- emotion mean-pooled by 4, groove 0..16
+  ];
+  return Uint32Array.from(records.flat());
+}
+
+/** Five models in node order, their library and their handles as cz_graph_create takes them. */
+function nativeOf(hand: HandModels): { api: NativeApi; handles: BigUint64Array } {
+  const names: EmotionModelName[] = [
+    "EmotionRecognizer",
+    "MelodyTransformer",
+    "GroovePredictor",
+    "HarmonyPredictor",
+    "DynamicsEngine",
+  ];
+  const refs = names.map((name) => hand[name][NATIVE_MODEL]()!);
+  const api = refs[0].api;
+  return { api, handles: BigUint64Array.from(refs, (ref) => api.handleValue(ref.handle)) };
+}
+
+const describedCase: Case = {
+  name: "native graph: the documented description, by hand, equals the five models by hand",
+  run: async () => {
+    const graphModels = await loadByHand();
+    const hand = await loadByHand();
+    const { api, handles } = nativeOf(graphModels);
+    const graph = api.graphCreate(emotionDescription(), handles);
+    try {
+      const out = new Float32Array(304);
+      for (let t = 0; t < 10; t++) {
+        check(api.graphStep(graph, features(t), out) === 0, () => api.graphLastError(graph));
+        const want = byHand(hand, features(t));
+        // Node order: emotion, melody, groove, harmony, dynamics.
+        const order = ["emotion", "melody", "groove", "harmony", "dynamics"] as const;
+        let at = 0;
+        for (const key of order) {
+          const got = out.subarray(at, at + want[key].length);
+          checkSame(got, want[key], () => `step ${t}, ${key}`);
+          at += want[key].length;
+        }
+      }
+      check(api.graphStep(graph, new Float32Array(127), out) === 1, () => "short input ran");
+      check(
+        /in_len is 127, expected 128/.test(api.graphLastError(graph)),
+        () => api.graphLastError(graph),
+      );
+      check(api.graphStepFrom(graph, 5, out, out) === 1, () => "node 5 ran");
+      check(/node 5, expected 0\.\.4/.test(api.graphLastError(graph)), () => "node message");
+    } finally {
+      api.graphDestroy(graph);
+      disposeAll(graphModels);
+      disposeAll(hand);
+    }
+  },
+};
+
+/** A word of the emotion description changed, and the message the library must give. */
+const BAD_WORDS: [number, number, RegExp][] = [
+  [0, 7, /word 0 \(magic\) is 0x7, expected 0x52475a43/],
+  [1, 9, /word 1 \(version\) is 9/],
+  [2, 6, /graph has 6 nodes and 5 model handles/],
+  [3, 100, /node 0 edge 0: slice \[0, 0\+128\) is outside its source \(width 100\)/],
+  [10, 0, /node 1: model 0 is already run by node 0/],
+  [12, 1, /node 1 edge 0: source 1, expected an earlier node \(below 1\)/],
+  [15, 9, /node 1 edge 0: op 9, expected 0\.\.4/],
+  [31, 0, /node 3: its edges give 192 values, its model takes 128/],
+  [39, 17, /node 4 edge 1: slice \[17, 17\+16\) is outside its source \(width 32\)/],
+];
+
+const badDescriptionCase: Case = {
+  name: "native graph: bad descriptions are refused natively with a message; fuzzed never crash",
+  run: async () => {
+    const hand = await loadByHand();
+    const { api, handles } = nativeOf(hand);
+    const base = emotionDescription();
+    try {
+      for (const [at, value, pattern] of BAD_WORDS) {
+        const words = base.slice();
+        words[at] = value;
+        throwsCadenza(() => api.graphCreate(words, handles), "E_ARGUMENT", pattern, `word ${at}`);
+      }
+      throwsCadenza(
+        () => api.graphCreate(base.subarray(0, base.length - 1), handles),
+        "E_ARGUMENT",
+        /node 4: 2 edges need 8 words from word 34/,
+        "truncated",
+      );
+      throwsCadenza(
+        () => api.graphCreate(base, handles.subarray(0, 4)),
+        "E_ARGUMENT",
+        /5 nodes and 4 model handles/,
+        "a handle short",
+      );
+      const twice = handles.slice();
+      twice[4] = twice[0];
+      throwsCadenza(
+        () => api.graphCreate(base, twice),
+        "E_ARGUMENT",
+        /handles 0 and 4 are the same model/,
+        "one model twice",
+      );
+      fuzzDescriptions(api, base, handles, envInt("CADENZA_FUZZ_ITERS", 3_000));
+    } finally {
+      disposeAll(hand);
+    }
+  },
+};
+
+/**
+ * Changes 1-3 words of `base` (and sometimes its length) `iterations` times. Each result is
+ * refused with a CadenzaError and a message, or accepted and then run: step, stepFrom from
+ * every node with every width a node output has here (accepted or refused with status 1),
+ * and reset.
+ */
+function fuzzDescriptions(
+  api: NativeApi,
+  base: Uint32Array,
+  handles: BigUint64Array,
+  iterations: number,
+): void {
+  const rng = new Rng(envInt("CADENZA_FUZZ_SEED", 0x6a7f));
+  let accepted = 0;
+  for (let i = 0; i < iterations; i++) {
+    const words = mutate(rng, base);
+    let graph: NativeGraph;
+    try {
+      graph = api.graphCreate(words, handles);
+    } catch (err) {
+      const ok = err instanceof CadenzaError && err.message.length > 0 &&
+        (err.code === "E_ARGUMENT" || err.code === "E_LIMIT");
+      if (!ok) fail(`seed ${rng.seed}, iteration ${i}: ${err}`);
+      continue;
+    }
+    accepted++;
+    try {
+      runAccepted(api, graph, rng, () => `seed ${rng.seed}, iteration ${i}, words ${words}`);
+    } finally {
+      api.graphDestroy(graph);
+    }
+  }
+  check(accepted > 0 && accepted < iterations, () => `${accepted} of ${iterations} accepted`);
+}
+
+function mutate(rng: Rng, base: Uint32Array): Uint32Array {
+  const lengths = [base.length, base.length, base.length, rng.int(0, base.length + 8)];
+  const words = new Uint32Array(rng.pick(lengths));
+  for (let i = 0; i < words.length; i++) words[i] = i < base.length ? base[i] : rng.u32();
+  const changes = rng.int(1, 3);
+  for (let c = 0; c < changes && words.length > 0; c++) {
+    const at = rng.int(0, words.length - 1);
+    const choices = [rng.u32(), rng.int(0, 20), GRAPH_INPUT_SOURCE, words[at] + 1, words[at] - 1];
+    words[at] = rng.pick(choices);
+  }
+  return words;
+}
+
+function runAccepted(api: NativeApi, graph: NativeGraph, rng: Rng, what: () => string): void {
+  const info = new BigUint64Array(GRAPH_INFO_FIELDS);
+  check(api.graphInfo(graph, info) === 0, what);
+  const input = rng.floats(Number(info[2]), -2, 2);
+  const out = new Float32Array(Number(info[3]));
+  check(api.graphStep(graph, input, out) === 0, () => `${what()}: ${api.graphLastError(graph)}`);
+  for (let node = 0; node < Number(info[1]); node++) {
+    for (const width of [16, 32, 64, 128]) {
+      const status = api.graphStepFrom(graph, node, input.subarray(0, width), out);
+      check(status <= 1, () => `${what()}: stepFrom node ${node} gave status ${status}`);
+    }
+  }
+  check(api.graphReset(graph) === 0, what);
+}
+
+export function graphCases(): Case[] {
+  return [
+    nativeUsedCase,
+    samePathsCase,
+    allocCase,
+    outsideDisposeCase,
+    sharedModelCase,
+    describedCase,
+    badDescriptionCase,
   ];
 }
