@@ -37,9 +37,9 @@ export type { LibraryChoice } from "./native/library.ts";
 export {
   Pipeline,
   type PipelineEdge,
+  type PipelineGraphInfo,
   type PipelineModel,
   type PipelineNode,
-  type PipelineGraphInfo,
   type PipelineOptions,
 } from "./pipeline/pipeline.ts";
 export {

@@ -1,9 +1,8 @@
 /**
- * The Bun allocation probe of the audio and live tests (the same measure as test/rt.test.ts):
- * after Bun.gc(true), JSC's per-type object counts include every cell allocated since, dead or
- * not, until the next collection, and a loop that allocates nothing triggers none; so the
- * growth over `calls` runs of body, less the same measure around an empty loop, counts the
- * objects those runs created.
+ * The Bun allocation probe of the audio, live and rt tests: after Bun.gc(true), JSC's per-type
+ * object counts include every cell allocated since, dead or not, until the next collection,
+ * and a loop that allocates nothing triggers none; so the growth over `calls` runs of body,
+ * less the same measure around an empty loop, counts the objects those runs created.
  */
 
 import { heapStats } from "bun:jsc";
@@ -14,6 +13,7 @@ function objectCount(): number {
   return total;
 }
 
+/** Objects created by body(calls), less those an empty loop of the same shape creates. */
 export function objectsCreated(calls: number, body: (calls: number) => void): number {
   const measure = (run: () => void) => {
     Bun.gc(true);

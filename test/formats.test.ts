@@ -5,7 +5,6 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { CadenzaError } from "../src/errors.ts";
 import { detectFormat } from "../src/model/formats/detect.ts";
 import { parseRtneural, toRtneural } from "../src/model/formats/rtneural.ts";
 import { readSafetensors, writeSafetensors } from "../src/model/formats/safetensors.ts";
@@ -17,6 +16,8 @@ import {
   type ModelSpec,
   tensorShapes,
 } from "../src/model/spec.ts";
+import { throwsCadenzaWith } from "./cases/check.ts";
+import { ALL_KINDS } from "./helpers.ts";
 
 const CONFORMANCE = join(import.meta.dir, "..", "..", "shared", "conformance", "rtneural");
 
@@ -27,19 +28,6 @@ function modelJson(file: string): unknown {
 function csv(file: string): number[][] {
   const text = readFileSync(join(CONFORMANCE, "test_data", file), "utf8").trim();
   return text.split("\n").map((line) => line.split(",").map(Number));
-}
-
-function expectCadenzaError(fn: () => unknown, code: string, ...parts: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(CadenzaError);
-  const err = caught as CadenzaError;
-  expect(err.code).toBe(code);
-  for (const part of parts) expect(err.message).toContain(part);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,7 +403,7 @@ describe("torch errors", () => {
     const d = dict();
     delete d["lstm2.bias_hh_l2"];
     delete d["lstm2.weight_hh_l2"];
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseTorchStateDict(d, LSTM_TORCH, "x.json"),
       "E_FORMAT",
       'x.json: declared layer 1 (lstm "lstm2")',
@@ -427,7 +415,7 @@ describe("torch errors", () => {
   test("a misshapen tensor gives both shapes", () => {
     const d = dict();
     d["dense.weight"] = [[1, 2, 3]];
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseTorchStateDict(d, LSTM_TORCH, "x.json"),
       "E_SHAPE",
       '"dense.weight"',
@@ -436,7 +424,7 @@ describe("torch errors", () => {
     );
     const e = dict();
     e["lstm.bias_ih_l0"] = [1, 2];
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseTorchStateDict(e, LSTM_TORCH, "x.json"),
       "E_SHAPE",
       '"lstm.bias_ih_l0"',
@@ -446,14 +434,14 @@ describe("torch errors", () => {
   });
 
   test("unused tensors are listed", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseTorchStateDict(dict(), LSTM_TORCH.slice(0, 2), "x.json"),
       "E_FORMAT",
       "2 unused",
       '"dense.weight"',
       '"dense.bias"',
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () =>
         parseTorchStateDict(dict(), [
           LSTM_TORCH[0],
@@ -467,20 +455,20 @@ describe("torch errors", () => {
   });
 
   test("a bad declaration is an argument error", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseTorchStateDict(dict(), [{ kind: "rnn" as "lstm" }], "x.json"),
       "E_ARGUMENT",
       "declared layer 0",
       "kind",
       '"rnn"',
     );
-    expectCadenzaError(() => parseTorchStateDict(dict(), [], "x.json"), "E_ARGUMENT", "non-empty");
+    throwsCadenzaWith(() => parseTorchStateDict(dict(), [], "x.json"), "E_ARGUMENT", "non-empty");
   });
 
   test("a non-number entry is a format error with its index", () => {
     const d = dict();
     (d["dense.weight"] as unknown[][])[0][3] = "x";
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseTorchStateDict(d, LSTM_TORCH, "x.json"),
       "E_FORMAT",
       '"dense.weight"[0][3]',
@@ -499,7 +487,7 @@ describe("rtneural errors", () => {
   test("a wrong kernel shape names layer, weight and both shapes", () => {
     const m = lstm();
     (m.layers[1].weights as unknown[])[1] = [[0, 1]];
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseRtneural(m, "lstm.json"),
       "E_SHAPE",
       "lstm.json: layers[1] (lstm): weights[1]",
@@ -511,7 +499,7 @@ describe("rtneural errors", () => {
   test("unknown layer type and activation are refused", () => {
     const m = lstm();
     m.layers[0].type = "conv2d";
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseRtneural(m, "lstm.json"),
       "E_FORMAT",
       "layers[0]",
@@ -520,16 +508,16 @@ describe("rtneural errors", () => {
     );
     const n = lstm();
     n.layers[0].activation = "swish";
-    expectCadenzaError(() => parseRtneural(n, "lstm.json"), "E_FORMAT", "activation", '"swish"');
+    throwsCadenzaWith(() => parseRtneural(n, "lstm.json"), "E_FORMAT", "activation", '"swish"');
   });
 
   test("GRU without reset_after and a 3-weight batchnorm are refused", () => {
     const g = modelJson("gru_1d.json") as { layers: Record<string, unknown>[] };
     (g.layers[0].weights as unknown[])[2] = new Array(24).fill(0);
-    expectCadenzaError(() => parseRtneural(g, "gru_1d.json"), "E_FORMAT", "reset_after");
+    throwsCadenzaWith(() => parseRtneural(g, "gru_1d.json"), "E_FORMAT", "reset_after");
     const c = modelJson("conv.json") as { layers: Record<string, unknown>[] };
     (c.layers[2].weights as unknown[]).pop();
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseRtneural(c, "conv.json"),
       "E_FORMAT",
       "layers[2] (batchnorm)",
@@ -540,16 +528,16 @@ describe("rtneural errors", () => {
   test("missing in_shape and a width mismatch in shape are refused", () => {
     const m = lstm() as Record<string, unknown>;
     delete m.in_shape;
-    expectCadenzaError(() => parseRtneural(m, "lstm.json"), "E_FORMAT", "in_shape");
+    throwsCadenzaWith(() => parseRtneural(m, "lstm.json"), "E_FORMAT", "in_shape");
     const c = modelJson("conv.json") as { layers: Record<string, unknown>[] };
     c.layers[3].shape = [null, 100, 5];
-    expectCadenzaError(() => parseRtneural(c, "conv.json"), "E_SHAPE", "layers[3] (prelu)", "4");
+    throwsCadenzaWith(() => parseRtneural(c, "conv.json"), "E_SHAPE", "layers[3] (prelu)", "4");
   });
 
   test("NaN-like values (null) are refused with their index", () => {
     const m = lstm();
     (m.layers[2].weights as unknown[][])[1][0] = null;
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => parseRtneural(m, "lstm.json"),
       "E_FORMAT",
       "weights[1] (bias [out])[0]",
@@ -569,7 +557,7 @@ describe("toRtneural", () => {
 
   test("layers without an RTNeural equivalent are refused", () => {
     const spec = randomSpec("layernorm", rng(3));
-    expectCadenzaError(() => toRtneural(spec), "E_FORMAT", "layer 1 (layernorm)", "RTNeural");
+    throwsCadenzaWith(() => toRtneural(spec), "E_FORMAT", "layer 1 (layernorm)", "RTNeural");
   });
 });
 
@@ -643,23 +631,10 @@ function randomSpec(kind: LayerKind, rand: () => number): ModelSpec {
   };
 }
 
-const KINDS: LayerKind[] = [
-  "dense",
-  "lstm",
-  "gru",
-  "conv1d",
-  "batchnorm",
-  "layernorm",
-  "prelu",
-  "activation",
-  "attention",
-  "transformer",
-];
-
 describe("safetensors", () => {
-  for (const kind of KINDS) {
+  for (const kind of ALL_KINDS) {
     test(`${kind}: write(read(write(x))) is byte-exact and read(write(x)) equals x`, () => {
-      const spec = randomSpec(kind, rng(KINDS.indexOf(kind) + 1));
+      const spec = randomSpec(kind, rng(ALL_KINDS.indexOf(kind) + 1));
       const bytes = writeSafetensors(spec);
       const back = readSafetensors(bytes, "x.safetensors");
       expect(back).toEqual(spec);
@@ -708,7 +683,7 @@ describe("safetensors", () => {
   }
 
   test("truncated files and header lengths beyond the file are refused", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(new Uint8Array(5), "t.st"),
       "E_FORMAT",
       "t.st",
@@ -716,12 +691,12 @@ describe("safetensors", () => {
       "got 5",
     );
     const bytes = writeSafetensors(randomSpec("dense", rng(1)));
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(bytes.subarray(0, 40), "t.st"),
       "E_FORMAT",
       "beyond the file",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(bytes.subarray(0, bytes.length - 4), "t.st"),
       "E_FORMAT",
       "data_offsets",
@@ -732,25 +707,25 @@ describe("safetensors", () => {
     const bad = new Uint8Array(8 + 4);
     new DataView(bad.buffer).setBigUint64(0, 4n, true);
     bad.set(new TextEncoder().encode('{"a"'), 8);
-    expectCadenzaError(() => readSafetensors(bad, "t.st"), "E_FORMAT", "t.st: bad JSON header");
-    expectCadenzaError(
+    throwsCadenzaWith(() => readSafetensors(bad, "t.st"), "E_FORMAT", "t.st: bad JSON header");
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => delete h.__metadata__), "t.st"),
       "E_FORMAT",
       "__metadata__",
       "got nothing",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => (h.__metadata__.format = "pt")), "t.st"),
       "E_FORMAT",
       "__metadata__.format",
       '"pt"',
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => delete h.__metadata__.architecture), "t.st"),
       "E_FORMAT",
       "architecture",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => (h.__metadata__.architecture = "{")), "t.st"),
       "E_FORMAT",
       "architecture: bad JSON",
@@ -758,19 +733,19 @@ describe("safetensors", () => {
   });
 
   test("offsets out of range, overlapping or leaving holes are refused", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => (h["layers.0.W"].data_offsets = [0, 1e9])), "t.st"),
       "E_FORMAT",
       '"layers.0.W"',
       "data_offsets",
       "within",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => (h["layers.0.b"].data_offsets = [0, 32])), "t.st"),
       "E_FORMAT",
       "overlaps",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () =>
         readSafetensors(
           withHeader((h) => {
@@ -785,7 +760,7 @@ describe("safetensors", () => {
   });
 
   test("a non-F32 dtype is refused naming the tensor", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => readSafetensors(withHeader((h) => (h["layers.1.Wh"].dtype = "F16")), "t.st"),
       "E_FORMAT",
       'tensor "layers.1.Wh"',
@@ -796,7 +771,7 @@ describe("safetensors", () => {
   });
 
   test("wrong shapes, missing and extra tensors are refused", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () =>
         readSafetensors(withHeader((h) => (h["layers.1.Wh"].shape = [28, 7].reverse())), "t.st"),
       "E_SHAPE",
@@ -804,7 +779,7 @@ describe("safetensors", () => {
       "expected shape [28][7]",
       "got [7][28]",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () =>
         readSafetensors(
           withHeader((h) => {
@@ -817,7 +792,7 @@ describe("safetensors", () => {
       '"layers.2.b"',
       "got nothing",
     );
-    expectCadenzaError(
+    throwsCadenzaWith(
       () =>
         readSafetensors(
           withHeader((h) => {
@@ -834,7 +809,7 @@ describe("safetensors", () => {
   });
 
   test("an invalid architecture names the layer", () => {
-    expectCadenzaError(
+    throwsCadenzaWith(
       () =>
         readSafetensors(
           withHeader((h) => {
@@ -852,7 +827,7 @@ describe("safetensors", () => {
   test("reserved meta keys are refused on write", () => {
     const spec = randomSpec("dense", rng(2));
     spec.meta = { format: "x" };
-    expectCadenzaError(() => writeSafetensors(spec), "E_ARGUMENT", "meta.format");
+    throwsCadenzaWith(() => writeSafetensors(spec), "E_ARGUMENT", "meta.format");
   });
 });
 
@@ -868,8 +843,8 @@ describe("detectFormat", () => {
   });
 
   test("refuses bytes that are none of them", () => {
-    expectCadenzaError(() => detectFormat(new Uint8Array([1, 2, 3]), "m.bin"), "E_FORMAT", "m.bin");
-    expectCadenzaError(
+    throwsCadenzaWith(() => detectFormat(new Uint8Array([1, 2, 3]), "m.bin"), "E_FORMAT", "m.bin");
+    throwsCadenzaWith(
       () => detectFormat(new TextEncoder().encode('{"a": "b"}')),
       "E_FORMAT",
       "neither",

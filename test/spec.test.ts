@@ -2,7 +2,7 @@
 // word by word against docs/DESIGN.md for a small hand-written spec.
 
 import { describe, expect, test } from "bun:test";
-import { CadenzaError } from "../src/errors.ts";
+import type { CadenzaErrorCode } from "../src/errors.ts";
 import { packImage } from "../src/model/image.ts";
 import {
   archOf,
@@ -14,20 +14,7 @@ import {
   tensorShapes,
   validateSpec,
 } from "../src/model/spec.ts";
-
-function expectCadenzaError(fn: () => unknown, code: string, ...parts: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(CadenzaError);
-  const err = caught as CadenzaError;
-  expect(err.name).toBe("CadenzaError");
-  expect(err.code).toBe(code);
-  for (const part of parts) expect(err.message).toContain(part);
-}
+import { throwsCadenzaWith } from "./cases/check.ts";
 
 /** 0, 1, 2, ... as float32 times `scale`, so every weight in the image is recognisable. */
 function seq(len: number, scale = 1): Float32Array {
@@ -214,7 +201,7 @@ describe("packImage", () => {
   test("an invalid spec is refused before packing", () => {
     const spec = handSpec();
     spec.layers[2].tensors.b = seq(3);
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => packImage(spec, "m.json"),
       "E_SHAPE",
       "m.json: layer 2 (conv1d): tensor b",
@@ -260,7 +247,7 @@ describe("validateSpec", () => {
     ]);
   });
 
-  const cases: [string, (s: ModelSpec) => void, string, string[]][] = [
+  const cases: [string, (s: ModelSpec) => void, CadenzaErrorCode, string[]][] = [
     ["wrong tensor length", (s) => (s.layers[0].tensors.W = seq(5)), "E_SHAPE", [
       "hand: layer 0 (dense): tensor W: expected 6 elements ([3][2])",
       "got 5",
@@ -357,7 +344,7 @@ describe("validateSpec", () => {
     test(`catches ${name}`, () => {
       const spec = handSpec();
       edit(spec);
-      expectCadenzaError(() => validateSpec(spec, "hand"), code, ...parts);
+      throwsCadenzaWith(() => validateSpec(spec, "hand"), code, ...parts);
     });
   }
 
@@ -374,7 +361,7 @@ describe("validateSpec", () => {
     });
     expect(() => validateSpec(prelu(seq(1)), "p")).not.toThrow();
     expect(() => validateSpec(prelu(seq(3)), "p")).not.toThrow();
-    expectCadenzaError(
+    throwsCadenzaWith(
       () => validateSpec(prelu(seq(2)), "p"),
       "E_SHAPE",
       "tensor alpha",
@@ -391,7 +378,7 @@ describe("validateSpec", () => {
       tensors: {},
     };
     const spec: ModelSpec = { inputSize: 1, layers: new Array(1025).fill(layer) };
-    expectCadenzaError(() => validateSpec(spec, "deep"), "E_LIMIT", "layers", "got 1025");
+    throwsCadenzaWith(() => validateSpec(spec, "deep"), "E_LIMIT", "layers", "got 1025");
     spec.layers.pop();
     expect(() => validateSpec(spec, "deep")).not.toThrow();
   });

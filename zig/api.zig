@@ -67,11 +67,7 @@ fn create(image_ptr: ?[*]const u8, image_len: usize, handle_out: ?*anyopaque, di
         diag.set("cz_model_create: image is null", .{});
         return .bad_argument;
     };
-    const m = Model.create(backing, ptr[0..image_len], diag) catch |err| return switch (err) {
-        error.BadImage => .bad_image,
-        error.Limit => .limit,
-        error.OutOfMemory => .out_of_memory,
-    };
+    const m = Model.create(backing, ptr[0..image_len], diag) catch |err| return statusOf(err);
     out.* = @intFromPtr(m);
     return .ok;
 }
@@ -85,16 +81,7 @@ pub export fn cz_model_destroy(handle: ?*anyopaque) void {
 /// Writes min(out_len, 11) u64 fields (any alignment); see model.Model.info.
 pub export fn cz_model_info(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
     const m = live(handle) orelse return @intFromEnum(Status.bad_handle);
-    const dst: [*]align(1) u64 = @ptrCast(out orelse {
-        return fail(m, .bad_argument, "cz_model_info: out is null", .{});
-    });
-    if (out_len == 0) {
-        return fail(m, .bad_argument, "cz_model_info: out_len is 0, expected at least 1", .{});
-    }
-    const fields = m.info();
-    const n = @min(out_len, fields.len);
-    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
-    return @intFromEnum(Status.ok);
+    return writeInfo(&m.diag, "cz_model_info", out, out_len, &m.info());
 }
 
 pub export fn cz_forward(
@@ -122,7 +109,7 @@ pub export fn cz_forward_batch(
 ) u32 {
     const m = live(handle) orelse return @intFromEnum(Status.bad_handle);
     if (batch == 0 or batch > m.max_batch) {
-        return fail(m, .bad_argument, "cz_forward_batch: batch is {d}, expected 1..{d} " ++
+        return fail(&m.diag, .bad_argument, "cz_forward_batch: batch is {d}, expected 1..{d} " ++
             "(max_batch)", .{ batch, m.max_batch });
     }
     const io = rows(m, "cz_forward_batch", in, in_len, out, out_len, batch) catch {
@@ -145,18 +132,54 @@ pub export fn cz_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) us
     return writeMessage(buf, buf_len, msg);
 }
 
-/// The model behind a handle, if it is non-null, aligned and carries the live magic word.
+/// The model behind a handle, or null (see liveAs).
 fn live(handle: ?*anyopaque) ?*Model {
-    const p = handle orelse return null;
-    if (@intFromPtr(p) % @alignOf(Model) != 0) return null;
-    const m: *Model = @ptrCast(@alignCast(p));
-    if (m.magic != model.magic_live) return null;
-    return m;
+    return liveAs(Model, model.magic_live, handle);
 }
 
-fn fail(m: *Model, status: Status, comptime fmt: []const u8, args: anytype) u32 {
-    m.diag.set(fmt, args);
+/// The object (a Model or a Graph) behind a handle, if the handle is non-null, aligned and
+/// its magic word is `magic_live`.
+fn liveAs(comptime T: type, magic_live: u64, handle: ?*anyopaque) ?*T {
+    const p = handle orelse return null;
+    if (@intFromPtr(p) % @alignOf(T) != 0) return null;
+    const object: *T = @ptrCast(@alignCast(p));
+    if (object.magic != magic_live) return null;
+    return object;
+}
+
+/// Keeps a failed call's message in the handle's `diag` (a model's or a graph's).
+fn fail(diag: *Diag, status: Status, comptime fmt: []const u8, args: anytype) u32 {
+    diag.set(fmt, args);
     return @intFromEnum(status);
+}
+
+fn statusOf(err: (image.Error || graph.Error || error{BadHandle})) Status {
+    return switch (err) {
+        error.BadArgument => .bad_argument,
+        error.BadImage => .bad_image,
+        error.OutOfMemory => .out_of_memory,
+        error.BadHandle => .bad_handle,
+        error.Limit => .limit,
+    };
+}
+
+/// Copies min(out_len, fields.len) info fields to `out` (u64 each, any alignment).
+fn writeInfo(
+    diag: *Diag,
+    comptime name: []const u8,
+    out: ?*anyopaque,
+    out_len: usize,
+    fields: []const u64,
+) u32 {
+    const dst: [*]align(1) u64 = @ptrCast(out orelse {
+        return fail(diag, .bad_argument, name ++ ": out is null", .{});
+    });
+    if (out_len == 0) {
+        return fail(diag, .bad_argument, name ++ ": out_len is 0, expected at least 1", .{});
+    }
+    const n = @min(out_len, fields.len);
+    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
+    return @intFromEnum(Status.ok);
 }
 
 const Rows = struct { x: []const f32, y: []f32 };
@@ -173,34 +196,31 @@ fn rows(
 ) error{BadArgument}!Rows {
     const in_expected = @as(usize, m.input_size) * batch;
     const out_expected = @as(usize, m.output_size) * batch;
-    const x = try floats(m, name ++ ": in", in);
-    const y = try floats(m, name ++ ": out", out);
+    const x = try floats(&m.diag, name ++ ": in", in);
+    const y = try floats(&m.diag, name ++ ": out", out);
     if (in_len != in_expected) {
-        _ = fail(m, .bad_argument, name ++ ": in_len is {d}, expected {d} " ++
+        return m.diag.fail(error.BadArgument, name ++ ": in_len is {d}, expected {d} " ++
             "(input_size {d} x batch {d})", .{ in_len, in_expected, m.input_size, batch });
-        return error.BadArgument;
     }
     if (out_len < out_expected) {
-        _ = fail(m, .bad_argument, name ++ ": out_len is {d}, expected at least {d} " ++
+        return m.diag.fail(error.BadArgument, name ++ ": out_len is {d}, expected at least {d} " ++
             "(output_size {d} x batch {d})", .{ out_len, out_expected, m.output_size, batch });
-        return error.BadArgument;
     }
     return .{ .x = x[0..in_expected], .y = @constCast(y)[0..out_expected] };
 }
 
+/// A call's f32 pointer, non-null and 4-byte aligned; else the message goes to `diag`.
 fn floats(
-    m: *Model,
+    diag: *Diag,
     comptime label: []const u8,
     ptr: ?*const anyopaque,
 ) error{BadArgument}![*]const f32 {
-    const p = ptr orelse {
-        _ = fail(m, .bad_argument, label ++ " is null", .{});
-        return error.BadArgument;
-    };
-    if (@intFromPtr(p) % @alignOf(f32) != 0) {
-        const address = @intFromPtr(p);
-        _ = fail(m, .bad_argument, label ++ " is not 4-byte aligned (address 0x{x})", .{address});
-        return error.BadArgument;
+    const p = ptr orelse return diag.fail(error.BadArgument, label ++ " is null", .{});
+    const address = @intFromPtr(p);
+    if (address % @alignOf(f32) != 0) {
+        return diag.fail(error.BadArgument, label ++ " is not 4-byte aligned (address 0x{x})", .{
+            address,
+        });
     }
     return @ptrCast(@alignCast(p));
 }
@@ -264,10 +284,7 @@ fn createGraph(
     });
     var models: [graph.node_count_max]*Model = undefined;
     const n = memberModels(handles_ptr, handle_count, &models, diag) catch |err| {
-        return switch (err) {
-            error.BadHandle => .bad_handle,
-            error.BadArgument, error.Limit, error.OutOfMemory => |e| statusOf(e),
-        };
+        return statusOf(err);
     };
     const g = Graph.create(backing, words[0..desc_len], models[0..n], diag) catch |err| {
         return statusOf(err);
@@ -306,14 +323,6 @@ fn memberModels(
     return handle_count;
 }
 
-fn statusOf(err: graph.Error) Status {
-    return switch (err) {
-        error.BadArgument => .bad_argument,
-        error.Limit => .limit,
-        error.OutOfMemory => .out_of_memory,
-    };
-}
-
 /// A null, destroyed or foreign graph is ignored; the member models stay loaded.
 pub export fn cz_graph_destroy(handle: ?*anyopaque) void {
     const g = liveGraph(handle) orelse return;
@@ -323,16 +332,7 @@ pub export fn cz_graph_destroy(handle: ?*anyopaque) void {
 /// Writes min(out_len, 7) u64 fields (any alignment); see graph.Graph.info.
 pub export fn cz_graph_info(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
     const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
-    const dst: [*]align(1) u64 = @ptrCast(out orelse {
-        return failGraph(g, .bad_argument, "cz_graph_info: out is null", .{});
-    });
-    if (out_len == 0) {
-        return failGraph(g, .bad_argument, "cz_graph_info: out_len is 0, expected at least 1", .{});
-    }
-    const fields = g.info();
-    const n = @min(out_len, fields.len);
-    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
-    return @intFromEnum(Status.ok);
+    return writeInfo(&g.diag, "cz_graph_info", out, out_len, &g.info());
 }
 
 /// One step of every node from the graph input (`in_len` == input_size); `out` receives every
@@ -364,12 +364,12 @@ pub export fn cz_graph_step_from(
 ) u32 {
     const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
     if (node >= g.nodes.len) {
-        return failGraph(g, .bad_argument, "cz_graph_step_from: node {d}, expected 0..{d}", .{
+        return fail(&g.diag, .bad_argument, "cz_graph_step_from: node {d}, expected 0..{d}", .{
             node, g.nodes.len - 1,
         });
     }
     if (g.nodes[node].downstream_reads_input) {
-        return failGraph(g, .bad_argument, "cz_graph_step_from: a node downstream of node " ++
+        return fail(&g.diag, .bad_argument, "cz_graph_step_from: a node downstream of node " ++
             "{d} reads the graph input", .{node});
     }
     const width = g.nodes[node].out_len;
@@ -393,17 +393,9 @@ pub export fn cz_graph_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usi
     return writeMessage(buf, buf_len, msg);
 }
 
+/// The graph behind a handle, or null (see liveAs).
 fn liveGraph(handle: ?*anyopaque) ?*Graph {
-    const p = handle orelse return null;
-    if (@intFromPtr(p) % @alignOf(Graph) != 0) return null;
-    const g: *Graph = @ptrCast(@alignCast(p));
-    if (g.magic != graph.magic_live) return null;
-    return g;
-}
-
-fn failGraph(g: *Graph, status: Status, comptime fmt: []const u8, args: anytype) u32 {
-    g.diag.set(fmt, args);
-    return @intFromEnum(status);
+    return liveAs(Graph, graph.magic_live, handle);
 }
 
 /// Checks a graph call's buffers: `in_len` must be `in_expected`, `out_len` at least the
@@ -417,39 +409,18 @@ fn graphIo(
     out: ?*anyopaque,
     out_len: usize,
 ) error{BadArgument}!Rows {
-    const x = try graphFloats(g, name ++ ": in", in);
-    const y = try graphFloats(g, name ++ ": out", out);
+    const x = try floats(&g.diag, name ++ ": in", in);
+    const y = try floats(&g.diag, name ++ ": out", out);
     if (in_len != in_expected) {
-        _ = failGraph(g, .bad_argument, name ++ ": in_len is {d}, expected {d}", .{
+        return g.diag.fail(error.BadArgument, name ++ ": in_len is {d}, expected {d}", .{
             in_len, in_expected,
         });
-        return error.BadArgument;
     }
     if (out_len < g.outs.len) {
-        _ = failGraph(g, .bad_argument, name ++ ": out_len is {d}, expected at least {d} " ++
-            "(every node's output)", .{ out_len, g.outs.len });
-        return error.BadArgument;
+        return g.diag.fail(error.BadArgument, name ++ ": out_len is {d}, expected at least " ++
+            "{d} (every node's output)", .{ out_len, g.outs.len });
     }
     return .{ .x = x[0..in_expected], .y = @constCast(y)[0..g.outs.len] };
-}
-
-fn graphFloats(
-    g: *Graph,
-    comptime label: []const u8,
-    ptr: ?*const anyopaque,
-) error{BadArgument}![*]const f32 {
-    const p = ptr orelse {
-        _ = failGraph(g, .bad_argument, label ++ " is null", .{});
-        return error.BadArgument;
-    };
-    if (@intFromPtr(p) % @alignOf(f32) != 0) {
-        const address = @intFromPtr(p);
-        _ = failGraph(g, .bad_argument, label ++ " is not 4-byte aligned (address 0x{x})", .{
-            address,
-        });
-        return error.BadArgument;
-    }
-    return @ptrCast(@alignCast(p));
 }
 
 test {

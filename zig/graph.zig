@@ -582,6 +582,14 @@ const Fixture = struct {
         var diag: Diag = .{};
         return Model.create(testing.allocator, bytes, &diag);
     }
+
+    /// The graph of five_nodes over graph_models, created directly (not through the C ABI).
+    fn createGraph(f: *const Fixture) !*Graph {
+        const words = try describe(testing.allocator, 12, &five_nodes);
+        defer testing.allocator.free(words);
+        var diag: Diag = .{};
+        return Graph.create(testing.allocator, words, &f.graph_models, &diag);
+    }
 };
 
 const hand_total = 8 + 16 + 6 + 5 + 4;
@@ -598,14 +606,19 @@ fn byHand(hand: *const [5]*Model, x: ?[]const f32, given: []const f32, out: *[ha
     @memcpy(harmony_in[0..8], emotion);
     for (0..8) |k| harmony_in[8 + k] = @max(melody[2 * k], melody[2 * k + 1]);
     hand[3].forward(&harmony_in, out[30..35]);
-    var dynamics_in: [6]f32 = undefined;
+    hand[4].forward(&dynamicsInput(emotion, groove), out[35..39]);
+}
+
+/// Dynamics' input by hand: the emotion mean-pooled by 4, then groove values 0..4.
+fn dynamicsInput(emotion: []const f32, groove: []const f32) [6]f32 {
+    var in: [6]f32 = undefined;
     for (0..2) |k| {
         var sum: f64 = 0;
         for (emotion[4 * k ..][0..4]) |v| sum += v;
-        dynamics_in[k] = @floatCast(sum / 4);
+        in[k] = @floatCast(sum / 4);
     }
-    @memcpy(dynamics_in[2..6], groove[0..4]);
-    hand[4].forward(&dynamics_in, out[35..39]);
+    @memcpy(in[2..6], groove[0..4]);
+    return in;
 }
 
 fn features(rng: std.Random, x: *[12]f32) void {
@@ -615,10 +628,7 @@ fn features(rng: std.Random, x: *[12]f32) void {
 test "graph: step equals the models run one by one by hand, bit for bit" {
     var f = try Fixture.init(40);
     defer f.deinit();
-    const words = try describe(testing.allocator, 12, &five_nodes);
-    defer testing.allocator.free(words);
-    var diag: Diag = .{};
-    const g = try Graph.create(testing.allocator, words, &f.graph_models, &diag);
+    const g = try f.createGraph();
     defer g.destroy();
     try testing.expectEqual(@as(usize, hand_total), g.outs.len);
     var prng = std.Random.DefaultPrng.init(1);
@@ -637,10 +647,7 @@ test "graph: step equals the models run one by one by hand, bit for bit" {
 test "graph: stepFrom runs only downstream nodes; reset restores the first step" {
     var f = try Fixture.init(50);
     defer f.deinit();
-    const words = try describe(testing.allocator, 12, &five_nodes);
-    defer testing.allocator.free(words);
-    var diag: Diag = .{};
-    const g = try Graph.create(testing.allocator, words, &f.graph_models, &diag);
+    const g = try f.createGraph();
     defer g.destroy();
     var prng = std.Random.DefaultPrng.init(2);
     var x: [12]f32 = undefined;
@@ -670,14 +677,7 @@ test "graph: stepFrom runs only downstream nodes; reset restores the first step"
     try testing.expectEqualSlices(f32, before[0..24], got[0..24]);
     try testing.expectEqualSlices(f32, &groove, got[24..30]);
     try testing.expectEqualSlices(f32, before[30..35], got[30..35]);
-    var dyn_in: [6]f32 = undefined;
-    for (0..2) |k| {
-        var sum: f64 = 0;
-        for (got[4 * k ..][0..4]) |v| sum += v;
-        dyn_in[k] = @floatCast(sum / 4);
-    }
-    @memcpy(dyn_in[2..6], groove[0..4]);
-    f.hand[4].forward(&dyn_in, want[35..39]);
+    f.hand[4].forward(&dynamicsInput(got[0..8], &groove), want[35..39]);
     try testing.expectEqualSlices(f32, want[35..39], got[35..39]);
 
     g.reset();
@@ -692,10 +692,7 @@ test "graph: stepFrom runs only downstream nodes; reset restores the first step"
 test "graph: 1000 steps, stepFroms and resets allocate nothing" {
     var f = try Fixture.init(60);
     defer f.deinit();
-    const words = try describe(testing.allocator, 12, &five_nodes);
-    defer testing.allocator.free(words);
-    var diag: Diag = .{};
-    const g = try Graph.create(testing.allocator, words, &f.graph_models, &diag);
+    const g = try f.createGraph();
     defer g.destroy();
     const before = g.info();
     try testing.expectEqual(@as(u64, 1), before[5]);

@@ -123,6 +123,45 @@ pub fn asStored(
     return out;
 }
 
+/// Tensors of the lengths `kernel.tensorLens` gives for `d`, uniform in [-scale/2, scale/2).
+pub fn randomTensors(
+    a: std.mem.Allocator,
+    rng: std.Random,
+    comptime kernel: type,
+    d: *const desc.LayerDesc,
+    scale: f32,
+) ![][]f32 {
+    var lens: [desc.tensors_max]u32 = undefined;
+    const count = kernel.tensorLens(d, &lens);
+    const tensors = try a.alloc([]f32, count);
+    for (tensors, lens[0..count]) |*t, len| {
+        t.* = try a.alloc(f32, len);
+        for (t.*) |*v| v.* = (rng.float(f32) - 0.5) * scale;
+    }
+    return tensors;
+}
+
+/// One layer's parts of a model's arena, for a kernel test that runs one row at a time.
+pub const LayerParts = struct { weights: []f32, state: []f32, scratch: []f32 };
+
+/// `tensors` packed by `kernel` into new weights, with a zeroed state and a scratch for one row.
+pub fn packLayer(
+    a: std.mem.Allocator,
+    comptime kernel: type,
+    d: *const desc.LayerDesc,
+    tensors: []const []f32,
+) !LayerParts {
+    const s = kernel.sizes(d, 1);
+    const parts = LayerParts{
+        .weights = try a.alloc(f32, s.weights),
+        .state = try a.alloc(f32, s.state),
+        .scratch = try a.alloc(f32, s.scratch),
+    };
+    kernel.pack(d, @ptrCast(tensors), parts.weights);
+    @memset(parts.state, 0);
+    return parts;
+}
+
 /// |got - want| <= tol * (1 + |want|) for every element.
 pub fn expectClose(want: []const f64, got: []const f32, tol: f64) !void {
     try testing.expectEqual(want.len, got.len);

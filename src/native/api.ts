@@ -4,7 +4,7 @@
  * and status codes follow docs/DESIGN.md, "C ABI".
  */
 
-import type { CadenzaErrorCode } from "../errors.ts";
+import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
 
 /** An opaque native model handle: a pointer number under Bun, a pointer object under Deno. */
 export type NativeHandle = { readonly __brand: "NativeHandle" };
@@ -135,3 +135,19 @@ export function decodeMessage(bytes: Uint8Array, written_len: number): string {
 
 /** Size of the buffers native messages are written into (create errors, last_error). */
 export const MESSAGE_BYTES = 1024;
+
+/** Runs an adapter's dlopen; a failure becomes a CadenzaError naming the library. */
+export function openLibrary<T>(library_path: string, open: (path: string) => T): T {
+  try {
+    return open(library_path);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CadenzaError("E_NATIVE", `cannot load native library ${library_path}: ${reason}`);
+  }
+}
+
+/** The error of a failed cz_model_create or cz_graph_create: its message, else its status. */
+export function createError(status: number, message: Uint8Array): CadenzaError {
+  const text = decodeMessage(message, message.length) || `status ${status}`;
+  return new CadenzaError(statusCode(status), text);
+}

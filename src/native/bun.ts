@@ -5,14 +5,14 @@
  */
 
 import { dlopen, FFIType, type Pointer } from "bun:ffi";
-import { CadenzaError } from "../errors.ts";
 import {
+  createError,
   decodeMessage,
   MESSAGE_BYTES,
   type NativeApi,
   type NativeGraph,
   type NativeHandle,
-  statusCode,
+  openLibrary,
 } from "./api.ts";
 
 const { ptr, usize, u32, void: none } = FFIType;
@@ -40,30 +40,26 @@ function toPointer(handle: NativeHandle | NativeGraph): Pointer {
 }
 
 export function openBun(library_path: string): NativeApi {
-  let lib;
-  try {
-    lib = dlopen(library_path, symbols);
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CadenzaError("E_NATIVE", `cannot load native library ${library_path}: ${reason}`);
-  }
-  const cz = lib.symbols;
+  const cz = openLibrary(library_path, (path) => dlopen(path, symbols)).symbols;
   const handle_out = new BigUint64Array(1);
   const message = new Uint8Array(MESSAGE_BYTES);
+  /** Runs a create call that writes handle_out and message; returns the handle it wrote. */
+  const created = (create: () => number): number => {
+    handle_out[0] = 0n;
+    message[0] = 0;
+    const status = create();
+    if (status !== 0 || handle_out[0] === 0n) throw createError(status, message);
+    return Number(handle_out[0]);
+  };
+  const lastMessage = (written: number | bigint) => decodeMessage(message, Number(written));
 
   return {
     libraryPath: library_path,
     abiVersion: () => cz.cz_abi_version(),
-    create(image) {
-      handle_out[0] = 0n;
-      message[0] = 0;
-      const status = cz.cz_model_create(image, image.length, handle_out, message, message.length);
-      if (status !== 0 || handle_out[0] === 0n) {
-        const text = decodeMessage(message, message.length) || `status ${status}`;
-        throw new CadenzaError(statusCode(status), text);
-      }
-      return Number(handle_out[0]) as unknown as NativeHandle;
-    },
+    create: (image) =>
+      created(() =>
+        cz.cz_model_create(image, image.length, handle_out, message, message.length)
+      ) as unknown as NativeHandle,
     destroy: (handle) => cz.cz_model_destroy(toPointer(handle)),
     info: (handle, out) => cz.cz_model_info(toPointer(handle), out, out.length),
     forward: (handle, input, output) =>
@@ -71,29 +67,21 @@ export function openBun(library_path: string): NativeApi {
     forwardBatch: (handle, input, batch, output) =>
       cz.cz_forward_batch(toPointer(handle), input, input.length, batch, output, output.length),
     reset: (handle) => cz.cz_reset(toPointer(handle)),
-    lastError(handle) {
-      const written = Number(cz.cz_last_error(toPointer(handle), message, message.length));
-      return decodeMessage(message, written);
-    },
+    lastError: (handle) =>
+      lastMessage(cz.cz_last_error(toPointer(handle), message, message.length)),
     handleValue: (handle) => BigInt(handle as unknown as number),
-    graphCreate(description, handles) {
-      handle_out[0] = 0n;
-      message[0] = 0;
-      const status = cz.cz_graph_create(
-        description,
-        description.length,
-        handles,
-        handles.length,
-        handle_out,
-        message,
-        message.length,
-      );
-      if (status !== 0 || handle_out[0] === 0n) {
-        const text = decodeMessage(message, message.length) || `status ${status}`;
-        throw new CadenzaError(statusCode(status), text);
-      }
-      return Number(handle_out[0]) as unknown as NativeGraph;
-    },
+    graphCreate: (description, handles) =>
+      created(() =>
+        cz.cz_graph_create(
+          description,
+          description.length,
+          handles,
+          handles.length,
+          handle_out,
+          message,
+          message.length,
+        )
+      ) as unknown as NativeGraph,
     graphDestroy: (graph) => cz.cz_graph_destroy(toPointer(graph)),
     graphInfo: (graph, out) => cz.cz_graph_info(toPointer(graph), out, out.length),
     graphStep: (graph, input, output) =>
@@ -101,9 +89,7 @@ export function openBun(library_path: string): NativeApi {
     graphStepFrom: (graph, node, values, output) =>
       cz.cz_graph_step_from(toPointer(graph), node, values, values.length, output, output.length),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
-    graphLastError(graph) {
-      const written = Number(cz.cz_graph_last_error(toPointer(graph), message, message.length));
-      return decodeMessage(message, written);
-    },
+    graphLastError: (graph) =>
+      lastMessage(cz.cz_graph_last_error(toPointer(graph), message, message.length)),
   };
 }

@@ -6,14 +6,14 @@
  * cost ~130 us per awaited call.
  */
 
-import { CadenzaError } from "../errors.ts";
 import {
+  createError,
   decodeMessage,
   MESSAGE_BYTES,
   type NativeApi,
   type NativeGraph,
   type NativeHandle,
-  statusCode,
+  openLibrary,
 } from "./api.ts";
 
 const symbols = {
@@ -117,37 +117,28 @@ function toPointer(handle: NativeHandle | NativeGraph): Deno.PointerObject {
 }
 
 export function openDeno(library_path: string): NativeApi {
-  let lib: Deno.DynamicLibrary<typeof symbols>;
-  try {
-    lib = Deno.dlopen(library_path, symbols);
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CadenzaError("E_NATIVE", `cannot load native library ${library_path}: ${reason}`);
-  }
+  const lib = openLibrary(library_path, (path) => Deno.dlopen(path, symbols));
   const cz = lib.symbols as unknown as Symbols;
   const handle_out = new BigUint64Array(1);
   const message = new Uint8Array(MESSAGE_BYTES);
+  /** Runs a create call that writes handle_out and message; returns the handle it wrote. */
+  const created = (create: () => number): Deno.PointerObject => {
+    handle_out[0] = 0n;
+    message[0] = 0;
+    const status = create();
+    const pointer = Deno.UnsafePointer.create(handle_out[0]);
+    if (status !== 0 || pointer === null) throw createError(status, message);
+    return pointer;
+  };
+  const lastMessage = (written: number | bigint) => decodeMessage(message, Number(written));
 
   return {
     libraryPath: library_path,
     abiVersion: () => cz.cz_abi_version(),
-    create(image) {
-      handle_out[0] = 0n;
-      message[0] = 0;
-      const status = cz.cz_model_create(
-        image,
-        BigInt(image.length),
-        handle_out,
-        message,
-        len(message),
-      );
-      const handle = Deno.UnsafePointer.create(handle_out[0]);
-      if (status !== 0 || handle === null) {
-        const text = decodeMessage(message, message.length) || `status ${status}`;
-        throw new CadenzaError(statusCode(status), text);
-      }
-      return handle as unknown as NativeHandle;
-    },
+    create: (image) =>
+      created(() =>
+        cz.cz_model_create(image, BigInt(image.length), handle_out, message, len(message))
+      ) as unknown as NativeHandle,
     destroy: (handle) => cz.cz_model_destroy(toPointer(handle)),
     info: (handle, out) => cz.cz_model_info(toPointer(handle), out, len(out)),
     forward: (handle, input, output) =>
@@ -155,30 +146,20 @@ export function openDeno(library_path: string): NativeApi {
     forwardBatch: (handle, input, batch, output) =>
       cz.cz_forward_batch(toPointer(handle), input, len(input), batch, output, len(output)),
     reset: (handle) => cz.cz_reset(toPointer(handle)),
-    lastError(handle) {
-      const written = Number(cz.cz_last_error(toPointer(handle), message, len(message)));
-      return decodeMessage(message, written);
-    },
+    lastError: (handle) => lastMessage(cz.cz_last_error(toPointer(handle), message, len(message))),
     handleValue: (handle) => BigInt(Deno.UnsafePointer.value(toPointer(handle))),
-    graphCreate(description, handles) {
-      handle_out[0] = 0n;
-      message[0] = 0;
-      const status = cz.cz_graph_create(
-        description,
-        BigInt(description.length),
-        handles,
-        BigInt(handles.length),
-        handle_out,
-        message,
-        len(message),
-      );
-      const graph = Deno.UnsafePointer.create(handle_out[0]);
-      if (status !== 0 || graph === null) {
-        const text = decodeMessage(message, message.length) || `status ${status}`;
-        throw new CadenzaError(statusCode(status), text);
-      }
-      return graph as unknown as NativeGraph;
-    },
+    graphCreate: (description, handles) =>
+      created(() =>
+        cz.cz_graph_create(
+          description,
+          BigInt(description.length),
+          handles,
+          BigInt(handles.length),
+          handle_out,
+          message,
+          len(message),
+        )
+      ) as unknown as NativeGraph,
     graphDestroy: (graph) => cz.cz_graph_destroy(toPointer(graph)),
     graphInfo: (graph, out) => cz.cz_graph_info(toPointer(graph), out, len(out)),
     graphStep: (graph, input, output) =>
@@ -186,9 +167,7 @@ export function openDeno(library_path: string): NativeApi {
     graphStepFrom: (graph, node, values, output) =>
       cz.cz_graph_step_from(toPointer(graph), node, values, len(values), output, len(output)),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
-    graphLastError(graph) {
-      const written = Number(cz.cz_graph_last_error(toPointer(graph), message, len(message)));
-      return decodeMessage(message, written);
-    },
+    graphLastError: (graph) =>
+      lastMessage(cz.cz_graph_last_error(toPointer(graph), message, len(message))),
   };
 }

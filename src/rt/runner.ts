@@ -126,20 +126,9 @@ async function emotionRunner(
     throw err;
   }
   const loadMs = performance.now() - started;
-  const views = pipeline.outputs;
-  const runner: StepRunner = {
-    inputSize: emotion.FEATURE_SIZE,
-    outputNames: EMOTION_OUTPUTS,
-    outputs: EMOTION_OUTPUTS.map((name) => views[name]),
-    modelNames,
-    modelMs,
-    loadMs,
-    weightBytes: pipeline.weightBytes,
-    step: (input) => pipeline.step(input),
-    dispose: () => pipeline.dispose(),
-  };
-  checkRunner(runner, "EmotionPipeline");
-  return runner;
+  const inputSize = emotion.FEATURE_SIZE;
+  const timing = { inputSize, outputNames: EMOTION_OUTPUTS, modelNames, modelMs, loadMs };
+  return pipelineRunner(pipeline, timing, "EmotionPipeline");
 }
 
 async function graphRunner(graph: GraphConfig, library: string | undefined): Promise<StepRunner> {
@@ -154,19 +143,33 @@ async function graphRunner(graph: GraphConfig, library: string | undefined): Pro
     async (source) => new TimedModel(await loadModel(source, { library }), modelMs, loaded++),
   );
   const loadMs = performance.now() - started;
+  const { inputSize, order: outputNames } = pipeline;
+  return pipelineRunner(pipeline, { inputSize, outputNames, modelNames, modelMs, loadMs }, "graph");
+}
+
+/** What a pipeline runner needs from EmotionPipeline or Pipeline. */
+interface RunnablePipeline {
+  readonly outputs: Readonly<Record<string, Float32Array>>;
+  readonly weightBytes: number;
+  step(input: Float32Array): unknown;
+  dispose(): void;
+}
+
+/** The runner over a built pipeline, its outputs in `outputNames` order. */
+function pipelineRunner(
+  pipeline: RunnablePipeline,
+  timing: Pick<StepRunner, "inputSize" | "outputNames" | "modelNames" | "modelMs" | "loadMs">,
+  source: string,
+): StepRunner {
   const views = pipeline.outputs;
   const runner: StepRunner = {
-    inputSize: pipeline.inputSize,
-    outputNames: pipeline.order,
-    outputs: pipeline.order.map((name) => views[name]),
-    modelNames,
-    modelMs,
-    loadMs,
+    ...timing,
+    outputs: timing.outputNames.map((name) => views[name]),
     weightBytes: pipeline.weightBytes,
     step: (input) => pipeline.step(input),
     dispose: () => pipeline.dispose(),
   };
-  checkRunner(runner, "graph");
+  checkRunner(runner, source);
   return runner;
 }
 

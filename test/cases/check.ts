@@ -68,6 +68,22 @@ export function throwsCadenza(
   return fail(`${what}: expected CadenzaError ${code}, but nothing was thrown`);
 }
 
+/**
+ * Runs `fn`; it must throw a CadenzaError with `code` whose message contains every one of
+ * `parts` (each a plain substring).
+ */
+export function throwsCadenzaWith(
+  fn: () => unknown,
+  code: CadenzaErrorCode,
+  ...parts: string[]
+): CadenzaError {
+  const what = `expected ${code} naming ${parts.map((part) => JSON.stringify(part)).join(", ")}`;
+  const err = throwsCadenza(fn, code, /(?:)/, what);
+  check(err.name === "CadenzaError", () => `${what}: name is ${err.name}`);
+  for (const part of parts) check(err.message.includes(part), () => `${what}: ${err.message}`);
+  return err;
+}
+
 /** The async form of throwsCadenza (for loaders that return promises). */
 export async function rejectsCadenza(
   fn: () => Promise<unknown>,

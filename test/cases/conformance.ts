@@ -22,7 +22,7 @@ export const CONFORMANCE_BOUND = 2e-5;
 /** Worst absolute error per case, for the report in docs/TESTING.md. */
 export const worstByConformanceCase = new Map<string, number>();
 
-interface Fixture {
+export interface Fixture {
   name: string;
   model: string;
   data: string;
@@ -32,7 +32,7 @@ interface Fixture {
   lead?: number;
 }
 
-const FIXTURES: Fixture[] = [
+export const FIXTURES: Fixture[] = [
   { name: "dense", model: "dense.json", data: "dense" },
   { name: "lstm", model: "lstm.json", data: "lstm" },
   { name: "lstm_1d", model: "lstm_1d.json", data: "lstm_1d" },

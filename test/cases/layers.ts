@@ -103,7 +103,7 @@ export async function compareWithReference(
 }
 
 /** Enough steps to fill conv history and to wrap an attention ring more than twice. */
-function stepsFor(spec: ModelSpec): number {
+export function stepsFor(spec: ModelSpec): number {
   let steps = 5;
   for (const l of spec.layers) {
     if (l.context !== undefined) steps = Math.max(steps, 2 * l.context + 3);

@@ -33,7 +33,8 @@ import {
 } from "../helpers.ts";
 import { ReferenceModel } from "../reference.ts";
 import { type Case, check, checkDeviation, rejectsCadenza, throwsCadenza } from "./check.ts";
-import { caseSeed } from "./layers.ts";
+import { type Fixture, FIXTURES as CONFORMANCE_FIXTURES } from "./conformance.ts";
+import { caseSeed, stepsFor } from "./layers.ts";
 
 /**
  * bf16 model vs the float64 reference on bf16-rounded weights, normalised as LAYER_BOUND: the
@@ -182,17 +183,6 @@ async function compareBf16(spec: ModelSpec, seed: number, plan: Plan): Promise<[
   return worst;
 }
 
-function stepsFor(spec: ModelSpec): number {
-  let steps = 5;
-  for (const l of spec.layers) {
-    if (l.context !== undefined) steps = Math.max(steps, 2 * l.context + 3);
-    if (l.kernelSize !== undefined) {
-      steps = Math.max(steps, (l.kernelSize - 1) * (l.dilation ?? 1) + 3);
-    }
-  }
-  return steps;
-}
-
 function kindCase(name: string, kinds: LayerKind[], n_in: number): Case {
   return {
     name,
@@ -235,20 +225,9 @@ function defaultModels(): Case[] {
   }));
 }
 
-interface Fixture {
-  name: string;
-  model: string;
-  data: string;
-}
-
-/** The RTNeural fixtures that load without a layer list (test/cases/conformance.ts has all). */
+/** The RTNeural fixtures that load without a layer list, and full_model (fed dense's x). */
 const FIXTURES: Fixture[] = [
-  { name: "dense", model: "dense.json", data: "dense" },
-  { name: "lstm", model: "lstm.json", data: "lstm" },
-  { name: "lstm_1d", model: "lstm_1d.json", data: "lstm_1d" },
-  { name: "gru", model: "gru.json", data: "gru" },
-  { name: "gru_1d", model: "gru_1d.json", data: "gru_1d" },
-  { name: "conv1d", model: "conv.json", data: "conv" },
+  ...CONFORMANCE_FIXTURES.filter((f) => f.torch === undefined),
   { name: "full_model", model: "full_model.json", data: "dense" },
 ];
 

@@ -612,3 +612,24 @@ export const fakeShapeCheck: Case = {
     check(FAKE_MODELS.length === 2, () => "models");
   },
 };
+
+/**
+ * The cases both runtimes run; each test file adds its allocation case (its runtime's probe)
+ * and the cases only its runtime can run.
+ */
+export const rtCases: Case[] = [
+  fakeShapeCheck,
+  checksumCase,
+  histogramCase,
+  structureCase,
+  argumentsCase,
+  ...policyCases,
+  stopCase,
+  pipelineCase,
+  statsCase,
+  graphCase,
+  startFailureCase,
+  deathCase("crash"),
+  deathCase("stall"),
+  deathCase("crash", true),
+];

@@ -257,7 +257,7 @@ fn sum(x: []const f32, centre: f32, comptime square: bool) f32 {
 pub const attention = struct {
     pub fn check(d: *const LayerDesc) ?[]const u8 {
         std.debug.assert(d.kind == .attention);
-        if (d.act != .linear) return "act must be 0 (linear): this kind has no fused activation";
+        if (desc.noFusedActivation(d)) |m| return m;
         return checkAttn(d);
     }
 
@@ -537,15 +537,14 @@ const Reference = struct {
     }
 };
 
-/// Random tensors of the lengths `lens` gives, scaled by 1/sqrt(width) to keep values near 1.
-fn randomTensors(a: std.mem.Allocator, r: std.Random, lens: []const u32, width: usize) ![][]f32 {
-    const tensors = try a.alloc([]f32, lens.len);
-    const s = 2.4 / @sqrt(@as(f32, @floatFromInt(width)));
-    for (tensors, lens) |*t, len| {
-        t.* = try a.alloc(f32, len);
-        for (t.*) |*v| v.* = (r.float(f32) - 0.5) * s;
-    }
-    return tensors;
+/// Random tensors scaled by 1/sqrt(width) to keep values near 1.
+fn randomTensors(
+    a: std.mem.Allocator,
+    r: std.Random,
+    comptime kernel: type,
+    d: *const LayerDesc,
+) ![][]f32 {
+    return helpers.randomTensors(a, r, kernel, d, 2.4 / @sqrt(@as(f32, @floatFromInt(d.in))));
 }
 
 const Case = struct {
@@ -573,19 +572,13 @@ fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize)
         .weight_type = case.weight_type,
     };
     try testing.expect(kernel.check(&d) == null);
-    var lens: [desc.tensors_max]u32 = undefined;
-    const tensors = try randomTensors(a, r, lens[0..kernel.tensorLens(&d, &lens)], case.d);
+    const tensors = try randomTensors(a, r, kernel, &d);
     if (kind == .transformer) for ([_]usize{ 0, 10 }) |g| {
         for (tensors[g]) |*v| v.* += 1; // layer-norm gains near 1
     };
-    const s = kernel.sizes(&d, 1);
-    const weights = try a.alloc(f32, s.weights);
-    const state = try a.alloc(f32, s.state);
-    const scratch = try a.alloc(f32, s.scratch);
-    kernel.pack(&d, @ptrCast(tensors), weights);
+    const l = try helpers.packLayer(a, kernel, &d, tensors);
     const matrices = kernel.matrixTensors(&d);
     const stored = try helpers.asStored(a, @ptrCast(tensors), matrices, d.weight_type);
-    @memset(state, 0);
     var ref = Reference{ .d = case.d, .heads = case.heads, .context = case.context };
     const x = try a.alloc(f32, case.d);
     const x64 = try a.alloc(f64, case.d);
@@ -595,7 +588,7 @@ fn expectSteps(comptime kernel: type, kind: desc.Kind, case: Case, steps: usize)
             v.* = (r.float(f32) - 0.5) * 4;
             w.* = v.*;
         }
-        kernel.forward(&d, weights, state, scratch, x, y);
+        kernel.forward(&d, l.weights, l.state, l.scratch, x, y);
         const want = if (kind == .attention)
             try ref.attend(a, stored, x64)
         else
@@ -637,7 +630,6 @@ test "transformer: block matches an f64 reference while the KV ring wraps, f32 a
 }
 
 test "attention: reset (zeroed state) restarts the positions" {
-    const case = Case{ .d = 17, .heads = 1, .context = 4 };
     var arena = std.heap.ArenaAllocator.init(testing.allocator);
     defer arena.deinit();
     const a = arena.allocator();
@@ -650,23 +642,16 @@ test "attention: reset (zeroed state) restarts the positions" {
         .p = .{ 1, 4, 0, 0, 0, 0, 0, 0 },
         .f = @splat(0),
     };
-    var lens: [desc.tensors_max]u32 = undefined;
-    const count = attention.tensorLens(&d, &lens);
-    const tensors = try randomTensors(a, rng.random(), lens[0..count], case.d);
-    const s = attention.sizes(&d, 1);
-    const weights = try a.alloc(f32, s.weights);
-    const state = try a.alloc(f32, s.state);
-    const scratch = try a.alloc(f32, s.scratch);
-    attention.pack(&d, @ptrCast(tensors), weights);
+    const tensors = try randomTensors(a, rng.random(), attention, &d);
+    const l = try helpers.packLayer(a, attention, &d, tensors);
     var first: [17]f32 = undefined;
     var again: [17]f32 = undefined;
     var x: [17]f32 = undefined;
     for (&x, 0..) |*v, i| v.* = @as(f32, @floatFromInt(i)) * 0.1 - 0.8;
-    @memset(state, 0);
-    attention.forward(&d, weights, state, scratch, &x, &first);
-    for (0..6) |_| attention.forward(&d, weights, state, scratch, &x, &again);
-    @memset(state, 0);
-    attention.forward(&d, weights, state, scratch, &x, &again);
+    attention.forward(&d, l.weights, l.state, l.scratch, &x, &first);
+    for (0..6) |_| attention.forward(&d, l.weights, l.state, l.scratch, &x, &again);
+    @memset(l.state, 0);
+    attention.forward(&d, l.weights, l.state, l.scratch, &x, &again);
     try testing.expectEqualSlices(f32, &first, &again);
 }
 

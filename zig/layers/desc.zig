@@ -1,6 +1,7 @@
 //! The description of one layer as the model image carries it (see docs/DESIGN.md, "Model image").
 //! Shared by the image parser, the model and every layer kernel.
 const std = @import("std");
+const simd = @import("../simd.zig");
 
 pub const Kind = enum(u32) {
     dense = 1,
@@ -58,6 +59,26 @@ pub fn elemsFit(factors: []const u32) bool {
         n = std.math.mul(u64, n, f) catch return false;
     }
     return n <= tensor_elems_max;
+}
+
+/// The check of the kinds that have no fused activation.
+pub fn noFusedActivation(d: *const LayerDesc) ?[]const u8 {
+    if (d.act != .linear) return "act must be 0 (linear): this kind has no fused activation";
+    return null;
+}
+
+/// The check of a gated recurrent kind (lstm: 4 gates, gru: 3), which has no fused activation.
+/// It bounds the packed size (padding included) so that no size computed from it overflows,
+/// even with a 32-bit usize; the model's plan then applies the 1 GiB arena limit.
+pub fn checkGated(d: *const LayerDesc, comptime gates: comptime_int) ?[]const u8 {
+    if (noFusedActivation(d)) |m| return m;
+    const h: u64 = d.out;
+    if (gates * (h + simd.lanes) * (d.in + h + 2) > tensor_elems_max) {
+        return std.fmt.comptimePrint("{d} * out * (in + out) must be at most 2^30 weights", .{
+            gates,
+        });
+    }
+    return null;
 }
 
 pub const LayerDesc = struct {

@@ -20,14 +20,7 @@ const gates = 4;
 
 pub fn check(d: *const LayerDesc) ?[]const u8 {
     std.debug.assert(d.kind == .lstm);
-    if (d.act != .linear) return "act must be 0 (linear): this kind has no fused activation";
-    // Bounds the packed size (padding included) so that no size computed below overflows,
-    // even with a 32-bit usize; the model's plan then applies the 1 GiB arena limit.
-    const h: u64 = d.out;
-    if (gates * (h + lanes) * (d.in + h + 2) > desc.tensor_elems_max) {
-        return "4 * out * (in + out) must be at most 2^30 weights";
-    }
-    return null;
+    return desc.checkGated(d, gates);
 }
 
 pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
@@ -185,20 +178,9 @@ fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
         .weight_type = wt,
     };
     try std.testing.expect(check(&d) == null);
-    var lens: [desc.tensors_max]u32 = undefined;
-    const count = tensorLens(&d, &lens);
-    const tensors = try a.alloc([]f32, count);
-    for (tensors, lens[0..count]) |*t, len| {
-        t.* = try a.alloc(f32, len);
-        for (t.*) |*v| v.* = (r.float(f32) - 0.5) * 1.2;
-    }
-    const s = sizes(&d, 1);
-    const weights = try a.alloc(f32, s.weights);
-    const state = try a.alloc(f32, s.state);
-    const scratch = try a.alloc(f32, s.scratch);
-    pack(&d, @ptrCast(tensors), weights);
+    const tensors = try helpers.randomTensors(a, r, @This(), &d, 1.2);
+    const l = try helpers.packLayer(a, @This(), &d, tensors);
     const stored = try helpers.asStored(a, @ptrCast(tensors), matrixTensors(&d), wt);
-    @memset(state, 0);
     const h64 = try a.alloc(f64, hidden);
     const c64 = try a.alloc(f64, hidden);
     @memset(h64, 0);
@@ -211,11 +193,11 @@ fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
             v.* = (r.float(f32) - 0.5) * 4;
             w.* = v.*;
         }
-        forward(&d, weights, state, scratch, x, y);
+        forward(&d, l.weights, l.state, l.scratch, x, y);
         referenceStep(in, hidden, stored, x64, h64, c64);
         // f32 sums of up to 66 products plus the activations' ~1e-7 error, over several steps.
         for (h64, y) |want, got| try std.testing.expectApproxEqAbs(want, got, 5e-6);
-        for (c64, state[mv.padded(hidden)..][0..hidden]) |want, got| {
+        for (c64, l.state[mv.padded(hidden)..][0..hidden]) |want, got| {
             try std.testing.expectApproxEqAbs(want, got, 5e-6);
         }
     }

@@ -16,11 +16,6 @@ fn checkSquare(d: *const LayerDesc) ?[]const u8 {
     return null;
 }
 
-fn noFusedActivation(d: *const LayerDesc) ?[]const u8 {
-    if (d.act != .linear) return "act must be 0 (linear): this kind has no fused activation";
-    return null;
-}
-
 /// `y[i] = x[i] * a[i] + b[i]` over n = y.len; a and b padded to whole vectors.
 fn scaleShift(a: []const f32, b: []const f32, x: []const f32, y: []f32) void {
     const n = y.len;
@@ -102,7 +97,7 @@ pub const batchnorm = struct {
 pub const layernorm = struct {
     pub fn check(d: *const LayerDesc) ?[]const u8 {
         if (checkSquare(d)) |m| return m;
-        if (noFusedActivation(d)) |m| return m;
+        if (desc.noFusedActivation(d)) |m| return m;
         if (!(d.f[0] > 0)) return "f0 (epsilon) must be greater than 0";
         return null;
     }
@@ -193,7 +188,7 @@ pub const layernorm = struct {
 pub const prelu = struct {
     pub fn check(d: *const LayerDesc) ?[]const u8 {
         if (checkSquare(d)) |m| return m;
-        return noFusedActivation(d);
+        return desc.noFusedActivation(d);
     }
 
     /// alpha has n elements, or 1 shared by all (the image parser accepts either for prelu).
