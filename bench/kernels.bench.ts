@@ -1,13 +1,15 @@
 /**
  * What fraction of the machine do cadenza's kernels use? GFLOP/s of dense 512->256 and
  * 256->128 (batch 1 and 64) and of an LSTM 256->128 step, beside the FMA peak measured by
- * bench/peak.zig and the same layers as plain TypeScript loops (bench/plain.ts).
+ * bench/peak.zig and the same layers as plain TypeScript loops (bench/plain.ts). The batch-1
+ * kernels run with bf16 weights too (half the bytes to stream, the same f32 arithmetic), in
+ * the same group as f32, so mitata's summary shows the ratio.
  *
  *   CADENZA_LIB=fast bun bench/kernels.bench.ts
  *   deno run --allow-ffi --allow-read --allow-env --allow-run --allow-write bench/kernels.bench.ts
  */
 import { bench, do_not_optimize, group, run, summary } from "mitata";
-import { modelFromSpec } from "../src/index.ts";
+import { modelFromSpec, type Precision } from "../src/index.ts";
 import type { LayerSpec, ModelSpec } from "../src/model/spec.ts";
 import {
   benchInputs,
@@ -29,8 +31,14 @@ interface Kernel {
   spec: ModelSpec;
   batch: number;
   flop: number;
+  /** Bytes of the weight matrices as f32; bf16 holds half. */
   weightBytes: number;
 }
+
+/** Batch-1 kernels also run at bf16, where the bytes streamed, not the FLOPs, halve. */
+const precisionsOf = (k: Kernel): Precision[] => k.batch === 1 ? ["f32", "bf16"] : ["f32"];
+const alias = (k: Kernel, precision: Precision) =>
+  precision === "f32" ? `${k.name}: cadenza` : `${k.name}: cadenza ${precision}`;
 
 function weights(len: number, fanIn: number, seed: number): Float32Array {
   const [values] = benchInputs(1, len, seed);
@@ -87,6 +95,9 @@ kernels.push({
 const library = benchLibrary();
 for (const k of kernels) {
   const model = await modelFromSpec(k.spec, { library });
+  const bf16 = precisionsOf(k).includes("bf16")
+    ? await modelFromSpec(k.spec, { library, precision: "bf16" })
+    : null;
   const plain = new PlainModel(k.spec);
   const inputs = benchInputs(8, k.spec.inputSize * k.batch, 5);
   const rows = Array.from(
@@ -97,8 +108,11 @@ for (const k of kernels) {
   group(k.name, () => {
     summary(() => {
       if (k.batch === 1) {
-        bench(`${k.name}: cadenza`, () => do_not_optimize(model.forward(inputs[i++ & 7])))
+        bench(alias(k, "f32"), () => do_not_optimize(model.forward(inputs[i++ & 7])))
           .baseline();
+        if (bf16 !== null) {
+          bench(alias(k, "bf16"), () => do_not_optimize(bf16.forward(inputs[i++ & 7])));
+        }
         bench(`${k.name}: plain TS`, () => do_not_optimize(plain.forward(inputs[i++ & 7])));
       } else {
         bench(
@@ -124,23 +138,31 @@ console.log(
   `\nFMA peak, one core: ${peak16.toFixed(1)} GFLOP/s with 16-lane vectors, ` +
     `${peak8.toFixed(1)} with 8-lane. ${runtimeName}, library ${library}.`,
 );
-const table = kernels.map((k) => {
-  const cadenza = medianNs(result, `${k.name}: cadenza`);
-  const plain = medianNs(result, `${k.name}: plain TS`);
-  const rate = gflops(k.flop, cadenza);
-  const bandwidth = measureReadBandwidth(peak, k.weightBytes);
-  const boundNs = k.weightBytes / bandwidth;
-  const percent = (part: number, whole: number) => `${(100 * part / whole).toFixed(0)}%`;
-  return [
-    k.name,
-    (cadenza / 1e3).toFixed(2),
-    rate.toFixed(1),
-    percent(rate, peak16),
-    gflops(k.flop, plain).toFixed(2),
-    (boundNs / 1e3).toFixed(2),
-    k.batch === 1 ? percent(boundNs, cadenza) : "-",
-  ];
-});
+// The read side of the machine's limits: where the bandwidth steps down shows the cache sizes.
+const sizesKb = [32, 256, 1024, 1536, 2048, 3072, 4096, 16384];
+printTable(
+  ["working set KB", ...sizesKb.map(String)],
+  [["read GB/s", ...sizesKb.map((kb) => measureReadBandwidth(peak, kb * 1024).toFixed(0))]],
+);
+const percent = (part: number, whole: number) => `${(100 * part / whole).toFixed(0)}%`;
+const table = kernels.flatMap((k) =>
+  precisionsOf(k).map((precision) => {
+    const cadenza = medianNs(result, alias(k, precision));
+    const plain = medianNs(result, `${k.name}: plain TS`);
+    const rate = gflops(k.flop, cadenza);
+    const bytes = precision === "bf16" ? k.weightBytes / 2 : k.weightBytes;
+    const boundNs = bytes / measureReadBandwidth(peak, bytes);
+    return [
+      `${k.name} ${precision}`,
+      (cadenza / 1e3).toFixed(2),
+      rate.toFixed(1),
+      percent(rate, peak16),
+      precision === "f32" ? gflops(k.flop, plain).toFixed(2) : "-",
+      (boundNs / 1e3).toFixed(2),
+      k.batch === 1 ? percent(boundNs, cadenza) : "-",
+    ];
+  })
+);
 printTable(
   [
     "kernel",
