@@ -619,9 +619,9 @@ group("native create without TypeScript validation", () => {
     const a = await api();
     nativeRefuses(
       a,
-      setWord(image, HEADER_WORDS + 15, 2),
+      setWord(image, HEADER_WORDS + 15, 3),
       "E_FORMAT",
-      /word 15 \(weight_type\) is 2, expected 0 \(f32\) or 1 \(bf16\)/,
+      /word 15 \(weight_type\) is 3, expected 0 \(f32\), 1 \(bf16\) or 2 \(int8\)/,
       "weight_type",
     );
     const handle = a.create(image);

@@ -300,6 +300,7 @@ fn parseLayer(
             msg, d.in, d.out, rec.w[1], d.p, d.f,
         });
     }
+    try checkInt8Columns(at, &d);
     return parseTensors(at, bytes, offset + record_words * 4, &d, rec.w[14]);
 }
 
@@ -326,9 +327,9 @@ fn checkWords(at: LayerAt, rec: Record, prev_out: u32) Error!void {
                 "expected a finite value", .{ i, k, v, rec.w[i] });
         }
     }
-    if (rec.w[15] > @intFromEnum(desc.WeightType.bf16)) {
-        return at.fail(error.BadImage, "word 15 (weight_type) is {d}, expected 0 (f32) or " ++
-            "1 (bf16)", .{rec.w[15]});
+    if (rec.w[15] > @intFromEnum(desc.WeightType.int8)) {
+        return at.fail(error.BadImage, "word 15 (weight_type) is {d}, expected 0 (f32), " ++
+            "1 (bf16) or 2 (int8)", .{rec.w[15]});
     }
 }
 
@@ -342,6 +343,28 @@ fn checkWeightType(at: LayerAt, d: *const LayerDesc) Error!void {
         return at.fail(error.BadImage, "word 15 (weight_type) is {d} ({s}), expected 0 (f32): " ++
             "this kind has no weight matrix", .{
             @intFromEnum(d.weight_type), @tagName(d.weight_type),
+        });
+    }
+}
+
+/// The layer's matrices as held (rows, widest columns); zeros for kinds without one.
+fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+    return switch (d.kind) {
+        inline else => |k| if (@hasDecl(Impl(k), "matrixGeometry"))
+            Impl(k).matrixGeometry(d)
+        else
+            .{ .rows = 0, .cols_max = 0 },
+    };
+}
+
+/// int8 sums a row's products in i32, exactly only up to mv.int8_cols_max columns.
+fn checkInt8Columns(at: LayerAt, d: *const LayerDesc) Error!void {
+    if (d.weight_type != .int8) return;
+    const cols = matrixGeometry(d).cols_max;
+    if (cols > mv.int8_cols_max) {
+        return at.fail(error.Limit, "a weight matrix has {d} columns, expected at most {d} at " ++
+            "int8 (word 15, weight_type, is 2): the integer sums must fit 32 bits", .{
+            cols, mv.int8_cols_max,
         });
     }
 }
@@ -417,12 +440,16 @@ fn parseTensors(
                 t, name, len, data_bytes, offset, bytes.len - offset,
             });
         }
-        const bf16 = d.weight_type == .bf16 and (matrices >> @intCast(t)) & 1 == 1;
+        const is_matrix = (matrices >> @intCast(t)) & 1 == 1;
+        const bf16 = d.weight_type == .bf16 and is_matrix;
         try checkFinite(at, bytes[offset..][0..@intCast(data_bytes)], t, name, bf16);
         offset += @intCast(data_bytes);
         floats += len;
-        weight_bytes += @as(u64, len) * @as(u64, if (bf16) 2 else 4);
+        weight_bytes += @as(u64, len) * (if (is_matrix) d.weight_type.bytes() else 4);
     }
+    // Each int8 matrix row holds its f32 scale (the VNNI corrections are not counted, as
+    // padding is not: they are derived from the weights).
+    if (d.weight_type == .int8) weight_bytes += 4 * matrixGeometry(d).rows;
     return .{ .desc = d.*, .floats = floats, .weight_bytes = weight_bytes, .end = offset };
 }
 
@@ -578,8 +605,8 @@ test "image: layer record rejections" {
             "word 3 (out) is 65537, expected 1..65536" },
         .{ .at = layer1 + 48, .value = 0x7F800000, .err = error.BadImage, .message = "layer 1 " ++
             "(lstm): word 12 (f0) is inf (bits 0x7F800000), expected a finite value" },
-        .{ .at = layer1 + 60, .value = 2, .err = error.BadImage, .message = "layer 1 (lstm): " ++
-            "word 15 (weight_type) is 2, expected 0 (f32) or 1 (bf16)" },
+        .{ .at = layer1 + 60, .value = 3, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 15 (weight_type) is 3, expected 0 (f32), 1 (bf16) or 2 (int8)" },
         .{ .at = layer2 + 16, .value = 2, .err = error.BadImage, .message = "layer 2 (dense): " ++
             "p0 (bias) must be 0 or 1 (got in 8, out 2, act 0, p { 2, 0, 0, 0, 0, 0, 0, 0 }, " ++
             "f { 0, 0 })" },

@@ -236,16 +236,92 @@ test "model: every kind runs, 1000 forwards and batches allocate nothing" {
     try testing.expectEqual(@as(u64, 1), after[10]);
 }
 
-/// every_kind with the matrices held as bf16 where the kind has them.
-fn everyKindBf16() [every_kind.len]Spec {
+/// every_kind with the matrices held as `t` where the kind has them.
+fn everyKindAs(t: desc.WeightType) [every_kind.len]Spec {
     var specs = every_kind;
     for (&specs) |*spec| {
         spec.weight_type = switch (spec.kind) {
-            .dense, .lstm, .gru, .conv1d, .attention, .transformer => .bf16,
+            .dense, .lstm, .gru, .conv1d, .attention, .transformer => t,
             else => .f32,
         };
     }
     return specs;
+}
+
+fn everyKindBf16() [every_kind.len]Spec {
+    return everyKindAs(.bf16);
+}
+
+test "model: int8 weights run every kind near f32, allocating nothing, in fewer bytes" {
+    const int8_specs = everyKindAs(.int8);
+    const bytes8 = try build(testing.allocator, 7, 5, &int8_specs);
+    defer testing.allocator.free(bytes8);
+    const bytes32 = try build(testing.allocator, 7, 5, &every_kind);
+    defer testing.allocator.free(bytes32);
+    const m8 = try createModel(bytes8);
+    defer m8.destroy();
+    const m32 = try createModel(bytes32);
+    defer m32.destroy();
+    const info8 = m8.info();
+    const info32 = m32.info();
+    try testing.expectEqual(info32[3], info8[3]);
+    // Matrix elements at 1 byte plus a 4-byte scale per held row; the rest at 4 bytes.
+    var want: u64 = 0;
+    for (int8_specs) |spec| {
+        const d = descOf(spec);
+        var lens: [desc.tensors_max]u32 = undefined;
+        switch (spec.kind) {
+            inline else => |k| {
+                const K = image.Impl(k);
+                const n = K.tensorLens(&d, &lens);
+                const mask: u16 = if (@hasDecl(K, "matrixTensors")) K.matrixTensors(&d) else 0;
+                for (lens[0..n], 0..) |len, t| {
+                    want += if ((mask >> @intCast(t)) & 1 == 1) len else 4 * @as(u64, len);
+                }
+                if (@hasDecl(K, "matrixGeometry")) want += 4 * K.matrixGeometry(&d).rows;
+            },
+        }
+    }
+    try testing.expectEqual(want, info8[4]);
+    try testing.expect(info8[4] < info32[4] and info8[5] < info32[5]);
+    var prng = std.Random.DefaultPrng.init(3);
+    var x: [3 * 5]f32 = undefined;
+    var y8: [8 * 5]f32 = undefined;
+    var y32: [8 * 5]f32 = undefined;
+    for (0..200) |_| {
+        randomFloats(prng.random(), x[0..3], 1);
+        m8.forward(x[0..3], y8[0..8]);
+        m32.forward(x[0..3], y32[0..8]);
+        // Weights and inputs move by up to half a step of 1/127 of their row's or vector's
+        // largest magnitude; the chain ends in a softmax.
+        for (y32[0..8], y8[0..8]) |w, got| try testing.expectApproxEqAbs(w, got, 5e-2);
+    }
+    randomFloats(prng.random(), &x, 1);
+    m8.forwardBatch(&x, &y8, 5);
+    m8.reset();
+    const after = m8.info();
+    try testing.expectEqual(info8[9], after[9]);
+    try testing.expectEqual(info8[10], after[10]);
+}
+
+test "model: int8 refuses a matrix wider than its 32-bit sums allow" {
+    // conv1d 65536 -> 1 with 3 taps: 196608 columns. The parser refuses the record before it
+    // reads a tensor, so the image needs no tensor data.
+    const wide: u32 = 65536;
+    var rec: [8 + 16]u32 = @splat(0);
+    rec[0..8].* = .{ image.magic, 1, 8, 1, wide, 1, 1, rec.len * 4 };
+    rec[8..12].* = .{ @intFromEnum(desc.Kind.conv1d), 0, wide, 1 };
+    rec[12..15].* = .{ 3, 1, 1 };
+    rec[22] = 2;
+    rec[23] = 2;
+    var diag: image.Diag = .{};
+    const bytes: []const u8 = std.mem.sliceAsBytes(&rec);
+    try testing.expectError(error.Limit, image.parse(bytes, &diag));
+    try testing.expectEqualStrings("layer 0 (conv1d): a weight matrix has 196608 columns, " ++
+        "expected at most 133144 at int8 (word 15, weight_type, is 2): the integer sums " ++
+        "must fit 32 bits", diag.message());
+    rec[23] = 1;
+    try testing.expectError(error.BadImage, image.parse(bytes, &diag));
 }
 
 test "model: bf16 weights run every kind near f32, allocating nothing, in fewer bytes" {

@@ -29,15 +29,18 @@ const IMAGE_BYTES_MAX = 0xFFFF_FFFF;
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /**
- * How a model holds its weight matrices (layer record word 15, weight_type): "f32", or "bf16"
+ * How a model holds its weight matrices (layer record word 15, weight_type): "f32"; "bf16"
  * (bfloat16, rounded to nearest even by the native library when it loads the image; half the
- * bytes). Biases, norms and state are f32 either way.
+ * bytes); or "int8" (one f32 scale per matrix row, inputs quantised per call, integer dot
+ * products; docs/DESIGN.md, "Precision"). Biases, norms and state are f32 in every case.
  */
-export type Precision = "f32" | "bf16";
+export type Precision = "f32" | "bf16" | "int8";
 
-export const PRECISIONS: readonly Precision[] = ["f32", "bf16"];
+export const PRECISIONS: readonly Precision[] = ["f32", "bf16", "int8"];
 
-const WEIGHT_TYPE_IDS: Record<Precision, number> = { f32: 0, bf16: 1 };
+const WEIGHT_TYPE_IDS: Record<Precision, number> = { f32: 0, bf16: 1, int8: 2 };
+
+const MATRIX_ELEMENT_BYTES: Record<Precision, number> = { f32: 4, bf16: 2, int8: 1 };
 
 /** The tensors of each kind that are weight matrices, held at the model's precision. */
 export const MATRIX_TENSORS: Readonly<Record<LayerKind, readonly string[]>> = {
@@ -53,9 +56,53 @@ export const MATRIX_TENSORS: Readonly<Record<LayerKind, readonly string[]>> = {
   transformer: ["Wq", "Wk", "Wv", "Wo", "W1", "W2"],
 };
 
-/** Bytes the parameters of `spec` take as a model of `precision` holds them (no padding). */
+/**
+ * The rows of `layer`'s weight matrices as the library holds them, each a list of row-major
+ * [tensor, row length, offset] pieces: at int8 each held row has one scale. LSTM holds Wx and
+ * Wh fused ([x, h] in one matrix), so its row r is row r of both; every other kind holds
+ * each matrix tensor's rows as they are (conv1d: row o is W[o], all its taps).
+ */
+function heldRows(layer: LayerSpec): { tensor: string; offset: number; len: number }[][] {
+  const rows: { tensor: string; offset: number; len: number }[][] = [];
+  const t = layer.tensors;
+  if (layer.kind === "lstm") {
+    const n_in = layer.inputSize;
+    const h = layer.outputSize;
+    for (let r = 0; r < 4 * h; r++) {
+      rows.push([
+        { tensor: "Wx", offset: r * n_in, len: n_in },
+        { tensor: "Wh", offset: r * h, len: h },
+      ]);
+    }
+    return rows;
+  }
+  for (const name of MATRIX_TENSORS[layer.kind]) {
+    const count = rowCount(layer, name);
+    const len = t[name].length / count;
+    for (let r = 0; r < count; r++) rows.push([{ tensor: name, offset: r * len, len }]);
+  }
+  return rows;
+}
+
+/** Rows of matrix tensor `name` (its first dimension in DESIGN.md's table). */
+function rowCount(layer: LayerSpec, name: string): number {
+  switch (layer.kind) {
+    case "gru":
+      return 3 * layer.outputSize;
+    case "transformer":
+      return name === "W1" ? resolveArch(layer).ffDim : layer.outputSize;
+    default:
+      return layer.outputSize;
+  }
+}
+
+/**
+ * Bytes the parameters of `spec` take as a model of `precision` holds them (no padding): matrix
+ * elements at 4 (f32), 2 (bf16) or 1 (int8) bytes, plus at int8 one 4-byte scale per held row;
+ * everything else at 4.
+ */
 export function weightBytes(spec: ModelSpec, precision: Precision): number {
-  const matrix_bytes = precision === "bf16" ? 2 : 4;
+  const matrix_bytes = MATRIX_ELEMENT_BYTES[precision];
   let total = 0;
   for (const layer of spec.layers) {
     const matrices = MATRIX_TENSORS[layer.kind];
@@ -63,8 +110,46 @@ export function weightBytes(spec: ModelSpec, precision: Precision): number {
       const bytes = matrices.includes(name) ? matrix_bytes : 4;
       total += layer.tensors[name].length * bytes;
     }
+    if (precision === "int8") total += 4 * heldRows(layer).length;
   }
   return total;
+}
+
+/** Below this (the smallest normal f32) a row's largest magnitude gives scale 0. */
+const MIN_NORMAL_F32 = 2 ** -126;
+
+/** Round half to even. */
+function roundHalfEven(t: number): number {
+  const below = Math.floor(t);
+  const frac = t - below;
+  if (frac !== 0.5) return frac < 0.5 ? below : below + 1;
+  return below % 2 === 0 ? below : below + 1;
+}
+
+/**
+ * Each held row of `layer`'s matrices quantised as the library does at int8 and dequantised
+ * (q * scale, in f32): scale = max|w| / 127, q = round_half_even(w / scale) in [-127, 127].
+ */
+function dequantisedInt8(layer: LayerSpec): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const name of MATRIX_TENSORS[layer.kind]) out[name] = new Float32Array(layer.tensors[name]);
+  for (const row of heldRows(layer)) {
+    let max = 0;
+    for (const p of row) {
+      const t = layer.tensors[p.tensor];
+      for (let i = p.offset; i < p.offset + p.len; i++) max = Math.max(max, Math.abs(t[i]));
+    }
+    const scale = max < MIN_NORMAL_F32 ? 0 : Math.fround(max / 127);
+    for (const p of row) {
+      const t = layer.tensors[p.tensor];
+      const held = out[p.tensor];
+      for (let i = p.offset; i < p.offset + p.len; i++) {
+        const q = scale === 0 ? 0 : roundHalfEven(Math.fround(t[i] / scale));
+        held[i] = Math.fround(Math.min(127, Math.max(-127, q)) * scale);
+      }
+    }
+  }
+  return out;
 }
 
 /** f32 values rounded to the nearest bfloat16, ties to even (what a bf16 model computes with). */
@@ -80,14 +165,17 @@ export function roundToBf16(values: Float32Array): Float32Array {
 }
 
 /**
- * A copy of `spec` whose weight matrices hold exactly the values a model of `precision`
- * computes with (for peers that run f32 arithmetic on the same weights).
+ * A copy of `spec` whose weight matrices hold the values a model of `precision` computes with,
+ * for peers that run f32 arithmetic on the same weights: bf16-rounded, or at int8 the
+ * dequantised q * scale (the peer still computes with unquantised inputs, so at int8 its
+ * outputs differ from the model's by the input quantisation).
  */
 export function specAsHeld(spec: ModelSpec, precision: Precision): ModelSpec {
   if (precision === "f32") return spec;
   const layers = spec.layers.map((layer) => {
     const tensors = { ...layer.tensors };
-    for (const name of MATRIX_TENSORS[layer.kind]) tensors[name] = roundToBf16(tensors[name]);
+    if (precision === "int8") Object.assign(tensors, dequantisedInt8(layer));
+    else for (const name of MATRIX_TENSORS[layer.kind]) tensors[name] = roundToBf16(tensors[name]);
     return { ...layer, tensors };
   });
   return { ...spec, layers };
@@ -189,7 +277,7 @@ function writeLayer(
   record[3] = layer.outputSize;
   fields.p.forEach((value, i) => (record[4 + i] = value));
   record[14] = names.length;
-  // Kinds without a matrix stay f32: the parser refuses weight_type 1 on them.
+  // Kinds without a matrix stay f32: the parser refuses weight_type 1 and 2 on them.
   if (MATRIX_TENSORS[layer.kind].length > 0) record[15] = WEIGHT_TYPE_IDS[precision];
   record.forEach((word, i) => view.setUint32(offset + i * 4, word, true));
   fields.f.forEach((value, i) => view.setFloat32(offset + (12 + i) * 4, value, true));

@@ -82,7 +82,8 @@ export async function loadSpec(
 
 /**
  * Loads a model file (.safetensors, RTNeural .json, PyTorch state_dict .json) or its bytes.
- * `precision: "bf16"` holds the weight matrices as bfloat16 (half the bytes per step).
+ * `precision: "bf16"` holds the weight matrices as bfloat16 (half the bytes per step), "int8"
+ * as int8 with a scale per row (a quarter of the bytes; inputs quantised per call).
  *
  * @example
  * const model = await loadModel("models/melody.safetensors", { precision: "bf16" });

@@ -40,7 +40,9 @@ export interface ModelOptions {
   /**
    * How the weight matrices are held: "f32" (default), or "bf16", rounded to nearest even at
    * load, half the bytes to stream per step (biases, norms and state stay f32; each weight
-   * moves by at most 2^-8 of itself, and outputs by about that). "int8" is not available yet.
+   * moves by at most 2^-8 of itself, and outputs by about that); or "int8": each matrix row
+   * quantised to int8 with its own scale at load, each matrix-vector input quantised per
+   * call, integer dot products rescaled once per output (docs/DESIGN.md, "Precision").
    */
   precision?: Precision;
 }
@@ -81,7 +83,10 @@ export class Model {
   readonly parameterCount: number;
   /** How the weight matrices are held (ModelOptions.precision). */
   readonly precision: Precision;
-  /** Bytes the weights take as held: parameterCount * 4 in f32, matrices at 2 in bf16. */
+  /**
+   * Bytes the weights take as held: parameterCount * 4 in f32; matrices at 2 in bf16; at
+   * int8 matrices at 1 plus a 4-byte scale per held matrix row.
+   */
   readonly weightBytes: number;
   readonly maxBatch: number;
   /** Names the model in error messages. */
@@ -298,15 +303,8 @@ export class Model {
 function checkPrecision(value: unknown, source: string): Precision {
   if (value === undefined) return "f32";
   if (PRECISIONS.includes(value as Precision)) return value as Precision;
-  if (value === "int8") {
-    throw new CadenzaError(
-      "E_ARGUMENT",
-      `${source}: precision "int8" is not available yet (int8 weights are a later issue); ` +
-        `expected "f32" or "bf16"`,
-    );
-  }
   throw new CadenzaError(
     "E_ARGUMENT",
-    `${source}: precision: expected "f32" or "bf16", got ${describe(value)}`,
+    `${source}: precision: expected "f32", "bf16" or "int8", got ${describe(value)}`,
   );
 }

@@ -1,4 +1,4 @@
-/** bf16 weight precision under Deno: the cases of test/precision.test.ts. */
+/** bf16 and int8 weight precision under Deno: the cases of test/precision.test.ts. */
 
 import { precisionCases } from "../cases/precision.ts";
 

@@ -2,7 +2,9 @@
 //! (kind 10); docs/DESIGN.md gives the semantics and the tensor order.
 //!
 //! Each step projects q, k, v with one fused [3d][d] matrix-vector (matvec.zig; every matrix is
-//! f32 or bf16, the layer's weight_type), writes k and v
+//! f32, bf16 or int8, the layer's weight_type; at int8 each matvec quantises its own input:
+//! x for q, k, v, the concatenated heads for Wo, LN2(x1) for W1, act(hidden) for W2; the
+//! scores and the weighted sums over the cache stay f32), writes k and v
 //! into a ring of `context` positions and attends over the filled positions. The cache is kept
 //! channel-major (`kT[c][pos]`, `vT[c][pos]`, rows padded to whole vectors) so that both the
 //! scores and the weighted sum of values run along positions, whatever the head width.
@@ -73,7 +75,8 @@ const Attn = struct {
         return lanes + 2 * a.cacheLen();
     }
 
-    // Scratch: qkv [padded 3d], scores [Cp], heads [padded d], projection [padded d].
+    // Scratch: qkv [padded 3d], scores [Cp], heads [padded d], projection [padded d], then
+    // the quantised input at int8.
     fn scoresAt(a: Attn) usize {
         return padded(3 * a.d);
     }
@@ -83,8 +86,14 @@ const Attn = struct {
     fn projAt(a: Attn) usize {
         return a.headsAt() + padded(a.d);
     }
-    fn scratchLen(a: Attn) usize {
+    fn xqAt(a: Attn) usize {
         return a.projAt() + padded(a.d);
+    }
+    fn xqLen(a: Attn) usize {
+        return a.qkvShape().inputWords();
+    }
+    fn scratchLen(a: Attn) usize {
+        return a.xqAt() + a.xqLen();
     }
 };
 
@@ -120,7 +129,9 @@ fn packAttn(a: Attn, t: []const []const f32, w: []f32) void {
         std.debug.assert(wt.len == a.d * a.d and bt.len == a.d);
         for (0..a.d) |r| {
             const row = part * a.d + r;
-            mv.packRow(a.qkvShape(), wt[r * a.d ..][0..a.d], row, 0, qkv);
+            const w_row = wt[r * a.d ..][0..a.d];
+            mv.rowScale(a.qkvShape(), qkv, row, &.{w_row});
+            mv.packRow(a.qkvShape(), w_row, row, 0, qkv);
             w[a.qkvBias() + row] = bt[r];
         }
     }
@@ -134,7 +145,8 @@ fn attend(a: Attn, w: []const f32, state: []f32, scratch: []f32, x: []const f32)
     std.debug.assert(x.len == a.d and w.len == a.weightsLen());
     std.debug.assert(state.len == a.stateLen() and scratch.len >= a.scratchLen());
     const qkv = scratch[0..padded(3 * a.d)];
-    mv.matvec(a.qkvShape(), w[0..a.qkvBias()], w[a.qkvBias()..a.outWeights()], x, qkv);
+    const xq = scratch[a.xqAt()..][0..a.xqLen()];
+    mv.matvec(a.qkvShape(), w[0..a.qkvBias()], w[a.qkvBias()..a.outWeights()], x, qkv, xq);
     const k_cache = state[lanes..][0..a.cacheLen()];
     const v_cache = state[lanes + a.cacheLen() ..][0..a.cacheLen()];
     const filled = appendKv(a, state[0..2], qkv, k_cache, v_cache);
@@ -153,7 +165,8 @@ fn attend(a: Attn, w: []const f32, state: []f32, scratch: []f32, x: []const f32)
         }
     }
     const proj = scratch[a.projAt()..][0..padded(a.d)];
-    mv.matvec(a.outShape(), w[a.outWeights()..a.outBias()], w[a.outBias()..], heads[0..a.d], proj);
+    const wo = w[a.outWeights()..a.outBias()];
+    mv.matvec(a.outShape(), wo, w[a.outBias()..], heads[0..a.d], proj, xq);
     return proj[0..a.d];
 }
 
@@ -272,6 +285,10 @@ pub const attention = struct {
         return 0b0101_0101;
     }
 
+    pub fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+        return .{ .rows = 4 * @as(u64, d.in), .cols_max = d.in };
+    }
+
     pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
         _ = max_batch; // model.zig runs stateful layers one row at a time
         const a = Attn.of(d);
@@ -348,8 +365,14 @@ const Block = struct {
     fn ffOutAt(l: Block) usize {
         return l.hiddenAt() + padded(l.ff);
     }
-    fn scratchLen(l: Block) usize {
+    fn xqAt(l: Block) usize {
         return l.ffOutAt() + l.dp();
+    }
+    fn xqLen(l: Block) usize {
+        return @max(l.w1Shape().inputWords(), l.w2Shape().inputWords());
+    }
+    fn scratchLen(l: Block) usize {
+        return l.xqAt() + l.xqLen();
     }
 };
 
@@ -384,6 +407,11 @@ pub const transformer = struct {
     pub fn matrixTensors(d: *const LayerDesc) u16 {
         _ = d;
         return 0b0101_0001_0101_0100;
+    }
+
+    pub fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+        const n: u64 = d.in;
+        return .{ .rows = 5 * n + d.p[2], .cols_max = @max(n, d.p[2]) };
     }
 
     pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
@@ -428,11 +456,12 @@ pub const transformer = struct {
         for (x1, x, attended) |*o, a, b| o.* = a + b;
         layerNorm(x1, w[l.ln2At()..][0..n], w[l.ln2At() + l.dp() ..][0..n], d.f[0], normed);
         const hidden = scratch[l.hiddenAt()..][0..padded(l.ff)];
-        mv.matvec(l.w1Shape(), w[l.w1At()..l.b1At()], w[l.b1At()..l.w2At()], normed, hidden);
+        const xq = scratch[l.xqAt()..][0..l.xqLen()];
+        mv.matvec(l.w1Shape(), w[l.w1At()..l.b1At()], w[l.b1At()..l.w2At()], normed, hidden, xq);
         act.apply(d.act, hidden[0..l.ff]);
         const ff_out = scratch[l.ffOutAt()..][0..l.dp()];
         const b2 = w[l.b2At()..l.weightsLen()];
-        mv.matvec(l.w2Shape(), w[l.w2At()..l.b2At()], b2, hidden[0..l.ff], ff_out);
+        mv.matvec(l.w2Shape(), w[l.w2At()..l.b2At()], b2, hidden[0..l.ff], ff_out, xq);
         for (y[0..n], x1, ff_out[0..n]) |*o, a, b| o.* = a + b;
     }
 };

@@ -2,8 +2,9 @@
 //! gives one output frame. `k` taps spaced by `dilation` frames; tap k-1 is the newest input.
 //!
 //! Each group is a dense matrix over its gathered taps: column `t * in_g + c` holds
-//! `W[o][c][t]`, rows are the group's outputs, packed for matvec.zig (f32 or bf16, the layer's
-//! weight_type). The state is a
+//! `W[o][c][t]`, rows are the group's outputs, packed for matvec.zig (f32, bf16 or int8, the
+//! layer's weight_type; at int8 each output channel has its scale and each group's gathered
+//! taps are one input vector, quantised with their own scale). The state is a
 //! ring of the last `(k-1) * dilation + 1` input frames, preceded by the ring position (u32
 //! bits in one float, so a zeroed state is a fresh one). With k == 1 the layer is stateless.
 const std = @import("std");
@@ -51,6 +52,11 @@ const Geometry = struct {
     fn biasOffset(g: Geometry) usize {
         return g.groups * g.shape.words();
     }
+
+    /// Scratch: the gathered taps (when k > 1), then the quantised input at int8.
+    fn xqAt(g: Geometry, in: usize) usize {
+        return if (g.taps == 1) 0 else simd.roundUp(g.taps * in);
+    }
 };
 
 pub fn check(d: *const LayerDesc) ?[]const u8 {
@@ -77,16 +83,21 @@ pub fn matrixTensors(d: *const LayerDesc) u16 {
     return 0b1;
 }
 
+pub fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+    return .{ .rows = d.out, .cols_max = @as(u64, d.in / d.p[2]) * d.p[0] };
+}
+
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch;
     const g = Geometry.of(d);
     // The bias of a group's ragged last panel reads into the next group's (or the padding).
     const weights = g.biasOffset() + simd.roundUp(d.out + simd.lanes);
-    if (g.taps == 1) return .{ .weights = weights, .state = 0, .scratch = 0 };
+    const xq = g.shape.inputWords();
+    if (g.taps == 1) return .{ .weights = weights, .state = 0, .scratch = xq };
     return .{
         .weights = weights,
         .state = ring_header + g.frames * d.in,
-        .scratch = g.taps * d.in,
+        .scratch = g.xqAt(d.in) + xq,
     };
 }
 
@@ -100,6 +111,7 @@ pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) v
         const panels = weights[group * words ..][0..words];
         for (0..g.out_g) |r| {
             const o = group * g.out_g + r;
+            mv.rowScale(g.shape, panels, r, &.{w[o * g.cols ..][0..g.cols]});
             for (0..g.in_g) |c| {
                 for (0..g.taps) |t| {
                     g.shape.put(panels, r, t * g.in_g + c, w[(o * g.in_g + c) * g.taps + t]);
@@ -123,6 +135,7 @@ pub fn forward(
     const taps_in = if (g.taps == 1) x[0..d.in] else gather(g, d.in, state, scratch, x);
     const bias = weights[g.biasOffset()..];
     const words = g.shape.words();
+    const xq = scratch[g.xqAt(d.in)..][0..g.shape.inputWords()];
     for (0..g.groups) |group| {
         mv.matvec(
             g.shape,
@@ -130,6 +143,7 @@ pub fn forward(
             bias[group * g.out_g ..],
             taps_in[group * g.cols ..][0..g.cols],
             y[group * g.out_g ..][0..g.out_g],
+            xq,
         );
     }
     act.apply(d.act, y[0..d.out]);

@@ -1,5 +1,6 @@
 //! Dense layer: `y = act(W x + b)`. W is packed for matvec.zig, the kernel every layer
-//! shares, as f32 or bf16 (the layer's weight_type); the bias stays f32, padded to whole vectors.
+//! shares, as f32, bf16 or int8 (the layer's weight_type); the bias stays f32, padded to whole
+//! vectors. The scratch holds the quantised input at int8 (one row at a time).
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
@@ -26,13 +27,18 @@ pub fn matrixTensors(d: *const LayerDesc) u16 {
     return 0b1;
 }
 
+pub fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+    return .{ .rows = d.out, .cols_max = d.in };
+}
+
 fn shape(d: *const LayerDesc) mv.Shape {
     return .{ .rows = d.out, .cols = d.in, .weight_type = d.weight_type };
 }
 
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch;
-    return .{ .weights = shape(d).words() + mv.padded(d.out), .state = 0, .scratch = 0 };
+    const s = shape(d);
+    return .{ .weights = s.words() + mv.padded(d.out), .state = 0, .scratch = s.inputWords() };
 }
 
 pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
@@ -53,9 +59,9 @@ pub fn forward(
     y: []f32,
 ) void {
     _ = state;
-    _ = scratch;
     const s = shape(d);
-    mv.matvec(s, weights[0..s.words()], weights[s.words()..], x[0..d.in], y[0..d.out]);
+    const xq = scratch[0..s.inputWords()];
+    mv.matvec(s, weights[0..s.words()], weights[s.words()..], x[0..d.in], y[0..d.out], xq);
     act.apply(d.act, y[0..d.out]);
 }
 
@@ -67,9 +73,9 @@ pub fn forwardBatch(
     y: []f32,
     batch: usize,
 ) void {
-    _ = scratch;
     const s = shape(d);
-    mv.matmul(s, weights[0..s.words()], weights[s.words()..], x, y, batch);
+    const xq = scratch[0..s.inputWords()];
+    mv.matmul(s, weights[0..s.words()], weights[s.words()..], x, y, batch, xq);
     for (0..batch) |r| act.apply(d.act, y[r * d.out ..][0..d.out]);
 }
 

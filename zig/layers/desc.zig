@@ -32,15 +32,23 @@ pub const WeightType = enum(u32) {
     f32 = 0,
     /// bfloat16, rounded to nearest even when packed, widened to f32 in registers.
     bf16 = 1,
+    /// int8 with one f32 scale per matrix row; inputs quantised per call, integer dot
+    /// products (docs/DESIGN.md, "Precision").
+    int8 = 2,
 
-    /// Bytes one matrix element takes.
+    /// Bytes one matrix element takes (int8 adds 4 per row for its scale).
     pub fn bytes(t: WeightType) u32 {
         return switch (t) {
             .f32 => 4,
             .bf16 => 2,
+            .int8 => 1,
         };
     }
 };
+
+/// The weight matrices of a layer as held: rows (each with its own int8 scale) and the widest
+/// matrix's columns. The parser counts the scales' bytes and bounds int8 columns with it.
+pub const MatrixGeometry = struct { rows: u64, cols_max: u64 };
 
 /// At most this many tensors in one layer record (the transformer block has 16).
 pub const tensors_max = 16;

@@ -4,11 +4,13 @@
 //! the tensors have it), so `Wh_n h + bh_n` stays apart from the input term for the reset
 //! gate; the state update then runs a vector of units at a time.
 //!
-//! weights: Wx packed [3 H][in], Wh packed [3 H][H] (f32 or bf16, the layer's weight_type),
+//! weights: Wx packed [3 H][in], Wh packed [3 H][H] (f32, bf16 or int8, the layer's
+//!          weight_type; at int8 each matrix row has its own scale),
 //!          then bx, bh [padded 3 H each]
 //! state:   h [Hp] (Hp = H rounded up to lanes; padding stays 0)
 //! scratch: zx, zh [padded 3 H + lanes each] (the last vector of units reads past gate n's
-//!          rows; those lanes are dropped)
+//!          rows; those lanes are dropped), then at int8 the quantised x or h (each its own
+//!          vector with its own scale, one after the other)
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
@@ -36,6 +38,10 @@ pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
 pub fn matrixTensors(d: *const LayerDesc) u16 {
     _ = d;
     return 0b11;
+}
+
+pub fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+    return .{ .rows = 2 * gates * @as(u64, d.out), .cols_max = @max(d.in, d.out) };
 }
 
 const Layout = struct {
@@ -77,12 +83,15 @@ const Layout = struct {
     fn weightsLen(l: Layout) usize {
         return l.bhAt() + l.rowsPadded();
     }
+    fn scratchLen(l: Layout) usize {
+        return 2 * l.zLen() + @max(l.sx.inputWords(), l.sh.inputWords());
+    }
 };
 
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch; // model.zig runs stateful layers one row at a time
     const l = Layout.of(d);
-    return .{ .weights = l.weightsLen(), .state = l.hp, .scratch = 2 * l.zLen() };
+    return .{ .weights = l.weightsLen(), .state = l.hp, .scratch = l.scratchLen() };
 }
 
 pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
@@ -95,8 +104,12 @@ pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) v
     const wh_packed = weights[l.whAt()..l.bxAt()];
     for (0..gates) |q| for (0..l.hidden) |n| {
         const row = q * l.hidden + n;
-        mv.packRow(l.sx, wx[row * l.in ..][0..l.in], row, 0, wx_packed);
-        mv.packRow(l.sh, wh[row * l.hidden ..][0..l.hidden], row, 0, wh_packed);
+        const wx_row = wx[row * l.in ..][0..l.in];
+        const wh_row = wh[row * l.hidden ..][0..l.hidden];
+        mv.rowScale(l.sx, wx_packed, row, &.{wx_row});
+        mv.rowScale(l.sh, wh_packed, row, &.{wh_row});
+        mv.packRow(l.sx, wx_row, row, 0, wx_packed);
+        mv.packRow(l.sh, wh_row, row, 0, wh_packed);
         weights[l.bxAt() + row] = bx[row];
         weights[l.bhAt() + row] = bh[row];
     };
@@ -114,7 +127,7 @@ pub fn forward(
     const hp = l.hp;
     const m = l.hidden;
     std.debug.assert(x.len == l.in and y.len >= m);
-    std.debug.assert(state.len == hp and scratch.len >= 2 * l.zLen());
+    std.debug.assert(state.len == hp and scratch.len >= l.scratchLen());
     std.debug.assert(weights.len == l.weightsLen());
     const h = state[0..hp];
     const zx = scratch[0..l.zLen()];
@@ -123,8 +136,9 @@ pub fn forward(
     @memset(zx[rows..], 0);
     @memset(zh[rows..], 0);
     const w = weights;
-    mv.matvec(l.sx, w[0..l.whAt()], w[l.bxAt()..l.bhAt()], x, zx[0..rows]);
-    mv.matvec(l.sh, w[l.whAt()..l.bxAt()], w[l.bhAt()..], h[0..m], zh[0..rows]);
+    const xq = scratch[2 * l.zLen() .. l.scratchLen()];
+    mv.matvec(l.sx, w[0..l.whAt()], w[l.bxAt()..l.bhAt()], x, zx[0..rows], xq);
+    mv.matvec(l.sh, w[l.whAt()..l.bxAt()], w[l.bhAt()..], h[0..m], zh[0..rows], xq);
     var u: usize = 0;
     while (u < hp) : (u += lanes) {
         const z = act.sigmoidVec(simd.load(zx, u) + simd.load(zh, u));

@@ -4,10 +4,12 @@
 //! and one pass of matvec.zig's kernel streams every weight; the cell update then runs a
 //! vector of units at a time.
 //!
-//! weights: the packed matrix (f32 or bf16, the layer's weight_type), then bias [padded 4 H]
+//! weights: the packed matrix (f32, bf16 or int8, the layer's weight_type; an int8 row's scale
+//!          covers its Wx and Wh parts, one scale per fused row), then bias [padded 4 H]
 //! state:   h [Hp], c [Hp] (Hp = H rounded up to lanes; padding stays 0)
 //! scratch: [x, h] [in + H, rounded up to lanes], z [padded 4 H + lanes] (the last vector of
-//!          units reads past gate o's rows; those lanes are dropped)
+//!          units reads past gate o's rows; those lanes are dropped), then at int8 the
+//!          quantised [x, h] (one scale for the whole vector)
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
@@ -34,6 +36,10 @@ pub fn tensorLens(d: *const LayerDesc, lens: *[desc.tensors_max]u32) u8 {
 pub fn matrixTensors(d: *const LayerDesc) u16 {
     _ = d;
     return 0b11;
+}
+
+pub fn matrixGeometry(d: *const LayerDesc) desc.MatrixGeometry {
+    return .{ .rows = gates * @as(u64, d.out), .cols_max = @as(u64, d.in) + d.out };
 }
 
 const Layout = struct {
@@ -65,12 +71,20 @@ const Layout = struct {
     fn zLen(l: Layout) usize {
         return mv.padded(gates * l.hidden) + lanes;
     }
+
+    fn xqAt(l: Layout) usize {
+        return l.zAt() + l.zLen();
+    }
+
+    fn scratchLen(l: Layout) usize {
+        return l.xqAt() + l.shape.inputWords();
+    }
 };
 
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch; // model.zig runs stateful layers one row at a time
     const l = Layout.of(d);
-    return .{ .weights = l.weightsLen(), .state = 2 * l.hp, .scratch = l.zAt() + l.zLen() };
+    return .{ .weights = l.weightsLen(), .state = 2 * l.hp, .scratch = l.scratchLen() };
 }
 
 pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
@@ -83,8 +97,11 @@ pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) v
     @memset(weights, 0);
     for (0..gates) |q| for (0..l.hidden) |n| {
         const row = q * l.hidden + n;
-        mv.packRow(l.shape, wx[row * l.in ..][0..l.in], row, 0, matrix);
-        mv.packRow(l.shape, wh[row * l.hidden ..][0..l.hidden], row, l.in, matrix);
+        const wx_row = wx[row * l.in ..][0..l.in];
+        const wh_row = wh[row * l.hidden ..][0..l.hidden];
+        mv.rowScale(l.shape, matrix, row, &.{ wx_row, wh_row });
+        mv.packRow(l.shape, wx_row, row, 0, matrix);
+        mv.packRow(l.shape, wh_row, row, l.in, matrix);
         bias[row] = b[row];
     };
 }
@@ -101,7 +118,7 @@ pub fn forward(
     const hp = l.hp;
     const n = l.hidden;
     std.debug.assert(x.len == l.in and y.len >= n);
-    std.debug.assert(state.len == 2 * hp and scratch.len >= l.zAt() + l.zLen());
+    std.debug.assert(state.len == 2 * hp and scratch.len >= l.scratchLen());
     std.debug.assert(weights.len == l.weightsLen());
     const h = state[0..hp];
     const c = state[hp..][0..hp];
@@ -111,7 +128,8 @@ pub fn forward(
     const z = scratch[l.zAt()..][0..l.zLen()];
     @memset(z[z.len - lanes ..], 0);
     const words = l.shape.words();
-    mv.matvec(l.shape, weights[0..words], weights[words..], xh, z[0 .. z.len - lanes]);
+    const xq = scratch[l.xqAt()..l.scratchLen()];
+    mv.matvec(l.shape, weights[0..words], weights[words..], xh, z[0 .. z.len - lanes], xq);
     var u: usize = 0;
     while (u < hp) : (u += lanes) {
         const i = act.sigmoidVec(simd.load(z, u));

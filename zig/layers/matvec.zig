@@ -1,6 +1,6 @@
 //! The one matrix kernel that every layer streams its weights through: a matrix-vector product
 //! for one step (batch 1) and a matrix-matrix product for a batch of rows, over one packed
-//! layout, with f32 or bf16 weights (docs/DESIGN.md, "Layer kernels").
+//! layout, with f32, bf16 or int8 weights (docs/DESIGN.md, "Layer kernels" and "Precision").
 //!
 //! Layout. Rows are grouped in panels of `lanes` rows (the last padded with zero rows), panels
 //! in blocks of `block_panels` (the last block may hold fewer, np). Within a block the panels
@@ -12,6 +12,11 @@
 //! layer's weights start on a cache line and every matrix takes a multiple of `lanes` words,
 //! so every vector load is 64-byte aligned with 16 lanes and never splits a line.
 //!
+//! int8 stores four consecutive columns of one row in a 32-bit word (column c in byte c % 4),
+//! the same formula with c / 4 and ceil(cols / 4), the VNNI layout: one 64-byte vector is 4
+//! columns of 16 rows. Each block is followed by one `Footer` per panel (the rows' scales and
+//! `128 * rowsum` corrections), so a block still streams as one line of memory.
+//!
 //! Batch 1 reads each weight once: one accumulator per panel (more for blocks of few panels,
 //! whose chains would otherwise wait on the FMA latency), x[c] broadcast from memory. bf16
 //! widens in registers: the low half of a word shifted left by 16 bits and the high half
@@ -19,6 +24,7 @@
 //! the weights. The batch kernel keeps an R x P tile of accumulators in registers, R rows of
 //! x by P panels, and reuses each weight vector R times.
 const std = @import("std");
+const builtin = @import("builtin");
 const simd = @import("../simd.zig");
 const desc = @import("desc.zig");
 
@@ -35,6 +41,9 @@ const unroll_cols = 16;
 
 /// FMA chains a batch-1 block keeps at least (4-cycle latency, one load per FMA).
 const min_chains = 4;
+
+/// Column quads per iteration of the int8 batch-1 loop.
+const unroll_quads = 4;
 
 /// Batch tile: 6 rows x 4 panels is 24 accumulators + 4 weights + 1 broadcast of 32
 /// registers; with 16 registers, 6 x 2.
@@ -75,35 +84,67 @@ pub const Shape = struct {
     cols: usize,
     weight_type: WeightType = .f32,
 
-    /// Stored columns: bf16 keeps a pair of columns in one word.
+    /// Stored columns: bf16 keeps a pair of columns in one word, int8 a quad.
     pub fn storedCols(s: Shape) usize {
         return switch (s.weight_type) {
             .f32 => s.cols,
             .bf16 => (s.cols + 1) / 2,
+            .int8 => (s.cols + 3) / 4,
         };
+    }
+
+    /// Words of one panel's footer (int8 only).
+    fn footerWords(s: Shape) usize {
+        return if (s.weight_type == .int8) footer_words else 0;
     }
 
     /// 32-bit words (f32 slots of the arena) the packed matrix takes; a multiple of `lanes`.
     pub fn words(s: Shape) usize {
-        return padded(s.rows) * s.storedCols();
+        return padded(s.rows) * s.storedCols() + padded(s.rows) / lanes * s.footerWords();
+    }
+
+    /// Words of scratch `matvec` needs for the quantised input: int8 only, a whole vector.
+    pub fn inputWords(s: Shape) usize {
+        return if (s.weight_type == .int8) padded(s.storedCols()) else 0;
     }
 
     fn blockWords(s: Shape) usize {
-        return block_panels * lanes * s.storedCols();
+        return block_panels * (lanes * s.storedCols() + s.footerWords());
+    }
+
+    /// Panels in block `block`: block_panels, fewer in the last.
+    fn blockPanels(s: Shape, block: usize) usize {
+        const panels = padded(s.rows) / lanes;
+        return @min(block_panels, panels - block * block_panels);
+    }
+
+    /// The footer of row r's panel (int8).
+    fn footer(s: Shape, dst: []const f32, r: usize) *Footer {
+        std.debug.assert(s.weight_type == .int8 and r < s.rows);
+        const p = r / lanes;
+        const block = p / block_panels;
+        const np = s.blockPanels(block);
+        const at = block * s.blockWords() + np * lanes * s.storedCols() +
+            (p % block_panels) * footer_words;
+        return @ptrCast(@alignCast(@constCast(dst[at..][0..footer_words].ptr)));
     }
 
     /// The word that holds element (r, c).
     fn wordAt(s: Shape, r: usize, c: usize) usize {
         std.debug.assert(r < s.rows and c < s.cols);
-        const panels = padded(s.rows) / lanes;
         const p = r / lanes;
         const block = p / block_panels;
-        const np = @min(block_panels, panels - block * block_panels);
-        const col = if (s.weight_type == .bf16) c / 2 else c;
+        const np = s.blockPanels(block);
+        const col = switch (s.weight_type) {
+            .f32 => c,
+            .bf16 => c / 2,
+            .int8 => c / 4,
+        };
         return block * s.blockWords() + (col * np + p % block_panels) * lanes + r % lanes;
     }
 
     /// Writes element (r, c) of the matrix into packed `dst`, rounding to the weight type.
+    /// int8 quantises with row r's scale, which `rowScale` must have set.
     pub fn put(s: Shape, dst: []f32, r: usize, c: usize, v: f32) void {
         const at = s.wordAt(r, c);
         switch (s.weight_type) {
@@ -114,10 +155,17 @@ pub const Shape = struct {
                 const keep = ~(@as(u32, 0xFFFF) << shift);
                 word.* = (word.* & keep) | (@as(u32, toBf16(v)) << shift);
             },
+            .int8 => {
+                const f = s.footer(dst, r);
+                const q = quantiseWeight(v, f.scale[r % lanes]);
+                const bytes: *[4]i8 = @ptrCast(&dst[at]);
+                f.correction[r % lanes] +%= 128 * (@as(i32, q) - bytes[c % 4]);
+                bytes[c % 4] = q;
+            },
         }
     }
 
-    /// Element (r, c) as the kernels see it (tests and debugging).
+    /// Element (r, c) as the kernels see it (tests and debugging); int8 as q * scale.
     pub fn get(s: Shape, w: []const f32, r: usize, c: usize) f32 {
         const at = s.wordAt(r, c);
         return switch (s.weight_type) {
@@ -126,15 +174,87 @@ pub const Shape = struct {
                 const word: u32 = @bitCast(w[at]);
                 return fromBf16(@truncate(if (c % 2 == 0) word else word >> 16));
             },
+            .int8 => @as(f32, @floatFromInt(s.getQ(w, r, c))) * s.footer(w, r).scale[r % lanes],
         };
     }
+
+    /// The int8 value of element (r, c).
+    pub fn getQ(s: Shape, w: []const f32, r: usize, c: usize) i8 {
+        const bytes: *const [4]i8 = @ptrCast(&w[s.wordAt(r, c)]);
+        return bytes[c % 4];
+    }
+
+    /// Row r's int8 scale and correction (tests).
+    pub fn rowFooter(s: Shape, w: []const f32, r: usize) struct { f32, i32 } {
+        const f = s.footer(w, r);
+        return .{ f.scale[r % lanes], f.correction[r % lanes] };
+    }
 };
+
+// ---- int8 quantisation (docs/DESIGN.md, "Precision") ----------------------------------------
+
+/// What follows each int8 panel: its rows' scales, and `128 * sum_c q[r][c]`, which the VNNI
+/// kernel subtracts because it multiplies the input biased by 128 (u8 = q + 128).
+pub const Footer = extern struct {
+    scale: [lanes]f32,
+    correction: [lanes]i32,
+};
+const footer_words = 2 * lanes;
+comptime {
+    std.debug.assert(@sizeOf(Footer) == footer_words * 4);
+}
+
+/// The most columns an int8 matrix may have: sum_c q_w * q_x, |q| <= 127, must fit an i32.
+pub const int8_cols_max: u64 = std.math.maxInt(i32) / (127 * 127);
+
+/// Below the smallest normal f32 a row or an input is held as zeros (scale 0): 127 / max
+/// would overflow, and max / 127 would lose precision.
+const min_normal: f32 = std.math.floatMin(f32);
+
+/// Round half to even of |v| < 2^22: adding and subtracting 1.5 * 2^23 leaves the integer
+/// part in the mantissa, rounded by the FPU's default mode (nearest, ties to even).
+inline fn roundEven(v: anytype) @TypeOf(v) {
+    const T = @TypeOf(v);
+    const magic: T = if (@typeInfo(T) == .vector) @splat(12582912.0) else 12582912.0;
+    return (v + magic) - magic;
+}
+
+/// The scale of a row whose largest magnitude is `max_abs`: max / 127, or 0 below min_normal.
+pub fn weightScale(max_abs: f32) f32 {
+    std.debug.assert(std.math.isFinite(max_abs) and max_abs >= 0);
+    return if (max_abs < min_normal) 0 else max_abs / 127;
+}
+
+/// round_half_even(v / scale) clamped to [-127, 127]; 0 when the scale is 0.
+pub fn quantiseWeight(v: f32, scale: f32) i8 {
+    if (scale == 0) return 0;
+    const r = roundEven(v / scale);
+    return @intFromFloat(std.math.clamp(r, -127, 127));
+}
+
+/// Sets row r's int8 scale from the largest magnitude in `parts` (the row's values, in any
+/// order and split in any way) and zeroes its correction; a no-op for f32 and bf16. Call it
+/// before writing the row's elements.
+pub fn rowScale(s: Shape, dst: []f32, r: usize, parts: []const []const f32) void {
+    if (s.weight_type != .int8) return;
+    var max_abs: f32 = 0;
+    for (parts) |part| for (part) |v| {
+        max_abs = @max(max_abs, @abs(v));
+    };
+    const f = s.footer(dst, r);
+    f.scale[r % lanes] = weightScale(max_abs);
+    f.correction[r % lanes] = 0;
+}
 
 /// Packs row-major `w` [rows][cols] into `dst` [s.words()], zeroing the padding.
 pub fn pack(s: Shape, w: []const f32, dst: []f32) void {
     std.debug.assert(w.len == s.rows * s.cols and dst.len == s.words());
     @memset(dst, 0);
-    for (0..s.rows) |r| packRow(s, w[r * s.cols ..][0..s.cols], r, 0, dst);
+    for (0..s.rows) |r| {
+        const row = w[r * s.cols ..][0..s.cols];
+        rowScale(s, dst, r, &.{row});
+        packRow(s, row, r, 0, dst);
+    }
 }
 
 /// Writes `src` into row `r`, columns `col0..col0 + src.len`, of packed `dst`.
@@ -175,11 +295,17 @@ inline fn loadBits(p: [*]const f32) Bits {
 // ---- batch 1 -------------------------------------------------------------------------------
 
 /// y[0..rows] = W x + b, W packed by `pack` as `s` (s.cols == x.len), b [padded(rows)]. When y
-/// holds padded(rows) floats the padding lanes are written too (as 0 + 0).
-pub fn matvec(s: Shape, w: []const f32, b: []const f32, x: []const f32, y: []f32) void {
+/// holds padded(rows) floats the padding lanes are written too (as 0 + 0). `xq` is scratch
+/// of s.inputWords() words (empty unless int8) for the quantised x.
+pub fn matvec(s: Shape, w: []const f32, b: []const f32, x: []const f32, y: []f32, xq: []f32) void {
     std.debug.assert(s.cols == x.len and w.len == s.words());
     std.debug.assert(b.len >= padded(s.rows) and y.len >= s.rows);
     switch (s.weight_type) {
+        .int8 => {
+            std.debug.assert(xq.len >= s.inputWords());
+            const sx = quantiseInput(x, xq[0..s.inputWords()]);
+            matvecInt8(s, w.ptr, b.ptr, @ptrCast(xq.ptr), sx, y, default_kernel);
+        },
         inline else => |t| matvecAs(t, s, w.ptr, b.ptr, x, y),
     }
 }
@@ -220,6 +346,7 @@ fn vecBlock(
     switch (t) {
         .f32 => accumulateF32(np, w, x, &acc),
         .bf16 => accumulateBf16(np, w, x, &acc),
+        .int8 => comptime unreachable,
     }
     inline for (0..np) |j| storeRow(y, row0 + j * lanes, acc[j]);
 }
@@ -301,9 +428,209 @@ inline fn accumulateBf16(comptime np: usize, w: [*]const f32, x: []const f32, ac
     }
 }
 
+// ---- int8, batch 1 -------------------------------------------------------------------------
+
+const I = @Vector(lanes, i32);
+
+/// The two integer kernels, bit-identical (exact integer sums): `generic` is portable vector
+/// code, `vnni` the AVX512-VNNI instruction through inline assembly (LLVM does not choose it).
+pub const Kernel = enum { generic, vnni };
+
+/// Compiled in where the target has AVX512-VNNI and 16-lane vectors, and the backend is LLVM
+/// (Zig's own x86 backend, used by Debug builds, does not take this assembly).
+pub const vnni_available = builtin.zig_backend == .stage2_llvm and lanes == 16 and
+    switch (builtin.cpu.arch) {
+        .x86_64 => std.Target.x86.featureSetHas(builtin.cpu.features, .avx512vnni),
+        else => false,
+    };
+
+pub const default_kernel: Kernel = if (vnni_available) .vnni else .generic;
+
+/// Quantises x into `xq` (s.inputWords() words: one byte per column, biased as u8 = q + 128,
+/// padding bytes 128 = q 0) and returns its scale sx: max|x| / 127; 0 when max|x| is below
+/// the smallest normal f32 (q all 0); NaN when x holds an infinity or a NaN, so every output
+/// is NaN as the f32 kernel's would be. q = round_half_even(x * (127 / max|x|)), in f32.
+pub fn quantiseInput(x: []const f32, xq: []f32) f32 {
+    std.debug.assert(xq.len * 4 >= x.len);
+    const bytes: [*]u8 = @ptrCast(xq.ptr);
+    @memset(bytes[x.len .. xq.len * 4], 128);
+    const max_bits = maxAbsBits(x);
+    if (max_bits >= 0x7F80_0000 or max_bits < @as(u32, @bitCast(min_normal))) {
+        @memset(bytes[0..x.len], 128);
+        return if (max_bits >= 0x7F80_0000) std.math.nan(f32) else 0;
+    }
+    const max_abs: f32 = @bitCast(max_bits);
+    const inv = 127 / max_abs;
+    var i: usize = 0;
+    while (i + lanes <= x.len) : (i += lanes) {
+        bytes[i..][0..lanes].* = biasedBytes(simd.loadPtr(x.ptr + i) * @as(V, @splat(inv)));
+    }
+    if (i < x.len) {
+        const last = biasedBytes(simd.loadPartial(x[i..]) * @as(V, @splat(inv)));
+        const a: [lanes]u8 = last;
+        @memcpy(bytes[i..x.len], a[0 .. x.len - i]);
+    }
+    return max_abs / 127;
+}
+
+/// The largest |x| as bits: integer order on the magnitude bits puts NaN above infinity above
+/// every finite value.
+fn maxAbsBits(x: []const f32) u32 {
+    const B = @Vector(lanes, u32);
+    const abs_mask: B = @splat(0x7FFF_FFFF);
+    var m: B = @splat(0);
+    var i: usize = 0;
+    while (i + lanes <= x.len) : (i += lanes) {
+        m = @max(m, @as(B, @bitCast(simd.loadPtr(x.ptr + i))) & abs_mask);
+    }
+    if (i < x.len) m = @max(m, @as(B, @bitCast(simd.loadPartial(x[i..]))) & abs_mask);
+    return @reduce(.Max, m);
+}
+
+/// round_half_even(t) clamped to [-127, 127], plus 128, as bytes.
+inline fn biasedBytes(t: V) @Vector(lanes, u8) {
+    const r = std.math.clamp(roundEven(t), @as(V, @splat(-127)), @as(V, @splat(127)));
+    const q: I = @intFromFloat(r);
+    return @intCast(q + @as(I, @splat(128)));
+}
+
+fn matvecInt8(
+    s: Shape,
+    w: [*]const f32,
+    b: [*]const f32,
+    xq: [*]const u32,
+    sx: f32,
+    y: []f32,
+    comptime kernel: Kernel,
+) void {
+    const panels = padded(s.rows) / lanes;
+    const whole = panels / block_panels;
+    const quads = s.storedCols();
+    for (0..whole) |k| {
+        const row0 = k * block_panels * lanes;
+        int8Block(kernel, block_panels, w + k * s.blockWords(), b, row0, xq, quads, sx, y);
+    }
+    switch (panels - whole * block_panels) {
+        0 => {},
+        inline 1...block_panels - 1 => |np| {
+            const row0 = whole * block_panels * lanes;
+            int8Block(kernel, np, w + whole * s.blockWords(), b, row0, xq, quads, sx, y);
+        },
+        else => unreachable,
+    }
+}
+
+/// One block: the exact integer sums acc = sum_c q_w * q_x per row, then one rescale,
+/// y = f32(acc) * (sx * scale) + b (fused where the target has FMA).
+fn int8Block(
+    comptime kernel: Kernel,
+    comptime np: usize,
+    w: [*]const f32,
+    b: [*]const f32,
+    row0: usize,
+    xq: [*]const u32,
+    quads: usize,
+    sx: f32,
+    y: []f32,
+) void {
+    var acc: [np]I = @splat(@splat(0));
+    switch (kernel) {
+        .generic => accumulateGeneric(np, w, xq, quads, &acc),
+        .vnni => accumulateVnni(np, w, xq, quads, &acc),
+    }
+    const footers: [*]const Footer = @ptrCast(@alignCast(w + np * lanes * quads));
+    inline for (0..np) |j| {
+        const f = &footers[j];
+        const sums = if (kernel == .vnni) acc[j] -% @as(I, f.correction) else acc[j];
+        const scale = @as(V, @splat(sx)) * @as(V, f.scale);
+        const bias = simd.loadPtr(b + row0 + j * lanes);
+        storeRow(y, row0 + j * lanes, simd.madd(@as(V, @floatFromInt(sums)), scale, bias));
+    }
+}
+
+inline fn loadI(p: [*]const f32) I {
+    return @bitCast(simd.loadPtr(p));
+}
+
+/// acc[j] += sum_c q_w * q_x over one int8 block, in wrapping i32 (the exact sum fits: the
+/// parser limits int8 matrices to int8_cols_max columns). x's bytes are biased by 128.
+inline fn accumulateGeneric(
+    comptime np: usize,
+    w: [*]const f32,
+    xq: [*]const u32,
+    quads: usize,
+    acc: *[np]I,
+) void {
+    const step = np * lanes;
+    var o = w;
+    for (0..quads) |g| {
+        const word = xq[g];
+        var xs: [4]I = undefined;
+        inline for (0..4) |k| {
+            const byte: i32 = @intCast((word >> (8 * k)) & 0xFF);
+            xs[k] = @splat(byte - 128);
+        }
+        inline for (0..np) |j| {
+            const bits = loadI(o + j * lanes);
+            inline for (0..4) |k| {
+                const wk = (bits << @splat(24 - 8 * k)) >> @splat(24);
+                acc[j] +%= wk *% xs[k];
+            }
+        }
+        o += step;
+    }
+}
+
+/// The same sums with `vpdpbusd` (u8 x s8, four products per lane): acc[j] gets
+/// sum (q_x + 128) * q_w, from which int8Block subtracts the footer's 128 * rowsum.
+inline fn accumulateVnni(
+    comptime np: usize,
+    w: [*]const f32,
+    xq: [*]const u32,
+    quads: usize,
+    acc: *[np]I,
+) void {
+    const sets = (min_chains + np - 1) / np;
+    const step = np * lanes;
+    var a: [sets][np]I = @splat(@splat(@splat(0)));
+    var o = w;
+    var g: usize = 0;
+    while (g + unroll_quads <= quads) : (g += unroll_quads) {
+        inline for (0..unroll_quads) |u| {
+            const xv: I = @splat(@bitCast(xq[g + u]));
+            const acc_u = &a[u % sets];
+            inline for (0..np) |j| acc_u[j] = dpbusd(acc_u[j], xv, loadI(o + u * step + j * lanes));
+        }
+        o += unroll_quads * step;
+    }
+    while (g < quads) : (g += 1) {
+        const xv: I = @splat(@bitCast(xq[g]));
+        inline for (0..np) |j| a[0][j] = dpbusd(a[0][j], xv, loadI(o + j * lanes));
+        o += step;
+    }
+    inline for (0..np) |j| {
+        var total = a[0][j];
+        inline for (1..sets) |k| total +%= a[k][j];
+        acc[j] = total;
+    }
+}
+
+/// acc + the four u8 x s8 products of each lane (x unsigned, w signed), wrapping.
+inline fn dpbusd(acc: I, x: I, w: I) I {
+    if (!vnni_available) unreachable;
+    return asm ("vpdpbusd %[w], %[x], %[acc]"
+        : [acc] "=v" (-> I),
+        : [x] "v" (x),
+          [w] "v" (w),
+          [in] "0" (acc),
+    );
+}
+
 // ---- batch n -------------------------------------------------------------------------------
 
 /// y[r] = W x[r] + b for `batch` rows: x is batch x cols and y batch x rows, both dense.
+/// int8 runs the rows through `matvec` one at a time (`xq` as there): each row is its own
+/// input vector, quantised with its own scale.
 pub fn matmul(
     s: Shape,
     w: []const f32,
@@ -311,10 +638,15 @@ pub fn matmul(
     x: []const f32,
     y: []f32,
     batch: usize,
+    xq: []f32,
 ) void {
     std.debug.assert(w.len == s.words() and b.len >= padded(s.rows));
     std.debug.assert(x.len >= batch * s.cols and y.len >= batch * s.rows);
     switch (s.weight_type) {
+        .int8 => for (0..batch) |r| {
+            const xr = x[r * s.cols ..][0..s.cols];
+            matvec(s, w, b, xr, y[r * s.rows ..][0..s.rows], xq);
+        },
         inline else => |t| {
             const m = Mat(t){ .s = s, .w = w.ptr, .b = b.ptr };
             var r: usize = 0;
@@ -408,6 +740,7 @@ fn Mat(comptime t: WeightType) type {
                         fmaTile(R, P, &acc, &wv, x.ptr + cols - 1, cols);
                     }
                 },
+                .int8 => comptime unreachable,
             }
             inline for (0..R) |r| {
                 const y_row = y[r * m.s.rows ..][0..m.s.rows];
@@ -479,19 +812,19 @@ fn expectShape(gpa: std.mem.Allocator, r: std.Random, s: Shape) !void {
     }
     // Sums of `cols` products of magnitude <= 0.5 in f32: a few ulps of the largest partials.
     const y = try a.alloc(f32, padded(s.rows));
-    matvec(s, wp, bp, x[0..s.cols], y);
+    matvec(s, wp, bp, x[0..s.cols], y, &.{});
     for (want[0..s.rows], y[0..s.rows]) |e, got| try testing.expectApproxEqAbs(e, got, 1e-5);
     for (y[s.rows..]) |pad| try testing.expectEqual(0, pad);
     // A y of exactly `rows` floats: the ragged panel is stored partially.
     const exact = try a.alloc(f32, s.rows + 1);
     exact[s.rows] = 42;
-    matvec(s, wp, bp, x[0..s.cols], exact[0..s.rows]);
+    matvec(s, wp, bp, x[0..s.cols], exact[0..s.rows], &.{});
     try testing.expectEqualSlices(f32, y[0..s.rows], exact[0..s.rows]);
     try testing.expectEqual(42, exact[s.rows]);
     const yb = try a.alloc(f32, s.rows * batch + 1);
     for ([_]usize{ 1, 2, 6, 7, 13 }) |n| {
         @memset(yb, std.math.nan(f32));
-        matmul(s, wp, bp, x[0 .. n * s.cols], yb[0 .. n * s.rows], n);
+        matmul(s, wp, bp, x[0 .. n * s.cols], yb[0 .. n * s.rows], n, &.{});
         for (want[0 .. n * s.rows], yb[0 .. n * s.rows]) |e, got| {
             try testing.expectApproxEqAbs(e, got, 1e-5);
         }
@@ -517,9 +850,9 @@ test "matvec: a NaN past the end of an odd-length x is never read" {
     var bp: [padded(3)]f32 = @splat(0);
     const x = [4]f32{ 1, 1, 1, std.math.nan(f32) };
     var y: [3]f32 = undefined;
-    matvec(s, &wp, &bp, x[0..3], &y);
+    matvec(s, &wp, &bp, x[0..3], &y, &.{});
     try testing.expectEqualSlices(f32, &.{ 6, 15, 24 }, &y);
-    matmul(s, &wp, &bp, x[0..3], &y, 1);
+    matmul(s, &wp, &bp, x[0..3], &y, 1, &.{});
     try testing.expectEqualSlices(f32, &.{ 6, 15, 24 }, &y);
 }
 
@@ -538,4 +871,213 @@ test "toBf16: rounds to nearest even and keeps the f32 range" {
     try testing.expectEqual(@as(u16, 0x7F7F), toBf16(below));
     try testing.expectEqual(@as(u16, 0x7F80), toBf16(@bitCast(bf16_overflow_bits)));
     try testing.expect(std.math.isNan(roundBf16(std.math.nan(f32))));
+}
+
+// ---- int8 tests: a plain reference quantiser, exact integer sums ----------------------------
+
+/// The reference quantiser of docs/DESIGN.md, in plain scalar code: scale = max|v| / 127 (0
+/// below the smallest normal f32), q = round_half_even(v / scale) clamped to [-127, 127].
+fn referenceQuantise(v: []const f32, q: []i8) f32 {
+    var max_abs: f32 = 0;
+    for (v) |e| max_abs = @max(max_abs, @abs(e));
+    if (max_abs < std.math.floatMin(f32)) {
+        @memset(q, 0);
+        return 0;
+    }
+    const scale = max_abs / 127;
+    for (v, q) |e, *out| out.* = @intFromFloat(std.math.clamp(halfEven(e / scale), -127, 127));
+    return scale;
+}
+
+/// Round half to even, written from the definition.
+fn halfEven(t: f32) f32 {
+    const below = @floor(t);
+    const frac = t - below;
+    if (frac < 0.5) return below;
+    if (frac > 0.5) return below + 1;
+    return if (@mod(below, 2) == 0) below else below + 1;
+}
+
+/// Activations: the same with the f32 product x * (127 / max|x|) in place of x / scale.
+fn referenceQuantiseInput(x: []const f32, q: []i8) f32 {
+    var max_abs: f32 = 0;
+    for (x) |e| max_abs = @max(max_abs, @abs(e));
+    if (max_abs < std.math.floatMin(f32)) {
+        @memset(q, 0);
+        return 0;
+    }
+    const inv = 127 / max_abs;
+    for (x, q) |e, *out| out.* = @intFromFloat(std.math.clamp(halfEven(e * inv), -127, 127));
+    return max_abs / 127;
+}
+
+const Int8Case = struct {
+    w: []f32,
+    b: []f32,
+    x: []f32,
+    wp: []f32,
+    bp: []f32,
+    xq: []f32,
+};
+
+fn int8Case(a: std.mem.Allocator, r: std.Random, s: Shape) !Int8Case {
+    const c = Int8Case{
+        .w = try a.alloc(f32, s.rows * s.cols),
+        .b = try a.alloc(f32, s.rows),
+        .x = try a.alloc(f32, s.cols),
+        .wp = try a.alloc(f32, s.words()),
+        .bp = try a.alloc(f32, padded(s.rows)),
+        .xq = try a.alloc(f32, s.inputWords()),
+    };
+    for (c.w) |*v| v.* = (r.float(f32) - 0.5) * @as(f32, if (r.boolean()) 1 else 1e-3);
+    for (c.b) |*v| v.* = r.float(f32) - 0.5;
+    for (c.x) |*v| v.* = r.float(f32) * 4 - 2;
+    // Rows of zeros and of exact ties (v / scale = k + 0.5) exercise the edges.
+    if (s.rows > 2) @memset(c.w[s.cols .. 2 * s.cols], 0);
+    if (s.rows > 3) for (c.w[2 * s.cols ..][0..s.cols], 0..) |*v, i| {
+        v.* = if (i == 0) 127 else @as(f32, @floatFromInt(i % 7)) - 2.5;
+    };
+    pack(s, c.w, c.wp);
+    packBias(c.b, c.bp);
+    return c;
+}
+
+test "int8: packing holds the reference quantiser's values, scales and corrections" {
+    var arena = std.heap.ArenaAllocator.init(testing.allocator);
+    defer arena.deinit();
+    const a = arena.allocator();
+    var rng = std.Random.DefaultPrng.init(8);
+    for (test_shapes) |shape| {
+        const s = Shape{ .rows = shape[0], .cols = shape[1], .weight_type = .int8 };
+        const c = try int8Case(a, rng.random(), s);
+        const q = try a.alloc(i8, s.cols);
+        for (0..s.rows) |row| {
+            const scale = referenceQuantise(c.w[row * s.cols ..][0..s.cols], q);
+            var sum: i32 = 0;
+            for (q, 0..) |want, col| {
+                try testing.expectEqual(want, s.getQ(c.wp, row, col));
+                sum += want;
+            }
+            const held_scale, const correction = s.rowFooter(c.wp, row);
+            try testing.expectEqual(scale, held_scale);
+            try testing.expectEqual(128 * sum, correction);
+        }
+    }
+    // Ties go to even: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2 (row scale 127 / 127 = 1).
+    try testing.expectEqual(@as(i8, 2), quantiseWeight(2.5, 1));
+    try testing.expectEqual(@as(i8, 4), quantiseWeight(3.5, 1));
+    try testing.expectEqual(@as(i8, -2), quantiseWeight(-2.5, 1));
+    try testing.expectEqual(@as(i8, 127), quantiseWeight(127, 1));
+}
+
+test "int8: quantiseInput matches the reference, handles zero, tiny and non-finite x" {
+    var rng = std.Random.DefaultPrng.init(9);
+    const r = rng.random();
+    var x: [67]f32 = undefined;
+    var xq: [padded(17)]f32 = undefined;
+    var q: [67]i8 = undefined;
+    for (0..50) |round| {
+        for (&x) |*v| v.* = (r.float(f32) - 0.5) * @as(f32, @floatFromInt(round + 1));
+        // Exact ties: with max 127, x * 1 = k + 0.5.
+        x[0] = 127;
+        x[1] = 2.5;
+        x[2] = -3.5;
+        const n = 1 + round % x.len;
+        const sx = quantiseInput(x[0..n], &xq);
+        try testing.expectEqual(referenceQuantiseInput(x[0..n], q[0..n]), sx);
+        const bytes: [*]const u8 = @ptrCast(&xq);
+        for (q[0..n], 0..) |want, i| try testing.expectEqual(@as(i32, want) + 128, bytes[i]);
+        for (n..xq.len * 4) |i| try testing.expectEqual(@as(u8, 128), bytes[i]);
+    }
+    const zeros: [5]f32 = @splat(0);
+    try testing.expectEqual(@as(f32, 0), quantiseInput(&zeros, xq[0..2]));
+    const tiny: [2]f32 = .{ 1e-39, -1e-40 }; // subnormal: held as zero
+    try testing.expectEqual(@as(f32, 0), quantiseInput(&tiny, xq[0..1]));
+    const bad: [3]f32 = .{ 1, std.math.inf(f32), 2 };
+    try testing.expect(std.math.isNan(quantiseInput(&bad, xq[0..1])));
+    const nan: [3]f32 = .{ 1, std.math.nan(f32), 2 };
+    try testing.expect(std.math.isNan(quantiseInput(&nan, xq[0..1])));
+}
+
+/// y = f32(sum q_w q_x) * (sx * scale) + b from the reference quantiser, f32 operations in
+/// the kernel's order: the generic and VNNI kernels must give exactly this.
+fn int8Expected(s: Shape, c: Int8Case, y: []f32, a: std.mem.Allocator) !void {
+    const qx = try a.alloc(i8, s.cols);
+    const qw = try a.alloc(i8, s.cols);
+    const sx = referenceQuantiseInput(c.x, qx);
+    for (y, 0..) |*out, row| {
+        const sw = referenceQuantise(c.w[row * s.cols ..][0..s.cols], qw);
+        var acc: i64 = 0;
+        for (qw, qx) |wv, xv| acc += @as(i64, wv) * xv;
+        const sums: f32 = @floatFromInt(acc);
+        out.* = simd.madd(sums, sx * sw, c.b[row]);
+    }
+}
+
+test "int8: generic and VNNI kernels give exactly the reference's integer sums and outputs" {
+    var arena = std.heap.ArenaAllocator.init(testing.allocator);
+    defer arena.deinit();
+    const a = arena.allocator();
+    var rng = std.Random.DefaultPrng.init(10);
+    const shapes = test_shapes ++ [_][2]usize{ .{ 300, 1000 }, .{ 40, 4 }, .{ 130, 5 } };
+    for (shapes) |shape| {
+        const s = Shape{ .rows = shape[0], .cols = shape[1], .weight_type = .int8 };
+        const c = try int8Case(a, rng.random(), s);
+        const want = try a.alloc(f32, s.rows);
+        try int8Expected(s, c, want, a);
+        const y = try a.alloc(f32, padded(s.rows));
+        const sx = quantiseInput(c.x, c.xq);
+        const kernels: []const Kernel = if (vnni_available) &.{ .generic, .vnni } else &.{.generic};
+        for (kernels) |k| {
+            @memset(y, std.math.nan(f32));
+            switch (k) {
+                inline else => |kc| {
+                    matvecInt8(s, c.wp.ptr, c.bp.ptr, @ptrCast(c.xq.ptr), sx, y, kc);
+                },
+            }
+            try testing.expectEqualSlices(f32, want, y[0..s.rows]);
+            for (y[s.rows..]) |pad| try testing.expectEqual(0, pad);
+        }
+        // The public entry (default kernel), rows one at a time through matmul, and a y of
+        // exactly `rows` floats.
+        const exact = try a.alloc(f32, s.rows + 1);
+        exact[s.rows] = 42;
+        matvec(s, c.wp, c.bp, c.x, exact[0..s.rows], c.xq);
+        try testing.expectEqualSlices(f32, want, exact[0..s.rows]);
+        try testing.expectEqual(42, exact[s.rows]);
+        const xb = try a.alloc(f32, 2 * s.cols);
+        @memcpy(xb[0..s.cols], c.x);
+        @memcpy(xb[s.cols..], c.x);
+        const yb = try a.alloc(f32, 2 * s.rows);
+        matmul(s, c.wp, c.bp, xb, yb, 2, c.xq);
+        try testing.expectEqualSlices(f32, want, yb[0..s.rows]);
+        try testing.expectEqualSlices(f32, want, yb[s.rows..]);
+    }
+}
+
+test "int8: the largest sums stay exact at the column limit's rate" {
+    // Every weight and input at +-127: |sum| = 127 * 127 * cols, the most a row can reach.
+    var arena = std.heap.ArenaAllocator.init(testing.allocator);
+    defer arena.deinit();
+    const a = arena.allocator();
+    const s = Shape{ .rows = 3, .cols = 4099, .weight_type = .int8 };
+    const w = try a.alloc(f32, s.rows * s.cols);
+    for (w, 0..) |*v, i| v.* = if (i / s.cols == 1) -1 else 1;
+    const x = try a.alloc(f32, s.cols);
+    @memset(x, 1);
+    const wp = try a.alloc(f32, s.words());
+    pack(s, w, wp);
+    const bp: [padded(3)]f32 = @splat(0);
+    const xq = try a.alloc(f32, s.inputWords());
+    var y: [3]f32 = undefined;
+    matvec(s, wp, &bp, x, &y, xq);
+    // acc = +-127^2 * cols, then * (1/127) * (1/127): the f32 steps round a little.
+    for (y, [_]f32{ 1, -1, 1 }) |got, sign| {
+        try testing.expectApproxEqRel(sign * @as(f32, 4099), got, 1e-6);
+    }
+}
+
+test "int8: the column limit keeps the exact sum within i32" {
+    try testing.expect(int8_cols_max * 127 * 127 <= std.math.maxInt(i32));
+    try testing.expect((int8_cols_max + 1) * 127 * 127 > std.math.maxInt(i32));
 }
