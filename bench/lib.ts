@@ -36,7 +36,27 @@ export interface PeakLib {
   fma(lanes: 16 | 8, iterations: number): number;
   /** Sums `data` `repeats` times; returns bytes read. */
   read(data: Float32Array, repeats: number): number;
+  /** `count` floats starting on a 64-byte (cache line) boundary, for `read`. */
+  aligned(count: number): Float32Array;
   close(): void;
+}
+
+const CACHE_LINE_BYTES = 64;
+
+/**
+ * A cache-line-aligned view of `count` floats. The runtimes align a new buffer differently
+ * (Bun: 64 bytes; Deno 2.9: 16 bytes past a line), and a 64-byte vector load that straddles
+ * two lines halves the rate at which the L1 and L2 caches deliver: the probe would then
+ * measure the allocator, not the machine.
+ */
+function alignedFloats(count: number, address: (data: Float32Array) => number): Float32Array {
+  const data = new Float32Array(count + CACHE_LINE_BYTES / 4);
+  const offset = ((CACHE_LINE_BYTES - (address(data) % CACHE_LINE_BYTES)) % CACHE_LINE_BYTES) / 4;
+  const view = data.subarray(offset, offset + count);
+  if (address(view) % CACHE_LINE_BYTES !== 0) {
+    throw new Error(`bench/lib.ts: cannot align a Float32Array (address ${address(data)})`);
+  }
+  return view;
 }
 
 /** Builds bench/peak.zig (cached by source hash under zig-out/bench) and opens it. */
@@ -93,6 +113,7 @@ async function openPeakBun(path: string): Promise<PeakLib> {
       sink(symbols.cz_peak_read(ffi.ptr(data), data.length, repeats));
       return data.byteLength * repeats;
     },
+    aligned: (count) => alignedFloats(count, (data) => ffi.ptr(data)),
     close,
   };
 }
@@ -116,6 +137,11 @@ function openPeakDeno(path: string): PeakLib {
       sink(s.cz_peak_read(data, BigInt(data.length), repeats));
       return data.byteLength * repeats;
     },
+    aligned: (count) =>
+      alignedFloats(
+        count,
+        (data) => Number(G.Deno.UnsafePointer.value(G.Deno.UnsafePointer.of(data))),
+      ),
     close: () => lib.close(),
   };
 }
@@ -154,10 +180,11 @@ export function measureFmaPeak(peak: PeakLib, lanes: 16 | 8): number {
 
 /**
  * Streaming read bandwidth in GB/s over a working set of `bytes` (already in cache after the
- * first pass), the rate at which a batch-1 step can stream its weights at best.
+ * first pass, cache-line aligned as the native library's weights are), the rate at which a
+ * batch-1 step can stream its weights at best.
  */
 export function measureReadBandwidth(peak: PeakLib, bytes: number): number {
-  const data = new Float32Array(Math.max(16, Math.floor(bytes / 4)));
+  const data = peak.aligned(Math.max(16, Math.floor(bytes / 4)));
   for (let i = 0; i < data.length; i++) data[i] = (i % 7) * 0.25;
   const repeats = Math.max(1, Math.round(16e6 / data.byteLength));
   peak.read(data, 1);

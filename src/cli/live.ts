@@ -18,6 +18,7 @@ import { FEATURE_BINS, FeatureExtractor, FFT_SIZE } from "../audio/features.ts";
 import { MELODY_SECONDS, melodySignal } from "../audio/signal.ts";
 import { readWav, type WavSampleFormat } from "../audio/wav.ts";
 import { CadenzaError } from "../errors.ts";
+import { type Precision, PRECISIONS } from "../model/image.ts";
 import {
   defaultModelsDir,
   type EmotionModelRow,
@@ -57,6 +58,8 @@ export interface LiveOptions {
   speed: number;
   models: string;
   library?: string;
+  /** How the models hold their weight matrices (default f32). */
+  precision: Precision;
   json: boolean;
   quiet: boolean;
 }
@@ -162,6 +165,12 @@ export function liveOptions(args: ParsedArgs): LiveOptions {
   if (policy !== "latest" && policy !== "every") {
     throw new UsageError(`live: --policy must be "latest" or "every", got "${policy}"`);
   }
+  const precision = args.values.get("precision") ?? "f32";
+  if (!(PRECISIONS as readonly string[]).includes(precision)) {
+    throw new UsageError(
+      `live: --precision must be one of ${PRECISIONS.join(", ")}, got "${precision}"`,
+    );
+  }
   return {
     wav: args.values.get("wav"),
     seconds: numberFlag(args, "seconds", DEFAULT_SECONDS, MAX_SECONDS),
@@ -171,6 +180,7 @@ export function liveOptions(args: ParsedArgs): LiveOptions {
     speed: numberFlag(args, "speed", 1, MAX_SPEED),
     models: args.values.get("models") ?? defaultModelsDir(),
     library: args.values.get("library"),
+    precision: precision as Precision,
     json: args.switches.has("json"),
     quiet: args.switches.has("quiet"),
   };
@@ -386,6 +396,8 @@ export interface LiveSummary {
   engineState: string;
   latencyUs: RealtimeStats["latencyUs"];
   modelLoadMs: number;
+  /** How the models held their weight matrices. */
+  precision: Precision;
   weightBytes: number;
   memory: RealtimeStats["memory"];
   models: { name: string; parameters: number; untrained: boolean }[];
@@ -442,6 +454,7 @@ function summaryOf(
     engineState: s.state,
     latencyUs: s.latencyUs,
     modelLoadMs: s.modelLoadMs,
+    precision: options.precision,
     weightBytes: s.weightBytes,
     memory: s.memory,
     models: rows.map((r) => ({ name: r.name, parameters: r.parameters, untrained: r.untrained })),
@@ -505,7 +518,7 @@ function summaryText(summary: LiveSummary): string[] {
     `${st.maxLateMs.toFixed(2)} ms`,
     ...latencyTable(summary.latencyUs),
     `models: ${summary.models.length} loaded in ${summary.modelLoadMs.toFixed(1)} ms, ` +
-    `${summary.weightBytes} weight bytes; process RSS ` +
+    `${summary.precision} weights, ${summary.weightBytes} weight bytes; process RSS ` +
     `${(summary.memory.rssBytes / 2 ** 20).toFixed(1)} MiB`,
   ];
   if (summary.last !== null) {
@@ -566,6 +579,7 @@ async function startAndStream(
     models: options.models,
     policy: options.policy,
     library: options.library,
+    precision: options.precision,
   });
   let summary: LiveSummary;
   try {
@@ -594,7 +608,7 @@ export const liveCommand: Command = {
   summary: "stream audio blocks in real time through the emotion pipeline's engine",
   help: [
     "usage: cadenza live [--wav FILE] [--seconds N] [--block N] [--rate HZ] " +
-    "[--policy latest|every] [--json]",
+    `[--policy latest|every] [--precision ${PRECISIONS.join("|")}] [--json]`,
     "",
     "Starts the real-time engine (a Worker running the five emotion models) and feeds it an",
     "audio stream paced in real time: each block of samples becomes 128 features (a Hann-",
@@ -618,6 +632,9 @@ export const liveCommand: Command = {
     "  --policy P       latest (default): the Worker skips to the newest block when behind;",
     "                   every: it runs every block (the ring may fill and refuse some)",
     "  --speed X        feed X times faster than real time (default 1; for tests and stress)",
+    `  --precision P    how the models hold their weight matrices: ${PRECISIONS.join(", ")}`,
+    "                   (default f32; bf16 halves the bytes each step reads, rounding each",
+    "                   weight to 8 significant bits)",
     "  --models DIR     folder of the five model files (default: the project's models/)",
     "  --library L      safe (default), fast, or a library path (else CADENZA_LIB)",
     "  --json           print the summary as JSON",
@@ -630,6 +647,7 @@ export const liveCommand: Command = {
       block: "N",
       rate: "HZ",
       policy: "latest|every",
+      precision: PRECISIONS.join("|"),
       speed: "X",
       models: "DIR",
       library: "safe|fast|PATH",

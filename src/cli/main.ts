@@ -1,7 +1,8 @@
 #!/usr/bin/env bun
 /**
  * The `cadenza` command line. Under Bun: `bun src/cli/main.ts <command>`; under Deno:
- * `deno run --allow-ffi --allow-read src/cli/main.ts <command>`. A new command is one file in
+ * `deno run --allow-ffi --allow-read --allow-env src/cli/main.ts <command>` (`convert` also needs
+ * `--allow-write`). A new command is one file in
  * src/cli/ exporting a Command, added to `commands` below.
  */
 
@@ -10,11 +11,18 @@ import { exit, scriptArgs } from "../native/io.ts";
 import { parseArgs, UsageError } from "./args.ts";
 import { type Command, consoleOutput, type Output } from "./command.ts";
 import { benchCommand } from "./bench.ts";
+import { convertCommand } from "./convert.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
 import { runCommand } from "./run.ts";
 
-export const commands: readonly Command[] = [inspectCommand, runCommand, benchCommand, liveCommand];
+export const commands: readonly Command[] = [
+  inspectCommand,
+  convertCommand,
+  runCommand,
+  benchCommand,
+  liveCommand,
+];
 
 function topHelp(): string {
   const width = Math.max(...commands.map((command) => command.name.length));

@@ -256,7 +256,7 @@ export class EmotionPipeline {
 
   /**
    * Loads `<dir>/<ModelName>.safetensors` for each of the five (default: models/); `options`
-   * go to every loadModel call (e.g. `{ library: "fast" }`).
+   * go to every loadModel call (e.g. `{ library: "fast", precision: "bf16" }`).
    */
   static async load(
     dir: string = defaultModelsDir(),

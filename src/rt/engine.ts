@@ -6,7 +6,7 @@
  * replaced; meanwhile `latest` keeps returning the last good result.
  *
  * ```ts
- * const engine = await RealtimeEngine.start({ policy: "latest" });
+ * const engine = await RealtimeEngine.start({ policy: "latest", precision: "bf16" });
  * const out = engine.createBuffers();                  // once, outside the audio callback
  * // in the callback, every block:
  * engine.submit(features);                             // 128 audio features, copied in
@@ -21,6 +21,7 @@
 
 import process from "node:process";
 import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
+import type { Precision } from "../model/model.ts";
 import type { LibraryChoice } from "../native/library.ts";
 import type { EmotionOutputs } from "../pipeline/emotion.ts";
 import { HISTOGRAM_WORDS, histogramSummary, type LatencySummary } from "./histogram.ts";
@@ -65,6 +66,11 @@ export interface RealtimeOptions {
   loadTimeoutMs?: number;
   /** The native library: "safe", "fast" or a path (default CADENZA_LIB, else "safe"). */
   library?: LibraryChoice;
+  /**
+   * How the Worker's models hold their weight matrices (loadModel's `precision`): "f32"
+   * (default) or "bf16", half the bytes streamed per step. Checked when the models load.
+   */
+  precision?: Precision;
 }
 
 export type EngineState = "running" | "restarting" | "failed" | "stopping" | "stopped";
@@ -497,6 +503,7 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (options.graph !== undefined) config.graph = options.graph;
   if (options.runner !== undefined) config.runner = String(options.runner);
   if (options.library !== undefined) config.library = options.library;
+  if (options.precision !== undefined) config.precision = options.precision;
   return { policy, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
 }
 

@@ -7,6 +7,7 @@
  */
 
 import { CadenzaError } from "../errors.ts";
+import type { Precision } from "../model/model.ts";
 import type { PipelineModel, PipelineNode } from "../pipeline/pipeline.ts";
 
 /** The five outputs of the emotion pipeline, in the order results store them. */
@@ -29,6 +30,8 @@ export interface RunnerConfig {
   runner?: string;
   /** The native library the models use: "safe", "fast" or a path (default CADENZA_LIB, safe). */
   library?: string;
+  /** How the models hold their weight matrices (loadModel's `precision`; default "f32"). */
+  precision?: Precision;
 }
 
 export interface StepRunner {
@@ -84,8 +87,15 @@ class TimedModel implements PipelineModel {
 /** Builds the runner `config` asks for. */
 export async function createStepRunner(config: RunnerConfig): Promise<StepRunner> {
   if (config.runner !== undefined) return await moduleRunner(config);
-  if (config.graph !== undefined) return await graphRunner(config.graph, config.library);
-  return await emotionRunner(config.models, config.library);
+  const options = { library: config.library, precision: config.precision };
+  if (config.graph !== undefined) return await graphRunner(config.graph, options);
+  return await emotionRunner(config.models, options);
+}
+
+/** What every model the Worker loads is loaded with. */
+interface ModelLoadOptions {
+  library?: string;
+  precision?: Precision;
 }
 
 async function moduleRunner(config: RunnerConfig): Promise<StepRunner> {
@@ -105,7 +115,7 @@ async function moduleRunner(config: RunnerConfig): Promise<StepRunner> {
 // runner module of the caller's own then needs no native library at all.
 async function emotionRunner(
   dir: string | undefined,
-  library: string | undefined,
+  options: ModelLoadOptions,
 ): Promise<StepRunner> {
   const emotion = await import("../pipeline/emotion.ts");
   const { loadModel } = await import("../index.ts");
@@ -117,7 +127,7 @@ async function emotionRunner(
   let pipeline;
   try {
     for (const [i, name] of modelNames.entries()) {
-      const model = await loadModel(emotion.modelFile(folder, name), { library });
+      const model = await loadModel(emotion.modelFile(folder, name), options);
       models[name] = new TimedModel(model, modelMs, i);
     }
     pipeline = new emotion.EmotionPipeline(models);
@@ -131,7 +141,7 @@ async function emotionRunner(
   return pipelineRunner(pipeline, timing, "EmotionPipeline");
 }
 
-async function graphRunner(graph: GraphConfig, library: string | undefined): Promise<StepRunner> {
+async function graphRunner(graph: GraphConfig, options: ModelLoadOptions): Promise<StepRunner> {
   const { Pipeline } = await import("../pipeline/pipeline.ts");
   const { loadModel } = await import("../index.ts");
   const modelNames = Object.keys(graph.files);
@@ -140,7 +150,7 @@ async function graphRunner(graph: GraphConfig, library: string | undefined): Pro
   let loaded = 0;
   const pipeline = await Pipeline.fromGraph(
     graph,
-    async (source) => new TimedModel(await loadModel(source, { library }), modelMs, loaded++),
+    async (source) => new TimedModel(await loadModel(source, options), modelMs, loaded++),
   );
   const loadMs = performance.now() - started;
   const { inputSize, order: outputNames } = pipeline;

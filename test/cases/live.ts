@@ -12,7 +12,7 @@ import { melodySignal } from "../../src/audio/signal.ts";
 import type { Output } from "../../src/cli/command.ts";
 import { BlockFeeder, type LiveSummary } from "../../src/cli/live.ts";
 import { main } from "../../src/cli/main.ts";
-import type { EmotionOutputs } from "../../src/pipeline/emotion.ts";
+import { type EmotionOutputs, EmotionPipeline } from "../../src/pipeline/emotion.ts";
 import { RealtimeEngine } from "../../src/rt/index.ts";
 import type { AllocationProbe } from "./audio.ts";
 import { encodeWav } from "./audio.ts";
@@ -60,9 +60,11 @@ export function checkCounters(s: LiveSummary, blocks: number, what: string): voi
   const models = Object.keys(s.latencyUs.models);
   check(models.join() === MODEL_NAMES.join(), () => `${what}: latency of models ${models}`);
   check(s.last !== null && s.last.note >= 0 && s.last.note < 128, () => `${what}: last result`);
+  // The five models hold about a million matrix weights: 4 bytes each at f32, 2 at bf16.
+  const weightBytesMin = s.precision === "bf16" ? 2_000_000 : 4_000_000;
   check(
-    s.weightBytes > 4_000_000 && s.modelLoadMs > 0 && s.memory.rssBytes > 0,
-    () => `${what}: weight bytes ${s.weightBytes}, load ${s.modelLoadMs} ms`,
+    s.weightBytes > weightBytesMin && s.modelLoadMs > 0 && s.memory.rssBytes > 0,
+    () => `${what}: ${s.precision} weight bytes ${s.weightBytes}, load ${s.modelLoadMs} ms`,
   );
   check(!s.interrupted && s.engineState === "running", () => `${what}: ${s.engineState}`);
 }
@@ -112,6 +114,33 @@ const everyCase: Case = {
   },
 };
 
+const bf16Case: Case = {
+  name: "live: --precision bf16 runs the models with bf16 weights and says so in the summary",
+  run: async () => {
+    const result = await cli(
+      "live",
+      "--seconds",
+      "0.5",
+      "--speed",
+      "4",
+      "--precision",
+      "bf16",
+      "--json",
+      "--quiet",
+    );
+    check(result.code === 0, () => `exit ${result.code}: ${result.err}`);
+    const s = parseSummary(result.out);
+    checkCounters(s, 188, "bf16");
+    const reference = await EmotionPipeline.load(undefined, { precision: "bf16" });
+    const want = reference.weightBytes;
+    reference.dispose();
+    check(
+      s.precision === "bf16" && s.weightBytes === want,
+      () => `precision ${s.precision}, ${s.weightBytes} weight bytes, expected bf16 and ${want}`,
+    );
+  },
+};
+
 const STATUS = new RegExp(
   String.raw`^live \d+\.\d\d s  submitted \d+  completed \d+  dropped \d+  ` +
     String.raw`step p50 [\d.]+ p99 [\d.]+ us  e2e p50 [\d.]+ p99 [\d.]+ us  ` +
@@ -137,7 +166,7 @@ const textCase: Case = {
         /^ {2}pipeline step +\d+ /m,
         /^ {2}end-to-end submit->publish +\d+ /m,
         /^ {2}MelodyTransformer +\d+ /m,
-        /^models: 5 loaded in [\d.]+ ms, \d+ weight bytes; process RSS [\d.]+ MiB$/m,
+        /^models: 5 loaded in [\d.]+ ms, f32 weights, \d+ weight bytes; process RSS [\d.]+ MiB$/m,
         /^note: the models are untrained seeded initialisations/m,
       ]
     ) {
@@ -189,6 +218,7 @@ const USAGE: [string[], RegExp][] = [
   [["--block", "100000"], /--block must be at most 65536/],
   [["--rate", "1.5"], /--rate must be a positive integer/],
   [["--speed", "0"], /--speed must be a number in \(0, 1000\]/],
+  [["--precision", "f16"], /--precision must be one of f32, bf16.*, got "f16"/],
   [["extra"], /live: takes no arguments, got: extra/],
   [["--bogus"], /unknown flag --bogus/],
 ];
@@ -214,7 +244,8 @@ const usageCase: Case = {
       () => `missing models: exit ${models.code}, ${models.err}`,
     );
     const help = await cli("live", "--help");
-    for (const flag of ["--wav", "--seconds", "--block", "--rate", "--policy", "--json"]) {
+    const flags = ["--wav", "--seconds", "--block", "--rate", "--policy", "--precision", "--json"];
+    for (const flag of flags) {
       check(help.out.includes(`  ${flag} `), () => `--help does not document ${flag}`);
     }
   },
@@ -249,4 +280,11 @@ export function feederAllocationCase(probe: AllocationProbe, slack: number, unit
   };
 }
 
-export const liveCases: Case[] = [generatedCase, everyCase, textCase, wavCase, usageCase];
+export const liveCases: Case[] = [
+  generatedCase,
+  everyCase,
+  bf16Case,
+  textCase,
+  wavCase,
+  usageCase,
+];

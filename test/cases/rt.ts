@@ -406,29 +406,54 @@ function policyCase(policy: "latest" | "every"): Case {
 
 export const policyCases: Case[] = [policyCase("latest"), policyCase("every")];
 
-export const pipelineCase: Case = {
-  name: "rt: the engine's results equal EmotionPipeline.step on the same inputs, in order",
-  run: async () => {
-    const dir = modelsDir();
-    const reference = await EmotionPipeline.load(dir);
-    try {
-      await withEngine({ models: dir, policy: "every" }, async (engine) => {
-        const rng = new Rng(2024);
-        const into = engine.createBuffers();
-        check(engine.outputNames.join() === EMOTION_OUTPUTS.join(), () => "output order");
-        for (let seq = 0; seq < 24; seq++) {
-          const input = features(rng);
-          await submitSurely(engine, input);
-          check(await latestAtLeast(engine, into, seq) === seq, () => `result ${seq} skipped`);
-          const want = reference.step(input);
-          for (const name of EMOTION_OUTPUTS) {
-            check(sameValues(into[name], want[name]), () => `step ${seq}: ${name} differs`);
+/**
+ * The engine's Worker runs the models node by node, EmotionPipeline in one native graph call:
+ * the same kernels on the same weights, so the results must be the same bits.
+ */
+function pipelineCase(precision: "f32" | "bf16"): Case {
+  return {
+    name: `rt: ${precision}: the engine's results equal EmotionPipeline.step (loaded with ` +
+      `${precision}) on the same inputs, in order`,
+    run: async () => {
+      const dir = modelsDir();
+      const reference = await EmotionPipeline.load(dir, { precision });
+      try {
+        await withEngine({ models: dir, policy: "every", precision }, async (engine) => {
+          const rng = new Rng(2024);
+          const into = engine.createBuffers();
+          check(engine.outputNames.join() === EMOTION_OUTPUTS.join(), () => "output order");
+          check(
+            engine.stats().weightBytes === reference.weightBytes,
+            () => `weightBytes ${engine.stats().weightBytes}, expected ${reference.weightBytes}`,
+          );
+          for (let seq = 0; seq < 24; seq++) {
+            const input = features(rng);
+            await submitSurely(engine, input);
+            check(await latestAtLeast(engine, into, seq) === seq, () => `result ${seq} skipped`);
+            const want = reference.step(input);
+            for (const name of EMOTION_OUTPUTS) {
+              check(sameValues(into[name], want[name]), () => `step ${seq}: ${name} differs`);
+            }
           }
-        }
-      });
-    } finally {
-      reference.dispose();
-    }
+        });
+      } finally {
+        reference.dispose();
+      }
+    },
+  };
+}
+
+export const pipelineCases: Case[] = [pipelineCase("f32"), pipelineCase("bf16")];
+
+export const precisionCase: Case = {
+  name: "rt: an unknown precision fails the start with E_ARGUMENT naming it",
+  run: async () => {
+    await rejectsCadenza(
+      () => RealtimeEngine.start({ models: modelsDir(), precision: "f16" as "f32" }),
+      "E_ARGUMENT",
+      /Worker failed \(load\).*precision.*"f16"/,
+      "precision f16",
+    );
   },
 };
 
@@ -625,7 +650,8 @@ export const rtCases: Case[] = [
   argumentsCase,
   ...policyCases,
   stopCase,
-  pipelineCase,
+  ...pipelineCases,
+  precisionCase,
   statsCase,
   graphCase,
   startFailureCase,
