@@ -5,6 +5,7 @@
 const std = @import("std");
 const model = @import("model.zig");
 const image = @import("image.zig");
+const fpenv = @import("fpenv.zig");
 
 const Model = model.Model;
 const Diag = image.Diag;
@@ -95,6 +96,8 @@ pub export fn cz_forward(
     const io = rows(m, "cz_forward", in, in_len, out, out_len, 1) catch {
         return @intFromEnum(Status.bad_argument);
     };
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
     m.forward(io.x, io.y);
     return @intFromEnum(Status.ok);
 }
@@ -115,6 +118,8 @@ pub export fn cz_forward_batch(
     const io = rows(m, "cz_forward_batch", in, in_len, out, out_len, batch) catch {
         return @intFromEnum(Status.bad_argument);
     };
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
     m.forwardBatch(io.x, io.y, batch);
     return @intFromEnum(Status.ok);
 }
@@ -238,6 +243,7 @@ fn writeMessage(buf: ?[*]u8, buf_len: usize, msg: []const u8) usize {
 
 test {
     _ = @import("test.zig");
+    _ = @import("fpenv.zig");
 }
 
 // The native graph (docs/DESIGN.md, "Native graph"): a pipeline step in one call.
@@ -345,9 +351,12 @@ pub export fn cz_graph_step(
     out_len: usize,
 ) u32 {
     const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (staleMember(g, "cz_graph_step")) |status| return status;
     const io = graphIo(g, "cz_graph_step", in, in_len, g.input_size, out, out_len) catch {
         return @intFromEnum(Status.bad_argument);
     };
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
     g.step(io.x, io.y);
     return @intFromEnum(Status.ok);
 }
@@ -363,6 +372,7 @@ pub export fn cz_graph_step_from(
     out_len: usize,
 ) u32 {
     const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (staleMember(g, "cz_graph_step_from")) |status| return status;
     if (node >= g.nodes.len) {
         return fail(&g.diag, .bad_argument, "cz_graph_step_from: node {d}, expected 0..{d}", .{
             node, g.nodes.len - 1,
@@ -376,6 +386,8 @@ pub export fn cz_graph_step_from(
     const io = graphIo(g, "cz_graph_step_from", in, in_len, width, out, out_len) catch {
         return @intFromEnum(Status.bad_argument);
     };
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
     g.stepFrom(node, io.x, io.y);
     return @intFromEnum(Status.ok);
 }
@@ -383,6 +395,7 @@ pub export fn cz_graph_step_from(
 /// Resets every member model's state and zeroes every node output.
 pub export fn cz_graph_reset(handle: ?*anyopaque) u32 {
     const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (staleMember(g, "cz_graph_reset")) |status| return status;
     g.reset();
     return @intFromEnum(Status.ok);
 }
@@ -391,6 +404,15 @@ pub export fn cz_graph_reset(handle: ?*anyopaque) u32 {
 pub export fn cz_graph_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) usize {
     const msg = if (liveGraph(handle)) |g| g.diag.message() else invalid_graph_message;
     return writeMessage(buf, buf_len, msg);
+}
+
+/// Status 4 (with the message in the graph's diag) when a member model was destroyed while
+/// the graph lives and its memory is still mapped or holds another model; a few compares per
+/// node. (Unmapped memory faults on the read: the caller must destroy the graph first.)
+fn staleMember(g: *Graph, comptime name: []const u8) ?u32 {
+    const node = g.staleNode() orelse return null;
+    return fail(&g.diag, .bad_handle, name ++ ": node {d}'s model was destroyed or replaced " ++
+        "while the graph lives; destroy the graph before its models", .{node});
 }
 
 /// The graph behind a handle, or null (see liveAs).

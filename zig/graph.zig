@@ -22,6 +22,9 @@ pub const node_count_max = 256;
 pub const edge_count_max = 256;
 /// The widths a graph input may have, as for a model (docs/DESIGN.md, "Limits").
 pub const width_max: u32 = 65536;
+/// The longest description: every node with the most edges.
+pub const desc_words_max = header_words +
+    node_count_max * (node_words + edge_count_max * edge_words);
 /// An edge source that names the graph input rather than a node.
 pub const graph_input: u32 = 0xFFFF_FFFF;
 /// Written by create, cleared by destroy: the API's check that a handle is a live graph.
@@ -64,6 +67,8 @@ const Node = struct {
     /// This node's output in `Graph.outs`.
     out_at: u32,
     out_len: u32,
+    /// The model's input_size when create checked the edges against it.
+    in_len: u32,
     /// The gather buffer; empty when one copy edge feeds the model its source slice in place.
     input: []f32,
     /// Some node downstream of this one reads the graph input, which stepFrom cannot supply.
@@ -101,10 +106,22 @@ pub const Graph = struct {
     /// distinct) and allocates every buffer the graph will use.
     pub fn create(
         backing: Allocator,
-        words: []align(1) const u32,
+        caller_words: []align(1) const u32,
         models: []const *Model,
         diag: *Diag,
     ) Error!*Graph {
+        // Both passes read one private copy: the caller's words may change in between.
+        if (caller_words.len > desc_words_max) {
+            return diag.fail(error.BadArgument, "graph description has {d} words, expected " ++
+                "at most {d} ({d} nodes of {d} edges)", .{
+                caller_words.len, desc_words_max, node_count_max, edge_count_max,
+            });
+        }
+        const words = backing.alloc(u32, caller_words.len) catch {
+            return outOfMemory(diag, caller_words.len * 4);
+        };
+        defer backing.free(words);
+        @memcpy(words, caller_words);
         const plan = try parse(words, models, diag);
         const g = backing.create(Graph) catch return outOfMemory(diag, @sizeOf(Graph));
         errdefer backing.destroy(g);
@@ -166,6 +183,18 @@ pub const Graph = struct {
             @memset(node.input, 0);
         }
         @memset(g.outs, 0);
+    }
+
+    /// The first node whose model is not the live model of the widths that create checked:
+    /// destroyed while the graph lives, its memory still mapped or reused by another model.
+    /// Running it would read and write past the node's buffers.
+    pub fn staleNode(g: *const Graph) ?usize {
+        for (g.nodes, 0..) |*node, i| {
+            const m = node.model;
+            const live = m.magic == model.magic_live;
+            if (!live or m.input_size != node.in_len or m.output_size != node.out_len) return i;
+        }
+        return null;
     }
 
     /// The cz_graph_info fields; see docs/DESIGN.md.
@@ -251,6 +280,7 @@ pub const Graph = struct {
                 .edges = node_edges,
                 .out_at = out_at,
                 .out_len = m.output_size,
+                .in_len = m.input_size,
                 .input = if (gathers) inputs[input_at..][0..m.input_size] else &.{},
                 .downstream_reads_input = false,
             };
@@ -916,6 +946,78 @@ fn expectLastError(g: ?*anyopaque, needle: []const u8) !void {
     if (std.mem.indexOf(u8, msg[0..n], needle) == null) {
         std.debug.print("last error \"{s}\", expected \"{s}\"\n", .{ msg[0..n], needle });
         return error.TestUnexpectedMessage;
+    }
+}
+
+test "graph api: a member model destroyed or replaced while the graph lives is not run" {
+    var f = try Fixture.init(95);
+    defer f.deinit();
+    const handles = handlesOf(&f);
+    const words = try describe(testing.allocator, 12, &five_nodes);
+    defer testing.allocator.free(words);
+    const c = createVia(words, &handles);
+    try testing.expectEqual(@as(u32, 0), c.status);
+    const g: ?*anyopaque = @ptrFromInt(c.graph);
+    defer api.cz_graph_destroy(g);
+    var x: [12]f32 = @splat(0.5);
+    var y: [hand_total]f32 = undefined;
+    const member = f.graph_models[order[3]];
+    const saved = member.*;
+    defer member.* = saved;
+    // What destroy does before it unmaps; and another model (16 -> 5 here, emotion's 12 -> 8)
+    // created at the same address after an unmap.
+    for ([_]Model{ destroyed(saved), f.hand[0].* }) |stale| {
+        member.* = stale;
+        try testing.expectEqual(@as(u32, 4), api.cz_graph_step(g, &x, 12, &y, y.len));
+        try expectLastError(g, "cz_graph_step: node 3's model was destroyed or replaced");
+        try testing.expectEqual(@as(u32, 4), api.cz_graph_step_from(g, 0, &x, 8, &y, y.len));
+        try expectLastError(g, "cz_graph_step_from: node 3's model");
+        try testing.expectEqual(@as(u32, 4), api.cz_graph_reset(g));
+        try expectLastError(g, "cz_graph_reset: node 3's model");
+    }
+    member.* = saved;
+    try testing.expectEqual(@as(u32, 0), api.cz_graph_step(g, &x, 12, &y, y.len));
+}
+
+fn destroyed(m: Model) Model {
+    var copy = m;
+    copy.magic = 0;
+    return copy;
+}
+
+test "graph: a description changed by another thread during create is read once" {
+    var f = try Fixture.init(97);
+    defer f.deinit();
+    const words = try describe(testing.allocator, 12, &five_nodes);
+    defer testing.allocator.free(words);
+    const original = try testing.allocator.dupe(u32, words);
+    defer testing.allocator.free(original);
+    // A length past any valid description is refused before a word is read or copied.
+    var diag: Diag = .{};
+    const too_long = words.ptr[0 .. desc_words_max + 1];
+    const refused = Graph.create(testing.allocator, too_long, &f.graph_models, &diag);
+    try testing.expectError(error.BadArgument, refused);
+    try testing.expectEqualStrings("graph description has 262661 words, expected at most " ++
+        "262660 (256 nodes of 256 edges)", diag.message());
+    // Word 5 is node 0's edge_count, word 8 its edge's length, word 9 its op: the second
+    // pass trusted what the first had checked.
+    for ([_][2]u32{ .{ 5, 200 }, .{ 5, 0 }, .{ 9, 77 }, .{ 8, 1 << 30 } }) |c| {
+        @memcpy(words, original);
+        var racing = t.RacingAllocator{
+            .backing = testing.allocator,
+            .target = std.mem.sliceAsBytes(words),
+            .at = c[0] * 4,
+            .value = c[1],
+        };
+        diag = .{};
+        if (Graph.create(racing.allocator(), words, &f.graph_models, &diag)) |g| {
+            var x: [12]f32 = @splat(0.5);
+            var y: [hand_total]f32 = undefined;
+            g.step(&x, &y);
+            g.destroy();
+        } else |_| {
+            try testing.expect(diag.len > 0);
+        }
     }
 }
 

@@ -210,7 +210,8 @@ const header_names = [header_words][]const u8{
     "input_size", "output_size", "max_batch",    "image_bytes",
 };
 
-fn parseHeader(bytes: []const u8, diag: *Diag) Error!Header {
+/// Reads only the 32 header bytes (and checks image_bytes against bytes.len).
+pub fn parseHeader(bytes: []const u8, diag: *Diag) Error!Header {
     if (bytes.len < header_words * 4) {
         return diag.fail(error.BadImage, "image is {d} bytes, expected at least {d} " ++
             "(the header)", .{

@@ -114,7 +114,16 @@ pub const Model = struct {
     /// The last error on this handle (cz_last_error).
     diag: Diag = .{},
 
-    pub fn create(backing: Allocator, bytes: []const u8, diag: *Diag) CreateError!*Model {
+    pub fn create(backing: Allocator, caller_bytes: []const u8, diag: *Diag) CreateError!*Model {
+        // The parse checks the words that carving and packing read again; the caller's buffer
+        // may change in between (shared memory another thread writes), so both read one
+        // private copy. Uncounted: it is gone when create returns. The header alone is
+        // checked first, so that a length that disagrees with it is refused, not copied.
+        _ = try image.parseHeader(caller_bytes, diag);
+        const bytes = backing.dupe(u8, caller_bytes) catch {
+            return outOfMemory(diag, caller_bytes.len);
+        };
+        defer backing.free(bytes);
         const img = try image.parse(bytes, diag);
         const plan = try Plan.of(&img, diag);
         const m = backing.create(Model) catch return outOfMemory(diag, @sizeOf(Model));

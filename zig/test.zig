@@ -104,6 +104,36 @@ fn putTensor(a: std.mem.Allocator, out: *std.ArrayList(u8), data: []const f32) !
     for (data) |v| try putWord(a, out, @bitCast(v));
 }
 
+/// An allocator that writes `value` into `target` at byte `at` whenever something is
+/// allocated: another thread changing a shared buffer while the library reads it, made
+/// deterministic (create allocates between its passes over the caller's bytes).
+pub const RacingAllocator = struct {
+    backing: std.mem.Allocator,
+    target: []u8,
+    at: usize,
+    value: u32,
+
+    pub fn allocator(self: *RacingAllocator) std.mem.Allocator {
+        return .{ .ptr = self, .vtable = &.{
+            .alloc = alloc,
+            .resize = std.mem.Allocator.noResize,
+            .remap = std.mem.Allocator.noRemap,
+            .free = free,
+        } };
+    }
+
+    fn alloc(ctx: *anyopaque, len: usize, alignment: std.mem.Alignment, ret: usize) ?[*]u8 {
+        const self: *RacingAllocator = @ptrCast(@alignCast(ctx));
+        std.mem.writeInt(u32, self.target[self.at..][0..4], self.value, .little);
+        return self.backing.rawAlloc(len, alignment, ret);
+    }
+
+    fn free(ctx: *anyopaque, memory: []u8, alignment: std.mem.Alignment, ret: usize) void {
+        const self: *RacingAllocator = @ptrCast(@alignCast(ctx));
+        self.backing.rawFree(memory, alignment, ret);
+    }
+};
+
 /// Copies of `tensors` as a layer of weight type `t` computes with them: the matrix tensors
 /// (bit i of `matrices` for tensor i) rounded to bf16 when t is bf16.
 pub fn asStored(
@@ -538,4 +568,153 @@ test "model: non-finite and huge inputs pass through every kind without a trap" 
         chain.forward(x[0..3], y[0..3]);
         chain.forwardBatch(&x, y[0..6], 2);
     }
+}
+
+test "model: every weight type takes non-finite, huge, tiny and subnormal inputs without a trap" {
+    const inf = std.math.inf(f32);
+    const values = [_]f32{ std.math.nan(f32), inf, -inf, 3e38, -1e30, 1e-37, -2e-38, 1e-45, 0 };
+    for ([_]desc.WeightType{ .f32, .bf16, .int8 }) |t| {
+        const specs = everyKindAs(t);
+        const bytes = try build(testing.allocator, 19, 2, &specs);
+        defer testing.allocator.free(bytes);
+        const m = try createModel(bytes);
+        defer m.destroy();
+        var y: [16]f32 = undefined;
+        for (values) |v| {
+            const x = [6]f32{ v, -v, v, v, 0, 1 };
+            for (0..3) |_| m.forward(x[0..3], y[0..8]);
+            m.forwardBatch(&x, &y, 2);
+            m.reset();
+            // Finite inputs keep every output finite; after a reset a NaN or infinity is gone.
+            m.forward(&.{ 0.5, -0.25, 1 }, y[0..8]);
+            for (y[0..8]) |out| try testing.expect(std.math.isFinite(out));
+        }
+    }
+}
+
+test "model: an int8 input below 2^-121 counts as zeros, not as +-127 steps" {
+    const w = [_]f32{ 1, -1, 0.5, 0.25, 2, 1, -1, 0.5 };
+    const layers = [_]Spec{.{
+        .kind = .dense,
+        .in = 4,
+        .out = 2,
+        .weight_type = .int8,
+        .tensors = &.{&w},
+    }};
+    const bytes = try build(testing.allocator, 1, 1, &layers);
+    defer testing.allocator.free(bytes);
+    const m = try createModel(bytes);
+    defer m.destroy();
+    var y: [2]f32 = undefined;
+    m.forward(&.{ 1e-37, 0, 0, 0 }, &y);
+    try testing.expectEqualSlices(f32, &.{ 0, 0 }, &y);
+}
+
+test "model: batchnorm refuses weights whose folded scale or shift is not finite" {
+    const n = 2;
+    const zeros = [n]f32{ 0, 0 };
+    const ones = [n]f32{ 1, 1 };
+    // gamma / sqrt(var + eps) = 1e30 / 1e-10 overflows f32: every output would be NaN.
+    const big_gamma = [n]f32{ 1, 1e30 };
+    const small_var = [n]f32{ 1, 1e-20 };
+    // beta - mean * scale = 0 - 3e38 * 100 overflows too.
+    const big_mean = [n]f32{ 3e38, 0 };
+    const var_scale_100 = [n]f32{ 1e-4, 1 };
+    const cases = [_][]const []const f32{
+        &.{ &big_gamma, &zeros, &zeros, &small_var },
+        &.{ &ones, &zeros, &big_mean, &var_scale_100 },
+    };
+    for (cases) |tensors| {
+        const layers = [_]Spec{.{
+            .kind = .batchnorm,
+            .in = n,
+            .out = n,
+            .p = params(1, 0, 0),
+            .tensors = tensors,
+        }};
+        const bytes = try build(testing.allocator, 1, 1, &layers);
+        defer testing.allocator.free(bytes);
+        var diag: image.Diag = .{};
+        try testing.expectError(error.BadImage, Model.create(testing.allocator, bytes, &diag));
+        const want = "layer 0 (batchnorm): gamma / sqrt(var + epsilon) and beta - mean * that " ++
+            "must be finite (they are folded into one scale and shift)";
+        try testing.expectEqualStrings(want, diag.message());
+    }
+}
+
+test "model: an image changed by another thread during create is read once, never trusted twice" {
+    // Layer 0's record starts at byte 32: word 14 (tensor_count) at 88, then tensor 0's
+    // element count at 96. Changing them after the parse made pack read past its buffers.
+    const layers = [_]Spec{
+        .{ .kind = .dense, .in = 5, .out = 3, .p = params(1, 0, 0) },
+        .{ .kind = .lstm, .in = 3, .out = 4 },
+    };
+    const bytes = try build(testing.allocator, 8, 2, &layers);
+    defer testing.allocator.free(bytes);
+    const original = try testing.allocator.dupe(u8, bytes);
+    defer testing.allocator.free(original);
+    const changes = [_][2]u32{ .{ 88, 200 }, .{ 88, 1 }, .{ 96, 1 << 20 }, .{ 96, 3 }, .{ 32, 9 } };
+    for (changes) |c| {
+        @memcpy(bytes, original);
+        var racing = RacingAllocator{
+            .backing = testing.allocator,
+            .target = bytes,
+            .at = c[0],
+            .value = c[1],
+        };
+        var diag: image.Diag = .{};
+        if (Model.create(racing.allocator(), bytes, &diag)) |m| {
+            var y: [4]f32 = undefined;
+            m.forward(&.{ 1, 2, 3, 4, 5 }, &y);
+            m.destroy();
+        } else |_| {
+            try testing.expect(diag.len > 0);
+        }
+    }
+}
+
+test "api: compute calls read and write subnormals as zero, and restore the caller's mode" {
+    // An identity dense layer: a subnormal input stays subnormal in IEEE arithmetic, and
+    // cost about 150 times a normal one per multiply-add on the machine measured.
+    const eye = [_]f32{ 1, 0, 0, 1 };
+    const zero = [_]f32{ 0, 0 };
+    const layers = [_]Spec{.{
+        .kind = .dense,
+        .in = 2,
+        .out = 2,
+        .p = params(1, 0, 0),
+        .tensors = &.{ &eye, &zero },
+    }};
+    const bytes = try build(testing.allocator, 1, 2, &layers);
+    defer testing.allocator.free(bytes);
+    var handle: u64 = 0;
+    const created = api.cz_model_create(bytes.ptr, bytes.len, &handle, null, 0);
+    try testing.expectEqual(@as(u32, 0), created);
+    const h: ?*anyopaque = @ptrFromInt(handle);
+    defer api.cz_model_destroy(h);
+    const x = [4]f32{ 1e-39, 0.5, -3e-42, 2 };
+    var y: [4]f32 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_forward(h, &x, 2, &y, 2));
+    try testing.expectEqualSlices(f32, &.{ 0, 0.5 }, y[0..2]);
+    try testing.expectEqual(@as(u32, 0), api.cz_forward_batch(h, &x, 4, 2, &y, 4));
+    try testing.expectEqualSlices(f32, &.{ 0, 0.5, 0, 2 }, &y);
+    // relu decides on the bits: exact for subnormals even inside the call.
+    const relu_layers = [_]Spec{.{ .kind = .activation, .act = .relu, .in = 3, .out = 3 }};
+    const relu_bytes = try build(testing.allocator, 1, 1, &relu_layers);
+    defer testing.allocator.free(relu_bytes);
+    var relu: u64 = 0;
+    const relu_created = api.cz_model_create(relu_bytes.ptr, relu_bytes.len, &relu, null, 0);
+    try testing.expectEqual(@as(u32, 0), relu_created);
+    defer api.cz_model_destroy(@ptrFromInt(relu));
+    const rx = [3]f32{ 1e-39, -1e-39, 3 };
+    try testing.expectEqual(@as(u32, 0), api.cz_forward(@ptrFromInt(relu), &rx, 3, &y, 3));
+    try testing.expectEqualSlices(u32, &.{ @bitCast(rx[0]), 0, @bitCast(rx[2]) }, &.{
+        @bitCast(y[0]), @bitCast(y[1]), @bitCast(y[2]),
+    });
+    // Back in the caller's mode, subnormals are kept again.
+    var tiny: f32 = 1e-39;
+    std.mem.doNotOptimizeAway(&tiny);
+    var kept = tiny * 1.0;
+    std.mem.doNotOptimizeAway(&kept);
+    try testing.expectEqual(@as(f32, 1e-39), kept);
 }

@@ -91,10 +91,15 @@ pub inline fn geluVec(x: anytype) @TypeOf(x) {
     return @select(f32, isNan(x), x, y);
 }
 
-/// max(x, 0) that keeps NaN (`@max` would return 0).
+/// max(x, 0) that keeps NaN (`@max` would return 0). Decided on the bits, exactly: a float
+/// comparison reads a subnormal as 0 under denormals-are-zero (fpenv.zig) and would keep a
+/// negative one.
 pub inline fn reluVec(x: anytype) @TypeOf(x) {
-    const T = @TypeOf(x);
-    return @select(f32, x < vsplat(T, 0), vsplat(T, 0), x);
+    const U = @Vector(@typeInfo(@TypeOf(x)).vector.len, u32);
+    const bits: U = @bitCast(x);
+    // Negative and not NaN: bits in [0x8000_0001 (-min subnormal), 0xFF80_0000 (-inf)].
+    const negative = bits -% @as(U, @splat(0x8000_0001)) <= @as(U, @splat(0x7F7F_FFFF));
+    return @bitCast(@select(u32, negative, @as(U, @splat(0)), bits));
 }
 
 pub fn tanh(x: f32) f32 {
@@ -290,6 +295,12 @@ test "act: special values saturate, NaN passes through" {
     inline for (.{ t, s, e, g, ex, reluVec(x) }) |v| try std.testing.expect(std.math.isNan(v[6]));
     try std.testing.expectEqual(1e-30, t[7]);
     try std.testing.expectEqual(0, reluVec(x)[3]);
+    const sub = @Vector(4, f32){ 1e-39, -1e-39, -std.math.nan(f32), -0.0 };
+    const r = reluVec(sub);
+    try std.testing.expectEqual(@as(u32, @bitCast(@as(f32, 1e-39))), @as(u32, @bitCast(r[0])));
+    try std.testing.expectEqual(@as(u32, 0), @as(u32, @bitCast(r[1])));
+    try std.testing.expect(std.math.isNan(r[2]));
+    try std.testing.expectEqual(@as(u32, 0x8000_0000), @as(u32, @bitCast(r[3])));
 }
 
 test "act: apply covers tails; scalar tanh and sigmoid agree with the vector forms" {

@@ -18,6 +18,7 @@ const desc = @import("desc.zig");
 const act = @import("act.zig");
 const mv = @import("matvec.zig");
 const simd = @import("../simd.zig");
+const norm = @import("norm.zig");
 
 const LayerDesc = desc.LayerDesc;
 const lanes = mv.lanes;
@@ -239,10 +240,15 @@ fn dot(p: []const f32, v: []const f32) f32 {
 }
 
 /// y = (x - mean) / sqrt(var + eps) * g + b over x.len elements (biased variance).
+/// As norm.zig's layer norm: the mean gets one correction step (a constant x gives variance
+/// 0, not an ulp of x over sqrt(eps)), and sums that overflow take the scaled path.
 fn layerNorm(x: []const f32, g: []const f32, b: []const f32, eps: f32, y: []f32) void {
     const n: f32 = @floatFromInt(x.len);
-    const mean = sum(x, 0, false) / n;
-    const inv = 1 / @sqrt(sum(x, mean, true) / n + eps);
+    const rough = sum(x, 0, false) / n;
+    const mean = rough + sum(x, rough, false) / n;
+    const variance = sum(x, mean, true) / n;
+    if (!std.math.isFinite(variance) and norm.layerNormScaled(x, g, b, eps, y)) return;
+    const inv = 1 / @sqrt(variance + eps);
     const whole = x.len / lanes * lanes;
     var i: usize = 0;
     while (i < whole) : (i += lanes) {
@@ -263,7 +269,7 @@ fn sum(x: []const f32, centre: f32, comptime square: bool) f32 {
         acc += if (square) v * v else v;
     }
     var total = @reduce(.Add, acc);
-    for (x[whole..]) |v| total += if (square) (v - centre) * (v - centre) else v;
+    for (x[whole..]) |v| total += if (square) (v - centre) * (v - centre) else v - centre;
     return total;
 }
 
@@ -726,6 +732,28 @@ test "attention, transformer: check refuses bad heads, context, width and epsilo
         .f = @splat(0),
     };
     try testing.expect(attention.check(&d) != null);
+}
+
+test "layerNorm: a constant input gives b exactly; sums that overflow f32 still normalise" {
+    var g: [37]f32 = undefined;
+    var b: [37]f32 = undefined;
+    for (&g, &b, 0..) |*gi, *bi, i| {
+        gi.* = 1 + @as(f32, @floatFromInt(i)) / 64;
+        bi.* = @as(f32, @floatFromInt(i)) / 8 - 2;
+    }
+    var x: [37]f32 = undefined;
+    var y: [37]f32 = undefined;
+    for ([_]f32{ 0.1, 1e5, -3.3e7, 3e38 }) |c| for ([_]usize{ 1, 3, 17, 37 }) |n| {
+        @memset(x[0..n], c);
+        layerNorm(x[0..n], g[0..n], b[0..n], 1e-5, y[0..n]);
+        try testing.expectEqualSlices(f32, b[0..n], y[0..n]);
+    };
+    // (1e20)^2 overflows f32; the layer norm of [1e20, -1e20, 0] is [1, -1, 0] * sqrt(3/2).
+    layerNorm(&.{ 1e20, -1e20, 0 }, g[0..3], b[0..3], 1e-5, y[0..3]);
+    const s: f32 = @sqrt(1.5);
+    for (y[0..3], [_]f32{ s, -s, 0 }, g[0..3], b[0..3]) |got, z, gi, bi| {
+        try testing.expectApproxEqAbs(z * gi + bi, got, 1e-6);
+    }
 }
 
 test "layerNorm: an input with mean exactly 0 is still normalised" {

@@ -154,8 +154,10 @@ pub fn forward(
 fn gather(g: Geometry, in: usize, state: []f32, scratch: []f32, x: []const f32) []const f32 {
     std.debug.assert(state.len == ring_header + g.frames * in);
     std.debug.assert(scratch.len >= g.taps * in);
-    const pos: usize = @as(u32, @bitCast(state[0]));
-    std.debug.assert(pos < g.frames);
+    // Only this function and reset write the position, but a bad value must never index
+    // past the ring.
+    const stored: usize = @as(u32, @bitCast(state[0]));
+    const pos = if (stored < g.frames) stored else 0;
     const ring = state[ring_header..];
     @memcpy(ring[pos * in ..][0..in], x[0..in]);
     for (0..g.taps) |t| {
@@ -247,6 +249,40 @@ test "conv1d: streaming steps match a naive causal convolution, f32 and bf16" {
             try helpers.expectClose(want[0..d.out], y[0..d.out], 1e-5);
         }
     };
+}
+
+test "conv1d: a ring position past the ring restarts at frame 0, never indexes past it" {
+    const a = testing.allocator;
+    const d = LayerDesc{
+        .kind = .conv1d,
+        .act = .linear,
+        .in = 3,
+        .out = 2,
+        .p = helpers.params(3, 2, 1),
+        .f = .{ 0, 0 },
+    };
+    var lens: [desc.tensors_max]u32 = undefined;
+    _ = tensorLens(&d, &lens);
+    const w = try a.alloc(f32, lens[0]);
+    defer a.free(w);
+    @memset(w, 0.5);
+    const b = [2]f32{ 0, 0 };
+    const s = sizes(&d, 1);
+    const buf = try a.alloc(f32, s.weights + s.state + s.scratch);
+    defer a.free(buf);
+    const weights = buf[0..s.weights];
+    const state = buf[s.weights..][0..s.state];
+    const scratch = buf[s.weights + s.state ..];
+    pack(&d, &.{ w, &b }, weights);
+    const frames = Geometry.of(&d).frames;
+    var y: [2]f32 = undefined;
+    for ([_]u32{ @intCast(frames), 0xFFFF_FFFF }) |bad| {
+        @memset(state, 0);
+        state[0] = @bitCast(bad);
+        forward(&d, weights, state, scratch, &.{ 1, 1, 1 }, &y);
+        try testing.expectEqual(@as(u32, 1), @as(u32, @bitCast(state[0])));
+        try testing.expectEqualSlices(f32, &.{ 1.5, 1.5 }, &y);
+    }
 }
 
 test "conv1d: check names the field" {

@@ -207,9 +207,17 @@ comptime {
 /// The most columns an int8 matrix may have: sum_c q_w * q_x, |q| <= 127, must fit an i32.
 pub const int8_cols_max: u64 = std.math.maxInt(i32) / (127 * 127);
 
-/// Below the smallest normal f32 a row or an input is held as zeros (scale 0): 127 / max
-/// would overflow, and max / 127 would lose precision.
+/// Below the smallest normal f32 a weight row is held as zeros (scale 0): max / 127 would
+/// lose precision.
 const min_normal: f32 = std.math.floatMin(f32);
+
+/// Below this an input vector is held as zeros (sx 0): the smallest power of two m for which
+/// 127 / m is finite. Under it 127 / m overflows, and 0 * inf would be NaN.
+pub const input_min: f32 = 0x1p-121;
+comptime {
+    std.debug.assert(std.math.isFinite(127 / input_min));
+    std.debug.assert(!std.math.isFinite(127 / (input_min / 2)));
+}
 
 /// Round half to even of |v| < 2^22: adding and subtracting 1.5 * 2^23 leaves the integer
 /// part in the mantissa, rounded by the FPU's default mode (nearest, ties to even).
@@ -448,14 +456,14 @@ pub const default_kernel: Kernel = if (vnni_available) .vnni else .generic;
 
 /// Quantises x into `xq` (s.inputWords() words: one byte per column, biased as u8 = q + 128,
 /// padding bytes 128 = q 0) and returns its scale sx: max|x| / 127; 0 when max|x| is below
-/// the smallest normal f32 (q all 0); NaN when x holds an infinity or a NaN, so every output
+/// `input_min`, 2^-121 (q all 0); NaN when x holds an infinity or a NaN, so every output
 /// is NaN as the f32 kernel's would be. q = round_half_even(x * (127 / max|x|)), in f32.
 pub fn quantiseInput(x: []const f32, xq: []f32) f32 {
     std.debug.assert(xq.len * 4 >= x.len);
     const bytes: [*]u8 = @ptrCast(xq.ptr);
     @memset(bytes[x.len .. xq.len * 4], 128);
     const max_bits = maxAbsBits(x);
-    if (max_bits >= 0x7F80_0000 or max_bits < @as(u32, @bitCast(min_normal))) {
+    if (max_bits >= 0x7F80_0000 or max_bits < @as(u32, @bitCast(input_min))) {
         @memset(bytes[0..x.len], 128);
         return if (max_bits >= 0x7F80_0000) std.math.nan(f32) else 0;
     }
@@ -898,11 +906,12 @@ fn halfEven(t: f32) f32 {
     return if (@mod(below, 2) == 0) below else below + 1;
 }
 
-/// Activations: the same with the f32 product x * (127 / max|x|) in place of x / scale.
+/// Activations: the same with the f32 product x * (127 / max|x|) in place of x / scale, and
+/// zeros below 2^-121, where 127 / max|x| would overflow.
 fn referenceQuantiseInput(x: []const f32, q: []i8) f32 {
     var max_abs: f32 = 0;
     for (x) |e| max_abs = @max(max_abs, @abs(e));
-    if (max_abs < std.math.floatMin(f32)) {
+    if (max_abs < 0x1p-121) {
         @memset(q, 0);
         return 0;
     }
@@ -997,6 +1006,23 @@ test "int8: quantiseInput matches the reference, handles zero, tiny and non-fini
     try testing.expect(std.math.isNan(quantiseInput(&bad, xq[0..1])));
     const nan: [3]f32 = .{ 1, std.math.nan(f32), 2 };
     try testing.expect(std.math.isNan(quantiseInput(&nan, xq[0..1])));
+}
+
+test "int8: an input too small for 127 / max|x| to be finite quantises to zeros" {
+    // Below 127 / floatMax (about 2^-121), 127 / max|x| overflows: 0 * inf made the zeros
+    // NaN, which the clamp turned into +127, and every other element became +-127.
+    var xq: [1]f32 = undefined;
+    const bytes: *const [4]u8 = @ptrCast(&xq);
+    const tiny = [4]f32{ 1e-37, 0, -5e-38, 2e-38 };
+    try testing.expectEqual(@as(f32, 0), quantiseInput(&tiny, &xq));
+    try testing.expectEqual([4]u8{ 128, 128, 128, 128 }, bytes.*);
+    // From 2^-121 up, 127 / max|x| is finite and x quantises as usual (ties to even).
+    const smallest = [4]f32{ 0x1p-121, 0, -0x1p-122, 0x1p-123 };
+    try testing.expectEqual(@as(f32, 0x1p-121 / 127.0), quantiseInput(&smallest, &xq));
+    try testing.expectEqual([4]u8{ 128 + 127, 128, 128 - 64, 128 + 32 }, bytes.*);
+    var q: [4]i8 = undefined;
+    _ = referenceQuantiseInput(&smallest, &q);
+    try testing.expectEqual([4]i8{ 127, 0, -64, 32 }, q);
 }
 
 /// y = f32(sum q_w q_x) * (sx * scale) + b from the reference quantiser, f32 operations in

@@ -30,6 +30,38 @@ fn scaleShift(a: []const f32, b: []const f32, x: []const f32, y: []f32) void {
     }
 }
 
+/// Layer norm of an x whose f32 sums overflow (|x| beyond about 1e19 / sqrt(n)): the same
+/// steps on x scaled by the power of two that brings max|x| into [0.5, 1), which layer norm
+/// does not see but through epsilon (scaled by its square). The scaling is exact but for
+/// elements that become subnormal, far below the result's precision. A rare path, in plain
+/// loops. Returns false, writing nothing, when x holds an infinity or a NaN: the outputs are
+/// NaN then, as the usual path gives them.
+pub fn layerNormScaled(x: []const f32, g: []const f32, b: []const f32, eps: f32, y: []f32) bool {
+    std.debug.assert(g.len >= x.len and b.len >= x.len and y.len == x.len);
+    var max_bits: u32 = 0;
+    for (x) |v| max_bits = @max(max_bits, @as(u32, @bitCast(v)) & 0x7FFF_FFFF);
+    if (max_bits >= 0x7F80_0000) return false;
+    const max_abs: f32 = @bitCast(max_bits);
+    const k = std.math.ldexp(@as(f32, 1), -std.math.frexp(max_abs).exponent);
+    const n: f32 = @floatFromInt(x.len);
+    var total: f32 = 0;
+    for (x) |v| total += v * k;
+    const rough = total / n;
+    var deviations: f32 = 0;
+    for (x) |v| deviations += v * k - rough;
+    const mean = rough + deviations / n;
+    var squares: f32 = 0;
+    for (x) |v| squares += (v * k - mean) * (v * k - mean);
+    // eps * k * k underflows to 0 only where it is negligible beside any nonzero variance;
+    // a constant x (every deviation exactly 0) then gives y = b.
+    const spread = squares / n + eps * k * k;
+    const inv_std = if (spread > 0) 1 / @sqrt(spread) else 0;
+    for (y, x, g[0..x.len], b[0..x.len]) |*o, v, gain, bias| {
+        o.* = (v * k - mean) * inv_std * gain + bias;
+    }
+    return true;
+}
+
 pub const batchnorm = struct {
     pub fn check(d: *const LayerDesc) ?[]const u8 {
         if (checkSquare(d)) |m| return m;
@@ -47,12 +79,31 @@ pub const batchnorm = struct {
     /// Runs on the copied tensors before pack: a variance must give a positive denominator.
     /// A slightly negative variance is accepted (Keras files carry them; the RTNeural conv case
     /// has -0.026 with epsilon 5): only var + epsilon matters to the arithmetic.
+    /// The fold must stay finite too: an infinite scale or shift would make every output NaN.
     pub fn checkTensors(d: *const LayerDesc, tensors: []const []const f32) ?[]const u8 {
         const variance = tensors[tensors.len - 1];
         for (variance) |v| {
             if (!(v + d.f[0] > 0)) return "var + epsilon must be > 0";
         }
+        for (0..d.out) |i| {
+            const scale, const shift = fold(d, tensors, i);
+            if (!std.math.isFinite(scale) or !std.math.isFinite(shift)) {
+                return "gamma / sqrt(var + epsilon) and beta - mean * that must be finite " ++
+                    "(they are folded into one scale and shift)";
+            }
+        }
         return null;
+    }
+
+    /// Channel i's `x * scale + shift` form of `(x - mean) / sqrt(var + eps) * gamma + beta`.
+    fn fold(d: *const LayerDesc, tensors: []const []const f32, i: usize) struct { f32, f32 } {
+        const affine = d.p[0] == 1;
+        const mean = tensors[if (affine) 2 else 0][i];
+        const variance = tensors[if (affine) 3 else 1][i];
+        const gamma = if (affine) tensors[0][i] else 1.0;
+        const beta = if (affine) tensors[1][i] else 0.0;
+        const scale: f32 = @floatCast(gamma / @sqrt(@as(f64, variance) + d.f[0]));
+        return .{ scale, beta - mean * scale };
     }
 
     pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
@@ -62,19 +113,10 @@ pub const batchnorm = struct {
 
     pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
         const n: usize = d.out;
-        const affine = d.p[0] == 1;
-        const mean = tensors[if (affine) 2 else 0];
-        const variance = tensors[if (affine) 3 else 1];
         const scale = weights[0..simd.roundUp(n)];
         const shift = weights[simd.roundUp(n)..][0..simd.roundUp(n)];
         @memset(weights, 0);
-        for (0..n) |i| {
-            const gamma = if (affine) tensors[0][i] else 1.0;
-            const beta = if (affine) tensors[1][i] else 0.0;
-            const s: f32 = @floatCast(gamma / @sqrt(@as(f64, variance[i]) + d.f[0]));
-            scale[i] = s;
-            shift[i] = beta - mean[i] * s;
-        }
+        for (0..n) |i| scale[i], shift[i] = fold(d, tensors, i);
     }
 
     pub fn forward(
@@ -133,34 +175,45 @@ pub const layernorm = struct {
         const n: usize = d.out;
         const padded = simd.roundUp(n);
         const xs = x[0..n];
-        const mean = sumOf(false, xs, 0) / @as(f32, @floatFromInt(n));
-        const variance = sumOf(true, xs, mean) / @as(f32, @floatFromInt(n));
+        const count: f32 = @floatFromInt(n);
+        // One correction step makes the mean of a constant x exactly its value (variance 0);
+        // a mean off by an ulp of x would otherwise be divided by sqrt(eps).
+        const rough = sumOf(.plain, xs, 0) / count;
+        const mean = rough + sumOf(.centred, xs, rough) / count;
+        const variance = sumOf(.squared, xs, mean) / count;
+        const g = weights[0..padded];
+        const b = weights[padded..][0..padded];
+        if (!std.math.isFinite(variance) and layerNormScaled(xs, g, b, d.f[0], y[0..n])) return;
         const inv_std = 1.0 / @sqrt(variance + d.f[0]);
-        normalize(xs, mean, inv_std, weights[0..padded], weights[padded..][0..padded], y[0..n]);
+        normalize(xs, mean, inv_std, g, b, y[0..n]);
     }
 
-    /// Sum of `(x - center)^2` when squared, else of x; the padding lanes of the last
-    /// partial vector are masked out.
-    fn sumOf(comptime squared: bool, x: []const f32, center: f32) f32 {
+    const Term = enum { plain, centred, squared };
+
+    /// Sum of x, `x - center` or `(x - center)^2`; the padding lanes of the last partial
+    /// vector are masked out.
+    fn sumOf(comptime kind: Term, x: []const f32, center: f32) f32 {
         const c: V = @splat(center);
         var acc: [4]V = @splat(@splat(0));
         var i: usize = 0;
         while (i + 4 * L <= x.len) : (i += 4 * L) {
-            inline for (0..4) |k| acc[k] += term(simd.load(x, i + k * L), c, squared);
+            inline for (0..4) |k| acc[k] += term(simd.load(x, i + k * L), c, kind);
         }
-        while (i + L <= x.len) : (i += L) acc[0] += term(simd.load(x, i), c, squared);
+        while (i + L <= x.len) : (i += L) acc[0] += term(simd.load(x, i), c, kind);
         if (i < x.len) {
-            const tail = term(simd.loadPartial(x[i..]), c, squared);
+            const tail = term(simd.loadPartial(x[i..]), c, kind);
             const valid = std.simd.iota(u32, L) < @as(@Vector(L, u32), @splat(@intCast(x.len - i)));
             acc[1] += @select(f32, valid, tail, @as(V, @splat(0)));
         }
         return simd.sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
     }
 
-    inline fn term(v: V, c: V, comptime squared: bool) V {
-        if (!squared) return v;
-        const dv = v - c;
-        return dv * dv;
+    inline fn term(v: V, c: V, comptime kind: Term) V {
+        return switch (kind) {
+            .plain => v,
+            .centred => v - c,
+            .squared => (v - c) * (v - c),
+        };
     }
 
     fn normalize(
@@ -379,6 +432,68 @@ test "layernorm: a zero-mean input still gets its variance" {
     try run(layernorm, &d, &.{ &g, &b }, &x, &y);
     const s: f64 = 1.0 / @sqrt(2.5 + 1e-6);
     try helpers.expectClose(&.{ -2 * s, -1 * s, 1 * s, 2 * s }, &y, 1e-6);
+}
+
+test "layernorm: a constant input gives beta exactly, whatever its magnitude" {
+    var prng = std.Random.DefaultPrng.init(37);
+    const rng = prng.random();
+    var g: [64]f32 = undefined;
+    var b: [64]f32 = undefined;
+    var x: [64]f32 = undefined;
+    var y: [64]f32 = undefined;
+    helpers.randomFloats(rng, &g, 1);
+    helpers.randomFloats(rng, &b, 1);
+    // The mean of a constant is not its value in f32 (n * c / n rounds): an ulp of 1e5 over
+    // sqrt(1e-5) made the outputs +-1 * gamma.
+    for ([_]f32{ 0.1, -7.3, 1e5, 123456.7, -3.3e7, 2.5e30 }) |c| {
+        for ([_]u32{ 1, 3, 7, 17, 33, 64 }) |n| {
+            @memset(x[0..n], c);
+            const d = square(.layernorm, .linear, n, 0, 1e-5);
+            try run(layernorm, &d, &.{ g[0..n], b[0..n] }, x[0..n], y[0..n]);
+            try testing.expectEqualSlices(f32, b[0..n], y[0..n]);
+        }
+    }
+}
+
+/// f64 layer norm with gain 1 and bias 0, the reference of the tests below.
+fn layerNorm64(x: []const f32, eps: f64, y: []f64) void {
+    const n: f64 = @floatFromInt(x.len);
+    var mean: f64 = 0;
+    for (x) |v| mean += v;
+    mean /= n;
+    var variance: f64 = 0;
+    for (x) |v| variance += (v - mean) * (v - mean);
+    variance /= n;
+    for (y, x) |*o, v| o.* = (v - mean) / @sqrt(variance + eps);
+}
+
+test "layernorm: inputs whose sums overflow f32 are still normalised" {
+    // Squares of 1e20 (and the sum of 4096 squares of 1e18) overflow f32: the variance was
+    // infinite and every output was beta. 3e38 + 3e38 overflows the mean's sum as well.
+    var wide: [4099]f32 = undefined;
+    for (&wide, 0..) |*v, i| v.* = if (i % 2 == 0) 1e18 else -1e18;
+    const inputs = [_][]const f32{
+        &.{ 1e20, -1e20, 3e19 },
+        &.{ 3e38, 3e38, -3e38, 1 },
+        &.{ 3e38, 3e38, 3e38 },
+        &wide,
+    };
+    var g: [4099]f32 = undefined;
+    @memset(&g, 1);
+    var b: [4099]f32 = undefined;
+    @memset(&b, 0);
+    var y: [4099]f32 = undefined;
+    var want: [4099]f64 = undefined;
+    for (inputs) |x| {
+        const n: u32 = @intCast(x.len);
+        const d = square(.layernorm, .linear, n, 0, 1e-5);
+        const padded = simd.roundUp(n);
+        var weights: [2 * 4112]f32 = undefined;
+        layernorm.pack(&d, &.{ g[0..n], b[0..n] }, weights[0 .. 2 * padded]);
+        layernorm.forward(&d, weights[0 .. 2 * padded], &.{}, &.{}, x, y[0..n]);
+        layerNorm64(x, 1e-5, want[0..n]);
+        try helpers.expectClose(want[0..n], y[0..n], 1e-5);
+    }
 }
 
 test "norm checks name the field" {
