@@ -202,6 +202,19 @@ test("run refuses bad input rows with the file and line", async () => {
   expect(word.err).toBe(`cadenza: E_FORMAT: ${input}:2: expected a number, got "nope"`);
 });
 
+test("run reads CRLF files with blank and comment lines the same as LF ones", async () => {
+  const lf = join(scratch, "lf.csv");
+  const crlf = join(scratch, "crlf.csv");
+  writeFileSync(lf, "0.5\n0.25\n");
+  writeFileSync(crlf, "# dense.json takes one value\r\n0.5\r\n\r\n0.25 # second step\r\n");
+  const want = await cli("run", DENSE, "--input", lf);
+  const got = await cli("run", DENSE, "--input", crlf);
+  expect(want.code).toBe(0);
+  expect(got.code).toBe(0);
+  expect(got.out.split("\n").length).toBe(2);
+  expect(got.out).toBe(want.out);
+});
+
 test("usage mistakes exit 2 with a pointer to --help", async () => {
   const cases = [
     ["bogus"],
@@ -211,6 +224,8 @@ test("usage mistakes exit 2 with a pointer to --help", async () => {
     ["inspect", DENSE, "--format", "onnx"],
     ["run", DENSE],
     ["run", DENSE, "--input", "x.csv", "--steps", "0"],
+    ["bench", "--precision", "f16"],
+    ["live", "--precision", "f16"],
   ];
   for (const argv of cases) {
     const result = await cli(...argv);

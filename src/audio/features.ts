@@ -58,7 +58,8 @@ export class FeatureExtractor {
 
   /** Appends `samples[start .. start + count)` to the history; only the latest 256 count. */
   push(samples: Float32Array, start: number, count: number): void {
-    if (!(start >= 0 && count >= 0 && start + count <= samples.length)) {
+    const whole = Number.isInteger(start) && Number.isInteger(count);
+    if (!(whole && start >= 0 && count >= 0 && start + count <= samples.length)) {
       this.#throwRange(samples.length, start, count);
     }
     const history = this.#history;
@@ -130,7 +131,8 @@ export class FeatureExtractor {
   #throwRange(length: number, start: number, count: number): never {
     throw new CadenzaError(
       "E_ARGUMENT",
-      `FeatureExtractor.push: samples [${start}, ${start + count}) is outside 0..${length}`,
+      `FeatureExtractor.push: samples [${start}, ${start + count}): expected whole indices ` +
+        `within 0..${length}`,
     );
   }
 

@@ -23,7 +23,7 @@ import {
   modelFile,
 } from "../pipeline/emotion.ts";
 import { envVar, runtime, writeFile } from "../native/io.ts";
-import { intFlag, type ParsedArgs } from "./args.ts";
+import { intFlag, type ParsedArgs, UsageError } from "./args.ts";
 import type { Command, Output } from "./command.ts";
 
 export const BENCH_HELP = `usage: cadenza bench [--models DIR] [--iterations N]
@@ -566,10 +566,7 @@ export interface BenchReport {
 function checkPrecision(args: ParsedArgs): Precision {
   const precision = args.values.get("precision") ?? "f32";
   if (PRECISIONS.includes(precision as Precision)) return precision as Precision;
-  throw new CadenzaError(
-    "E_ARGUMENT",
-    `bench: --precision "${precision}", expected f32, bf16 or int8`,
-  );
+  throw new UsageError(`bench: --precision must be f32, bf16 or int8, got "${precision}"`);
 }
 
 async function runBench(args: ParsedArgs, output: Output): Promise<number> {

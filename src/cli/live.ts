@@ -308,12 +308,15 @@ async function stream(
   run.endMs = performance.now();
 }
 
-/** Waits until every accepted input is completed or skipped (or the engine stops serving). */
+/**
+ * Waits until every accepted input is completed, skipped or lost with a Worker that died (or
+ * the engine stops serving).
+ */
 async function drain(engine: RealtimeEngine<EmotionOutputs>): Promise<void> {
   const deadlineMs = performance.now() + DRAIN_MS;
   while (performance.now() < deadlineMs) {
     const s = engine.stats();
-    if (s.completed + s.skipped >= s.submitted || s.state !== "running") return;
+    if (s.completed + s.skipped + s.lost >= s.submitted || s.state !== "running") return;
     await sleepMs(1);
   }
 }
@@ -381,12 +384,14 @@ export interface LiveSummary {
     accepted: number;
     rejected: number;
     skipped: number;
-    /** rejected + skipped. */
+    /** Taken by a Worker that died or hung before publishing (RealtimeStats.lost). */
+    lost: number;
+    /** rejected + skipped + lost. */
     dropped: number;
     completed: number;
     /** Accepted, not yet taken by the Worker. */
     pending: number;
-    /** Taken but never completed: in flight at the end, or lost with a Worker that died. */
+    /** Taken and still in flight at the end. */
     unfinished: number;
     resultsRead: number;
     readFailures: number;
@@ -442,10 +447,11 @@ function summaryOf(
       accepted: s.submitted,
       rejected: s.rejected,
       skipped: s.skipped,
+      lost: s.lost,
       dropped: s.dropped,
       completed: s.completed,
       pending: s.pending,
-      unfinished: s.submitted - s.completed - s.skipped - s.pending,
+      unfinished: s.submitted - s.completed - s.skipped - s.lost - s.pending,
       resultsRead: feeder.resultsRead,
       readFailures: s.readFailures,
       workerRestarts: s.workerRestarts,
@@ -500,7 +506,8 @@ function latencyTable(latency: RealtimeStats["latencyUs"]): string[] {
 function countersLine(c: LiveSummary["counters"]): string {
   const extra = (count: number, name: string) => count !== 0 ? ` + ${name} ${count}` : "";
   return `blocks: submitted ${c.submitted} = completed ${c.completed} + dropped ${c.dropped} ` +
-    `(rejected ${c.rejected}, skipped ${c.skipped})${extra(c.pending, "pending")}` +
+    `(rejected ${c.rejected}, skipped ${c.skipped}${c.lost !== 0 ? `, lost ${c.lost}` : ""})` +
+    `${extra(c.pending, "pending")}` +
     `${extra(c.unfinished, "unfinished")}; results read ${c.resultsRead}; ` +
     `worker restarts ${c.workerRestarts}`;
 }

@@ -14,13 +14,37 @@ import { MODEL_FLAGS, MODEL_FLAGS_HELP, specOptions } from "./model_flags.ts";
 /** Outputs kept for printing are bounded: 2^27 floats (512 MiB). */
 const RESULT_FLOATS_MAX = 2 ** 27;
 
-/** Rows of numbers (comma, semicolon or whitespace separated), each exactly `width` long. */
+/** A decimal number as a CSV of floats writes it: no hex, no Infinity, no separators. */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** One token as the float32 the model will see; throws naming the file and line. */
+function parseValue(token: string, where: string): number {
+  if (!DECIMAL.test(token)) {
+    throw new CadenzaError("E_FORMAT", `${where}: expected a number, got "${token}"`);
+  }
+  const value = Number(token);
+  if (!Number.isFinite(Math.fround(value))) {
+    throw new CadenzaError(
+      "E_FORMAT",
+      `${where}: expected a number within float32 range (magnitude at most 3.4028235e38), ` +
+        `got "${token}"`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Rows of numbers (comma, semicolon or whitespace separated), each exactly `width` long. Lines
+ * may end in LF, CRLF or CR; blank lines and everything from a `#` to the end of its line are
+ * skipped.
+ */
 export function parseRows(text: string, width: number, path: string): Float32Array[] {
   const values: number[] = [];
-  const lines = text.split(/\r?\n/);
+  const lines = text.split(/\r\n|\r|\n/);
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === "" || line.startsWith("#")) continue;
+    const hash = lines[i].indexOf("#");
+    const line = (hash < 0 ? lines[i] : lines[i].slice(0, hash)).trim();
+    if (line === "") continue;
     const tokens = line.split(/[\s,;]+/).filter((token) => token !== "");
     if (tokens.length !== width) {
       const got = tokens.length;
@@ -29,13 +53,7 @@ export function parseRows(text: string, width: number, path: string): Float32Arr
         `${path}:${i + 1}: expected ${width} values (the model's input size), got ${got}`,
       );
     }
-    for (const token of tokens) {
-      const value = Number(token);
-      if (!Number.isFinite(value)) {
-        throw new CadenzaError("E_FORMAT", `${path}:${i + 1}: expected a number, got "${token}"`);
-      }
-      values.push(value);
-    }
+    for (const token of tokens) values.push(parseValue(token, `${path}:${i + 1}`));
   }
   if (values.length === 0) throw new CadenzaError("E_FORMAT", `${path}: no input rows`);
   const all = Float32Array.from(values);
@@ -90,7 +108,8 @@ export const runCommand: Command = {
   help: [
     "usage: cadenza run MODEL --input FILE [--steps N] [--format F] [--layers FILE]",
     "",
-    "Feeds FILE's rows (numbers separated by commas or spaces, one step per line, # comments)",
+    "Feeds FILE's rows (decimal numbers separated by commas, semicolons or spaces, one step",
+    "per line; blank lines and text after a # are skipped; LF, CRLF or CR line ends)",
     "through MODEL one step at a time, its state carried from step to step. Prints each step's",
     "outputs to stdout, one line per step, and the timing to stderr: load ms and per-step us",
     "(median, p99, max) of the forward calls alone.",

@@ -9,7 +9,7 @@ import { detectFormat, type ModelFormat } from "./formats/detect.ts";
 import { parseRtneural } from "./formats/rtneural.ts";
 import { readSafetensors } from "./formats/safetensors.ts";
 import { parseTorchStateDict, type TorchLayerDecl } from "./formats/torch.ts";
-import { Model, type ModelOptions } from "./model.ts";
+import { checkOptionsObject, Model, MODEL_OPTION_KEYS, type ModelOptions } from "./model.ts";
 import type { ModelSpec } from "./spec.ts";
 
 export interface SpecOptions {
@@ -29,6 +29,13 @@ export interface LoadedSpec {
 }
 
 const FORMATS: readonly string[] = ["auto", "rtneural", "safetensors", "torch"];
+
+/** loadModel's keys; loadSpec accepts them too, so that one options object serves both. */
+const LOAD_OPTION_KEYS: readonly string[] = [
+  "format",
+  "layers",
+  ...MODEL_OPTION_KEYS.filter((key) => key !== "source"),
+];
 
 function parseJson(bytes: Uint8Array, source: string): unknown {
   try {
@@ -63,6 +70,7 @@ export async function loadSpec(
   path_or_bytes: string | Uint8Array,
   options: SpecOptions = {},
 ): Promise<LoadedSpec> {
+  checkOptionsObject(options, LOAD_OPTION_KEYS);
   const requested = options.format ?? "auto";
   if (!FORMATS.includes(requested)) {
     throw new CadenzaError(
@@ -93,8 +101,10 @@ export async function loadModel(
   path_or_bytes: string | Uint8Array,
   options: LoadOptions = {},
 ): Promise<Model> {
+  checkOptionsObject(options, LOAD_OPTION_KEYS);
   const { spec, source } = await loadSpec(path_or_bytes, options);
-  return await Model.create(spec, { ...options, source });
+  const { maxBatch, library, precision } = options;
+  return await Model.create(spec, { maxBatch, library, precision, source });
 }
 
 /**

@@ -125,13 +125,17 @@ export class Model {
 
   /** Validates the spec, packs it into a model image and loads it into the native library. */
   static async create(spec: ModelSpec, options: ModelOptions = {}): Promise<Model> {
+    checkOptionsObject(options, MODEL_OPTION_KEYS);
     const source = options.source ?? "<spec>";
     const precision = checkPrecision(options.precision, source);
-    const full: ModelSpec = {
+    const given: ModelSpec = {
       ...spec,
-      maxBatch: options.maxBatch ?? spec.maxBatch ?? DEFAULT_MAX_BATCH,
+      maxBatch: options.maxBatch ?? spec?.maxBatch ?? DEFAULT_MAX_BATCH,
     };
-    validateSpec(full, source);
+    validateSpec(given, source);
+    // The model keeps its own copy: a caller that reuses its arrays afterwards must not change
+    // what `spec` and save() report, which would no longer be the weights the library holds.
+    const full = copySpec(given);
     const image = packImage(full, source, precision);
     const api = await openNative(options.library);
     let handle: NativeHandle;
@@ -297,6 +301,42 @@ export class Model {
       );
     }
   }
+}
+
+/** The keys ModelOptions has. */
+export const MODEL_OPTION_KEYS: readonly string[] = ["maxBatch", "library", "source", "precision"];
+
+/**
+ * An options argument: an object (or nothing) with only `known` keys, so that a misspelled
+ * option (`precison`) is refused rather than silently ignored.
+ */
+export function checkOptionsObject(options: unknown, known: readonly string[]): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `options: expected an object (or nothing), got ${describe(options)}`,
+    );
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `options.${key}: expected no such option (the options are ${known.join(", ")})`,
+      );
+    }
+  }
+}
+
+/** A copy of a validated spec that shares no array or object with it. */
+function copySpec(spec: ModelSpec): ModelSpec {
+  const layers = spec.layers.map((layer) => {
+    const tensors: Record<string, Float32Array> = {};
+    for (const [name, values] of Object.entries(layer.tensors)) tensors[name] = values.slice();
+    return { ...layer, tensors };
+  });
+  const copy: ModelSpec = { ...spec, layers };
+  if (spec.meta !== undefined) copy.meta = { ...spec.meta };
+  return copy;
 }
 
 /** The precision option, checked: "f32" when absent. */

@@ -324,7 +324,11 @@ export function describe(value: unknown): string {
   }
   if (typeof value === "boolean") return String(value);
   if (value instanceof Float32Array) return `Float32Array of ${value.length}`;
-  if (ArrayBuffer.isView(value)) return `${value.constructor.name}`;
+  if (ArrayBuffer.isView(value)) {
+    const length = (value as unknown as { length?: unknown }).length;
+    const name = value.constructor.name;
+    return typeof length === "number" ? `${name} of ${length}` : name;
+  }
   if (Array.isArray(value)) return `an array of ${value.length}`;
   return typeof value === "object" ? "an object" : typeof value;
 }

@@ -57,7 +57,9 @@ export async function readFile(path: string): Promise<Uint8Array> {
   try {
     if (host.Deno !== undefined) return await host.Deno.readFile(path);
     const file = host.Bun!.file(path);
-    if (!(await file.exists())) throw new Error("no such file");
+    if (!(await file.exists())) {
+      throw new Error(isDirectory(path) ? "is a directory" : "no such file");
+    }
     return new Uint8Array(await file.arrayBuffer());
   } catch (err) {
     throw ioError("read", path, err);
@@ -75,6 +77,14 @@ export async function writeFile(path: string, data: Uint8Array): Promise<void> {
     else await host.Bun!.write(path, data);
   } catch (err) {
     throw ioError("write", path, err);
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 

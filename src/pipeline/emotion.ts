@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CadenzaError } from "../errors.ts";
-import { type LayerArch, parameterCount, tensorShapes } from "../model/spec.ts";
+import { describe, type LayerArch, parameterCount, tensorShapes } from "../model/spec.ts";
 import { loadModel, type LoadOptions, loadSpec } from "../model/load.ts";
 import { Pipeline, type PipelineModel, type PipelineNode } from "./pipeline.ts";
 
@@ -284,10 +284,11 @@ export class EmotionPipeline {
    * not run and its state does not advance; `emotion` in the result holds a copy of the input.
    */
   stepFromEmotion(emotion: Float32Array): EmotionOutputs {
-    if (emotion.length !== EMOTION_SIZE) {
+    if (!(emotion instanceof Float32Array) || emotion.length !== EMOTION_SIZE) {
       throw new CadenzaError(
         "E_ARGUMENT",
-        `EmotionPipeline.stepFromEmotion: got ${emotion.length} values, expected ${EMOTION_SIZE}`,
+        `EmotionPipeline.stepFromEmotion: expected a Float32Array of ${EMOTION_SIZE}, ` +
+          `got ${describe(emotion)}`,
       );
     }
     return this.pipeline.stepFromIndex(this.#emotionIndex, emotion);

@@ -19,6 +19,7 @@
 
 import { CadenzaError } from "../errors.ts";
 import { loadModel } from "../model/load.ts";
+import { setOwn } from "../own.ts";
 import {
   GRAPH_INFO_FIELDS,
   GRAPH_INPUT_SOURCE,
@@ -155,6 +156,8 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   readonly #compiled: CompiledNode[];
   /** Every node's output, in run order; `outputs` holds views of it. */
   readonly #all: Float32Array;
+  /** The step's input, copied before any node runs (node-by-node path). */
+  readonly #input: Float32Array;
   /** The native graph, or null when the models run node by node. */
   readonly #native: NativeRun | null;
   #disposed = false;
@@ -171,9 +174,10 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     this.order = ordered.map((n) => n.name);
     this.inputSize = opts.inputSize ?? inferInputSize(ordered, models);
     this.#all = new Float32Array(ordered.reduce((n, node) => n + models[node.model].outputSize, 0));
+    this.#input = new Float32Array(this.inputSize);
     this.#compiled = compile(ordered, models, this.inputSize, this.#all);
     const outputs: Record<string, Float32Array> = {};
-    for (const node of this.#compiled) outputs[node.name] = node.output;
+    for (const node of this.#compiled) setOwn(outputs, node.name, node.output);
     this.outputs = Object.freeze(outputs) as Outputs;
     this.#native = nativeRun(this.#compiled, this.inputSize);
     if (this.#native !== null) graphs.register(this, this.#native, this);
@@ -225,7 +229,9 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   ): Promise<Pipeline> {
     const models: Record<string, PipelineModel> = {};
     try {
-      for (const [key, source] of Object.entries(graph.files)) models[key] = await load(source);
+      for (const [key, source] of Object.entries(graph.files)) {
+        setOwn(models, key, await load(source));
+      }
       return new Pipeline(graph.nodes, models, { inputSize: graph.inputSize });
     } catch (err) {
       for (const model of Object.values(models)) model.dispose();
@@ -249,8 +255,12 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
       this.#checkStatus(run, run.api.graphStep(run.graph, input, this.#all), "step");
       return this.outputs;
     }
+    // The input may be memory a node writes during the step (one of `outputs`, or a member
+    // model's own output view); the native graph copies it first, and so does this path.
+    const copy = this.#input;
+    copy.set(input);
     const nodes = this.#compiled;
-    for (let i = 0; i < nodes.length; i++) this.#run(nodes[i], input);
+    for (let i = 0; i < nodes.length; i++) this.#run(nodes[i], copy);
     return this.outputs;
   }
 

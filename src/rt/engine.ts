@@ -21,6 +21,8 @@
 
 import process from "node:process";
 import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
+import { describe } from "../model/spec.ts";
+import { setOwn } from "../own.ts";
 import type { Precision } from "../model/model.ts";
 import type { LibraryChoice } from "../native/library.ts";
 import type { EmotionOutputs } from "../pipeline/emotion.ts";
@@ -62,7 +64,10 @@ export interface RealtimeOptions {
   watchdogMs?: number;
   /** Failed replacements in a row before the engine gives up (default 5). */
   maxRestarts?: number;
-  /** How long starting a Worker (loading its models) may take (default 60000 ms). */
+  /**
+   * How long starting a Worker (loading its models) may take (default 60000 ms; Infinity for
+   * no limit).
+   */
   loadTimeoutMs?: number;
   /** The native library: "safe", "fast" or a path (default CADENZA_LIB, else "safe"). */
   library?: LibraryChoice;
@@ -83,11 +88,16 @@ export interface RealtimeStats {
   workerState: string;
   /** Accepted submits. */
   submitted: number;
-  /** Submits refused because the ring was full. */
+  /** Submits refused because the ring was full (or the engine stopped). */
   rejected: number;
   /** Inputs the "latest" policy passed over for a newer one. */
   skipped: number;
-  /** rejected + skipped: inputs that never produced a result. */
+  /**
+   * Inputs a Worker took and never published because it died or hung mid-step (counted when
+   * its replacement starts): submitted = completed + skipped + lost + pending + in flight.
+   */
+  lost: number;
+  /** rejected + skipped + lost: inputs that never produced a result. */
   dropped: number;
   completed: number;
   /** Accepted inputs the Worker has not taken yet. */
@@ -109,9 +119,25 @@ export interface RealtimeStats {
   memory: { rssBytes: number; heapUsedBytes: number };
 }
 
+/** Every key RealtimeOptions has; any other is refused (a misspelled option). */
+const OPTION_KEYS: readonly string[] = [
+  "models",
+  "graph",
+  "runner",
+  "policy",
+  "slots",
+  "watchdogMs",
+  "maxRestarts",
+  "loadTimeoutMs",
+  "library",
+  "precision",
+];
+
 const DEFAULTS = { policy: "latest" as Policy, slots: 8, watchdogMs: 2000, maxRestarts: 5 };
 const LOAD_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 2000;
+/** The longest delay setTimeout honours (about 24.8 days). */
+const TIMER_MS_MAX = 0x7fffffff;
 /** Copies latest() tries before giving up; each retry needs the Worker to lap the reader. */
 const READ_ATTEMPTS = 4;
 
@@ -143,8 +169,15 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   readonly #inputSize: number;
   readonly #outputNames: readonly string[];
   readonly #outputSizes: readonly number[];
-  /** Views of every output in every result buffer: [buffer * outputs + output]. */
-  readonly #resultViews: readonly Float32Array[];
+  /** Each result buffer, whole, for the one copy latest() makes. */
+  readonly #resultBuffers: readonly Float32Array[];
+  /**
+   * latest() copies a result here and checks its version before it touches `into`, so a read
+   * that fails leaves the caller's last good result as it was.
+   */
+  readonly #staging: Float32Array;
+  /** Views of each output in #staging, in output order. */
+  readonly #stagingViews: readonly Float32Array[];
   #open = true;
   #checksum = 0;
 
@@ -158,6 +191,9 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   #restarts = 0;
   #failuresInRow = 0;
   #lastError: string | null = null;
+  /** Inputs lost with Workers that died mid-step (RealtimeStats.lost). */
+  #lost = 0;
+  #stopping: Promise<void> | null = null;
   #launching: Promise<void> | null = null;
   #restartTimer: ReturnType<typeof setTimeout> | null = null;
   #watchdog: ReturnType<typeof setInterval> | null = null;
@@ -177,14 +213,16 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     this.#inputSize = layout.inputSize;
     this.#outputNames = loaded.outputNames;
     this.#outputSizes = loaded.outputSizes;
-    const views: Float32Array[] = [];
+    const size = layout.resultSize;
+    const buffers: Float32Array[] = [];
     for (let b = 0; b < RESULT_BUFFERS; b++) {
-      for (let k = 0; k < loaded.outputSizes.length; k++) {
-        const at = b * layout.resultSize + layout.outputOffsets[k];
-        views.push(this.#views.results.subarray(at, at + loaded.outputSizes[k]));
-      }
+      buffers.push(this.#views.results.subarray(b * size, (b + 1) * size));
     }
-    this.#resultViews = views;
+    this.#resultBuffers = buffers;
+    this.#staging = new Float32Array(size);
+    this.#stagingViews = loaded.outputSizes.map((width, k) =>
+      this.#staging.subarray(layout.outputOffsets[k], layout.outputOffsets[k] + width)
+    );
   }
 
   /** Starts the Worker, waits for its models to load and for it to serve. */
@@ -212,7 +250,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
    * allocates nothing.
    */
   submit(features: Float32Array): boolean {
-    if (features.length !== this.#inputSize) this.#throwInputLength(features.length);
+    if (features?.length !== this.#inputSize) this.#throwInputLength(features);
     const control = this.#control;
     const write = Atomics.load(control, Control.WRITE_SEQ);
     const read = Atomics.load(control, Control.READ_SEQ);
@@ -232,14 +270,21 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
 
   /**
    * Copies the newest complete result into `into` (from `createBuffers()`) and returns the
-   * sequence number of the input it came from; -1 before the first result, and -1 (with `into`
-   * partly overwritten) in the rare case that every attempt found the Worker writing over the
-   * copy. Never waits and allocates nothing.
+   * sequence number of the input it came from. Returns -1 before the first result, and -1 in
+   * the rare case that every attempt found the Worker writing over the result being read; in
+   * both cases, and when it throws, `into` is left as it was (the last good result stays).
+   * Never waits and allocates nothing.
    */
   latest(into: B): number {
-    const control = this.#control;
     const names = this.#outputNames;
     const count = names.length;
+    for (let k = 0; k < count; k++) {
+      const target = into[names[k]];
+      if (!(target instanceof Float32Array) || target.length !== this.#outputSizes[k]) {
+        this.#throwInto(k);
+      }
+    }
+    const control = this.#control;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const buffer = Atomics.load(control, Control.NEWEST);
       if (buffer < 0) return -1;
@@ -247,12 +292,16 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       if ((version & 1) !== 0) continue;
       const seq = Atomics.load(control, Control.RESULT_SEQ + buffer);
       const checksum = Atomics.load(control, Control.CHECKSUM + buffer);
-      for (let k = 0; k < count; k++) {
-        const target = into[names[k]];
-        if (target === undefined || target.length !== this.#outputSizes[k]) this.#throwInto(k);
-        target.set(this.#resultViews[buffer * count + k]);
-      }
-      if (Atomics.load(control, Control.VERSION + buffer) === version) {
+      this.#staging.set(this.#resultBuffers[buffer]);
+      // Re-read the version with a read-modify-write that writes it back unchanged: the
+      // Worker's exchange that makes it odd then reads from this write, which orders the copy
+      // before any of its writes in the language's memory model, on any CPU (a plain load
+      // would rely on x86's ordering of loads).
+      if (
+        Atomics.compareExchange(control, Control.VERSION + buffer, version, version) === version
+      ) {
+        const staged = this.#stagingViews;
+        for (let k = 0; k < count; k++) into[names[k]].set(staged[k]);
         this.#checksum = checksum;
         return seq;
       }
@@ -275,7 +324,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     const buffers: PipelineBuffers = {};
     for (let k = 0; k < this.#outputNames.length; k++) {
       const at = this.#layout.outputOffsets[k];
-      buffers[this.#outputNames[k]] = values.subarray(at, at + this.#outputSizes[k]);
+      const view: Float32Array = values.subarray(at, at + this.#outputSizes[k]);
+      setOwn(buffers, this.#outputNames[k], view);
     }
     return Object.freeze(buffers) as B;
   }
@@ -296,6 +346,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     const submitted = count(Control.WRITE_SEQ);
     const rejected = count(Control.REJECTED);
     const skipped = count(Control.SKIPPED);
+    const lost = this.#lost;
     const summary = (h: number) => histogramSummary(this.#views.latency, h * HISTOGRAM_WORDS);
     const models: Record<string, LatencySummary> = {};
     for (const [m, name] of this.#loaded.modelNames.entries()) {
@@ -310,7 +361,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       submitted,
       rejected,
       skipped,
-      dropped: rejected + skipped,
+      lost,
+      dropped: rejected + skipped + lost,
       completed: count(Control.COMPLETED),
       pending: (submitted - count(Control.READ_SEQ)) >>> 0,
       readFailures: count(Control.READ_FAILURES),
@@ -327,9 +379,16 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     };
   }
 
-  /** Asks the Worker to finish its step and exit; terminates it if it does not in time. */
-  async stop(): Promise<void> {
-    if (this.#state === "stopped" || this.#state === "stopping") return;
+  /**
+   * Asks the Worker to finish its step and exit; terminates it if it does not in time. Every
+   * call returns the same promise: it settles once the engine is stopped.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stopNow();
+    return this.#stopping;
+  }
+
+  async #stopNow(): Promise<void> {
     this.#open = false;
     this.#state = "stopping";
     if (this.#watchdog !== null) clearInterval(this.#watchdog);
@@ -343,6 +402,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       await stopped.catch(() => undefined);
       worker.terminate();
     }
+    // A Worker that still serves this buffer (one a restart had handed it to when stop came,
+    // or one Deno could not terminate) leaves its loop at its next turn and publishes nothing.
+    this.#command(Command.STOP);
+    Atomics.add(this.#control, Control.EPOCH, 1);
+    this.#countLost();
     this.#state = "stopped";
   }
 
@@ -371,10 +435,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     Atomics.notify(this.#control, Control.WRITE_SEQ);
   }
 
-  #throwInputLength(length: number): never {
+  #throwInputLength(features: unknown): never {
     throw new CadenzaError(
       "E_ARGUMENT",
-      `RealtimeEngine.submit: features has ${length} values, expected ${this.#inputSize}`,
+      `RealtimeEngine.submit: features: expected ${this.#inputSize} values (a Float32Array), ` +
+        `got ${describe(features)}`,
     );
   }
 
@@ -384,6 +449,14 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       `RealtimeEngine.latest: into.${this.#outputNames[k]} must be a Float32Array of ` +
         `${this.#outputSizes[k]} values (use createBuffers())`,
     );
+  }
+
+  /**
+   * Test hook: the control block (layout.ts, Control), so that tests can put the sequence
+   * numbers near their wrap or act as a Worker would between two reads.
+   */
+  __controlForTest(): Int32Array {
+    return this.#control;
   }
 
   /** Hands the buffer to a loaded Worker under `epoch` and waits until it serves. */
@@ -414,6 +487,17 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     this.#beat = -1;
   }
 
+  /**
+   * Called once the epoch has moved on, when no Worker can publish: every input taken so far
+   * was completed, skipped, or lost with a Worker that died or hung holding it.
+   */
+  #countLost(): void {
+    const control = this.#control;
+    const taken = Atomics.load(control, Control.READ_SEQ);
+    const done = Atomics.load(control, Control.COMPLETED) + Atomics.load(control, Control.SKIPPED);
+    this.#lost = Math.max(0, (taken - done) | 0);
+  }
+
   #checkHeartbeat(): void {
     if (this.#state !== "running" || this.#worker === null) return;
     const beat = Atomics.load(this.#control, Control.HEARTBEAT);
@@ -438,6 +522,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     // terminate() does not stop a Worker that never yields under Deno, and under Bun it may
     // finish its step first: the new epoch makes it stop serving without publishing again.
     Atomics.add(this.#control, Control.EPOCH, 1);
+    this.#countLost();
     this.#scheduleRestart();
   }
 
@@ -456,6 +541,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       worker = spawned.worker;
       checkSameShape(this.#loaded, spawned.loaded);
       if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
+      this.#countLost();
       await this.#serve(worker, Atomics.load(this.#control, Control.EPOCH) + 1);
       if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
     } catch (err) {
@@ -482,6 +568,12 @@ function checkOptions(options: RealtimeOptions): Settings {
   };
   if (typeof SharedArrayBuffer !== "function" || typeof Worker !== "function") {
     fail("this runtime lacks SharedArrayBuffer or Worker");
+  }
+  if (typeof options !== "object" || options === null) fail("options must be an object");
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.includes(key)) {
+      fail(`options.${key}: expected no such option (the options are ${OPTION_KEYS.join(", ")})`);
+    }
   }
   const policy = options.policy ?? DEFAULTS.policy;
   if (policy !== "latest" && policy !== "every") {
@@ -521,13 +613,13 @@ function shapeOf(settings: Settings, loaded: Loaded): LayoutShape {
 }
 
 function checkSameShape(first: Loaded, again: Loaded): void {
-  const describe = (l: Loaded) =>
+  const text = (l: Loaded) =>
     `input ${l.inputSize}, outputs [${l.outputSizes}], ` +
     `models [${l.modelNames}]`;
-  if (describe(first) !== describe(again)) {
+  if (text(first) !== text(again)) {
     throw new CadenzaError(
       "E_SHAPE",
-      `RealtimeEngine: the restarted Worker loaded ${describe(again)}, expected ${describe(first)}`,
+      `RealtimeEngine: the restarted Worker loaded ${text(again)}, expected ${text(first)}`,
     );
   }
 }
@@ -588,6 +680,7 @@ function nextMessage(worker: Worker, type: string, timeoutMs: number): Promise<u
       const message = (event as ErrorEvent).message ?? "unknown error";
       reject(new CadenzaError("E_NATIVE", `RealtimeEngine: the Worker threw: ${message}`));
     };
+    // Timers take at most 2^31 - 1 ms; a longer delay (Infinity included) would fire at once.
     const timer = setTimeout(() => {
       done();
       reject(
@@ -597,7 +690,7 @@ function nextMessage(worker: Worker, type: string, timeoutMs: number): Promise<u
             `within ${timeoutMs} ms`,
         ),
       );
-    }, timeoutMs);
+    }, Math.min(timeoutMs, TIMER_MS_MAX));
     worker.addEventListener("message", onMessage);
     worker.addEventListener("error", onError);
   });

@@ -19,7 +19,10 @@
  * the newest, its version odd while it writes, even when done, and then points NEWEST at it.
  * A reader copies NEWEST's buffer and keeps the copy only if the version was even and did not
  * change; a reader is torn only if the Worker finishes two whole results during one copy,
- * and then the version check rejects the copy. Each result carries the checksum of its values
+ * and then the version check rejects the copy. The reader re-checks the version with a
+ * compare-exchange that writes it back unchanged, and the Worker makes it odd with an
+ * exchange that reads from that write: so the copy happens before the Worker's next writes
+ * in the JavaScript memory model itself, not only on CPUs that keep loads in order. Each result carries the checksum of its values
  * and its sequence number, so a test can prove that no accepted copy was torn.
  */
 

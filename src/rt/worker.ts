@@ -228,7 +228,9 @@ class ServeLoop {
     const buffer = newest < 0 ? 0 : (newest + 1) % RESULT_BUFFERS;
     // A Worker that died mid-write can leave the version odd: start from the next odd value.
     const version = Atomics.load(control, Control.VERSION + buffer) | 1;
-    Atomics.store(control, Control.VERSION + buffer, version);
+    // An exchange, not a store: it reads from a reader's re-check (engine.ts latest), so that
+    // reader's copy happens before the writes below on every CPU.
+    Atomics.exchange(control, Control.VERSION + buffer, version);
     const { resultSize, outputOffsets } = this.#layout;
     const base = buffer * resultSize;
     const outputs = this.#runner.outputs;

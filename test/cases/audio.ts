@@ -366,8 +366,14 @@ const historyCase: Case = {
     throwsCadenza(
       () => extractor.push(tone, 200, 100),
       "E_ARGUMENT",
-      /\[200, 300\) is outside 0\.\.256/,
+      /\[200, 300\): expected whole indices within 0\.\.256/,
       "push",
+    );
+    throwsCadenza(
+      () => extractor.push(tone, 0.5, 100),
+      "E_ARGUMENT",
+      /\[0\.5, 100\.5\): expected whole indices/,
+      "push from a fractional index",
     );
   },
 };

@@ -256,7 +256,7 @@ const fromEmotionCase: Case = {
       throwsCadenza(
         () => pipeline.stepFromEmotion(new Float32Array(63)),
         "E_ARGUMENT",
-        /got 63 values, expected 64/,
+        /expected a Float32Array of 64, got Float32Array of 63/,
         "short emotion",
       );
     }),

@@ -412,6 +412,8 @@ export const worstInt8ByCase = new Map<string, [number, number]>();
 
 const f32 = Math.fround;
 const MIN_NORMAL = 2 ** -126;
+/** Below this an input vector counts as zeros (127 / max would overflow f32). */
+const INPUT_MIN = 2 ** -121;
 
 function halfEven(t: number): number {
   const below = Math.floor(t);
@@ -463,7 +465,7 @@ function quantiseInput(x: ArrayLike<number>, exact: boolean): QInput {
   let max = 0;
   for (const v of xf) max = Math.max(max, Math.abs(v));
   const out: QInput = { q: new Int8Array(xf.length), sx: 0, near: [] };
-  if (max < MIN_NORMAL) return out;
+  if (max < INPUT_MIN) return out;
   const inv = f32(127 / max);
   out.sx = f32(max / 127);
   xf.forEach((v, i) => {

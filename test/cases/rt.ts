@@ -18,12 +18,12 @@ import {
 } from "../../src/pipeline/emotion.ts";
 import { type PipelineBuffers, RealtimeEngine, type RealtimeOptions } from "../../src/rt/engine.ts";
 import { LatencyHistogram } from "../../src/rt/histogram.ts";
-import { resultChecksum } from "../../src/rt/layout.ts";
+import { Control, RESULT_BUFFERS, resultChecksum, SEQ_MASK } from "../../src/rt/layout.ts";
 import { EMOTION_OUTPUTS } from "../../src/rt/runner.ts";
 import { envVar } from "../../src/native/io.ts";
 import { Rng } from "../helpers.ts";
 import { type Case, check, fail, rejectsCadenza, throwsCadenza } from "./check.ts";
-import { FAKE_INPUT_SIZE, FAKE_MODELS, FAKE_OUTPUTS, fakeValue } from "./rt_runner.ts";
+import { FAKE_INPUT_SIZE, FAKE_MODELS, FAKE_OUTPUTS, fakeValue, hangInput } from "./rt_runner.ts";
 
 /** The test runner module (no native library, about a microsecond a step). */
 export const FAKE_RUNNER = new URL("./rt_runner.ts", import.meta.url).href;
@@ -103,7 +103,8 @@ export interface StressResult {
  * `submits` accepted submits, each followed by reads; every read that returns a result must
  * carry the checksum of exactly the values copied out (all five outputs and the sequence
  * number), a sequence number that never goes back and names an accepted input, and, with the
- * fake runner, the values computed from that input.
+ * fake runner, the values computed from that input; a read that fails must leave the last
+ * result in place.
  */
 export function stressRun(engine: RealtimeEngine, options: StressOptions): StressResult {
   const into = engine.createBuffers();
@@ -119,7 +120,13 @@ export function stressRun(engine: RealtimeEngine, options: StressOptions): Stres
     if (engine.submit(input)) accepted++;
     for (let r = 0; r < 2; r++) {
       const seq = engine.latest(into);
-      if (seq < 0) continue;
+      if (seq < 0) {
+        // A read that failed after results existed must leave the last good one in place.
+        if (last >= 0 && resultChecksum(words, 0, words.length, last) !== engine.resultChecksum) {
+          fail(`a failed read after result ${last} changed the buffers`);
+        }
+        continue;
+      }
       reads++;
       if (seq < last || seq >= accepted) {
         fail(`read ${reads}: sequence ${seq} after ${last}, with ${accepted} accepted`);
@@ -348,6 +355,12 @@ export const argumentsCase: Case = {
       "policy",
     );
     await rejectsCadenza(
+      () => RealtimeEngine.start({ polcy: "every" } as RealtimeOptions),
+      "E_ARGUMENT",
+      /options\.polcy: expected no such option \(the options are .*policy/,
+      "a misspelled option",
+    );
+    await rejectsCadenza(
       () => RealtimeEngine.start({ runner: FAKE_RUNNER + "-missing.ts" }),
       "E_NATIVE",
       /Worker failed \(load\)/,
@@ -363,12 +376,30 @@ export const argumentsCase: Case = {
       const into = engine.createBuffers();
       await submitSurely(engine, new Float32Array(128));
       await latestAtLeast(engine, into, 0);
+      throwsCadenza(
+        () => engine.submit(null as unknown as Float32Array),
+        "E_ARGUMENT",
+        /features: expected 128 values .*got null/,
+        "null features",
+      );
+      into.emotion.fill(-7);
       const wrong = { ...into, melody: new Float32Array(12) };
       throwsCadenza(
         () => engine.latest(wrong),
         "E_ARGUMENT",
         /into\.melody .* 128 values/,
         "a short output buffer",
+      );
+      const plain = { ...into, groove: new Array<number>(32).fill(0) as unknown as Float32Array };
+      throwsCadenza(
+        () => engine.latest(plain),
+        "E_ARGUMENT",
+        /into\.groove must be a Float32Array of 32/,
+        "an output buffer that is a plain array",
+      );
+      check(
+        into.emotion.every((v) => v === -7),
+        () => "a latest() that threw wrote into.emotion",
       );
     });
   },
@@ -403,6 +434,18 @@ function policyCase(policy: "latest" | "every"): Case {
       }),
   };
 }
+
+export const longTimeoutCase: Case = {
+  name: "rt: a load timeout of Infinity or beyond 2^31 ms is no limit, not an instant timeout",
+  run: async () => {
+    for (const loadTimeoutMs of [Number.POSITIVE_INFINITY, 2 ** 31, 1e12]) {
+      await withEngine({ runner: FAKE_RUNNER, loadTimeoutMs }, (engine) => {
+        check(engine.stats().state === "running", () => `${loadTimeoutMs}: not running`);
+        return Promise.resolve();
+      });
+    }
+  },
+};
 
 export const policyCases: Case[] = [policyCase("latest"), policyCase("every")];
 
@@ -562,6 +605,141 @@ export async function failedRestart(dir: string, remove: () => void): Promise<vo
   });
 }
 
+/**
+ * latest() that returns -1 after a result existed must leave `into` as it was. The Worker's
+ * lapping of the reader is played here by a getter on `into` that rewrites the version of
+ * the result being read (as a Worker finishing two results would) each time it is read.
+ */
+export const failedReadCase: Case = {
+  name: "rt: a latest() that fails or throws leaves into untouched (the last good result stays)",
+  run: () =>
+    withEngine({ runner: FAKE_RUNNER }, async (engine) => {
+      const input = new Float32Array(FAKE_INPUT_SIZE);
+      input[0] = 5;
+      await submitSurely(engine, input);
+      const into = engine.createBuffers();
+      await latestAtLeast(engine, into, 0);
+      const control = engine.__controlForTest();
+      const newest = Atomics.load(control, Control.NEWEST);
+      check(newest >= 0 && newest < RESULT_BUFFERS, () => `NEWEST is ${newest}`);
+      const kept = engine.createBuffers();
+      for (const name of EMOTION_OUTPUTS) kept[name].fill(-7);
+      const lapping = {
+        ...kept,
+        get melody() {
+          Atomics.add(control, Control.VERSION + newest, 2);
+          return kept.melody;
+        },
+      } as EmotionOutputs;
+      const failures = engine.stats().readFailures;
+      const seq = engine.latest(lapping);
+      if (seq === -1) {
+        check(engine.stats().readFailures === failures + 1, () => "a -1 not counted");
+        for (const name of EMOTION_OUTPUTS) {
+          check(kept[name].every((v) => v === -7), () => `a failed read wrote into.${name}`);
+        }
+      } else {
+        check(seq === 0, () => `latest returned ${seq}, expected 0`);
+        checkFakeValues(EMOTION_OUTPUTS.map((name) => kept[name]), 5, 1);
+      }
+    }),
+};
+
+/** Every stop() call settles only once the engine is stopped and no Worker serves. */
+export const doubleStopCase: Case = {
+  name: "rt: stop() called twice: both settle only when stopped; no Worker beats afterwards",
+  run: async () => {
+    const engine = await RealtimeEngine.start({ runner: FAKE_RUNNER });
+    const first = engine.stop();
+    await engine.stop();
+    check(
+      engine.stats().state === "stopped",
+      () => `second stop settled in ${engine.stats().state}`,
+    );
+    await first;
+    const control = engine.__controlForTest();
+    const beat = Atomics.load(control, Control.HEARTBEAT);
+    await sleep(100);
+    check(Atomics.load(control, Control.HEARTBEAT) === beat, () => "a Worker beats after stop");
+  },
+};
+
+/**
+ * Sequence numbers are Int32 words that wrap: with the Worker stalled, both are put just below
+ * 2^31 and 8 inputs cross the wrap; the ring still holds exactly 8, results come in order
+ * with their numbers modulo 2^31, and the counters still add up.
+ */
+function wrapCase(policy: "latest" | "every"): Case {
+  return {
+    name: `rt: policy ${policy}: sequence numbers wrap past 2^31 without losing an input`,
+    run: () =>
+      withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
+        const into = engine.createBuffers();
+        const control = engine.__controlForTest();
+        const start = 0x7ffffffd;
+        engine.__stallWorkerForTest(400);
+        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+        Atomics.store(control, Control.READ_SEQ, start);
+        Atomics.store(control, Control.WRITE_SEQ, start);
+        const input = new Float32Array(FAKE_INPUT_SIZE);
+        for (let i = 0; i < 8; i++) {
+          input[0] = i;
+          check(engine.submit(input), () => `submit ${i} refused across the wrap`);
+        }
+        check(!engine.submit(input), () => "a ninth submit into 8 slots was accepted");
+        const last = (start + 7) & SEQ_MASK;
+        await waitFor(() => engine.latest(into) === last, `result ${last}`);
+        checkFakeValues(EMOTION_OUTPUTS.map((name) => into[name]), 7, 0);
+        await waitFor(() => engine.stats().pending === 0, "the ring to drain");
+        const s = engine.stats();
+        const want = policy === "latest" ? [1, 7] : [8, 0];
+        check(s.completed === want[0] && s.skipped === want[1], () =>
+          `completed ${s.completed}, skipped ${s.skipped}, expected ${want}`);
+        check(s.submitted === (start + 8) >>> 0 && s.rejected === 1, () =>
+          `submitted ${s.submitted}, rejected ${s.rejected}`);
+      }),
+  };
+}
+
+export const wrapCases: Case[] = [wrapCase("latest"), wrapCase("every")];
+
+/**
+ * A Worker that hangs inside a step holds an input it will never publish: once replaced, that
+ * input is counted as lost, so the counters add up.
+ */
+export const lostCase: Case = {
+  name: "rt: an input held by a Worker that hangs mid-step is counted as lost; counters add up",
+  run: () =>
+    withEngine({ runner: FAKE_RUNNER, policy: "every", watchdogMs: 300 }, async (engine) => {
+      const into = engine.createBuffers();
+      const input = new Float32Array(FAKE_INPUT_SIZE);
+      input[0] = 1;
+      await submitSurely(engine, input);
+      await latestAtLeast(engine, into, 0);
+      await submitSurely(engine, hangInput(1500));
+      await waitFor(() => engine.stats().state !== "running", "the watchdog");
+      check(engine.latest(into) === 0, () => "the last good result was lost");
+      await waitFor(
+        () => engine.stats().state === "running" && engine.stats().workerRestarts === 1,
+        "the restart",
+      );
+      input[0] = 2;
+      await submitSurely(engine, input);
+      check(await latestAtLeast(engine, into, 2) === 2, () => "no result after the restart");
+      await waitFor(() => engine.stats().pending === 0, "the ring to drain");
+      const s = engine.stats();
+      check(
+        s.lost === 1 && s.completed === 2 && s.submitted === 3,
+        () => `lost ${s.lost}, completed ${s.completed}, submitted ${s.submitted}`,
+      );
+      check(s.dropped === s.rejected + s.skipped + s.lost, () => `dropped ${s.dropped}`);
+      check(
+        s.submitted === s.completed + s.skipped + s.lost + s.pending,
+        () => `counters do not add up: ${JSON.stringify(s)}`,
+      );
+    }),
+};
+
 // ---------------------------------------------------------------------------------------------
 // Worker death: the caller keeps the last good result, sees the error, and results flow again.
 
@@ -648,8 +826,13 @@ export const rtCases: Case[] = [
   histogramCase,
   structureCase,
   argumentsCase,
+  longTimeoutCase,
   ...policyCases,
   stopCase,
+  failedReadCase,
+  doubleStopCase,
+  ...wrapCases,
+  lostCase,
   ...pipelineCases,
   precisionCase,
   statsCase,

@@ -10,11 +10,17 @@ export type ModelFormat = "rtneural" | "safetensors" | "torch";
 
 const OPEN_BRACE = 0x7B;
 
+/**
+ * A u64 length and then "{". A length that runs past the end (a truncated file) still counts
+ * when one of its first 8 bytes is 0, which JSON text never holds: the safetensors reader then
+ * says what is wrong with the header instead of a JSON parser failing on its binary length.
+ */
 function looksLikeSafetensors(bytes: Uint8Array): boolean {
-  if (bytes.length < 10) return false;
+  if (bytes.length < 10 || bytes[8] !== OPEN_BRACE) return false;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const header_len = view.getBigUint64(0, true);
-  return header_len >= 2n && header_len <= BigInt(bytes.length - 8) && bytes[8] === OPEN_BRACE;
+  if (header_len >= 2n && header_len <= BigInt(bytes.length - 8)) return true;
+  return bytes.subarray(0, 8).includes(0);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -7,6 +7,7 @@
  */
 
 import { CadenzaError } from "../../errors.ts";
+import { setOwn } from "../../own.ts";
 import {
   archOf,
   DEFAULT_MAX_BATCH,
@@ -70,7 +71,7 @@ function metadataOf(spec: ModelSpec): Record<string, string> {
           `got ${describe(key)}`,
       );
     }
-    meta[key] = value;
+    setOwn(meta, key, value);
   }
   return meta;
 }
@@ -187,12 +188,7 @@ function readMetadata(header: Record<string, unknown>, source: string): Record<s
     if (typeof value !== "string") {
       throw formatError(source, `__metadata__.${key}: expected a string, got ${describe(value)}`);
     }
-    Object.defineProperty(out, key, {
-      value,
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
+    setOwn(out, key, value);
   }
   const expect = (key: string, want: string) => {
     if (out[key] !== want) {

@@ -184,7 +184,7 @@ function readRecurrent(
     if (name !== undefined) layer.name = name;
     layers.push(layer);
   }
-  return layers;
+  return appendActivation(layers, layers[layers.length - 1].outputSize, decl.activation);
 }
 
 function readBias(reader: Reader, param: string, len: number): Float32Array {
@@ -384,6 +384,18 @@ const READERS: Record<TorchLayerKind, LayerReader> = {
   activation: readActivation,
 };
 
+/** The declaration fields each kind reads; any other field is a mistake (often a typo). */
+const DECL_FIELDS: Record<TorchLayerKind, readonly string[]> = {
+  linear: ["activation"],
+  lstm: ["numLayers", "activation"],
+  gru: ["numLayers", "activation"],
+  conv1d: ["kernelSize", "dilation", "groups", "activation"],
+  batchnorm: ["epsilon", "activation"],
+  layernorm: ["epsilon", "activation"],
+  prelu: ["activation"],
+  activation: ["activation"],
+};
+
 function checkDecl(decl: unknown, what: string): asserts decl is TorchLayerDecl {
   const fail = (field: string, expected: string, got: unknown): never => {
     throw new CadenzaError(
@@ -395,6 +407,12 @@ function checkDecl(decl: unknown, what: string): asserts decl is TorchLayerDecl 
   const d = decl as Record<string, unknown>;
   if (typeof d.kind !== "string" || !TORCH_KINDS.includes(d.kind as TorchLayerKind)) {
     fail("kind", `one of ${TORCH_KINDS.join(", ")}`, d.kind);
+  }
+  const fields = ["kind", "name", "inputSize", ...DECL_FIELDS[d.kind as TorchLayerKind]];
+  for (const key of Object.keys(d)) {
+    if (!fields.includes(key)) {
+      fail(key, `nothing (a ${d.kind} declaration takes ${fields.join(", ")})`, d[key]);
+    }
   }
   if (d.name !== undefined && typeof d.name !== "string") fail("name", "a string", d.name);
   if (d.activation !== undefined && !Object.hasOwn(ACTIVATION_IDS, String(d.activation))) {
