@@ -400,9 +400,12 @@ export function featureAllocationCase(probe: AllocationProbe, slack: number, uni
         }
       };
       body(2000);
-      // The least of three rounds: one-time JIT work can land in one, an allocation per block
-      // recurs in each.
-      const rounds = [probe(20_000, body), probe(20_000, body), probe(20_000, body)];
+      // The least of up to five rounds: one-time JIT work can land in one, an allocation per
+      // block recurs in each.
+      const rounds: number[] = [];
+      while (rounds.length < 5 && !(rounds.length > 0 && Math.min(...rounds) <= slack)) {
+        rounds.push(probe(20_000, body));
+      }
       check(Number.isFinite(sum[0]), () => `features are not finite: ${sum[0]}`);
       check(
         Math.min(...rounds) <= slack,

@@ -224,12 +224,12 @@ export function allocationCase(probe: AllocationProbe, slack: number, unit: stri
           await sleep(0);
         }
         await latestAtLeast(engine, into, 0);
-        // The least of up to three rounds: the JIT's own one-time work (a deoptimisation when
+        // The least of up to five rounds: the JIT's own one-time work (a deoptimisation when
         // a rare branch is first taken) can land in one round, but an allocation made by
         // submit or latest recurs in every round.
         const rounds: number[] = [];
         const before = engine.stats().submitted;
-        while (rounds.length < 3 && !(rounds.length > 0 && Math.min(...rounds) <= slack)) {
+        while (rounds.length < 5 && !(rounds.length > 0 && Math.min(...rounds) <= slack)) {
           rounds.push(probe(100_000, body));
         }
         const measured = Math.min(...rounds);
