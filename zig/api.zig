@@ -96,10 +96,7 @@ pub export fn cz_forward(
     const io = rows(m, "cz_forward", in, in_len, out, out_len, 1) catch {
         return @intFromEnum(Status.bad_argument);
     };
-    const env = fpenv.enterNoSubnormals();
-    defer fpenv.leave(env);
-    m.forward(io.x, io.y);
-    return @intFromEnum(Status.ok);
+    return compute(Model.forward, .{ m, io.x, io.y });
 }
 
 pub export fn cz_forward_batch(
@@ -118,10 +115,7 @@ pub export fn cz_forward_batch(
     const io = rows(m, "cz_forward_batch", in, in_len, out, out_len, batch) catch {
         return @intFromEnum(Status.bad_argument);
     };
-    const env = fpenv.enterNoSubnormals();
-    defer fpenv.leave(env);
-    m.forwardBatch(io.x, io.y, batch);
-    return @intFromEnum(Status.ok);
+    return compute(Model.forwardBatch, .{ m, io.x, io.y, batch });
 }
 
 pub export fn cz_reset(handle: ?*anyopaque) u32 {
@@ -150,6 +144,15 @@ fn liveAs(comptime T: type, magic_live: u64, handle: ?*anyopaque) ?*T {
     const object: *T = @ptrCast(@alignCast(p));
     if (object.magic != magic_live) return null;
     return object;
+}
+
+/// Runs a compute call, `f` on `args`, with subnormals flushed and the caller's floating-point
+/// state restored after (see fpenv.zig); returns status ok.
+inline fn compute(comptime f: anytype, args: anytype) u32 {
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
+    @call(.auto, f, args);
+    return @intFromEnum(Status.ok);
 }
 
 /// Keeps a failed call's message in the handle's `diag` (a model's or a graph's).
@@ -355,10 +358,7 @@ pub export fn cz_graph_step(
     const io = graphIo(g, "cz_graph_step", in, in_len, g.input_size, out, out_len) catch {
         return @intFromEnum(Status.bad_argument);
     };
-    const env = fpenv.enterNoSubnormals();
-    defer fpenv.leave(env);
-    g.step(io.x, io.y);
-    return @intFromEnum(Status.ok);
+    return compute(Graph.step, .{ g, io.x, io.y });
 }
 
 /// Sets node `node`'s output to `in` (`in_len` == its output size; its model does not run)
@@ -386,10 +386,7 @@ pub export fn cz_graph_step_from(
     const io = graphIo(g, "cz_graph_step_from", in, in_len, width, out, out_len) catch {
         return @intFromEnum(Status.bad_argument);
     };
-    const env = fpenv.enterNoSubnormals();
-    defer fpenv.leave(env);
-    g.stepFrom(node, io.x, io.y);
-    return @intFromEnum(Status.ok);
+    return compute(Graph.stepFrom, .{ g, node, io.x, io.y });
 }
 
 /// Resets every member model's state and zeroes every node output.

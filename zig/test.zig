@@ -192,6 +192,28 @@ pub fn packLayer(
     return parts;
 }
 
+/// The logistic function in f64, for the recurrent kinds' naive references.
+pub fn sigmoid64(v: f64) f64 {
+    return 1 / (1 + @exp(-v));
+}
+
+/// Fills x with inputs uniform in [-2, 2) and x64 with the same values as f64.
+pub fn randomInput(rng: std.Random, x: []f32, x64: []f64) void {
+    for (x, x64) |*v, *w| {
+        v.* = (rng.float(f32) - 0.5) * 4;
+        w.* = v.*;
+    }
+}
+
+/// The check of a gated recurrent kernel refuses in = out = 65536 with `msg`, and refuses a
+/// fused activation.
+pub fn expectGatedCheck(comptime kernel: type, kind: desc.Kind, msg: []const u8) !void {
+    const d = descOf(.{ .kind = kind, .in = 65536, .out = 65536 });
+    try testing.expectEqualStrings(msg, kernel.check(&d).?);
+    const tanh_act = descOf(.{ .kind = kind, .act = .tanh, .in = 3, .out = 3 });
+    try testing.expect(kernel.check(&tanh_act) != null);
+}
+
 /// |got - want| <= tol * (1 + |want|) for every element.
 pub fn expectClose(want: []const f64, got: []const f32, tol: f64) !void {
     try testing.expectEqual(want.len, got.len);

@@ -15,6 +15,7 @@ import { loadModel, type Model, modelFromSpec } from "../../src/index.ts";
 import type { LayerKind, LayerSpec, ModelSpec } from "../../src/model/spec.ts";
 import { defaultModelsDir, EMOTION_MODELS, modelFile } from "../../src/pipeline/emotion.ts";
 import { parseRtneural } from "../../src/model/formats/rtneural.ts";
+import type { NativeApi } from "../../src/native/api.ts";
 import { openNative } from "../../src/native/index.ts";
 import { readFileSync } from "node:fs";
 import {
@@ -185,30 +186,42 @@ async function compareBf16(spec: ModelSpec, seed: number, plan: Plan): Promise<[
   return worst;
 }
 
+/** A random model of `kinds` seeded by the case name, and how many steps of batch 5 it runs. */
+function kindModel(name: string, kinds: LayerKind[], n_in: number) {
+  const seed = caseSeed(name);
+  const spec = randomModel(new Rng(seed ^ 0x9e3779b9), kinds, n_in, [], 5);
+  return { seed, spec, plan: { steps: stepsFor(spec), batch: 5 } };
+}
+
 function kindCase(name: string, kinds: LayerKind[], n_in: number): Case {
   return {
     name,
     run: async () => {
-      const seed = caseSeed(name);
-      const spec = randomModel(new Rng(seed ^ 0x9e3779b9), kinds, n_in, [], 5);
-      const plan = { steps: stepsFor(spec), batch: 5 };
+      const { seed, spec, plan } = kindModel(name, kinds, n_in);
       worstByPrecisionCase.set(name, await compareBf16(spec, seed, plan));
     },
   };
 }
 
-function everyKind(): Case[] {
+const STACKS: [string, LayerKind[], number][] = [
+  ["dense lstm dense", ["dense", "lstm", "dense"], 3],
+  ["conv1d gru dense", ["conv1d", "gru", "dense"], 17],
+  ["transformer x2 dense", ["transformer", "transformer", "dense"], 33],
+  ["dense attention lstm conv1d", ["dense", "attention", "lstm", "conv1d", "dense"], 3],
+];
+
+/** Every kind at each odd width, then the stacks, as cases named `${precision} ...`. */
+function everyKind(
+  precision: "bf16" | "int8",
+  makeCase: (name: string, kinds: LayerKind[], n_in: number) => Case,
+): Case[] {
   const cases: Case[] = [];
   for (const kind of ALL_KINDS) {
-    for (const n of ODD_SIZES) cases.push(kindCase(`bf16 ${kind} width ${n}`, [kind], n));
+    for (const n of ODD_SIZES) cases.push(makeCase(`${precision} ${kind} width ${n}`, [kind], n));
   }
-  const stacks: [string, LayerKind[], number][] = [
-    ["dense lstm dense", ["dense", "lstm", "dense"], 3],
-    ["conv1d gru dense", ["conv1d", "gru", "dense"], 17],
-    ["transformer x2 dense", ["transformer", "transformer", "dense"], 33],
-    ["dense attention lstm conv1d", ["dense", "attention", "lstm", "conv1d", "dense"], 3],
-  ];
-  for (const [name, kinds, n] of stacks) cases.push(kindCase(`bf16 stack ${name}`, kinds, n));
+  for (const [name, kinds, n] of STACKS) {
+    cases.push(makeCase(`${precision} stack ${name}`, kinds, n));
+  }
   return cases;
 }
 
@@ -282,6 +295,39 @@ function kindSpecs(rng: Rng): ModelSpec[] {
   );
 }
 
+/**
+ * `image` (of a one-layer `spec`, input 4) with word 15 set to bf16 (1) or int8 (2): refused
+ * where the kind has no matrix, else it loads and runs a forward.
+ */
+function checkWeightTypeWord(
+  api: NativeApi,
+  spec: ModelSpec,
+  image: Uint8Array,
+  precision: "bf16" | "int8",
+): void {
+  const kind = spec.layers[0].kind;
+  if (MATRICES[kind].length === 0) {
+    const word = precision === "bf16" ? 1 : 2;
+    throwsCadenza(
+      () => api.destroy(api.create(image)),
+      "E_FORMAT",
+      new RegExp(
+        `word 15 \\(weight_type\\) is ${word} \\(${precision}\\), expected 0 \\(f32\\): ` +
+          "this kind has no weight",
+      ),
+      `${kind} at ${precision}`,
+    );
+    return;
+  }
+  const handle = api.create(image);
+  try {
+    const y = new Float32Array(spec.layers[0].outputSize);
+    check(api.forward(handle, new Float32Array(4), y) === 0, () => `${kind}: forward`);
+  } finally {
+    api.destroy(handle);
+  }
+}
+
 const WEIGHT_TYPE_MESSAGE =
   /layer 0 \(\w+\): word 15 \(weight_type\) is \d+, expected 0 \(f32\), 1 \(bf16\) or 2 \(int8\)/;
 
@@ -304,23 +350,7 @@ function parserCases(): Case[] {
             `${kind} word 15 = ${value}`,
           );
         }
-        const bf16 = setWord(image, word15, 1);
-        if (MATRICES[kind].length === 0) {
-          throwsCadenza(
-            () => api.destroy(api.create(bf16)),
-            "E_FORMAT",
-            /word 15 \(weight_type\) is 1 \(bf16\), expected 0 \(f32\): this kind has no weight/,
-            `${kind} at bf16`,
-          );
-          continue;
-        }
-        const handle = api.create(bf16);
-        try {
-          const y = new Float32Array(spec.layers[0].outputSize);
-          check(api.forward(handle, new Float32Array(4), y) === 0, () => `${kind}: forward`);
-        } finally {
-          api.destroy(handle);
-        }
+        checkWeightTypeWord(api, spec, setWord(image, word15, 1), "bf16");
       }
     },
   }, {
@@ -370,12 +400,12 @@ function optionCases(): Case[] {
 
 export function precisionCases(): Case[] {
   return [
-    ...everyKind(),
+    ...everyKind("bf16", kindCase),
     ...FIXTURES.map(fixtureCase),
     ...defaultModels(),
     ...parserCases(),
     ...optionCases(),
-    ...int8EveryKind(),
+    ...everyKind("int8", int8KindCase),
     ...int8DefaultModels(),
     ...int8ParserCases(),
   ];
@@ -911,9 +941,7 @@ function int8KindCase(name: string, kinds: LayerKind[], n_in: number): Case {
   return {
     name,
     run: async () => {
-      const seed = caseSeed(name);
-      const spec = randomModel(new Rng(seed ^ 0x9e3779b9), kinds, n_in, [], 5);
-      const plan = { steps: stepsFor(spec), batch: 5 };
+      const { seed, spec, plan } = kindModel(name, kinds, n_in);
       const [ref, f32v, strictCount] = await compareInt8(spec, seed, plan, kinds.length === 1);
       // A single layer of a kind whose reference bounds its ties must be checked strictly.
       const bounded = kinds.length === 1 && kinds[0] !== "transformer";
@@ -921,21 +949,6 @@ function int8KindCase(name: string, kinds: LayerKind[], n_in: number): Case {
       worstInt8ByCase.set(name, [ref, f32v]);
     },
   };
-}
-
-function int8EveryKind(): Case[] {
-  const cases: Case[] = [];
-  for (const kind of ALL_KINDS) {
-    for (const n of ODD_SIZES) cases.push(int8KindCase(`int8 ${kind} width ${n}`, [kind], n));
-  }
-  const stacks: [string, LayerKind[], number][] = [
-    ["dense lstm dense", ["dense", "lstm", "dense"], 3],
-    ["conv1d gru dense", ["conv1d", "gru", "dense"], 17],
-    ["transformer x2 dense", ["transformer", "transformer", "dense"], 33],
-    ["dense attention lstm conv1d", ["dense", "attention", "lstm", "conv1d", "dense"], 3],
-  ];
-  for (const [name, kinds, n] of stacks) cases.push(int8KindCase(`int8 stack ${name}`, kinds, n));
-  return cases;
 }
 
 function int8DefaultModels(): Case[] {
@@ -960,26 +973,8 @@ function int8ParserCases(): Case[] {
       const api = await openNative("safe");
       const rng = new Rng(0x16);
       for (const spec of kindSpecs(rng)) {
-        const kind = spec.layers[0].kind;
-        const image = writeImage(spec);
         const word15 = recordOffset(spec, 0) / 4 + RECORD_WORDS - 1;
-        const int8 = setWord(image, word15, 2);
-        if (MATRICES[kind].length === 0) {
-          throwsCadenza(
-            () => api.destroy(api.create(int8)),
-            "E_FORMAT",
-            /word 15 \(weight_type\) is 2 \(int8\), expected 0 \(f32\): this kind has no weight/,
-            `${kind} at int8`,
-          );
-          continue;
-        }
-        const handle = api.create(int8);
-        try {
-          const y = new Float32Array(spec.layers[0].outputSize);
-          check(api.forward(handle, new Float32Array(4), y) === 0, () => `${kind}: forward`);
-        } finally {
-          api.destroy(handle);
-        }
+        checkWeightTypeWord(api, spec, setWord(writeImage(spec), word15, 2), "int8");
       }
     },
   }];

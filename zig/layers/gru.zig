@@ -154,10 +154,6 @@ pub fn forward(
 
 const helpers = @import("../test.zig");
 
-fn sigmoid64(v: f64) f64 {
-    return 1 / (1 + @exp(-v));
-}
-
 fn dot64(w: []const f32, v: []const f64) f64 {
     var s: f64 = 0;
     for (w, v) |a, b| s += a * b;
@@ -181,8 +177,8 @@ fn referenceStep(
             gx[q] = t[2][row] + dot64(t[0][row * in ..][0..in], x);
             gh[q] = t[3][row] + dot64(t[1][row * hidden ..][0..hidden], h);
         }
-        const z = sigmoid64(gx[0] + gh[0]);
-        const r = sigmoid64(gx[1] + gh[1]);
+        const z = helpers.sigmoid64(gx[0] + gh[0]);
+        const r = helpers.sigmoid64(gx[1] + gh[1]);
         const cand = std.math.tanh(gx[2] + r * gh[2]);
         next[n] = (1 - z) * cand + z * h[n];
     }
@@ -195,15 +191,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
     const a = arena.allocator();
     var rng = std.Random.DefaultPrng.init(in * 1000 + hidden);
     const r = rng.random();
-    const d = LayerDesc{
-        .kind = .gru,
-        .act = .linear,
-        .in = in,
-        .out = hidden,
-        .p = @splat(0),
-        .f = @splat(0),
-        .weight_type = wt,
-    };
+    const d = helpers.descOf(.{ .kind = .gru, .in = in, .out = hidden, .weight_type = wt });
     try std.testing.expect(check(&d) == null);
     const tensors = try helpers.randomTensors(a, r, @This(), &d, 1.2);
     const l = try helpers.packLayer(a, @This(), &d, tensors);
@@ -214,10 +202,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
     const x64 = try a.alloc(f64, in);
     const y = try a.alloc(f32, hidden);
     for (0..steps) |_| {
-        for (x, x64) |*v, *w| {
-            v.* = (r.float(f32) - 0.5) * 4;
-            w.* = v.*;
-        }
+        helpers.randomInput(r, x, x64);
         forward(&d, l.weights, l.state, l.scratch, x, y);
         referenceStep(in, hidden, stored, x64, h64);
         // f32 sums of up to 33 products plus the activations' ~1e-7 error, over several steps.
@@ -235,14 +220,7 @@ test "gru: matches an f64 reference over several steps on odd sizes, f32 and bf1
 test "gru: keeps the recurrent n-gate term apart from the input term" {
     // Only bh_n is non-zero: with reset_after, r (= 0.5 here) scales it; summed with bx_n it
     // would not be. h' = (1 - 0.5) tanh(0.5 * 2) + 0.5 * 0 at the first step.
-    const d = LayerDesc{
-        .kind = .gru,
-        .act = .linear,
-        .in = 1,
-        .out = 1,
-        .p = @splat(0),
-        .f = @splat(0),
-    };
+    const d = comptime helpers.descOf(.{ .kind = .gru, .in = 1, .out = 1 });
     const zeros = [_]f32{ 0, 0, 0 };
     const bh = [_]f32{ 0, 0, 2 };
     var weights: [sizes(&d, 1).weights]f32 = undefined;
@@ -255,19 +233,6 @@ test "gru: keeps the recurrent n-gate term apart from the input term" {
 }
 
 test "gru: check refuses a fused activation and sizes past 2^30 weights" {
-    const d = LayerDesc{
-        .kind = .gru,
-        .act = .linear,
-        .in = 65536,
-        .out = 65536,
-        .p = @splat(0),
-        .f = @splat(0),
-    };
     const msg = "3 * out * (in + out) must be at most 2^30 weights";
-    try std.testing.expectEqualStrings(msg, check(&d).?);
-    var tanh_act = d;
-    tanh_act.in = 3;
-    tanh_act.out = 3;
-    tanh_act.act = .tanh;
-    try std.testing.expect(check(&tanh_act) != null);
+    try helpers.expectGatedCheck(@This(), .gru, msg);
 }

@@ -149,10 +149,6 @@ pub fn forward(
 
 const helpers = @import("../test.zig");
 
-fn sigmoid64(v: f64) f64 {
-    return 1 / (1 + @exp(-v));
-}
-
 /// One LSTM step in f64 on the unpacked tensors; h and c are updated in place.
 fn referenceStep(
     in: usize,
@@ -170,10 +166,10 @@ fn referenceStep(
         z[r] = s;
     }
     for (0..hidden) |n| {
-        const i = sigmoid64(z[n]);
-        const f = sigmoid64(z[hidden + n]);
+        const i = helpers.sigmoid64(z[n]);
+        const f = helpers.sigmoid64(z[hidden + n]);
         const g = std.math.tanh(z[2 * hidden + n]);
-        const o = sigmoid64(z[3 * hidden + n]);
+        const o = helpers.sigmoid64(z[3 * hidden + n]);
         c[n] = f * c[n] + i * g;
         h[n] = o * std.math.tanh(c[n]);
     }
@@ -186,15 +182,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
     const a = arena.allocator();
     var rng = std.Random.DefaultPrng.init(in * 1000 + hidden);
     const r = rng.random();
-    const d = LayerDesc{
-        .kind = .lstm,
-        .act = .linear,
-        .in = in,
-        .out = hidden,
-        .p = @splat(0),
-        .f = @splat(0),
-        .weight_type = wt,
-    };
+    const d = helpers.descOf(.{ .kind = .lstm, .in = in, .out = hidden, .weight_type = wt });
     try std.testing.expect(check(&d) == null);
     const tensors = try helpers.randomTensors(a, r, @This(), &d, 1.2);
     const l = try helpers.packLayer(a, @This(), &d, tensors);
@@ -207,10 +195,7 @@ fn expectSteps(in: u32, hidden: u32, steps: usize, wt: desc.WeightType) !void {
     const x64 = try a.alloc(f64, in);
     const y = try a.alloc(f32, hidden);
     for (0..steps) |_| {
-        for (x, x64) |*v, *w| {
-            v.* = (r.float(f32) - 0.5) * 4;
-            w.* = v.*;
-        }
+        helpers.randomInput(r, x, x64);
         forward(&d, l.weights, l.state, l.scratch, x, y);
         referenceStep(in, hidden, stored, x64, h64, c64);
         // f32 sums of up to 66 products plus the activations' ~1e-7 error, over several steps.
@@ -229,19 +214,6 @@ test "lstm: matches an f64 reference over several steps on odd sizes, f32 and bf
 }
 
 test "lstm: check refuses a fused activation and sizes past 2^30 weights" {
-    const d = LayerDesc{
-        .kind = .lstm,
-        .act = .linear,
-        .in = 65536,
-        .out = 65536,
-        .p = @splat(0),
-        .f = @splat(0),
-    };
     const msg = "4 * out * (in + out) must be at most 2^30 weights";
-    try std.testing.expectEqualStrings(msg, check(&d).?);
-    var tanh_act = d;
-    tanh_act.in = 3;
-    tanh_act.out = 3;
-    tanh_act.act = .tanh;
-    try std.testing.expect(check(&tanh_act) != null);
+    try helpers.expectGatedCheck(@This(), .lstm, msg);
 }

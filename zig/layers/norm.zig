@@ -16,6 +16,12 @@ fn checkSquare(d: *const LayerDesc) ?[]const u8 {
     return null;
 }
 
+/// Sizes of a kind whose weights are two vectors of n, each padded to whole vectors.
+fn twoVectorSizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
+    _ = max_batch;
+    return .{ .weights = 2 * simd.roundUp(d.out), .state = 0, .scratch = 0 };
+}
+
 /// `y[i] = x[i] * a[i] + b[i]` over n = y.len; a and b padded to whole vectors.
 fn scaleShift(a: []const f32, b: []const f32, x: []const f32, y: []f32) void {
     const n = y.len;
@@ -106,10 +112,7 @@ pub const batchnorm = struct {
         return .{ scale, beta - mean * scale };
     }
 
-    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
-        _ = max_batch;
-        return .{ .weights = 2 * simd.roundUp(d.out), .state = 0, .scratch = 0 };
-    }
+    pub const sizes = twoVectorSizes;
 
     pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
         const n: usize = d.out;
@@ -150,10 +153,7 @@ pub const layernorm = struct {
         return 2;
     }
 
-    pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
-        _ = max_batch;
-        return .{ .weights = 2 * simd.roundUp(d.out), .state = 0, .scratch = 0 };
-    }
+    pub const sizes = twoVectorSizes;
 
     pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
         const padded = simd.roundUp(d.out);
