@@ -1,0 +1,593 @@
+/**
+ * Music output (src/music): the note-sequence functions, MIDI files checked by the tests' own
+ * SMF reader (test/midi-parse.ts, independent of the library that writes them), corrupt files,
+ * the piano-roll PNG (its IHDR read here), audio through FluidSynth (its WAV read here) and the
+ * key finder. Runtime-neutral; test/music-io.test.ts and test/deno/music-io.test.ts register
+ * them.
+ */
+
+import {
+  emptySequence,
+  type InstrumentInfo,
+  keyName,
+  keySharps,
+  type Note,
+  type NoteSequence,
+  quantizeSequence,
+  quartersToSeconds,
+  secondsToQuarters,
+  sortNotes,
+  totalBars,
+  validateSequence,
+} from "../../src/music/sequence.ts";
+import { fromMidi, MIDI_PPQ, toMidi } from "../../src/music/midi.ts";
+import { Rng } from "../helpers.ts";
+import { parseSmf, type SmfFile } from "../midi-parse.ts";
+import { type Case, check, fail, throwsCadenza, throwsCadenzaWith } from "./check.ts";
+
+// ---------------------------------------------------------------------------------------------
+// A test piece: melody, chords, bass and drums over `bars` bars, on a step grid.
+
+export const PARTS: InstrumentInfo[] = [
+  { instrument: 0, name: "melody", program: 73, isDrum: false, channel: 0 },
+  { instrument: 1, name: "chords", program: 0, isDrum: false, channel: 1 },
+  { instrument: 2, name: "bass", program: 33, isDrum: false, channel: 2 },
+  { instrument: 9, name: "drums", program: 0, isDrum: true, channel: 9 },
+];
+
+export interface PieceOptions {
+  bars: number;
+  tempo: number;
+  meter: [number, number];
+  tonic: number;
+  mode: "major" | "minor";
+  seed: number;
+}
+
+const MAJOR = [0, 2, 4, 5, 7, 9, 11];
+const MINOR = [0, 2, 3, 5, 7, 8, 10];
+
+/** A seeded piece in the key: random scale notes in the melody, I/IV/V triads, roots in the bass. */
+export function testPiece(o: PieceOptions): NoteSequence {
+  const rng = new Rng(o.seed);
+  const spq = 4;
+  const seq = emptySequence({
+    tempo: o.tempo,
+    meter: o.meter,
+    key: { tonic: o.tonic, mode: o.mode },
+    instruments: PARTS,
+    stepsPerQuarter: spq,
+    meta: { title: "test piece", seed: String(o.seed), trained: "false" },
+  });
+  const scale = o.mode === "major" ? MAJOR : MINOR;
+  const bar_steps = (o.meter[0] * 4 * spq) / o.meter[1];
+  const add = (pitch: number, start: number, end: number, part: InstrumentInfo, velocity = 80) => {
+    const note: Note = {
+      pitch,
+      velocity,
+      startTime: quartersToSeconds(seq, start / spq),
+      endTime: quartersToSeconds(seq, end / spq),
+      instrument: part.instrument,
+      program: part.program,
+      isDrum: part.isDrum,
+      quantizedStartStep: start,
+      quantizedEndStep: end,
+    };
+    seq.notes.push(note);
+  };
+  for (let bar = 0; bar < o.bars; bar++) {
+    const at = bar * bar_steps;
+    const degree = [0, 3, 4, 0][bar % 4];
+    const root = o.tonic + scale[degree];
+    for (const third of [0, 2, 4]) {
+      const d = degree + third;
+      add(48 + o.tonic + scale[d % 7] + 12 * Math.floor(d / 7), at, at + bar_steps, PARTS[1], 64);
+    }
+    add(36 + (root % 12), at, at + bar_steps, PARTS[2], 90);
+    for (let s = 0; s < bar_steps; s += 2) {
+      const d = rng.int(0, 6);
+      add(60 + o.tonic + scale[d], at + s, at + s + rng.int(1, 2), PARTS[0], rng.int(60, 110));
+    }
+    for (let s = 0; s < bar_steps; s += spq) {
+      add(s === 0 ? 36 : 42, at + s, at + s + 1, PARTS[3], 100);
+    }
+  }
+  seq.totalTime = quartersToSeconds(seq, (o.bars * bar_steps) / spq);
+  validateSequence(seq);
+  return seq;
+}
+
+const BASE: PieceOptions = { bars: 8, tempo: 120, meter: [4, 4], tonic: 9, mode: "minor", seed: 7 };
+
+// ---------------------------------------------------------------------------------------------
+// Sequence functions.
+
+const sequenceCases: Case[] = [
+  {
+    name: "sequence: bars follow tempo and meter (8 bars of 4/4 at 120 = 16 s; 16 of 3/4 at 90)",
+    run: () => {
+      const a = testPiece(BASE);
+      check(Math.abs(a.totalTime - 16) < 1e-9, () => `totalTime ${a.totalTime}`);
+      check(Math.abs(totalBars(a) - 8) < 1e-9, () => `bars ${totalBars(a)}`);
+      const b = testPiece({ ...BASE, bars: 16, tempo: 90, meter: [3, 4] });
+      check(Math.abs(b.totalTime - 32) < 1e-9, () => `3/4 at 90: totalTime ${b.totalTime}`);
+      check(Math.abs(totalBars(b) - 16) < 1e-9, () => `3/4 at 90: bars ${totalBars(b)}`);
+    },
+  },
+  {
+    name: "sequence: seconds <-> quarters through a tempo change",
+    run: () => {
+      const seq = emptySequence({ tempo: 60 });
+      seq.tempos.push({ time: 4, qpm: 120 });
+      // 4 s at 60 qpm = 4 quarters, then 2 s at 120 = 4 more.
+      check(secondsToQuarters(seq, 6) === 8, () => `quarters at 6 s: ${secondsToQuarters(seq, 6)}`);
+      check(quartersToSeconds(seq, 8) === 6, () => `seconds at 8 q: ${quartersToSeconds(seq, 8)}`);
+      check(quartersToSeconds(seq, 2) === 2, () => `seconds at 2 q: ${quartersToSeconds(seq, 2)}`);
+    },
+  },
+  {
+    name: "sequence: validateSequence names the note and the field",
+    run: () => {
+      const seq = testPiece(BASE);
+      const broken = (edit: (s: NoteSequence) => void) => () => {
+        const copy = sortNotes(seq);
+        edit(copy);
+        validateSequence(copy);
+      };
+      throwsCadenzaWith(
+        broken((s) => (s.notes[3].pitch = 130)),
+        "E_ARGUMENT",
+        "notes[3]",
+        "pitch is 130",
+        "0..127",
+      );
+      throwsCadenzaWith(
+        broken((s) => (s.notes[5].velocity = 0)),
+        "E_ARGUMENT",
+        "notes[5]",
+        "velocity",
+      );
+      throwsCadenzaWith(
+        broken((s) => (s.notes[2].endTime = s.notes[2].startTime)),
+        "E_ARGUMENT",
+        "notes[2]",
+        "endTime",
+      );
+      throwsCadenzaWith(
+        broken((s) => (s.tempos[0].qpm = 0)),
+        "E_ARGUMENT",
+        "tempos[0]",
+        "qpm is 0",
+      );
+      throwsCadenzaWith(
+        broken((s) => (s.timeSignatures[0].denominator = 3)),
+        "E_ARGUMENT",
+        "timeSignatures[0]",
+        "denominator is 3",
+      );
+      throwsCadenzaWith(broken((s) => (s.totalTime = 1)), "E_ARGUMENT", "totalTime 1");
+      throwsCadenzaWith(
+        broken((s) => (s.notes[0].startTime = NaN)),
+        "E_ARGUMENT",
+        "notes[0]",
+        "startTime is NaN",
+      );
+    },
+  },
+  {
+    name: "sequence: quantizeSequence rounds to the step grid and keeps notes at least a step long",
+    run: () => {
+      const seq = emptySequence({ tempo: 120 }); // a quarter is 0.5 s, a 16th step 0.125 s
+      const note = { velocity: 80, instrument: 0, program: 0, isDrum: false };
+      seq.notes.push({ ...note, pitch: 60, startTime: 0.13, endTime: 0.36 });
+      seq.notes.push({ ...note, pitch: 62, startTime: 0.5, endTime: 0.51 });
+      seq.totalTime = 1;
+      const q = quantizeSequence(seq, 4);
+      check(q.stepsPerQuarter === 4, () => `stepsPerQuarter ${q.stepsPerQuarter}`);
+      const steps = q.notes.map((n) => [n.quantizedStartStep, n.quantizedEndStep].join("-"));
+      check(steps.join(",") === "1-3,4-5", () => `steps ${steps}`);
+      check(seq.notes[0].quantizedStartStep === undefined, () => "the input was modified");
+    },
+  },
+  {
+    name: "sequence: key names and signatures (A minor 0, Eb major -3, F# major 6, B minor 2)",
+    run: () => {
+      const rows: [number, "major" | "minor", string, number][] = [
+        [9, "minor", "A minor", 0],
+        [3, "major", "Eb major", -3],
+        [6, "major", "F# major", 6],
+        [11, "minor", "B minor", 2],
+        [5, "major", "F major", -1],
+        [0, "minor", "C minor", -3],
+      ];
+      for (const [key, mode, name, sharps] of rows) {
+        check(keyName({ key, mode }) === name, () => `${key} ${mode}: ${keyName({ key, mode })}`);
+        check(keySharps({ key, mode }) === sharps, () => `${name}: ${keySharps({ key, mode })}`);
+      }
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// MIDI: written by toMidi, read by the tests' own parser.
+
+function trackNamed(file: SmfFile, name: string) {
+  const track = file.tracks.find((t) => t.name === name);
+  if (track === undefined) fail(`no track named ${name}: ${file.tracks.map((t) => t.name)}`);
+  return track;
+}
+
+function checkPieceFile(seq: NoteSequence, o: PieceOptions): SmfFile {
+  const file = parseSmf(toMidi(seq));
+  check(file.format === 1 && file.ppq === MIDI_PPQ, () => `format ${file.format}, ppq ${file.ppq}`);
+  check(file.tempos.length === 1, () => `${file.tempos.length} tempo events`);
+  const us = Math.round(60e6 / o.tempo);
+  check(
+    file.tempos[0].microsecondsPerQuarter === us,
+    () => `tempo ${file.tempos[0].microsecondsPerQuarter} us`,
+  );
+  const ts = file.timeSignatures;
+  check(
+    ts.length === 1 && ts[0].numerator === o.meter[0] && ts[0].denominator === o.meter[1],
+    () => `time signatures ${JSON.stringify(ts)}`,
+  );
+  const ks = file.keySignatures;
+  const sharps = keySharps({ key: o.tonic, mode: o.mode });
+  check(
+    ks.length === 1 && ks[0].sharps === sharps && ks[0].minor === (o.mode === "minor"),
+    () => `key signatures ${JSON.stringify(ks)}, want ${sharps}`,
+  );
+  const bar_ticks = (file.ppq * 4 * o.meter[0]) / o.meter[1];
+  check(
+    file.endTick === o.bars * bar_ticks,
+    () => `ends at tick ${file.endTick}, want ${o.bars} bars`,
+  );
+  for (const part of PARTS) {
+    const track = trackNamed(file, part.name);
+    check(
+      track.channels.length === 1 && track.channels[0] === part.channel,
+      () => `${part.name}: channels ${track.channels}, want ${part.channel}`,
+    );
+    check(track.programs.get(part.channel) === part.program, () => `${part.name}: program`);
+    const want = seq.notes.filter((n) => n.instrument === part.instrument);
+    check(
+      track.notes.length === want.length,
+      () => `${part.name}: ${track.notes.length} notes, want ${want.length}`,
+    );
+    want.sort((a, b) => a.startTime - b.startTime || a.pitch - b.pitch);
+    track.notes.forEach((n, i) => {
+      const w = want[i];
+      const start = w.quantizedStartStep! * (file.ppq / 4);
+      const end = w.quantizedEndStep! * (file.ppq / 4);
+      check(
+        n.pitch === w.pitch && n.velocity === w.velocity && n.startTick === start &&
+          n.endTick === end,
+        () =>
+          `${part.name} note ${i}: ${
+            JSON.stringify(n)
+          }, want ${w.pitch} ${w.velocity} ${start}-${end}`,
+      );
+    });
+  }
+  return file;
+}
+
+/** Notes compared after a round trip: times to within half a tick at the piece's tempo. */
+function checkSameNotes(a: NoteSequence, b: NoteSequence, tolerance_s: number, what: string): void {
+  check(
+    a.notes.length === b.notes.length,
+    () => `${what}: ${b.notes.length} notes, want ${a.notes.length}`,
+  );
+  const x = sortNotes(a).notes;
+  const y = sortNotes(b).notes;
+  x.forEach((n, i) => {
+    const m = y[i];
+    const same = n.pitch === m.pitch && n.velocity === m.velocity &&
+      n.instrument === m.instrument &&
+      n.program === m.program && n.isDrum === m.isDrum &&
+      Math.abs(n.startTime - m.startTime) <= tolerance_s &&
+      Math.abs(n.endTime - m.endTime) <= tolerance_s;
+    check(same, () => `${what}: note ${i}: ${JSON.stringify(m)}, want ${JSON.stringify(n)}`);
+  });
+}
+
+/** A hand-made type-0 file: two channels in one track, running status, a tempo of 100 qpm. */
+function typeZeroFile(): Uint8Array {
+  const track = [
+    0x00,
+    0xff,
+    0x03,
+    0x04,
+    ...Array.from("solo", (c) => c.charCodeAt(0)),
+    0x00,
+    0xff,
+    0x51,
+    0x03,
+    0x09,
+    0x27,
+    0xc0, // 600,000 us: 100 qpm
+    0x00,
+    0xff,
+    0x58,
+    0x04,
+    0x06,
+    0x03,
+    0x18,
+    0x08, // 6/8
+    0x00,
+    0xff,
+    0x59,
+    0x02,
+    0xfe,
+    0x01, // two flats, minor: G minor
+    0x00,
+    0xc0,
+    0x18, // channel 1 program 24
+    0x00,
+    0x90,
+    0x40,
+    0x50, // ch1 E4 on
+    0x00,
+    0x99,
+    0x24,
+    0x64, // ch10 kick on
+    0x60,
+    0x89,
+    0x24,
+    0x00, // 96 ticks later kick off
+    0x00,
+    0x80,
+    0x40,
+    0x00, // E4 off (ch1)
+    0x00,
+    0x90,
+    0x43,
+    0x50, // G4 on
+    0x83,
+    0x00,
+    0x43,
+    0x00, // running status: G4 off (velocity 0) 384 ticks later
+    0x00,
+    0xff,
+    0x2f,
+    0x00,
+  ];
+  const header = [0x4d, 0x54, 0x68, 0x64, 0, 0, 0, 6, 0, 0, 0, 1, 0, 96];
+  const len = track.length;
+  return Uint8Array.from([...header, 0x4d, 0x54, 0x72, 0x6b, 0, 0, len >> 8, len & 0xff, ...track]);
+}
+
+const midiCases: Case[] = [
+  {
+    name:
+      "midi: 8 bars of 4/4 at 120 in A minor: tempo, meter, key, named tracks and channels, every note",
+    run: () => void checkPieceFile(testPiece(BASE), BASE),
+  },
+  {
+    name: "midi: 16 bars of 3/4 at 90 in Eb major are written exactly",
+    run: () => {
+      const o: PieceOptions = {
+        bars: 16,
+        tempo: 90,
+        meter: [3, 4],
+        tonic: 3,
+        mode: "major",
+        seed: 3,
+      };
+      const file = checkPieceFile(testPiece(o), o);
+      check(Math.abs(file.tempos[0].qpm - 90) < 1e-4, () => `qpm ${file.tempos[0].qpm}`);
+    },
+  },
+  {
+    name: "midi: drums are on channel 10 and the meta travels as text events",
+    run: () => {
+      const file = parseSmf(toMidi(testPiece(BASE)));
+      check(
+        trackNamed(file, "drums").channels.join() === "9",
+        () => "drums not on channel index 9",
+      );
+      const texts = file.tracks[0].texts;
+      check(texts.includes("cadenza:trained=false"), () => `conductor texts ${texts}`);
+      check(file.tracks[0].name === "test piece", () => `title ${file.tracks[0].name}`);
+    },
+  },
+  {
+    name: "midi: same sequence, same bytes; a different seed, different bytes",
+    run: () => {
+      const a = toMidi(testPiece(BASE));
+      const b = toMidi(testPiece(BASE));
+      const c = toMidi(testPiece({ ...BASE, seed: 8 }));
+      check(
+        a.length === b.length && a.every((v, i) => v === b[i]),
+        () => "same input, different bytes",
+      );
+      check(
+        a.length !== c.length || a.some((v, i) => v !== c[i]),
+        () => "different seeds, same bytes",
+      );
+    },
+  },
+  {
+    name: "midi: round trip keeps notes, instruments, tempo, meter, key and meta",
+    run: () => {
+      const seq = testPiece({ ...BASE, tempo: 97, meter: [6, 8], tonic: 2, mode: "major" });
+      const back = fromMidi(toMidi(seq), { file: "round.mid" });
+      // 97 qpm is written as 618,557 us per quarter: times agree to that rounding (< 1e-5 s here).
+      checkSameNotes(seq, back, 1e-4, "round trip");
+      check(Math.abs(back.tempos[0].qpm - 97) < 1e-3, () => `tempo ${back.tempos[0].qpm}`);
+      const ts = back.timeSignatures[0];
+      check(
+        ts.numerator === 6 && ts.denominator === 8,
+        () => `meter ${ts.numerator}/${ts.denominator}`,
+      );
+      const ks = back.keySignatures[0];
+      check(ks.key === 2 && ks.mode === "major", () => `key ${JSON.stringify(ks)}`);
+      check(Math.abs(back.totalTime - seq.totalTime) < 1e-4, () => `totalTime ${back.totalTime}`);
+      const names = back.instrumentInfos.map((i) =>
+        `${i.instrument}:${i.name}:${i.channel}:${i.program}`
+      );
+      const want = PARTS.map((i) => `${i.instrument}:${i.name}:${i.channel}:${i.program}`);
+      check(names.join() === want.join(), () => `instruments ${names}, want ${want}`);
+      check(
+        back.meta?.trained === "false" && back.meta?.title === "test piece",
+        () => JSON.stringify(back.meta),
+      );
+      // And once more: a sequence read back writes the same file.
+      const again = toMidi(back);
+      const first = toMidi(seq);
+      check(
+        again.length === first.length && again.every((v, i) => v === first[i]),
+        () => "second trip differs",
+      );
+    },
+  },
+  {
+    name: "midi: unquantized times survive to within half a tick; repeated notes are not merged",
+    run: () => {
+      const seq = emptySequence({ tempo: 133 });
+      const rng = new Rng(11);
+      let t = 0;
+      for (let i = 0; i < 200; i++) {
+        const length = rng.uniform(0.01, 0.4);
+        const pitch = rng.int(0, 3) === 0 ? 60 : rng.int(21, 108); // many repeats of 60
+        seq.notes.push({
+          pitch,
+          velocity: rng.int(1, 127),
+          startTime: t,
+          endTime: t + length,
+          instrument: 0,
+          program: 5,
+          isDrum: false,
+        });
+        t += length; // back to back: a repeated pitch ends on the tick where it starts again
+      }
+      seq.totalTime = t;
+      const bytes = toMidi(seq);
+      const overlaps = parseSmf(bytes).tracks[1].overlaps;
+      check(overlaps === 0, () => `${overlaps} note-ons before the same key's note-off`);
+      const back = fromMidi(bytes);
+      const half_tick = 60 / 133 / MIDI_PPQ / 2;
+      checkSameNotes(seq, back, half_tick + 1e-9, "unquantized");
+    },
+  },
+  {
+    name:
+      "midi: a type-0 file with two channels becomes two instruments (running status, 6/8, G minor)",
+    run: () => {
+      const seq = fromMidi(typeZeroFile(), { file: "type0.mid" });
+      check(
+        seq.instrumentInfos.length === 2,
+        () => `instruments ${JSON.stringify(seq.instrumentInfos)}`,
+      );
+      const drums = seq.instrumentInfos.find((i) => i.isDrum);
+      check(drums?.channel === 9, () => `drums ${JSON.stringify(drums)}`);
+      const tune = seq.notes.filter((n) => !n.isDrum);
+      check(tune.length === 2 && tune.every((n) => n.program === 24), () => JSON.stringify(tune));
+      // 96 ticks per quarter at 100 qpm: a quarter is 0.6 s; G4 starts at 96 and ends 384 later.
+      const g = tune[1];
+      check(
+        Math.abs(g.startTime - 0.6) < 1e-9 && Math.abs(g.endTime - 3.0) < 1e-9,
+        () => JSON.stringify(g),
+      );
+      check(
+        seq.timeSignatures[0].numerator === 6 && seq.timeSignatures[0].denominator === 8,
+        () => "6/8",
+      );
+      check(
+        seq.keySignatures[0].key === 7 && seq.keySignatures[0].mode === "minor",
+        () => "G minor",
+      );
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Corrupt files: always a CadenzaError naming the file, never a crash or a hang.
+
+/** A type-0 file around one track's event bytes (no end-of-track unless given). */
+function smf(ppq: number, events: number[]): Uint8Array {
+  const header = [0x4d, 0x54, 0x68, 0x64, 0, 0, 0, 6, 0, 0, 0, 1, ppq >> 8, ppq & 0xff];
+  const n = events.length;
+  return Uint8Array.from([...header, 0x4d, 0x54, 0x72, 0x6b, 0, 0, n >> 8, n & 0xff, ...events]);
+}
+
+function corruptions(): [string, Uint8Array, RegExp][] {
+  const good = toMidi(testPiece({ ...BASE, bars: 2 }));
+  const view = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const edited = (edit: (b: Uint8Array) => void) => {
+    const copy = good.slice();
+    edit(copy);
+    return copy;
+  };
+  const first_track = 14; // MThd is 14 bytes
+  return [
+    ["empty", new Uint8Array(0), /MThd/],
+    ["text", new TextEncoder().encode("this is not a MIDI file at all"), /MThd/],
+    ["truncated", good.subarray(0, good.length - 7), /declares \d+ bytes but \d+ remain/],
+    [
+      "track length past the end",
+      edited((b) => view(b).setUint32(first_track + 4, 0x7fffffff)),
+      /declares/,
+    ],
+    ["missing track", edited((b) => view(b).setUint16(10, 9)), /declares 9 tracks/],
+    ["format 2", edited((b) => view(b).setUint16(8, 2)), /format 2/],
+    ["zero ticks per quarter", edited((b) => view(b).setUint16(12, 0)), /ticks per quarter/],
+    [
+      "unknown event byte",
+      edited((b) => {
+        // The second track's first event: its delta is at +8, its status byte at +9.
+        const second = first_track + 8 + view(b).getUint32(first_track + 4);
+        b[second + 9] = 0xf4;
+      }),
+      /[Uu]nrecognised/,
+    ],
+    [
+      "absurd delta time",
+      smf(1, [0x00, 0x90, 60, 80, 0xff, 0xff, 0xff, 0x7f, 0x80, 60, 0]),
+      /more than 86400 s/,
+    ],
+    ["tempo of 0 us", smf(96, [0x00, 0xff, 0x51, 0x03, 0, 0, 0]), /microseconds per beat is 0/],
+    ["cut inside an event", smf(96, [0x00, 0x90, 60]), /velocity is undefined/],
+  ];
+}
+
+const corruptCases: Case[] = [
+  {
+    name: "midi: corrupt files are a CadenzaError E_FORMAT naming the file and the fault",
+    run: () => {
+      for (const [what, bytes, pattern] of corruptions()) {
+        const err = throwsCadenza(
+          () => fromMidi(bytes, { file: "bad.mid" }),
+          "E_FORMAT",
+          pattern,
+          what,
+        );
+        check(err.message.startsWith("bad.mid: "), () => `${what}: ${err.message}`);
+      }
+    },
+  },
+  {
+    name: "midi: fuzzed bytes never crash or hang fromMidi (2,000 mutations of a good file)",
+    run: () => {
+      const good = toMidi(testPiece({ ...BASE, bars: 2 }));
+      const rng = new Rng(5);
+      let read = 0;
+      for (let i = 0; i < 2000; i++) {
+        const bytes = good.slice(0, rng.int(0, 3) === 0 ? rng.int(0, good.length) : good.length);
+        for (let k = rng.int(1, 4); k > 0; k--) {
+          bytes[rng.int(0, Math.max(0, bytes.length - 1))] = rng.int(0, 255);
+        }
+        try {
+          fromMidi(bytes, { file: `fuzz-${i}.mid` });
+          read++;
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          check(code === "E_FORMAT" || code === "E_LIMIT", () => `mutation ${i}: ${String(err)}`);
+        }
+      }
+      check(read > 0, () => "no mutation was readable: the reader rejects too much");
+    },
+  },
+];
+
+export const musicIoCases: Case[] = [...sequenceCases, ...midiCases, ...corruptCases];
