@@ -1,0 +1,597 @@
+/**
+ * `generate`: an emotion -> a piece. The five-model pipeline runs one step per grid step (a
+ * sixteenth note), conditioned through `stepFromEmotion` on the emotion vector of
+ * src/music/emotion-map.ts; the Decoder (src/music/decode.ts) turns each step's outputs into
+ * melody and chord events; the bass line follows the chords and drums follow the groove.
+ * `respond` does the same with the emotion the EmotionRecognizer hears in a WAV file, followed
+ * over time.
+ *
+ * While the models in use are the untrained seeded initialisations (their metadata says
+ * `untrained: "true"`), every result says so (`trained: false`, the sequence's meta, the
+ * summary), and stops saying so by itself when the metadata says trained.
+ *
+ * ```ts
+ * const { sequence, chords, summary } = await generate({ emotion: "joyful", bars: 16, seed: 7 });
+ * const bytes = toMidi(sequence);
+ * ```
+ */
+
+import { FEATURE_BINS, FeatureExtractor } from "../audio/features.ts";
+import { readWav } from "../audio/wav.ts";
+import { CadenzaError } from "../errors.ts";
+import type { Precision } from "../model/image.ts";
+import type { Model } from "../model/model.ts";
+import type { LibraryChoice } from "../native/library.ts";
+import { defaultModelsDir, type EmotionOutputs, EmotionPipeline } from "../pipeline/emotion.ts";
+import {
+  bassLine,
+  type BassPattern,
+  type BassSpan,
+  chordSymbol,
+  type KeyInfo,
+  keyName,
+  parseKey,
+} from "./chords.ts";
+import {
+  CHORD,
+  CHORD_TRACK,
+  type ChordRate,
+  type Constraint,
+  Decoder,
+  DYNAMICS,
+  DYNAMICS_SIZE,
+  GROOVE,
+  GROOVE_SIZE,
+  MELODY_TRACK,
+  NOTE_ON,
+  STEPS_PER_QUARTER,
+} from "./decode.ts";
+import {
+  EMOTION_VECTOR_SIZE,
+  emotionDefaults,
+  emotionFromVector,
+  type EmotionName,
+  type EmotionPoint,
+  emotionPoint,
+  nearestEmotion,
+  writeEmotionVector,
+} from "./emotion-map.ts";
+import { Rng } from "./rng.ts";
+import type { InstrumentInfo, Note, NoteSequence } from "./sequence.ts";
+
+export const MAX_BARS = 512;
+export const DEFAULT_BARS = 8;
+
+/** The parts of a generated piece: track index, name, General MIDI program, channel. */
+export const PARTS: readonly InstrumentInfo[] = Object.freeze([
+  { instrument: 0, name: "melody", program: 0, isDrum: false, channel: 0 },
+  { instrument: 1, name: "chords", program: 48, isDrum: false, channel: 1 },
+  { instrument: 2, name: "bass", program: 32, isDrum: false, channel: 2 },
+  { instrument: 9, name: "drums", program: 0, isDrum: true, channel: 9 },
+]);
+const BASS_TRACK = 2;
+const DRUM_TRACK = 9;
+
+export interface GenerateOptions {
+  /** A named emotion (see EMOTION_NAMES) or a point { valence, arousal } in [-1, 1]^2. */
+  emotion?: EmotionName | string | EmotionPoint;
+  /** 1..512 (default 8). */
+  bars?: number;
+  /** Integer 0..2^32-1 (default 0). */
+  seed?: number;
+  /** Quarter notes per minute, 20..400 (default: from the emotion's arousal). */
+  tempo?: number;
+  /** [numerator, denominator] (default: from the emotion). */
+  meter?: [number, number];
+  /** { tonic, mode } or a name like "D minor", "Bb", "F#m" (default: from the emotion). */
+  key?: KeyInfo | string;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** Off ("none") by default: the notes are what the models say. */
+  constrain?: Constraint;
+  /** Melody range [low, high] in MIDI notes (default [60, 84]). */
+  range?: [number, number];
+  /** Melody to continue: its last notes fill the models' context and the decoder's state. */
+  primer?: NoteSequence;
+  /** Adds a drum track (channel 10) from the groove. */
+  drums?: boolean;
+  chordRate?: ChordRate;
+  /** The models' folder (default: the project's models/). */
+  models?: string;
+  precision?: Precision;
+  library?: LibraryChoice;
+  /** A loaded pipeline to use instead of loading `models` (it is reset, not disposed). */
+  pipeline?: EmotionPipeline;
+}
+
+export interface ChordEvent {
+  /** Seconds. */
+  time: number;
+  /** 0-based bar and 1-based beat (in the meter's beat unit). */
+  bar: number;
+  beat: number;
+  symbol: string;
+  /** The HarmonyPredictor class 0..63 (docs/MUSIC.md). */
+  class: number;
+}
+
+export interface EmotionPathPoint {
+  time: number;
+  bar: number;
+  valence: number;
+  arousal: number;
+  name: EmotionName;
+}
+
+export interface GenerateResult {
+  sequence: NoteSequence;
+  chords: ChordEvent[];
+  emotionPath: EmotionPathPoint[];
+  seed: number;
+  /** False while any model's metadata says untrained. */
+  trained: boolean;
+  key: KeyInfo;
+  tempo: number;
+  meter: [number, number];
+  bars: number;
+  /** One line: emotion, key, tempo, meter, bars, counts, seed, and "UNTRAINED" while so. */
+  summary: string;
+}
+
+/** What the labels say while the models are untrained. */
+export const UNTRAINED_NOTE =
+  "UNTRAINED models (seeded random initialisations): the notes are noise with a tempo";
+
+/** Whether every model of the pipeline is trained (none says untrained: "true"). */
+export function pipelineTrained(pipeline: EmotionPipeline): boolean {
+  return Object.values(pipeline.models).every((model) =>
+    (model as Partial<Model>).spec?.meta?.untrained !== "true"
+  );
+}
+
+interface Settings {
+  bars: number;
+  seed: number;
+  tempo: number;
+  meter: [number, number];
+  key: KeyInfo;
+  point: EmotionPoint;
+  drums: boolean;
+}
+
+function check(ok: boolean, field: string, value: unknown, allowed: string): void {
+  if (!ok) {
+    throw new CadenzaError("E_ARGUMENT", `${field} must be ${allowed}, got ${String(value)}`);
+  }
+}
+
+function settingsOf(options: GenerateOptions, point: EmotionPoint): Settings {
+  const bars = options.bars ?? DEFAULT_BARS;
+  check(Number.isInteger(bars) && bars >= 1 && bars <= MAX_BARS, "bars", bars, "1..512");
+  const seed = options.seed ?? 0;
+  check(Number.isInteger(seed) && seed >= 0 && seed <= 0xffff_ffff, "seed", seed, "0..4294967295");
+  const defaults = emotionDefaults(point);
+  const key = typeof options.key === "string" ? parseKey(options.key) : options.key;
+  return {
+    bars,
+    seed,
+    tempo: options.tempo ?? defaults.tempo,
+    meter: options.meter ?? defaults.meter,
+    key: key ?? { tonic: defaults.tonic, mode: defaults.mode },
+    point,
+    drums: options.drums === true,
+  };
+}
+
+/**
+ * THE MODEL STEP: the one function that changes when MelodyTransformer takes the melody so
+ * far (issue 10). Today the models see the emotion alone; `context` carries the previous
+ * melody note and the chord in force so that a model that reads them needs only this function
+ * (and the graph) changed.
+ */
+export function modelStep(
+  pipeline: EmotionPipeline,
+  emotion: Float32Array,
+  _context: { previousPitch: number; chordClass: number },
+): EmotionOutputs {
+  return pipeline.stepFromEmotion(emotion);
+}
+
+/** Where each step's emotion vector comes from. */
+type EmotionSource = (step: number, seconds: number) => Float32Array;
+
+/** Generates a piece for an emotion. */
+export async function generate(options: GenerateOptions = {}): Promise<GenerateResult> {
+  const point = emotionPoint(options.emotion ?? "joyful");
+  const settings = settingsOf(options, point);
+  const vector = writeEmotionVector(point, new Float32Array(EMOTION_VECTOR_SIZE));
+  return await withPipeline(
+    options,
+    (pipeline) => compose(pipeline, options, settings, () => vector),
+  );
+}
+
+export interface RespondOptions extends Omit<GenerateOptions, "emotion" | "bars"> {
+  /** Bars to generate (default: as many as the audio lasts at the tempo, at most 512). */
+  bars?: number;
+  /** Smoothing of the recognised emotion, seconds (default 1). */
+  smoothing?: number;
+}
+
+export interface RespondResult extends GenerateResult {
+  /** The audio's length in seconds. */
+  audioSeconds: number;
+}
+
+/**
+ * Music that follows the emotion the EmotionRecognizer hears in a WAV file: the audio runs
+ * through the project's feature extractor block by block (128 samples, as `cadenza live`
+ * feeds it) and the pipeline; the recognised 64-value emotion, smoothed over `smoothing`
+ * seconds, conditions each grid step of the piece at the same time in the audio. Tempo, meter
+ * and key come from the mean recognised emotion unless given.
+ */
+export async function respond(
+  wavPath: string,
+  options: RespondOptions = {},
+): Promise<RespondResult> {
+  const wav = await readWav(wavPath);
+  if (wav.frames === 0) {
+    throw new CadenzaError("E_FORMAT", `${wavPath}: WAV: the "data" chunk holds no frames`);
+  }
+  const smoothing = options.smoothing ?? 1;
+  check(smoothing > 0 && smoothing <= 60, "smoothing", smoothing, "seconds in (0, 60]");
+  return await withPipeline(options, (pipeline) => {
+    const block = 128;
+    const blocks = Math.ceil(wav.frames / block);
+    const blockSeconds = block / wav.sampleRateHz;
+    const heard = new Float32Array(blocks * EMOTION_VECTOR_SIZE);
+    const extractor = new FeatureExtractor();
+    const features = new Float32Array(FEATURE_BINS);
+    const alpha = 1 - Math.exp(-blockSeconds / smoothing);
+    const state = new Float32Array(EMOTION_VECTOR_SIZE);
+    for (let b = 0; b < blocks; b++) {
+      const start = b * block;
+      extractor.push(wav.samples, start, Math.min(block, wav.frames - start));
+      extractor.compute(features);
+      const emotion = pipeline.step(features).emotion;
+      for (let i = 0; i < EMOTION_VECTOR_SIZE; i++) {
+        state[i] = b === 0 ? emotion[i] : state[i] + alpha * (emotion[i] - state[i]);
+      }
+      heard.set(state, b * EMOTION_VECTOR_SIZE);
+    }
+    pipeline.reset();
+    const mean = new Float32Array(EMOTION_VECTOR_SIZE);
+    for (let b = 0; b < blocks; b++) {
+      for (let i = 0; i < EMOTION_VECTOR_SIZE; i++) {
+        mean[i] += heard[b * EMOTION_VECTOR_SIZE + i] / blocks;
+      }
+    }
+    const decoded = emotionFromVector(mean);
+    const point = { valence: decoded.valence, arousal: decoded.arousal };
+    const audioSeconds = wav.frames / wav.sampleRateHz;
+    const provisional = settingsOf({ ...options, bars: 1 }, point);
+    const barSeconds = (60 / provisional.tempo) * 4 * provisional.meter[0] /
+      provisional.meter[1];
+    const bars = options.bars ??
+      Math.min(MAX_BARS, Math.max(1, Math.ceil(audioSeconds / barSeconds)));
+    const settings = settingsOf({ ...options, bars }, point);
+    const source: EmotionSource = (_step, seconds) => {
+      const b = Math.min(blocks - 1, Math.floor(seconds / blockSeconds));
+      return heard.subarray(b * EMOTION_VECTOR_SIZE, (b + 1) * EMOTION_VECTOR_SIZE);
+    };
+    const result = compose(pipeline, options, settings, source);
+    result.sequence.meta!.source = wavPath;
+    return { ...result, audioSeconds };
+  });
+}
+
+async function withPipeline<T>(
+  options: GenerateOptions,
+  body: (pipeline: EmotionPipeline) => T,
+): Promise<T> {
+  if (options.pipeline !== undefined) {
+    options.pipeline.reset();
+    return body(options.pipeline);
+  }
+  const pipeline = await EmotionPipeline.load(options.models ?? defaultModelsDir(), {
+    precision: options.precision,
+    library: options.library,
+  });
+  try {
+    return body(pipeline);
+  } finally {
+    pipeline.dispose();
+  }
+}
+
+/** The last notes of the primer's melody (the first non-drum part, highest note per onset). */
+export function primerMelody(primer: NoteSequence, limit = 32): number[] {
+  const notes = primer.notes.filter((note) => !note.isDrum);
+  if (notes.length === 0) {
+    throw new CadenzaError("E_ARGUMENT", "primer: the sequence holds no melodic (non-drum) notes");
+  }
+  const first = Math.min(...notes.map((note) => note.instrument));
+  const byOnset = new Map<number, number>();
+  for (const note of notes) {
+    if (note.instrument !== first) continue;
+    const at = Math.round(note.startTime * 1000);
+    byOnset.set(at, Math.max(byOnset.get(at) ?? -1, note.pitch));
+  }
+  const pitches = [...byOnset.entries()].sort((a, b) => a[0] - b[0]).map(([, pitch]) => pitch);
+  return pitches.slice(-limit);
+}
+
+/** The step loop: models -> decoder -> events -> notes, chords, bass and drums. */
+function compose(
+  pipeline: EmotionPipeline,
+  options: GenerateOptions,
+  settings: Settings,
+  emotionAt: EmotionSource,
+): GenerateResult {
+  const decoder = new Decoder({
+    seed: settings.seed,
+    tempo: settings.tempo,
+    meter: settings.meter,
+    key: settings.key,
+    temperature: options.temperature,
+    topK: options.topK,
+    topP: options.topP,
+    constrain: options.constrain,
+    low: options.range?.[0],
+    high: options.range?.[1],
+    chordRate: options.chordRate,
+  });
+  const trained = pipelineTrained(pipeline);
+  const stepSec = decoder.stepSeconds;
+  const perBar = decoder.stepsPerBar;
+  const totalSteps = settings.bars * perBar;
+  const totalTime = totalSteps * stepSec;
+  if (options.primer !== undefined) {
+    const pitches = primerMelody(options.primer);
+    for (const pitch of pitches) {
+      modelStep(pipeline, emotionAt(0, 0), { previousPitch: pitch, chordClass: -1 });
+    }
+    decoder.prime(pitches[pitches.length - 1]);
+  }
+  const notes: Note[] = [];
+  const open = new Map<string, Note>();
+  const chords: ChordEvent[] = [];
+  const spans: (BassSpan & { dynamics: Float32Array })[] = [];
+  const barGrooves: Float32Array[] = [];
+  const barDynamics: Float32Array[] = [];
+  const emotionPath: EmotionPathPoint[] = [];
+  const collect = (count: number) => {
+    const e = decoder.events;
+    for (let i = 0; i < count; i++) {
+      const track = e.track[i];
+      const pitch = e.pitch[i];
+      const time = e.time[i];
+      if (e.kind[i] === CHORD) {
+        const slot = e.step[i] % perBar;
+        chords.push({
+          time,
+          bar: Math.floor(e.step[i] / perBar),
+          beat: 1 + Math.floor(slot / decoder.stepsPerBeat),
+          symbol: chordSymbol(pitch, settings.key),
+          class: pitch,
+        });
+        const bar = barGrooves[barGrooves.length - 1];
+        spans.push({
+          class: pitch,
+          step: e.step[i],
+          steps: e.velocity[i],
+          stepsPerBeat: decoder.stepsPerBeat,
+          pattern: bassPattern(bar[GROOVE.BASS_PATTERN]),
+          dynamics: barDynamics[barDynamics.length - 1],
+        });
+        continue;
+      }
+      const id = `${track}:${pitch}`;
+      if (e.kind[i] === NOTE_ON) {
+        const note: Note = {
+          pitch,
+          velocity: e.velocity[i],
+          startTime: time,
+          endTime: time,
+          instrument: PARTS[track].instrument,
+          program: PARTS[track].program,
+          isDrum: false,
+          quantizedStartStep: e.step[i],
+          quantizedEndStep: e.step[i] + 1,
+        };
+        notes.push(note);
+        open.set(id, note);
+      } else {
+        const note = open.get(id);
+        if (note === undefined) continue;
+        open.delete(id);
+        note.endTime = Math.max(time, note.startTime + 1e-3);
+        note.quantizedEndStep = Math.max(
+          note.quantizedStartStep! + 1,
+          Math.round(note.endTime / stepSec),
+        );
+      }
+    }
+  };
+  for (let step = 0; step < totalSteps; step++) {
+    const emotion = emotionAt(step, step * stepSec);
+    const outputs = modelStep(pipeline, emotion, {
+      previousPitch: decoder.previousPitch,
+      chordClass: decoder.chordClass,
+    });
+    if (step % perBar === 0) {
+      barGrooves.push(outputs.groove.slice(0, GROOVE_SIZE));
+      barDynamics.push(outputs.dynamics.slice(0, DYNAMICS_SIZE));
+      const heard = emotionFromVector(emotion);
+      emotionPath.push({
+        time: step * stepSec,
+        bar: step / perBar,
+        valence: round3(heard.valence),
+        arousal: round3(heard.arousal),
+        name: heard.name,
+      });
+    }
+    collect(decoder.step(outputs));
+  }
+  collect(decoder.finish(totalTime));
+  notes.push(...bassNotes(spans, stepSec));
+  if (settings.drums) notes.push(...drumNotes(barGrooves, barDynamics, settings, decoder));
+  notes.sort((a, b) =>
+    a.startTime - b.startTime || a.instrument - b.instrument || a.pitch - b.pitch
+  );
+  const name = typeof options.emotion === "string"
+    ? options.emotion
+    : nearestEmotion(settings.point);
+  const parts = PARTS.filter((part) => settings.drums || !part.isDrum);
+  const meta: Record<string, string> = {
+    generator: "cadenza generate",
+    title: `cadenza: ${name}, ${keyName(settings.key)}, ${settings.tempo} bpm` +
+      (trained ? "" : " (UNTRAINED models)"),
+    emotion: name,
+    valence: String(settings.point.valence),
+    arousal: String(settings.point.arousal),
+    seed: String(settings.seed),
+    trained: String(trained),
+  };
+  if (!trained) {
+    meta.untrained = "true";
+    meta.note = UNTRAINED_NOTE;
+  }
+  const sequence: NoteSequence = {
+    notes,
+    tempos: [{ time: 0, qpm: settings.tempo }],
+    timeSignatures: [{ time: 0, numerator: settings.meter[0], denominator: settings.meter[1] }],
+    keySignatures: [{ time: 0, key: settings.key.tonic, mode: settings.key.mode }],
+    instrumentInfos: parts.map((part) => ({ ...part })),
+    totalTime,
+    stepsPerQuarter: STEPS_PER_QUARTER,
+    meta,
+  };
+  const melodyCount = notes.filter((n) => n.instrument === MELODY_TRACK).length;
+  const summary = `${name} (valence ${fmt(settings.point.valence)}, arousal ` +
+    `${fmt(settings.point.arousal)}): ${keyName(settings.key)}, ${settings.tempo} bpm, ` +
+    `${settings.meter[0]}/${settings.meter[1]}, ${settings.bars} bars, ${melodyCount} melody ` +
+    `notes, ${chords.length} chords, seed ${settings.seed}` +
+    (trained ? "" : ` | ${UNTRAINED_NOTE}`);
+  return {
+    sequence,
+    chords,
+    emotionPath,
+    seed: settings.seed,
+    trained,
+    key: settings.key,
+    tempo: settings.tempo,
+    meter: settings.meter,
+    bars: settings.bars,
+    summary,
+  };
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const fmt = (x: number) => (x >= 0 ? "+" : "") + x.toFixed(2);
+
+function bassPattern(value: number): BassPattern {
+  return value < -1 / 3 ? "root" : value <= 1 / 3 ? "root-fifth" : "walking";
+}
+
+/** The bass under the chord spans, with the velocity and articulation of each span. */
+function bassNotes(
+  spans: readonly (BassSpan & { dynamics: Float32Array })[],
+  stepSec: number,
+): Note[] {
+  const line = bassLine(spans);
+  const notes: Note[] = [];
+  let s = 0;
+  for (const event of line) {
+    while (s + 1 < spans.length && spans[s + 1].step <= event.step) s++;
+    const d = spans[s].dynamics;
+    const level = (30 + 90 * d[DYNAMICS.LEVEL]) * (0.55 + 0.45 * d[DYNAMICS.BASS_LEVEL]);
+    const articulation = 0.4 + 0.6 * d[DYNAMICS.BASS_ARTICULATION];
+    const startTime = event.step * stepSec;
+    notes.push({
+      pitch: event.pitch,
+      velocity: Math.max(1, Math.min(127, Math.round(level))),
+      startTime,
+      endTime: startTime + event.steps * stepSec * articulation,
+      instrument: BASS_TRACK,
+      program: PARTS[2].program,
+      isDrum: false,
+      quantizedStartStep: event.step,
+      quantizedEndStep: event.step + Math.max(1, Math.round(event.steps * articulation)),
+    });
+  }
+  return notes;
+}
+
+const KICK = 36;
+const SNARE = 38;
+const HAT = 42;
+const OPEN_HAT = 46;
+const CRASH = 49;
+const TOMS = [50, 47, 45, 43];
+
+/** Drums from each bar's groove (docs/MUSIC.md, groove values 25..31), seeded. */
+function drumNotes(
+  grooves: readonly Float32Array[],
+  dynamics: readonly Float32Array[],
+  settings: Settings,
+  decoder: Decoder,
+): Note[] {
+  const rng = new Rng((settings.seed ^ 0x5eed_d2d5) >>> 0);
+  const perBar = decoder.stepsPerBar;
+  const perBeat = decoder.stepsPerBeat;
+  const stepSec = decoder.stepSeconds;
+  const notes: Note[] = [];
+  for (let bar = 0; bar < grooves.length; bar++) {
+    const g = grooves[bar];
+    const d = dynamics[bar];
+    const level = 40 + 80 * d[DYNAMICS.DRUM_LEVEL];
+    const hatLevel = level * (0.4 + 0.6 * d[DYNAMICS.HAT_LEVEL]);
+    const swingSec = (Math.max(0, g[GROOVE.SWING]) / 3) * stepSec;
+    const hit = (slot: number, pitch: number, velocity: number) => {
+      const step = bar * perBar + slot;
+      const jitter = (rng.next() * 2 - 1) * 0.01 * Math.max(0, g[GROOVE.TIMING_SPREAD]);
+      const startTime = Math.max(0, step * stepSec + (slot % 2 === 1 ? swingSec : 0) + jitter);
+      notes.push({
+        pitch,
+        velocity: Math.max(1, Math.min(127, Math.round(velocity))),
+        startTime,
+        endTime: startTime + stepSec * 0.9,
+        instrument: DRUM_TRACK,
+        program: 0,
+        isDrum: true,
+        quantizedStartStep: step,
+        quantizedEndStep: step + 1,
+      });
+    };
+    const beats = perBar / perBeat;
+    const fill = bar % 4 === 3 && g[GROOVE.FILL] > 0.2;
+    const fillFrom = fill ? perBar - perBeat : perBar;
+    if (bar % 4 === 0 && g[GROOVE.CRASH] > -0.2) hit(0, CRASH, level);
+    for (let slot = 0; slot < fillFrom; slot++) {
+      const onBeat = slot % perBeat === 0;
+      const beat = Math.floor(slot / perBeat);
+      const propensity = (1 + g[GROOVE.ONSET + (slot % 16)]) / 2;
+      if (slot === 0) hit(slot, KICK, level + 10);
+      else if (onBeat && beats >= 3 && beat === Math.floor(beats / 2) && g[GROOVE.KICK] > -0.5) {
+        hit(slot, KICK, level);
+      } else if (g[GROOVE.KICK] > 0.3 && propensity > 0.8 && slot % 2 === 0) {
+        hit(slot, KICK, level - 10);
+      }
+      if (onBeat && beat % 2 === 1 && g[GROOVE.SNARE] > -0.6) hit(slot, SNARE, level);
+      else if (g[GROOVE.GHOST] > 0.3 && propensity > 0.75 && !onBeat) {
+        hit(slot, SNARE, level * 0.35);
+      }
+      const hatEvery = g[GROOVE.HAT] > 0.3 ? 1 : 2;
+      if (slot % hatEvery === 0) {
+        const open = g[GROOVE.OPEN_HAT] > 0.4 && slot === fillFrom - 2;
+        hit(slot, open ? OPEN_HAT : HAT, hatLevel * (onBeat ? 1 : 0.75));
+      }
+    }
+    for (let slot = fillFrom, k = 0; slot < perBar; slot++, k++) {
+      hit(slot, TOMS[Math.min(TOMS.length - 1, Math.floor((k * TOMS.length) / perBeat))], level);
+    }
+  }
+  return notes;
+}
