@@ -21,6 +21,12 @@ import {
   validateSequence,
 } from "../../src/music/sequence.ts";
 import { fromMidi, MIDI_PPQ, toMidi } from "../../src/music/midi.ts";
+import {
+  findKey,
+  keyOfHistogram,
+  KK_MAJOR_PROFILE,
+  KK_MINOR_PROFILE,
+} from "../../src/music/keyfinder.ts";
 import { Rng } from "../helpers.ts";
 import { parseSmf, type SmfFile } from "../midi-parse.ts";
 import { type Case, check, fail, throwsCadenza, throwsCadenzaWith } from "./check.ts";
@@ -590,4 +596,128 @@ const corruptCases: Case[] = [
   },
 ];
 
-export const musicIoCases: Case[] = [...sequenceCases, ...midiCases, ...corruptCases];
+// ---------------------------------------------------------------------------------------------
+// Key finder.
+
+/** Plain Pearson correlation, written out again here as the reference. */
+function correlation(x: number[], y: readonly number[]): number {
+  const n = x.length;
+  const mx = x.reduce((a, b) => a + b, 0) / n;
+  const my = y.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let dx = 0;
+  let dy = 0;
+  for (let i = 0; i < n; i++) {
+    num += (x[i] - mx) * (y[i] - my);
+    dx += (x[i] - mx) ** 2;
+    dy += (y[i] - my) ** 2;
+  }
+  return num / Math.sqrt(dx * dy);
+}
+
+/** A cadence I-IV-V-I (major) or i-iv-V-i with the leading tone (harmonic minor), in block chords. */
+function cadence(tonic: number, mode: "major" | "minor"): NoteSequence {
+  const seq = emptySequence({ tempo: 120 });
+  const third = mode === "major" ? 4 : 3;
+  const chords = [
+    [0, third, 7],
+    [5, 5 + (mode === "major" ? 4 : 3), 12],
+    [7, 11, 14],
+    [0, third, 7],
+  ];
+  chords.forEach((chord, i) => {
+    for (const step of chord) {
+      const note = { velocity: 80, instrument: 0, program: 0, isDrum: false };
+      seq.notes.push({ ...note, pitch: 60 + tonic + step, startTime: i, endTime: i + 1 });
+    }
+    seq.notes.push({
+      pitch: 36 + tonic + chord[0],
+      velocity: 80,
+      startTime: i,
+      endTime: i + 1,
+      instrument: 1,
+      program: 32,
+      isDrum: false,
+    });
+  });
+  seq.totalTime = 4;
+  return seq;
+}
+
+const keyCases: Case[] = [
+  {
+    name: "key finder: cadences in all 24 keys are found, with the textbook correlation",
+    run: () => {
+      for (const mode of ["major", "minor"] as const) {
+        for (let tonic = 0; tonic < 12; tonic++) {
+          const seq = cadence(tonic, mode);
+          const key = findKey(seq);
+          check(
+            key.tonic === tonic && key.mode === mode,
+            () => `${keyName({ key: tonic, mode })}: found ${key.name}`,
+          );
+          const histogram = new Array(12).fill(0);
+          for (const n of seq.notes) histogram[n.pitch % 12] += n.endTime - n.startTime;
+          const profile = mode === "major" ? KK_MAJOR_PROFILE : KK_MINOR_PROFILE;
+          const rotated = histogram.map((_, p) => histogram[(p + tonic) % 12]);
+          const want = correlation(rotated, profile);
+          check(
+            Math.abs(key.correlation - want) < 1e-12,
+            () => `${key.name}: r ${key.correlation}, want ${want}`,
+          );
+        }
+      }
+    },
+  },
+  {
+    name: "key finder: durations weigh; transposing moves the tonic and keeps the correlation",
+    run: () => {
+      // C E G held long, A and the other scale notes short: C major, not A minor.
+      const c = keyOfHistogram([4, 0, 1, 0, 4, 1, 0, 4, 0, 1, 0, 1]);
+      check(c.name === "C major", () => `found ${c.name}`);
+      // The same pitches with A, C and E long: A minor.
+      const a = keyOfHistogram([4, 0, 1, 0, 4, 1, 0, 1, 0, 4, 0, 1]);
+      check(a.name === "A minor", () => `found ${a.name}`);
+      const base = cadence(0, "minor");
+      const r0 = findKey(base).correlation;
+      for (let shift = 1; shift < 12; shift++) {
+        const moved = sortNotes(base);
+        for (const n of moved.notes) n.pitch += shift;
+        const key = findKey(moved);
+        check(key.tonic === shift && key.mode === "minor", () => `shift ${shift}: ${key.name}`);
+        check(
+          Math.abs(key.correlation - r0) < 1e-12,
+          () => `shift ${shift}: r ${key.correlation} != ${r0}`,
+        );
+      }
+      throwsCadenza(() => findKey(emptySequence()), "E_ARGUMENT", /no key/, "no notes");
+    },
+  },
+  {
+    name:
+      "key finder: pieces read back from MIDI files keep their keys (A minor, Eb major, F# major, D minor)",
+    run: () => {
+      const rows: [number, "major" | "minor"][] = [
+        [9, "minor"],
+        [3, "major"],
+        [6, "major"],
+        [2, "minor"],
+      ];
+      for (const [tonic, mode] of rows) {
+        const seq = fromMidi(toMidi(testPiece({ ...BASE, bars: 16, tonic, mode })), {
+          file: "key.mid",
+        });
+        const key = findKey(seq);
+        const want = keyName({ key: tonic, mode });
+        check(
+          key.name === want,
+          () => `found ${key.name} (r ${key.correlation.toFixed(3)}), want ${want}`,
+        );
+        // Drums never count: the drum part alone has no key.
+        throwsCadenza(() => findKey(seq, { instruments: [9] }), "E_ARGUMENT", /no key/, "drums");
+      }
+    },
+  },
+];
+
+export const musicIoCases: Case[] = [...sequenceCases, ...midiCases, ...corruptCases, ...keyCases];
