@@ -17,7 +17,7 @@
  */
 
 import { FEATURE_BINS, FeatureExtractor } from "../audio/features.ts";
-import { readWav } from "../audio/wav.ts";
+import { readWav, type WavAudio } from "../audio/wav.ts";
 import { CadenzaError } from "../errors.ts";
 import type { Precision } from "../model/image.ts";
 import type { Model } from "../model/model.ts";
@@ -57,7 +57,12 @@ import {
   writeEmotionVector,
 } from "./emotion-map.ts";
 import { Rng } from "./rng.ts";
-import type { InstrumentInfo, Note, NoteSequence } from "./sequence.ts";
+import {
+  type InstrumentInfo,
+  type Note,
+  type NoteSequence,
+  secondsToQuarters,
+} from "./sequence.ts";
 
 export const MAX_BARS = 512;
 export const DEFAULT_BARS = 8;
@@ -198,6 +203,12 @@ export function modelStep(
   return pipeline.stepFromEmotion(emotion);
 }
 
+/** "joyful", or "point near calm" for a point of the plane. */
+function emotionLabel(emotion: GenerateOptions["emotion"], point: EmotionPoint): string {
+  if (typeof emotion === "string") return emotion;
+  return `point near ${nearestEmotion(point)}`;
+}
+
 /** Where each step's emotion vector comes from. */
 type EmotionSource = (step: number, seconds: number) => Float32Array;
 
@@ -208,7 +219,8 @@ export async function generate(options: GenerateOptions = {}): Promise<GenerateR
   const vector = writeEmotionVector(point, new Float32Array(EMOTION_VECTOR_SIZE));
   return await withPipeline(
     options,
-    (pipeline) => compose(pipeline, options, settings, () => vector),
+    (pipeline) =>
+      compose(pipeline, options, settings, () => vector, emotionLabel(options.emotion, point)),
   );
 }
 
@@ -235,32 +247,29 @@ export async function respond(
   wavPath: string,
   options: RespondOptions = {},
 ): Promise<RespondResult> {
-  const wav = await readWav(wavPath);
+  return await respondToAudio(await readWav(wavPath), wavPath, options);
+}
+
+/** `respond` on audio already read (`name` labels it in messages and the sequence's meta). */
+export async function respondToAudio(
+  wav: WavAudio,
+  name: string,
+  options: RespondOptions = {},
+): Promise<RespondResult> {
   if (wav.frames === 0) {
-    throw new CadenzaError("E_FORMAT", `${wavPath}: WAV: the "data" chunk holds no frames`);
+    throw new CadenzaError("E_FORMAT", `${name}: WAV: the "data" chunk holds no frames`);
   }
   const smoothing = options.smoothing ?? 1;
-  check(smoothing > 0 && smoothing <= 60, "smoothing", smoothing, "seconds in (0, 60]");
+  check(
+    typeof smoothing === "number" && smoothing > 0 && smoothing <= 60,
+    "smoothing",
+    smoothing,
+    "seconds in (0, 60]",
+  );
+  if (options.bars !== undefined) settingsOf(options, { valence: 0, arousal: 0 });
   return await withPipeline(options, (pipeline) => {
-    const block = 128;
-    const blocks = Math.ceil(wav.frames / block);
-    const blockSeconds = block / wav.sampleRateHz;
-    const heard = new Float32Array(blocks * EMOTION_VECTOR_SIZE);
-    const extractor = new FeatureExtractor();
-    const features = new Float32Array(FEATURE_BINS);
-    const alpha = 1 - Math.exp(-blockSeconds / smoothing);
-    const state = new Float32Array(EMOTION_VECTOR_SIZE);
-    for (let b = 0; b < blocks; b++) {
-      const start = b * block;
-      extractor.push(wav.samples, start, Math.min(block, wav.frames - start));
-      extractor.compute(features);
-      const emotion = pipeline.step(features).emotion;
-      for (let i = 0; i < EMOTION_VECTOR_SIZE; i++) {
-        state[i] = b === 0 ? emotion[i] : state[i] + alpha * (emotion[i] - state[i]);
-      }
-      heard.set(state, b * EMOTION_VECTOR_SIZE);
-    }
-    pipeline.reset();
+    const heard = hear(pipeline, wav, smoothing);
+    const blocks = heard.length / EMOTION_VECTOR_SIZE;
     const mean = new Float32Array(EMOTION_VECTOR_SIZE);
     for (let b = 0; b < blocks; b++) {
       for (let i = 0; i < EMOTION_VECTOR_SIZE; i++) {
@@ -271,19 +280,49 @@ export async function respond(
     const point = { valence: decoded.valence, arousal: decoded.arousal };
     const audioSeconds = wav.frames / wav.sampleRateHz;
     const provisional = settingsOf({ ...options, bars: 1 }, point);
-    const barSeconds = (60 / provisional.tempo) * 4 * provisional.meter[0] /
+    const barSeconds = ((60 / provisional.tempo) * 4 * provisional.meter[0]) /
       provisional.meter[1];
     const bars = options.bars ??
       Math.min(MAX_BARS, Math.max(1, Math.ceil(audioSeconds / barSeconds)));
     const settings = settingsOf({ ...options, bars }, point);
+    const blockSeconds = HEAR_BLOCK / wav.sampleRateHz;
     const source: EmotionSource = (_step, seconds) => {
       const b = Math.min(blocks - 1, Math.floor(seconds / blockSeconds));
       return heard.subarray(b * EMOTION_VECTOR_SIZE, (b + 1) * EMOTION_VECTOR_SIZE);
     };
-    const result = compose(pipeline, options, settings, source);
-    result.sequence.meta!.source = wavPath;
+    const result = compose(pipeline, options, settings, source, decoded.name);
+    result.sequence.meta!.source = name;
     return { ...result, audioSeconds };
   });
+}
+
+/** Samples per block the recognizer hears (as `cadenza live` feeds the engine). */
+const HEAR_BLOCK = 128;
+
+/**
+ * The recognised emotion per block: the audio through the feature extractor and the whole
+ * pipeline, block by block, smoothed by a one-pole filter of time constant `smoothing`
+ * seconds. The pipeline is reset afterwards, so generation starts from a clean state.
+ */
+function hear(pipeline: EmotionPipeline, wav: WavAudio, smoothing: number): Float32Array {
+  const blocks = Math.ceil(wav.frames / HEAR_BLOCK);
+  const heard = new Float32Array(blocks * EMOTION_VECTOR_SIZE);
+  const extractor = new FeatureExtractor();
+  const features = new Float32Array(FEATURE_BINS);
+  const alpha = 1 - Math.exp(-HEAR_BLOCK / wav.sampleRateHz / smoothing);
+  const state = new Float32Array(EMOTION_VECTOR_SIZE);
+  for (let b = 0; b < blocks; b++) {
+    const start = b * HEAR_BLOCK;
+    extractor.push(wav.samples, start, Math.min(HEAR_BLOCK, wav.frames - start));
+    extractor.compute(features);
+    const emotion = pipeline.step(features).emotion;
+    for (let i = 0; i < EMOTION_VECTOR_SIZE; i++) {
+      state[i] = b === 0 ? emotion[i] : state[i] + alpha * (emotion[i] - state[i]);
+    }
+    heard.set(state, b * EMOTION_VECTOR_SIZE);
+  }
+  pipeline.reset();
+  return heard;
 }
 
 async function withPipeline<T>(
@@ -305,21 +344,62 @@ async function withPipeline<T>(
   }
 }
 
-/** The last notes of the primer's melody (the first non-drum part, highest note per onset). */
-export function primerMelody(primer: NoteSequence, limit = 32): number[] {
-  const notes = primer.notes.filter((note) => !note.isDrum);
-  if (notes.length === 0) {
+/** A primer's melody as the piece's opening: its notes, bars and pitches, highest per onset. */
+export interface PrimerPart {
+  notes: Note[];
+  bars: number;
+  pitches: number[];
+}
+
+/** Notes of a primer the models see: the transformer's context length. */
+const PRIMER_NOTES = 32;
+
+/**
+ * The primer's melody (its lowest-numbered non-drum part, the last 32 notes), re-timed by
+ * quarter notes to the piece's tempo and starting in its first bar, so that the piece opens
+ * with it and the generated bars follow.
+ */
+export function primerPart(
+  primer: NoteSequence,
+  tempo: number,
+  meter: readonly [number, number],
+): PrimerPart {
+  const melodic = primer.notes.filter((note) => !note.isDrum);
+  if (melodic.length === 0) {
     throw new CadenzaError("E_ARGUMENT", "primer: the sequence holds no melodic (non-drum) notes");
   }
-  const first = Math.min(...notes.map((note) => note.instrument));
-  const byOnset = new Map<number, number>();
-  for (const note of notes) {
-    if (note.instrument !== first) continue;
-    const at = Math.round(note.startTime * 1000);
-    byOnset.set(at, Math.max(byOnset.get(at) ?? -1, note.pitch));
+  const part = Math.min(...melodic.map((note) => note.instrument));
+  const notes = melodic.filter((note) => note.instrument === part)
+    .sort((a, b) => a.startTime - b.startTime || b.pitch - a.pitch)
+    .slice(-PRIMER_NOTES);
+  const barQuarters = (4 * meter[0]) / meter[1];
+  const quarters = (seconds: number) => secondsToQuarters(primer, seconds);
+  const offset = Math.floor(quarters(notes[0].startTime) / barQuarters + 1e-9) * barQuarters;
+  const secondsPerQuarter = 60 / tempo;
+  let endQuarters = 0;
+  const out: Note[] = notes.map((note) => {
+    const start = quarters(note.startTime) - offset;
+    const end = Math.max(start + 1 / STEPS_PER_QUARTER, quarters(note.endTime) - offset);
+    endQuarters = Math.max(endQuarters, end);
+    const startStep = Math.round(start * STEPS_PER_QUARTER);
+    return {
+      pitch: note.pitch,
+      velocity: note.velocity,
+      startTime: start * secondsPerQuarter,
+      endTime: end * secondsPerQuarter,
+      instrument: MELODY_TRACK,
+      program: PARTS[MELODY_TRACK].program,
+      isDrum: false,
+      quantizedStartStep: startStep,
+      quantizedEndStep: Math.max(startStep + 1, Math.round(end * STEPS_PER_QUARTER)),
+    };
+  });
+  const pitches: number[] = [];
+  for (let i = 0; i < notes.length; i++) {
+    if (i > 0 && notes[i].startTime === notes[i - 1].startTime) continue;
+    pitches.push(notes[i].pitch);
   }
-  const pitches = [...byOnset.entries()].sort((a, b) => a[0] - b[0]).map(([, pitch]) => pitch);
-  return pitches.slice(-limit);
+  return { notes: out, bars: Math.max(1, Math.ceil(endQuarters / barQuarters - 1e-9)), pitches };
 }
 
 /** The step loop: models -> decoder -> events -> notes, chords, bass and drums. */
@@ -328,6 +408,7 @@ function compose(
   options: GenerateOptions,
   settings: Settings,
   emotionAt: EmotionSource,
+  name: string,
 ): GenerateResult {
   const decoder = new Decoder({
     seed: settings.seed,
@@ -347,12 +428,15 @@ function compose(
   const perBar = decoder.stepsPerBar;
   const totalSteps = settings.bars * perBar;
   const totalTime = totalSteps * stepSec;
-  if (options.primer !== undefined) {
-    const pitches = primerMelody(options.primer);
-    for (const pitch of pitches) {
+  const primer = options.primer === undefined
+    ? null
+    : primerPart(options.primer, settings.tempo, settings.meter);
+  if (primer !== null) {
+    // The primer's notes go through the models first, filling their context (KV cache).
+    for (const pitch of primer.pitches) {
       modelStep(pipeline, emotionAt(0, 0), { previousPitch: pitch, chordClass: -1 });
     }
-    decoder.prime(pitches[pitches.length - 1]);
+    decoder.prime(primer.pitches[primer.pitches.length - 1]);
   }
   const notes: Note[] = [];
   const open = new Map<string, Note>();
@@ -437,23 +521,44 @@ function compose(
   collect(decoder.finish(totalTime));
   notes.push(...bassNotes(spans, stepSec));
   if (settings.drums) notes.push(...drumNotes(barGrooves, barDynamics, settings, decoder));
+  let endTime = totalTime;
+  if (primer !== null) {
+    // The generated bars follow the primer's.
+    const shiftSec = primer.bars * perBar * stepSec;
+    const shiftSteps = primer.bars * perBar;
+    for (const note of notes) {
+      note.startTime += shiftSec;
+      note.endTime += shiftSec;
+      note.quantizedStartStep! += shiftSteps;
+      note.quantizedEndStep! += shiftSteps;
+    }
+    for (const chord of chords) {
+      chord.time += shiftSec;
+      chord.bar += primer.bars;
+    }
+    for (const point of emotionPath) {
+      point.time += shiftSec;
+      point.bar += primer.bars;
+    }
+    notes.push(...primer.notes);
+    endTime += shiftSec;
+  }
   notes.sort((a, b) =>
     a.startTime - b.startTime || a.instrument - b.instrument || a.pitch - b.pitch
   );
-  const name = typeof options.emotion === "string"
-    ? options.emotion
-    : nearestEmotion(settings.point);
   const parts = PARTS.filter((part) => settings.drums || !part.isDrum);
   const meta: Record<string, string> = {
     generator: "cadenza generate",
-    title: `cadenza: ${name}, ${keyName(settings.key)}, ${settings.tempo} bpm` +
-      (trained ? "" : " (UNTRAINED models)"),
+    // The piano roll's title line adds the emotion, key, tempo, meter, length, seed and
+    // whether the models were trained (from the fields below).
+    title: options.primer === undefined ? "cadenza" : "cadenza (continuing a primer)",
     emotion: name,
     valence: String(settings.point.valence),
     arousal: String(settings.point.arousal),
     seed: String(settings.seed),
     trained: String(trained),
   };
+  if (primer !== null) meta.primerBars = String(primer.bars);
   if (!trained) {
     meta.untrained = "true";
     meta.note = UNTRAINED_NOTE;
@@ -464,14 +569,15 @@ function compose(
     timeSignatures: [{ time: 0, numerator: settings.meter[0], denominator: settings.meter[1] }],
     keySignatures: [{ time: 0, key: settings.key.tonic, mode: settings.key.mode }],
     instrumentInfos: parts.map((part) => ({ ...part })),
-    totalTime,
+    totalTime: endTime,
     stepsPerQuarter: STEPS_PER_QUARTER,
     meta,
   };
   const melodyCount = notes.filter((n) => n.instrument === MELODY_TRACK).length;
   const summary = `${name} (valence ${fmt(settings.point.valence)}, arousal ` +
     `${fmt(settings.point.arousal)}): ${keyName(settings.key)}, ${settings.tempo} bpm, ` +
-    `${settings.meter[0]}/${settings.meter[1]}, ${settings.bars} bars, ${melodyCount} melody ` +
+    `${settings.meter[0]}/${settings.meter[1]}, ${settings.bars} bars` +
+    (primer === null ? "" : ` after a ${primer.bars}-bar primer`) + `, ${melodyCount} melody ` +
     `notes, ${chords.length} chords, seed ${settings.seed}` +
     (trained ? "" : ` | ${UNTRAINED_NOTE}`);
   return {
@@ -483,7 +589,7 @@ function compose(
     key: settings.key,
     tempo: settings.tempo,
     meter: settings.meter,
-    bars: settings.bars,
+    bars: settings.bars + (primer?.bars ?? 0),
     summary,
   };
 }
