@@ -2,10 +2,14 @@
 // Installs the Zig version pinned in build.zig.zon into .toolchain/ (from PyPI's `ziglang`
 // package, through pip) and builds the native library with it. Runs as the npm postinstall and
 // as `npm run setup`; set CADENZA_SKIP_NATIVE=1 to skip it. Node only, no dependencies.
+// Before that it looks for FluidSynth and a General MIDI SoundFont (audio rendering, `--wav`)
+// and, when they are missing and it runs as root where apt-get exists, installs the Debian
+// packages fluidsynth and fluid-soundfont-gm; it never fails the install over them (set
+// CADENZA_SKIP_AUDIO=1 to skip this step).
 
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { delimiter, dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -87,7 +91,64 @@ function buildLibrary(zig_path) {
   for (const name of libraries) say(`built ${relative(root, join(lib_dir, name))}`);
 }
 
+// The same places src/music/audio.ts looks in.
+const SOUNDFONTS = [
+  "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+  "/usr/share/sounds/sf2/default-GM.sf2",
+  "/usr/share/soundfonts/FluidR3_GM.sf2",
+  "/usr/share/soundfonts/default.sf2",
+  "/usr/share/sounds/sf2/TimGM6mb.sf2",
+  "/opt/homebrew/share/soundfonts/default.sf2",
+  "/usr/local/share/soundfonts/default.sf2",
+];
+
+function onPath(program) {
+  const dirs = (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "");
+  return dirs.some((dir) => existsSync(join(dir, program)));
+}
+
+function audioFound() {
+  const soundfont = process.env.CADENZA_SOUNDFONT;
+  const fonts = soundfont !== undefined && soundfont !== "" ? [soundfont] : SOUNDFONTS;
+  return onPath("fluidsynth") && fonts.some((path) => existsSync(path));
+}
+
+function aptInstall(packages) {
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const options = { cwd: root, stdio: "inherit", env, timeout: 600_000 };
+  say(`installing ${packages.join(" ")} for audio rendering (apt-get update, then install)`);
+  const update = spawnSync("apt-get", ["update", "-qq"], options);
+  if (update.status !== 0) return false;
+  const args = ["install", "-y", "-qq", "--no-install-recommends", ...packages];
+  return spawnSync("apt-get", args, options).status === 0;
+}
+
+/** FluidSynth and a SoundFont for `--wav`: optional, so this never stops the install. */
+function setupAudio() {
+  if (process.env.CADENZA_SKIP_AUDIO === "1") return;
+  if (audioFound()) {
+    say("FluidSynth and a General MIDI SoundFont found: audio rendering (--wav) is available");
+    return;
+  }
+  const as_root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (as_root && onPath("apt-get")) {
+    if (aptInstall(["fluidsynth", "fluid-soundfont-gm"]) && audioFound()) {
+      say("installed FluidSynth and the FluidR3 GM SoundFont: audio rendering (--wav) is available");
+      return;
+    }
+  }
+  say(
+    "audio rendering (--wav) is unavailable: install fluidsynth and fluid-soundfont-gm " +
+      "(sudo apt-get install fluidsynth fluid-soundfont-gm); everything else works without them",
+  );
+}
+
 function main() {
+  try {
+    setupAudio();
+  } catch (err) {
+    say(`audio rendering (--wav) is unavailable: ${err instanceof Error ? err.message : err}`);
+  }
   if (process.env.CADENZA_SKIP_NATIVE === "1") {
     say("CADENZA_SKIP_NATIVE=1: skipping Zig and the native build");
     return;

@@ -17,7 +17,9 @@ export type CadenzaErrorCode =
   /** Reading or writing a file failed. */
   | "E_IO"
   /** A size is beyond the limits shared with the native parser. */
-  | "E_LIMIT";
+  | "E_LIMIT"
+  /** A program or file the feature needs is not installed (FluidSynth, a SoundFont). */
+  | "E_UNAVAILABLE";
 
 export class CadenzaError extends Error {
   readonly code: CadenzaErrorCode;

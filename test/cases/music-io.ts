@@ -27,9 +27,24 @@ import {
   KK_MAJOR_PROFILE,
   KK_MINOR_PROFILE,
 } from "../../src/music/keyfinder.ts";
+import { findFluidSynth, renderWav } from "../../src/music/audio.ts";
+import { renderPianoRoll } from "../../src/music/pianoroll.ts";
 import { Rng } from "../helpers.ts";
+import { decodePng, type PngImage, pngSize } from "../png-read.ts";
 import { parseSmf, type SmfFile } from "../midi-parse.ts";
-import { type Case, check, fail, throwsCadenza, throwsCadenzaWith } from "./check.ts";
+import {
+  type Case,
+  check,
+  fail,
+  rejectsCadenza,
+  throwsCadenza,
+  throwsCadenzaWith,
+} from "./check.ts";
+
+/** A case that may be skipped, with the reason (the runtimes' test files honour it). */
+export interface MusicCase extends Case {
+  skip?: string;
+}
 
 // ---------------------------------------------------------------------------------------------
 // A test piece: melody, chords, bass and drums over `bars` bars, on a step grid.
@@ -720,4 +735,268 @@ const keyCases: Case[] = [
   },
 ];
 
-export const musicIoCases: Case[] = [...sequenceCases, ...midiCases, ...corruptCases, ...keyCases];
+// ---------------------------------------------------------------------------------------------
+// Piano roll: the PNG decoded here (test/png-read.ts), pixels counted by colour.
+
+const COLOURS: Record<string, [number, number, number]> = {
+  melody: [0xd5, 0x5e, 0x00],
+  chords: [0x00, 0x72, 0xb2],
+  bass: [0x00, 0x9e, 0x73],
+  drums: [0x5f, 0x6b, 0x73],
+};
+
+/** Pixels within 3 of `rgb` in every channel, inside rows [top, bottom). */
+function countColour(img: PngImage, rgb: [number, number, number], top = 0, bottom = img.height) {
+  let n = 0;
+  for (let y = top; y < bottom; y++) {
+    for (let x = 0; x < img.width; x++) {
+      const i = (y * img.width + x) * 4;
+      const p = img.pixels;
+      if (
+        Math.abs(p[i] - rgb[0]) <= 3 && Math.abs(p[i + 1] - rgb[1]) <= 3 &&
+        Math.abs(p[i + 2] - rgb[2]) <= 3
+      ) n++;
+    }
+  }
+  return n;
+}
+
+/** Dark (text-coloured) pixels in rows [top, bottom). */
+const darkPixels = (img: PngImage, top: number, bottom: number) => {
+  let n = 0;
+  for (let y = top; y < bottom; y++) {
+    for (let x = 0; x < img.width; x++) {
+      const i = (y * img.width + x) * 4;
+      if (img.pixels[i] < 90 && img.pixels[i + 1] < 90 && img.pixels[i + 2] < 90) n++;
+    }
+  }
+  return n;
+};
+
+/** Full velocity: the notes are drawn opaque in their part's colour. */
+function loudPiece(o: PieceOptions): NoteSequence {
+  const seq = testPiece(o);
+  for (const n of seq.notes) n.velocity = 127;
+  return seq;
+}
+
+const pianoRollCases: MusicCase[] = [
+  {
+    name: "piano roll: a PNG whose width grows with the bars (36 px per quarter: 144 per 4/4 bar)",
+    run: () => {
+      let last = 0;
+      for (const bars of [2, 4, 8, 16]) {
+        const png = renderPianoRoll(testPiece({ ...BASE, bars }));
+        const { width, height } = pngSize(png);
+        check(width > last, () => `${bars} bars: width ${width} not above ${last}`);
+        // Margins 52 + 16 px, then the bars.
+        check(
+          width === 68 + 144 * bars,
+          () => `${bars} bars: width ${width}, want ${68 + 144 * bars}`,
+        );
+        check(height > 200 && height < 800, () => `${bars} bars: height ${height}`);
+        last = width;
+      }
+      const waltz = pngSize(renderPianoRoll(testPiece({ ...BASE, bars: 8, meter: [3, 4] })));
+      check(waltz.width === 68 + 108 * 8, () => `8 bars of 3/4: width ${waltz.width}`);
+      const long = pngSize(renderPianoRoll(testPiece({ ...BASE, bars: 512, tempo: 200 })));
+      check(long.width === 4000, () => `512 bars: width ${long.width}, want the 4000 px cap`);
+    },
+  },
+  {
+    name: "piano roll: each part in its own colour, and only the parts that play",
+    run: () => {
+      const seq = loudPiece(BASE);
+      const img = decodePng(renderPianoRoll(seq));
+      for (const [part, rgb] of Object.entries(COLOURS)) {
+        const n = countColour(img, rgb, 60); // below the legend
+        check(n > 500, () => `${part}: ${n} pixels of its colour`);
+      }
+      const no_melody = sortNotes(seq);
+      no_melody.notes = no_melody.notes.filter((n) => n.instrument !== 0);
+      const img2 = decodePng(renderPianoRoll(no_melody));
+      const left = countColour(img2, COLOURS.melody, 60);
+      check(left === 0, () => `no melody notes, yet ${left} melody-coloured pixels`);
+      check(countColour(img2, COLOURS.bass, 60) > 500, () => "bass missing without the melody");
+    },
+  },
+  {
+    name: "piano roll: title and chord symbols are drawn; with no font at all it still renders",
+    run: () => {
+      const seq = testPiece(BASE);
+      const chords = Array.from(
+        { length: 8 },
+        (_, i) => ({ time: i * 2, symbol: ["Am", "Dm", "E7", "Am"][i % 4] }),
+      );
+      const full = decodePng(renderPianoRoll(seq, { chords }));
+      const bare = decodePng(renderPianoRoll(seq));
+      const fontless = decodePng(renderPianoRoll(seq, { chords, systemFonts: false }));
+      // Rows 8..30 hold the title; 66..84 the chord symbols (layout constants of pianoroll.ts).
+      check(darkPixels(full, 8, 30) > 300, () => `title: ${darkPixels(full, 8, 30)} dark pixels`);
+      check(
+        darkPixels(full, 66, 84) > 200,
+        () => `chords: ${darkPixels(full, 66, 84)} dark pixels`,
+      );
+      check(
+        darkPixels(bare, 66, 84) < 20,
+        () => `no chords given, yet ${darkPixels(bare, 66, 84)}`,
+      );
+      check(darkPixels(fontless, 8, 30) === 0, () => "text drawn with no font loaded?");
+      check(
+        fontless.width === full.width && fontless.height === full.height,
+        () => "fontless size",
+      );
+    },
+  },
+  {
+    name:
+      "piano roll: odd input renders (no notes, drums only, a type-0 file) and bad options are refused",
+    run: () => {
+      const drums_only = testPiece(BASE);
+      drums_only.notes = drums_only.notes.filter((n) => n.isDrum);
+      for (const seq of [emptySequence({ totalTime: 2 }), drums_only, fromMidi(typeZeroFile())]) {
+        const { width } = pngSize(renderPianoRoll(seq));
+        check(width >= 68 + 240, () => `width ${width}`);
+      }
+      const seq = testPiece(BASE);
+      throwsCadenzaWith(
+        () => renderPianoRoll(seq, { maxWidth: -1 }),
+        "E_ARGUMENT",
+        "maxWidth is -1",
+      );
+      throwsCadenzaWith(
+        () => renderPianoRoll(seq, { chords: [{ time: NaN, symbol: "C" }] }),
+        "E_ARGUMENT",
+        "chords[0]",
+      );
+      const bad = sortNotes(seq);
+      bad.notes[0].pitch = -1;
+      throwsCadenzaWith(() => renderPianoRoll(bad), "E_ARGUMENT", "notes[0]", "pitch is -1");
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Audio: FluidSynth's WAV read here (RIFF chunks by hand).
+
+interface Wav {
+  rate: number;
+  channels: number;
+  bits: number;
+  samples: Int16Array;
+}
+
+function readWav16(bytes: Uint8Array): Wav {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const id = (at: number) => String.fromCharCode(...bytes.subarray(at, at + 4));
+  if (id(0) !== "RIFF" || id(8) !== "WAVE") fail("not a RIFF/WAVE file");
+  let at = 12;
+  let fmt: { rate: number; channels: number; bits: number } | undefined;
+  while (at + 8 <= bytes.length) {
+    const size = view.getUint32(at + 4, true);
+    if (id(at) === "fmt ") {
+      const tag = view.getUint16(at + 8, true);
+      fmt = {
+        channels: view.getUint16(at + 10, true),
+        rate: view.getUint32(at + 12, true),
+        bits: view.getUint16(at + 22, true),
+      };
+      check(tag === 1 || tag === 0xfffe, () => `format tag ${tag}`);
+    } else if (id(at) === "data") {
+      if (fmt === undefined) fail("data before fmt");
+      const end = Math.min(bytes.length, at + 8 + size);
+      const samples = new Int16Array(bytes.slice(at + 8, end - ((end - at - 8) % 2)).buffer);
+      return { ...fmt, samples };
+    }
+    at += 8 + size + (size & 1);
+  }
+  return fail("no data chunk");
+}
+
+/** RMS of each whole second of the first channel pair, as a fraction of full scale. */
+function rmsPerSecond(w: Wav): number[] {
+  const frame = w.channels;
+  const out: number[] = [];
+  for (let s = 0; (s + 1) * w.rate * frame <= w.samples.length; s++) {
+    let sum = 0;
+    for (let i = s * w.rate * frame; i < (s + 1) * w.rate * frame; i++) sum += w.samples[i] ** 2;
+    out.push(Math.sqrt(sum / (w.rate * frame)) / 32768);
+  }
+  return out;
+}
+
+const synth = findFluidSynth();
+const NO_SYNTH = synth.missing.length > 0
+  ? `missing ${synth.missing.join(" and ")} (sudo apt-get install fluidsynth fluid-soundfont-gm)`
+  : undefined;
+
+/** FluidSynth plays on after the last note-off until the voices' release ends: at most this. */
+const RELEASE_TAIL_S = 4;
+
+const audioCases: MusicCase[] = [
+  {
+    name:
+      "audio: FluidSynth renders a non-silent WAV as long as the piece (+ <= 4 s release), 44.1 and 22.05 kHz",
+    skip: NO_SYNTH,
+    run: async () => {
+      const seq = testPiece({ ...BASE, bars: 4 }); // 8 s
+      const wav = readWav16(await renderWav(seq));
+      check(
+        wav.rate === 44100 && wav.channels === 2 && wav.bits === 16,
+        () => `format ${JSON.stringify({ ...wav, samples: 0 })}`,
+      );
+      const seconds = wav.samples.length / wav.channels / wav.rate;
+      check(
+        seconds >= seq.totalTime && seconds <= seq.totalTime + RELEASE_TAIL_S,
+        () => `${seconds.toFixed(2)} s of audio for an ${seq.totalTime} s piece`,
+      );
+      const rms = rmsPerSecond(wav);
+      // Every second of the piece sounds (the drums alone hit each beat): above -50 dBFS.
+      for (let s = 0; s < seq.totalTime; s++) {
+        check(rms[s] > 0.003, () => `second ${s}: RMS ${rms[s]} (silent?)`);
+      }
+      // The sample rate is honoured.
+      const short = testPiece({ ...BASE, bars: 2 }); // 4 s
+      const low = readWav16(await renderWav(short, { sampleRate: 22050 }));
+      const low_s = low.samples.length / low.channels / low.rate;
+      check(
+        low.rate === 22050 && low_s >= 4 && low_s <= 4 + RELEASE_TAIL_S,
+        () => `${low.rate} Hz, ${low_s} s`,
+      );
+    },
+  },
+  {
+    name:
+      "audio: a missing FluidSynth or SoundFont is E_UNAVAILABLE saying what and how to install",
+    run: async () => {
+      const seq = testPiece({ ...BASE, bars: 1 });
+      const err = await rejectsCadenza(
+        () => renderWav(seq, { soundFont: "/nonexistent/GM.sf2" }),
+        "E_UNAVAILABLE",
+        /SoundFont \/nonexistent\/GM\.sf2 \(no such file\).*apt-get install fluidsynth fluid-soundfont-gm/,
+        "missing SoundFont",
+      );
+      check(err.message.length < 600, () => `a long message: ${err.message}`);
+      const found = findFluidSynth({ soundFont: "/nonexistent/GM.sf2" });
+      check(
+        found.soundFont === undefined && found.missing.length >= 1,
+        () => JSON.stringify(found),
+      );
+      await rejectsCadenza(
+        () => renderWav(seq, { sampleRate: 7 }),
+        "E_ARGUMENT",
+        /sampleRate is 7/,
+        "rate",
+      );
+    },
+  },
+];
+
+export const musicIoCases: MusicCase[] = [
+  ...sequenceCases,
+  ...midiCases,
+  ...corruptCases,
+  ...keyCases,
+  ...pianoRollCases,
+  ...audioCases,
+];
