@@ -61,3 +61,70 @@ export {
   type RealtimeOptions,
   type RealtimeStats,
 } from "./rt/index.ts";
+
+// Music output: the note sequence, MIDI files, piano rolls, audio and the key finder (src/music).
+export {
+  barTimes,
+  cloneSequence,
+  compareNotes,
+  DRUM_CHANNEL,
+  emptySequence,
+  type InstrumentInfo,
+  instrumentInfoOf,
+  instrumentsOf,
+  keyAt,
+  keyFromSharps,
+  keyName,
+  type KeySignature,
+  keySharps,
+  type Note,
+  type NoteSequence,
+  notesOf,
+  pitchName,
+  quantizeSequence,
+  quartersPerBar,
+  quartersToSeconds,
+  secondsToQuarters,
+  secondsToStep,
+  type SequenceOptions,
+  sortNotes,
+  stepToSeconds,
+  type Tempo,
+  tempoAt,
+  type TimeSignature,
+  timeSignatureAt,
+  totalBars,
+  validateSequence,
+} from "./music/sequence.ts";
+export {
+  fromMidi,
+  type FromMidiOptions,
+  MAX_MIDI_BYTES,
+  MAX_MIDI_SECONDS,
+  MIDI_PPQ,
+  toMidi,
+  type ToMidiOptions,
+} from "./music/midi.ts";
+export {
+  type ChordMark,
+  pianoRollSvg,
+  type PianoRollOptions,
+  renderPianoRoll,
+} from "./music/pianoroll.ts";
+export {
+  findFluidSynth,
+  type FindOptions,
+  type FluidSynthInfo,
+  renderWav,
+  type RenderWavOptions,
+  SOUNDFONT_PATHS,
+} from "./music/audio.ts";
+export {
+  findKey,
+  KK_MAJOR_PROFILE,
+  KK_MINOR_PROFILE,
+  type KeyEstimate,
+  keyOfHistogram,
+  type KeyOptions,
+  pitchClassHistogram,
+} from "./music/keyfinder.ts";
