@@ -395,6 +395,8 @@ interface Reading {
   seconds: (tick: number) => number;
   seq: NoteSequence;
   parts: Map<string, Part>;
+  /** The parts of the track being read. */
+  trackParts: Part[];
   ends: number[];
 }
 
@@ -411,6 +413,7 @@ function partFor(
   if (part === undefined) {
     part = { track, channel, name, tag, program, notes: [] };
     r.parts.set(key, part);
+    r.trackParts.push(part);
   }
   return part;
 }
@@ -495,12 +498,11 @@ function readTrack(r: Reading, events: MidiEvent[], track: number, format: numbe
       addNote(r, partFor(r, track, key >> 7, name, tag, on.program), on, tick, key & 127);
     }
   }
-  for (const part of r.parts.values()) {
-    if (part.track === track) {
-      part.name = name;
-      part.tag = tag;
-    }
+  for (const part of r.trackParts) {
+    part.name = name;
+    part.tag = tag;
   }
+  r.trackParts = [];
   r.ends.push(r.seconds(tick));
 }
 
@@ -529,11 +531,11 @@ function numberParts(r: Reading): void {
   parts.sort((a, b) => a.track - b.track || a.channel - b.channel);
   const tags = parts.map((p) => p.tag);
   const tagged = tags.every((t) => t !== undefined) && new Set(tags).size === tags.length;
-  const used = new Set<number>();
+  const per_track = new Map<number, number>();
+  for (const part of parts) per_track.set(part.track, (per_track.get(part.track) ?? 0) + 1);
   parts.forEach((part, i) => {
     const instrument = tagged ? part.tag! : i;
-    used.add(instrument);
-    const several = parts.filter((p) => p.track === part.track).length > 1;
+    const several = per_track.get(part.track)! > 1;
     const base = part.name !== "" ? part.name : `track ${part.track}`;
     const info: InstrumentInfo = {
       instrument,
@@ -583,7 +585,14 @@ export function fromMidi(bytes: Uint8Array, options: FromMidiOptions = {}): Note
     instrumentInfos: [],
     totalTime: 0,
   };
-  const r: Reading = { file, seconds: tickClock(data, file), seq, parts: new Map(), ends: [] };
+  const r: Reading = {
+    file,
+    seconds: tickClock(data, file),
+    seq,
+    parts: new Map(),
+    trackParts: [],
+    ends: [],
+  };
   data.tracks.forEach((events, track) => readTrack(r, events, track, format));
   numberParts(r);
   seq.notes.sort((a, b) =>

@@ -123,6 +123,8 @@ export function emptySequence(options: SequenceOptions = {}): NoteSequence {
 /** Any tempo a MIDI file can carry with a plausible microseconds-per-beat (>= 600). */
 const MAX_QPM = 100_000;
 const MAX_SECONDS = 24 * 3600;
+/** Every (track, channel) of the largest MIDI file gets a number. */
+const MAX_INSTRUMENT = 65536 * 16 - 1;
 
 function bad(where: string, what: string, expected: string): never {
   throw new CadenzaError("E_ARGUMENT", `${where}: ${what}; expected ${expected}`);
@@ -153,7 +155,7 @@ function checkNote(note: Note, where: string, quantized: boolean): void {
   if (!(note.endTime > note.startTime)) {
     bad(where, `endTime ${note.endTime} is not after startTime ${note.startTime}`, "end > start");
   }
-  checkInt(where, "instrument", note.instrument, 0, 255);
+  checkInt(where, "instrument", note.instrument, 0, MAX_INSTRUMENT);
   checkInt(where, "program", note.program, 0, 127);
   if (typeof note.isDrum !== "boolean") bad(where, `isDrum is ${show(note.isDrum)}`, "a boolean");
   const has_start = note.quantizedStartStep !== undefined;
@@ -203,7 +205,7 @@ function checkInstruments(seq: NoteSequence, name: string): void {
   const seen = new Set<number>();
   seq.instrumentInfos.forEach((info, i) => {
     const where = `${name}.instrumentInfos[${i}]`;
-    checkInt(where, "instrument", info.instrument, 0, 255);
+    checkInt(where, "instrument", info.instrument, 0, MAX_INSTRUMENT);
     if (seen.has(info.instrument)) bad(where, `instrument ${info.instrument} repeats`, "unique");
     seen.add(info.instrument);
     if (typeof info.name !== "string") bad(where, `name is ${show(info.name)}`, "a string");
@@ -225,10 +227,20 @@ export function validateSequence(seq: NoteSequence, name = "sequence"): void {
   checkTime(name, "totalTime", seq.totalTime);
   checkEvents(seq, name);
   checkInstruments(seq, name);
+  const drums = new Map(seq.instrumentInfos.map((info) => [info.instrument, info.isDrum]));
   let last_end = 0;
   for (let i = 0; i < seq.notes.length; i++) {
     const note = seq.notes[i];
-    checkNote(note, `${name}.notes[${i}]`, spq !== undefined);
+    const where = `${name}.notes[${i}]`;
+    checkNote(note, where, spq !== undefined);
+    const is_drum = drums.get(note.instrument);
+    if (is_drum !== undefined && is_drum !== note.isDrum) {
+      bad(
+        where,
+        `isDrum is ${note.isDrum} but instrument ${note.instrument} has isDrum ${is_drum}`,
+        "the same",
+      );
+    }
     last_end = Math.max(last_end, note.endTime);
   }
   // A microsecond of slack: times converted from ticks are rounded to about that.

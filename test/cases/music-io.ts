@@ -188,6 +188,11 @@ const sequenceCases: Case[] = [
       );
       throwsCadenzaWith(broken((s) => (s.totalTime = 1)), "E_ARGUMENT", "totalTime 1");
       throwsCadenzaWith(
+        broken((s) => (s.notes.find((n) => n.instrument === 9)!.isDrum = false)),
+        "E_ARGUMENT",
+        "isDrum is false but instrument 9 has isDrum true",
+      );
+      throwsCadenzaWith(
         broken((s) => (s.notes[0].startTime = NaN)),
         "E_ARGUMENT",
         "notes[0]",
@@ -572,7 +577,37 @@ function corruptions(): [string, Uint8Array, RegExp][] {
   ];
 }
 
+/** A type-1 file of `tracks` tracks, each with one note on each of the 16 channels. */
+function manyTracksFile(tracks: number): Uint8Array {
+  const track: number[] = [];
+  for (let ch = 0; ch < 16; ch++) track.push(0x00, 0x90 | ch, 60, 64);
+  for (let ch = 0; ch < 16; ch++) track.push(ch === 0 ? 0x0a : 0x00, 0x80 | ch, 60, 0);
+  track.push(0x00, 0xff, 0x2f, 0x00);
+  const chunk = [0x4d, 0x54, 0x72, 0x6b, 0, 0, 0, track.length, ...track];
+  const out = new Uint8Array(14 + tracks * chunk.length);
+  out.set([0x4d, 0x54, 0x68, 0x64, 0, 0, 0, 6, 0, 1, tracks >> 8, tracks & 0xff, 0, 96]);
+  for (let t = 0; t < tracks; t++) out.set(chunk, 14 + t * chunk.length);
+  return out;
+}
+
 const corruptCases: Case[] = [
+  {
+    name: "midi: 4,000 tracks x 16 channels read in linear time (64,000 parts)",
+    run: () => {
+      const seq = fromMidi(manyTracksFile(4000), { file: "wide.mid" });
+      check(seq.instrumentInfos.length === 64000, () => `${seq.instrumentInfos.length} parts`);
+      check(seq.notes.length === 64000, () => `${seq.notes.length} notes`);
+      const last = seq.instrumentInfos[63999];
+      check(
+        last.name === "track 3999 (channel 16)" && last.channel === 15,
+        () => JSON.stringify(last),
+      );
+      check(
+        seq.instrumentInfos[9].isDrum && !seq.instrumentInfos[8].isDrum,
+        () => "channel 10 is drums",
+      );
+    },
+  },
   {
     name: "midi: corrupt files are a CadenzaError E_FORMAT naming the file and the fault",
     run: () => {
