@@ -6,9 +6,8 @@
  * a failed or interrupted conversion never leaves a partial OUT.
  */
 
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
-import { basename, dirname, extname, join, resolve } from "node:path";
-import process from "node:process";
+import { statSync } from "node:fs";
+import { extname, resolve } from "node:path";
 import { CadenzaError } from "../errors.ts";
 import { toRtneural } from "../model/formats/rtneural.ts";
 import { writeSafetensors } from "../model/formats/safetensors.ts";
@@ -16,6 +15,7 @@ import { loadSpec } from "../model/load.ts";
 import { DEFAULT_MAX_BATCH, type ModelSpec, parameterCount } from "../model/spec.ts";
 import { expectPositionals, type ParsedArgs, UsageError } from "./args.ts";
 import type { Command, Output } from "./command.ts";
+import { writeAtomically } from "./files.ts";
 import { MODEL_FLAGS, MODEL_FLAGS_HELP, specOptions } from "./model_flags.ts";
 
 export type ConvertTarget = "safetensors" | "rtneural";
@@ -97,41 +97,6 @@ function droppedByRtneural(spec: ModelSpec): string[] {
   const max_batch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
   if (max_batch !== DEFAULT_MAX_BATCH) dropped.push(`maxBatch ${max_batch}`);
   return dropped;
-}
-
-/**
- * Writes `bytes` to a new temporary file beside `path`, flushes it and renames it over `path`;
- * on any failure the temporary file is removed (if it can be) and `path` is left as it was.
- */
-function writeAtomically(path: string, bytes: Uint8Array): void {
-  const suffix = Math.floor(Math.random() * 2 ** 32).toString(16);
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${suffix}.tmp`);
-  let fd = -1;
-  let created = false;
-  try {
-    fd = openSync(temp, "wx", 0o644);
-    created = true;
-    let written = 0;
-    while (written < bytes.length) written += writeSync(fd, bytes, written);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(temp, path);
-  } catch (err) {
-    if (fd >= 0) closeSync(fd);
-    if (created) removeQuietly(temp);
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CadenzaError("E_IO", `cannot write ${path}: ${reason}`, { cause: err });
-  }
-}
-
-/** Cleanup after a failed write: that failure is the one to report, not a second one. */
-function removeQuietly(path: string): void {
-  try {
-    rmSync(path, { force: true });
-  } catch {
-    // Left behind; its name says what it was.
-  }
 }
 
 async function convert(args: ParsedArgs, output: Output): Promise<number> {

@@ -12,11 +12,14 @@ import { parseArgs, UsageError } from "./args.ts";
 import { type Command, consoleOutput, type Output } from "./command.ts";
 import { benchCommand } from "./bench.ts";
 import { convertCommand } from "./convert.ts";
+import { generateCommand, respondCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
 import { runCommand } from "./run.ts";
 
 export const commands: readonly Command[] = [
+  generateCommand,
+  respondCommand,
   inspectCommand,
   convertCommand,
   runCommand,

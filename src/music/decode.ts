@@ -85,7 +85,7 @@ export const DYNAMICS = Object.freeze({
   ACCENT: 1,
   /** Downbeat accent: up to +12 more on each bar's first slot. */
   DOWNBEAT: 2,
-  /** In-bar dynamic: 0.5 flat, above crescendo, below diminuendo (+-20 over the bar). */
+  /** In-bar dynamic: 0.5 flat, above crescendo, below diminuendo (up to 20 over the bar). */
   BAR_SHAPE: 3,
   /** Phrase arc: 0.5 flat, above swells (+-15) over each four-bar phrase. */
   PHRASE_ARC: 4,
@@ -103,7 +103,7 @@ export const DYNAMICS = Object.freeze({
   CHORD_ARTICULATION: 10,
   /** Bass articulation: 0.4 .. 1 of each note's length. */
   BASS_ARTICULATION: 11,
-  /** Chord roll: the chord's notes start up to 30 ms apart, lowest first. */
+  /** Chord roll: each chord note starts up to 7.5 ms after the one below it. */
   ROLL: 12,
   /** Drum level: velocity 40 .. 120. */
   DRUM_LEVEL: 13,
