@@ -23,7 +23,7 @@ import {
   keySharps,
   type Note,
   type NoteSequence,
-  secondsToQuarters,
+  timeMap,
   validateSequence,
 } from "./sequence.ts";
 
@@ -75,7 +75,8 @@ interface Timed {
 }
 
 function ticksOf(seq: NoteSequence, ppq: number): (seconds: number) => number {
-  return (seconds) => Math.round(secondsToQuarters(seq, seconds) * ppq);
+  const map = timeMap(seq);
+  return (seconds) => Math.round(map.toQuarters(seconds) * ppq);
 }
 
 /** Start and end ticks of a note: from its quantized steps when they map exactly to ticks. */

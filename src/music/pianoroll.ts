@@ -23,8 +23,8 @@ import {
   type NoteSequence,
   pitchName,
   quartersPerBar,
-  quartersToSeconds,
-  secondsToQuarters,
+  type TimeMap,
+  timeMap,
   timeSignatureAt,
   totalBars,
   validateSequence,
@@ -110,6 +110,7 @@ interface Layout {
   lowPitch: number;
   highPitch: number;
   row: number;
+  map: TimeMap;
   x: (seconds: number) => number;
 }
 
@@ -147,15 +148,16 @@ function layout(seq: NoteSequence, options: PianoRollOptions): Layout {
   }
   if (high < 0) [low, high] = [60, 72];
   // Whole octaves from C to B around the notes, with a little air.
-  const low_pitch = Math.max(0, Math.floor((low - 1) / 12) * 12);
-  const high_pitch = Math.min(127, Math.ceil((high + 2) / 12) * 12 - 1);
+  const low_pitch = Math.floor(low / 12) * 12;
+  const high_pitch = Math.min(127, Math.ceil((high + 1) / 12) * 12 - 1);
   const span = high_pitch - low_pitch + 1;
   const row = options.rowHeight ?? Math.max(3, Math.min(7, Math.floor(420 / span)));
   const drum_rows = [...new Set(seq.notes.filter((n) => n.isDrum).map((n) => n.pitch))].sort((
     a,
     b,
   ) => a - b);
-  const quarters = Math.max(secondsToQuarters(seq, seq.totalTime), 1);
+  const map = timeMap(seq);
+  const quarters = Math.max(map.toQuarters(seq.totalTime), 1);
   const max_width = options.maxWidth ?? 4000;
   const wanted = quarters * (options.pixelsPerQuarter ?? 36);
   const plot_width = Math.max(
@@ -179,7 +181,8 @@ function layout(seq: NoteSequence, options: PianoRollOptions): Layout {
     lowPitch: low_pitch,
     highPitch: high_pitch,
     row,
-    x: (seconds) => MARGIN_LEFT + secondsToQuarters(seq, seconds) * px_per_quarter,
+    map,
+    x: (seconds) => MARGIN_LEFT + map.toQuarters(seconds) * px_per_quarter,
   };
 }
 
@@ -228,20 +231,23 @@ function grid(seq: NoteSequence, l: Layout, out: string[]): void {
   const top = l.plotTop - BAR_NUMBERS - CHORD_STRIP + 4;
   const bars = barTimes(seq).slice(0, MAX_BARS_DRAWN);
   const px_per_bar = bars.length > 1 ? l.x(bars[1]) - l.x(bars[0]) : l.plotWidth;
-  const every = Math.max(1, Math.ceil(28 / px_per_bar)); // bar numbers at least 28 px apart
+  // Bar lines at least 10 px apart and numbers at least 28 px apart, every 1, 2, 4, 8... bars.
+  const spacing = (px: number) => 2 ** Math.max(0, Math.ceil(Math.log2(px / px_per_bar)));
+  const line_every = spacing(10);
+  const number_every = Math.max(line_every, spacing(28));
   bars.forEach((t, i) => {
     const ts = timeSignatureAt(seq, t);
     // Beat lines, where there is room for them.
     const beat_q = 4 / ts.denominator;
-    const q0 = secondsToQuarters(seq, t);
+    const q0 = l.map.toQuarters(t);
     if ((px_per_bar * beat_q) / quartersPerBar(ts) >= 8) {
       for (let b = 1; b < ts.numerator; b++) {
-        const x = l.x(quartersToSeconds(seq, q0 + b * beat_q));
+        const x = l.x(l.map.toSeconds(q0 + b * beat_q));
         out.push(line(x, l.plotTop, x, bottom, "#e3e6ea"));
       }
     }
-    out.push(line(l.x(t), top, l.x(t), bottom, "#868e96"));
-    if (i % every === 0) {
+    if (i % line_every === 0) out.push(line(l.x(t), top, l.x(t), bottom, "#868e96"));
+    if (i % number_every === 0) {
       const at = { x: l.x(t) + 3, y: l.plotTop - 3, "font-size": 9, fill: "#868e96" };
       out.push(el("text", at, String(i + 1)));
     }

@@ -257,39 +257,58 @@ export function validateSequence(seq: NoteSequence, name = "sequence"): void {
 // ---------------------------------------------------------------------------------------------
 // Time: seconds <-> quarter notes through the tempo map, bars through the time signatures.
 
-/** Tempos sorted by time, with 120 qpm at 0 when the sequence has none there. */
-function tempoMap(seq: NoteSequence): Tempo[] {
+/** Converts between seconds and quarter notes through one sequence's tempo map. */
+export interface TimeMap {
+  /** Quarter notes elapsed at `seconds`. */
+  toQuarters(seconds: number): number;
+  /** Seconds at which `quarters` quarter notes have elapsed. */
+  toSeconds(quarters: number): number;
+}
+
+/** The most bars barTimes walks (a day at 1,000 qpm in 4/4 is 360,000). */
+export const MAX_BARS = 1_000_000;
+
+/**
+ * The tempo map of `seq` (120 qpm until its first tempo), built once: each conversion is a
+ * binary search, so converting every note of a long piece stays linear.
+ */
+export function timeMap(seq: NoteSequence): TimeMap {
   const tempos = [...seq.tempos].sort((a, b) => a.time - b.time);
   if (tempos.length === 0 || tempos[0].time > 0) tempos.unshift({ time: 0, qpm: 120 });
-  return tempos;
+  const starts = new Float64Array(tempos.length); // quarters elapsed at each tempo change
+  for (let i = 1; i < tempos.length; i++) {
+    starts[i] = starts[i - 1] + ((tempos[i].time - tempos[i - 1].time) * tempos[i - 1].qpm) / 60;
+  }
+  const find = (value: number, key: (i: number) => number) => {
+    let lo = 0;
+    let hi = tempos.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (key(mid) <= value) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  return {
+    toQuarters(seconds) {
+      const i = find(seconds, (k) => tempos[k].time);
+      return starts[i] + (Math.max(0, seconds - tempos[i].time) * tempos[i].qpm) / 60;
+    },
+    toSeconds(quarters) {
+      const i = find(quarters, (k) => starts[k]);
+      return tempos[i].time + (Math.max(0, quarters - starts[i]) * 60) / tempos[i].qpm;
+    },
+  };
 }
 
 /** Quarter notes elapsed at `seconds` (the tempo map integrated). */
 export function secondsToQuarters(seq: NoteSequence, seconds: number): number {
-  const tempos = tempoMap(seq);
-  let quarters = 0;
-  for (let i = 0; i < tempos.length; i++) {
-    const end = i + 1 < tempos.length ? Math.min(tempos[i + 1].time, seconds) : seconds;
-    if (end <= tempos[i].time) break;
-    quarters += ((end - tempos[i].time) * tempos[i].qpm) / 60;
-  }
-  return quarters;
+  return timeMap(seq).toQuarters(seconds);
 }
 
 /** Seconds at which `quarters` quarter notes have elapsed (the inverse of secondsToQuarters). */
 export function quartersToSeconds(seq: NoteSequence, quarters: number): number {
-  const tempos = tempoMap(seq);
-  let at_quarters = 0;
-  for (let i = 0; i < tempos.length; i++) {
-    const span = i + 1 < tempos.length
-      ? ((tempos[i + 1].time - tempos[i].time) * tempos[i].qpm) / 60
-      : Infinity;
-    if (quarters <= at_quarters + span) {
-      return tempos[i].time + ((quarters - at_quarters) * 60) / tempos[i].qpm;
-    }
-    at_quarters += span;
-  }
-  return tempos[tempos.length - 1].time;
+  return timeMap(seq).toSeconds(quarters);
 }
 
 /** Quarter notes in one bar of `ts` (6/8 is 3 quarters). */
@@ -297,46 +316,58 @@ export function quartersPerBar(ts: { numerator: number; denominator: number }): 
   return (ts.numerator * 4) / ts.denominator;
 }
 
-/**
- * The start time (seconds) of every bar that begins before `seq.totalTime`, following tempo and
- * time-signature changes (a change takes effect at the next bar line if it falls inside a bar).
- */
-export function barTimes(seq: NoteSequence): number[] {
+interface BarWalk {
+  /** Start of each bar, seconds. */
+  times: number[];
+  /** Quarter notes in the last bar. */
+  lastBarQuarters: number;
+  /** Quarter notes from the last bar's start to totalTime. */
+  intoLast: number;
+}
+
+function walkBars(seq: NoteSequence): BarWalk {
+  const map = timeMap(seq);
   const signatures = [...seq.timeSignatures].sort((a, b) => a.time - b.time);
-  const first = signatures[0] ?? { time: 0, numerator: 4, denominator: 4 };
-  const end_quarters = secondsToQuarters(seq, seq.totalTime);
-  const changes = signatures.map((ts) => ({ at: secondsToQuarters(seq, ts.time), ts }));
-  const bars: number[] = [];
-  let quarters = 0;
-  let current = first;
+  const changes = signatures.map((ts) => ({ at: map.toQuarters(ts.time), ts }));
+  const end_quarters = map.toQuarters(seq.totalTime);
+  const times: number[] = [];
+  let current: { numerator: number; denominator: number } = signatures[0] ??
+    { numerator: 4, denominator: 4 };
   let next = 1;
-  // Bounded: MAX_SECONDS at MAX_QPM in 1/64 bars is far below this, and each bar advances.
-  for (let guard = 0; guard < 10_000_000 && quarters < end_quarters - 1e-9; guard++) {
+  let quarters = 0;
+  let last_start = 0;
+  while (quarters < end_quarters - 1e-9 && times.length < MAX_BARS) {
     while (next < changes.length && changes[next].at <= quarters + 1e-9) {
       current = changes[next++].ts;
     }
-    bars.push(quartersToSeconds(seq, quarters));
+    times.push(map.toSeconds(quarters));
+    last_start = quarters;
     quarters += quartersPerBar(current);
   }
-  return bars;
+  return { times, lastBarQuarters: quartersPerBar(current), intoLast: end_quarters - last_start };
+}
+
+/**
+ * The start time (seconds) of every bar that begins before `seq.totalTime` (at most MAX_BARS),
+ * following tempo and time-signature changes (a change inside a bar takes effect at the next
+ * bar line).
+ */
+export function barTimes(seq: NoteSequence): number[] {
+  return walkBars(seq).times;
 }
 
 /** Length in bars: whole bars plus the fraction of the last one that `totalTime` reaches. */
 export function totalBars(seq: NoteSequence): number {
-  const bars = barTimes(seq);
-  if (bars.length === 0) return 0;
-  const start = bars[bars.length - 1];
-  const ts = timeSignatureAt(seq, start);
-  const bar_quarters = quartersPerBar(ts);
-  const into = secondsToQuarters(seq, seq.totalTime) - secondsToQuarters(seq, start);
-  return bars.length - 1 + into / bar_quarters;
+  const walk = walkBars(seq);
+  if (walk.times.length === 0) return 0;
+  return walk.times.length - 1 + walk.intoLast / walk.lastBarQuarters;
 }
 
 /** The tempo in force at `seconds` (120 qpm before the first). */
 export function tempoAt(seq: NoteSequence, seconds: number): number {
-  let qpm = 120;
-  for (const t of tempoMap(seq)) if (t.time <= seconds) qpm = t.qpm;
-  return qpm;
+  let found = { time: 0, qpm: 120 };
+  for (const t of seq.tempos) if (t.time <= seconds && t.time >= found.time) found = t;
+  return found.qpm;
 }
 
 /** The time signature in force at `seconds` (4/4 before the first). */
@@ -367,7 +398,8 @@ export function keyAt(seq: NoteSequence, seconds: number): KeySignature | undefi
 export function quantizeSequence(seq: NoteSequence, stepsPerQuarter: number): NoteSequence {
   validateSequence(seq);
   checkInt("quantizeSequence", "stepsPerQuarter", stepsPerQuarter, 1, 960);
-  const step = (seconds: number) => Math.round(secondsToQuarters(seq, seconds) * stepsPerQuarter);
+  const map = timeMap(seq);
+  const step = (seconds: number) => Math.round(map.toQuarters(seconds) * stepsPerQuarter);
   const notes = seq.notes.map((note) => {
     const start = step(note.startTime);
     return {

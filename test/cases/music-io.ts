@@ -7,10 +7,12 @@
  */
 
 import {
+  barTimes,
   emptySequence,
   type InstrumentInfo,
   keyName,
   keySharps,
+  MAX_BARS,
   type Note,
   type NoteSequence,
   quantizeSequence,
@@ -144,6 +146,21 @@ const sequenceCases: Case[] = [
       check(secondsToQuarters(seq, 6) === 8, () => `quarters at 6 s: ${secondsToQuarters(seq, 6)}`);
       check(quartersToSeconds(seq, 8) === 6, () => `seconds at 8 q: ${quartersToSeconds(seq, 8)}`);
       check(quartersToSeconds(seq, 2) === 2, () => `seconds at 2 q: ${quartersToSeconds(seq, 2)}`);
+    },
+  },
+  {
+    name: "sequence: bar lines through a meter change, and a bounded walk for absurd lengths",
+    run: () => {
+      const seq = emptySequence({ tempo: 120 }); // 4/4: a bar is 2 s
+      seq.timeSignatures.push({ time: 4, numerator: 3, denominator: 4 }); // then 1.5 s bars
+      seq.totalTime = 7;
+      const bars = barTimes(seq);
+      check(bars.join() === "0,2,4,5.5", () => `bar times ${bars}`);
+      check(totalBars(seq) === 4, () => `bars ${totalBars(seq)}`);
+      seq.totalTime = 6.25; // half of the last 3/4 bar
+      check(totalBars(seq) === 3.5, () => `bars ${totalBars(seq)}`);
+      const absurd = emptySequence({ tempo: 100_000, totalTime: 86_400 });
+      check(barTimes(absurd).length === MAX_BARS, () => `${barTimes(absurd).length} bars`);
     },
   },
   {
