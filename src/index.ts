@@ -75,8 +75,9 @@ export {
   keyAt,
   keyFromSharps,
   keyName,
-  type KeySignature,
   keySharps,
+  type KeySignature,
+  MAX_BARS,
   type Note,
   type NoteSequence,
   notesOf,
@@ -91,6 +92,8 @@ export {
   stepToSeconds,
   type Tempo,
   tempoAt,
+  type TimeMap,
+  timeMap,
   type TimeSignature,
   timeSignatureAt,
   totalBars,
@@ -107,8 +110,8 @@ export {
 } from "./music/midi.ts";
 export {
   type ChordMark,
-  pianoRollSvg,
   type PianoRollOptions,
+  pianoRollSvg,
   renderPianoRoll,
 } from "./music/pianoroll.ts";
 export {
@@ -121,10 +124,58 @@ export {
 } from "./music/audio.ts";
 export {
   findKey,
-  KK_MAJOR_PROFILE,
-  KK_MINOR_PROFILE,
   type KeyEstimate,
   keyOfHistogram,
   type KeyOptions,
+  KK_MAJOR_PROFILE,
+  KK_MINOR_PROFILE,
   pitchClassHistogram,
 } from "./music/keyfinder.ts";
+
+// Music generation: emotion -> pipeline -> decoder -> notes (src/music; docs/MUSIC.md).
+export {
+  type BassPattern,
+  CHORD_CLASSES,
+  type ChordInfo,
+  chordInfo,
+  type ChordQuality,
+  chordSymbol,
+  type KeyInfo,
+  keyName as keyInfoName,
+  parseKey,
+  VoiceLeader,
+} from "./music/chords.ts";
+export {
+  type ChordRate,
+  type Constraint,
+  Decoder,
+  type DecoderEvents,
+  type DecoderOptions,
+  DYNAMICS,
+  GROOVE,
+  STEPS_PER_QUARTER,
+} from "./music/decode.ts";
+export {
+  type DecodedEmotion,
+  EMOTION_NAMES,
+  type EmotionDefaults,
+  emotionDefaults,
+  emotionFromVector,
+  type EmotionName,
+  type EmotionPoint,
+  emotionPoint,
+  emotionVector,
+  NAMED_EMOTIONS,
+  writeEmotionVector,
+} from "./music/emotion-map.ts";
+export {
+  type ChordEvent,
+  type EmotionPathPoint,
+  generate,
+  type GenerateOptions,
+  type GenerateResult,
+  respond,
+  type RespondOptions,
+  type RespondResult,
+} from "./music/generate.ts";
+export { Rng } from "./music/rng.ts";
