@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseSmf } from "./midi-parse.ts";
 import {
   BAD_INPUTS,
   checkPieceFile,
@@ -98,3 +99,32 @@ test("cli generate as a process: bad input exits 2 and writes nothing, under Bun
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test(
+  "examples/realtime.ts runs the engine at block rate, decodes notes and writes a MIDI file",
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), "cadenza-realtime-"));
+    try {
+      const out = join(dir, "rt.mid");
+      const r = spawn([
+        process.execPath,
+        "examples/realtime.ts",
+        "--seconds",
+        "2",
+        "--speed",
+        "4",
+        "--out",
+        out,
+      ]);
+      expect(r.err).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/melody +note on +\d+ velocity \d+/);
+      expect(r.out).toMatch(/the caller never waits/);
+      const smf = parseSmf(readFileSync(out));
+      expect(smf.tracks.reduce((n, t) => n + t.notes.length, 0)).toBeGreaterThan(4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+  60_000,
+);

@@ -5,6 +5,7 @@
  * and renamed into place, so an error never leaves a partial file.
  */
 
+import { statSync } from "node:fs";
 import { readWav, type WavAudio } from "../audio/wav.ts";
 import { CadenzaError } from "../errors.ts";
 import { type Precision, PRECISIONS } from "../model/image.ts";
@@ -220,6 +221,20 @@ async function primerFlag(args: ParsedArgs, command: string): Promise<NoteSequen
   return primer;
 }
 
+/** --models: an existing directory (its files are checked when they load). */
+function modelsFlag(args: ParsedArgs, command: string): string | undefined {
+  const dir = args.values.get("models");
+  if (dir === undefined) return undefined;
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isDir) usage(command, `--models ${dir}: not a directory holding the five model files`);
+  return dir;
+}
+
 /** Every shared flag checked; throws UsageError naming the flag, the value and what is allowed. */
 async function planOf(args: ParsedArgs, command: string): Promise<Plan> {
   const low = integerFlag(args, "low", 0, 127, command);
@@ -248,7 +263,7 @@ async function planOf(args: ParsedArgs, command: string): Promise<Plan> {
     range,
     chordRate: choiceFlag(args, "chord-rate", ["auto", "bar", "half"] as const, command),
     drums: args.switches.has("drums"),
-    models: args.values.get("models"),
+    models: modelsFlag(args, command),
     precision: choiceFlag<Precision>(args, "precision", PRECISIONS, command),
     library: args.values.get("library"),
   };

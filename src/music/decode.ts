@@ -407,8 +407,25 @@ export class Decoder {
     this.#flushMelodyOff(false);
     if (kind === 1) this.#melodyOnset(outputs, slot);
     this.#flushMelodyOff(false);
+    this.#sortEvents();
     this.stepIndex++;
     return events.count;
+  }
+
+  /** Orders the step's events by time, stably (insertion sort over at most 32; no allocation). */
+  #sortEvents(): void {
+    const e = this.events;
+    for (let i = 1; i < e.count; i++) {
+      let j = i;
+      while (j > 0 && e.time[j - 1] > e.time[j]) {
+        swap(e.kind, j);
+        swap(e.track, j);
+        swap(e.pitch, j);
+        swap(e.velocity, j);
+        swapTime(e.time, j);
+        j--;
+      }
+    }
   }
 
   /** Ends every sounding note at `time` (seconds); returns the number of events. */
@@ -483,7 +500,10 @@ export class Decoder {
     for (let c = 0; c < HARMONY_SIZE; c++) {
       let p = harmony[c];
       if (!(p > 0)) p = 0;
-      if (inKey && !chordInKey(c, this.#keyMask)) p = 0;
+      if (inKey && !chordInKey(c, this.#keyMask)) {
+        w[c] = 0;
+        continue;
+      }
       if (p > bestWeight) {
         bestWeight = p;
         best = c;
@@ -676,6 +696,19 @@ export class Decoder {
     }
     return order[n - 1];
   }
+}
+
+/** Swaps entries j - 1 and j. */
+function swap(values: Uint8Array, j: number): void {
+  const t = values[j];
+  values[j] = values[j - 1];
+  values[j - 1] = t;
+}
+
+function swapTime(values: Float64Array, j: number): void {
+  const t = values[j];
+  values[j] = values[j - 1];
+  values[j - 1] = t;
 }
 
 function clamp01(x: number): number {

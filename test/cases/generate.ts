@@ -509,6 +509,11 @@ export const BAD_INPUTS: [string, (dir: string) => string[], RegExp][] = [
     /respond: .*text\.wav: cannot read it as a WAV file: .*RIFF/,
   ],
   [
+    "missing models directory",
+    (d) => ["generate", "--models", join(d, "nomodels"), "--out", join(d, "x.mid")],
+    /--models .*nomodels: not a directory/,
+  ],
+  [
     "corrupt primer",
     (d) => ["generate", "--primer", join(d, "bad.mid"), "--out", join(d, "x.mid")],
     /--primer .*bad\.mid: not a readable MIDI file/,
