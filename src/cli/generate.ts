@@ -83,7 +83,8 @@ const SHARED_HELP = [
   "  --high NOTE         highest melody note, MIDI 0..127 (default 84, C6)",
   "  --chord-rate R      auto (from the groove), bar (one chord a bar) or half (two)",
   "  --primer FILE.mid   a MIDI file whose melody (its first part) the piece continues: its",
-  "                      notes fill the models' context and the decoder's previous note",
+  "                      last 32 notes open the piece (re-timed to its tempo, whole bars),",
+  "                      fill the models' context and set the decoder's previous note",
   "  --drums             add a drum track (General MIDI channel 10) from the groove",
   "  --out FILE.mid      write the piece as a Standard MIDI File (melody, chords, bass and",
   "                      drums on their own tracks and channels)",
@@ -100,10 +101,11 @@ const SHARED_HELP = [
   "  --precision P       f32 (default), bf16 or int8 weights",
   "  --library L         the native library: safe (default), fast, or a path",
   "",
-  "Nothing is written when any flag or input is wrong (exit 2) or any step fails (exit 1);",
-  "each file is written to a temporary file and renamed into place. Output directories must",
-  "exist. While the models in models/ are untrained seeded initialisations, every output says",
-  "so (the summary, the MIDI file's text, the piano roll's title, the JSON).",
+  "Nothing is written when any flag or input is wrong (exit 2) or generating fails (exit 1):",
+  "every output is made in memory first, then each file is written to a temporary file and",
+  "renamed into place, so no partial file is ever left. Output directories must exist.",
+  "While the models in models/ are untrained seeded initialisations, every output says so",
+  "(the summary, the MIDI file's text, the piano roll's title, the JSON).",
 ].join("\n");
 
 function usage(command: string, message: string): never {
