@@ -393,6 +393,8 @@ const cliPieceCase: Case = {
       );
       check(/chords: \| /.test(result.out) && /UNTRAINED/.test(result.out), () => result.out);
       checkPieceFile(readFileSync(a), { bars: 8, beats: 4, exact: false });
+      const texts = parseSmf(readFileSync(a)).tracks.flatMap((t) => t.texts);
+      check(texts.some((t) => /UNTRAINED models/.test(t)), () => `MIDI texts: ${texts}`);
       const b = join(dir, "b.mid");
       const r2 = await cli(
         "generate",
