@@ -127,6 +127,10 @@ function checkRenderOptions(options: RenderWavOptions): void {
       `renderWav: sampleRate is ${rate}; expected an integer 8000..192000`,
     );
   }
+  const timeout = options.timeoutMs;
+  if (timeout !== undefined && !(Number.isFinite(timeout) && timeout > 0)) {
+    throw new CadenzaError("E_ARGUMENT", `renderWav: timeoutMs is ${timeout}; expected > 0`);
+  }
   const gain = options.gain;
   if (gain !== undefined && !(Number.isFinite(gain) && gain >= 0 && gain <= 10)) {
     throw new CadenzaError("E_ARGUMENT", `renderWav: gain is ${gain}; expected 0..10`);
@@ -173,7 +177,7 @@ export async function renderWav(
       found.soundFont,
       midi_path,
     ];
-    const timeout_ms = options.timeoutMs ?? 60_000 + 2_000 * seq.totalTime;
+    const timeout_ms = Math.ceil(options.timeoutMs ?? 60_000 + 2_000 * seq.totalTime);
     try {
       await run(found.fluidsynth, args, timeout_ms);
     } catch (err) {
