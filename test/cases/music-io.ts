@@ -609,6 +609,38 @@ function manyTracksFile(tracks: number): Uint8Array {
 
 const corruptCases: Case[] = [
   {
+    name:
+      "midi: SMPTE time (25 fps x 40 ticks = 1 ms a tick); a note never released ends with its track",
+    run: () => {
+      const bytes = smf(0, [
+        0x00,
+        0x90,
+        60,
+        100, // C4 on at 0
+        0x00,
+        0x91,
+        64,
+        90, // E4 on at 0 (channel 2), never released
+        0x83,
+        0x74,
+        0x80,
+        60,
+        0, // 500 ticks later: C4 off
+        0x87,
+        0x68,
+        0xff,
+        0x2f,
+        0x00, // end of track 1000 ticks later (1.5 s)
+      ]);
+      bytes.set([0xe7, 0x28], 12); // -25 frames per second, 40 ticks per frame
+      const seq = fromMidi(bytes, { file: "smpte.mid" });
+      const [c, e] = seq.notes;
+      check(c.pitch === 60 && Math.abs(c.endTime - 0.5) < 1e-9, () => `C4 ${JSON.stringify(c)}`);
+      check(e.pitch === 64 && Math.abs(e.endTime - 1.5) < 1e-9, () => `E4 ${JSON.stringify(e)}`);
+      check(Math.abs(seq.totalTime - 1.5) < 1e-9, () => `totalTime ${seq.totalTime}`);
+    },
+  },
+  {
     name: "midi: 4,000 tracks x 16 channels read in linear time (64,000 parts)",
     run: () => {
       const seq = fromMidi(manyTracksFile(4000), { file: "wide.mid" });
