@@ -31,6 +31,7 @@ import {
 } from "../../src/music/keyfinder.ts";
 import { findFluidSynth, renderWav } from "../../src/music/audio.ts";
 import { renderPianoRoll } from "../../src/music/pianoroll.ts";
+import tonejs from "@tonejs/midi";
 import { Rng } from "../helpers.ts";
 import { decodePng, type PngImage, pngSize } from "../png-read.ts";
 import { parseSmf, type SmfFile } from "../midi-parse.ts";
@@ -608,6 +609,39 @@ function manyTracksFile(tracks: number): Uint8Array {
 }
 
 const corruptCases: Case[] = [
+  {
+    name:
+      "midi: a file written by another library (@tonejs/midi) reads back, its bad key signature skipped",
+    run: () => {
+      const midi = new tonejs.Midi();
+      midi.header.setTempo(90);
+      midi.header.keySignatures.push({ key: "G", scale: "major", ticks: 0 }); // written as 0x0F
+      midi.header.update();
+      const track = midi.addTrack();
+      track.name = "lead";
+      track.channel = 3;
+      track.instrument.number = 40;
+      for (let i = 0; i < 8; i++) {
+        track.addNote({ midi: 60 + i, time: i * 0.5, duration: 0.25, velocity: 100 / 127 });
+      }
+      const seq = fromMidi(midi.toArray(), { file: "tonejs.mid" });
+      check(seq.notes.length === 8, () => `${seq.notes.length} notes`);
+      check(seq.keySignatures.length === 0, () => `key ${JSON.stringify(seq.keySignatures)}`);
+      check(Math.abs(seq.tempos[0].qpm - 90) < 1e-3, () => `tempo ${seq.tempos[0].qpm}`);
+      const info = seq.instrumentInfos[0];
+      check(
+        info.name === "lead" && info.channel === 3 && info.program === 40,
+        () => JSON.stringify(info),
+      );
+      // Ticks at 480 ppq and 90 qpm: within half a tick (0.7 ms) of the times given.
+      seq.notes.forEach((n, i) => {
+        const ok = n.pitch === 60 + i && n.velocity === 100 &&
+          Math.abs(n.startTime - i * 0.5) < 7e-4 &&
+          Math.abs(n.endTime - n.startTime - 0.25) < 1.4e-3;
+        check(ok, () => `note ${i}: ${JSON.stringify(n)}`);
+      });
+    },
+  },
   {
     name:
       "midi: SMPTE time (25 fps x 40 ticks = 1 ms a tick); a note never released ends with its track",
