@@ -6,6 +6,7 @@
  */
 
 import { CadenzaError } from "../errors.ts";
+import { MATRIX_TENSORS } from "../model/image.ts";
 import {
   type LayerArch,
   type LayerSpec,
@@ -24,15 +25,6 @@ export interface ParamSlot {
   matrix: boolean;
 }
 
-const MATRICES: Record<string, readonly string[]> = {
-  dense: ["W"],
-  lstm: ["Wx", "Wh"],
-  gru: ["Wx", "Wh"],
-  conv1d: ["W"],
-  attention: ["Wq", "Wk", "Wv", "Wo"],
-  transformer: ["Wq", "Wk", "Wv", "Wo", "W1", "W2"],
-};
-
 /** Where each tensor of `spec` sits in the parameter vector. */
 export function parameterLayout(spec: ModelSpec): ParamSlot[] {
   const slots: ParamSlot[] = [];
@@ -40,7 +32,7 @@ export function parameterLayout(spec: ModelSpec): ParamSlot[] {
   spec.layers.forEach((layer, i) => {
     for (const name of TENSOR_NAMES(layer.kind, layer)) {
       const length = layer.tensors[name].length;
-      const matrix = (MATRICES[layer.kind] ?? []).includes(name);
+      const matrix = MATRIX_TENSORS[layer.kind].includes(name);
       slots.push({ layer: i, name, offset, length, matrix });
       offset += length;
     }
@@ -98,7 +90,7 @@ export function initLayer(arch: LayerArch, rng: TrainRng): LayerSpec {
   for (const name of TENSOR_NAMES(arch.kind, arch)) {
     const shape = shapes[name];
     const length = shape.reduce((a, b) => a * b, 1);
-    if ((MATRICES[arch.kind] ?? []).includes(name)) {
+    if (MATRIX_TENSORS[arch.kind].includes(name)) {
       const cols = length / shape[0];
       // Gated layers: each gate's block is its own matrix for the fan-in/fan-out.
       const gates = arch.kind === "lstm" ? 4 : arch.kind === "gru" ? 3 : 1;

@@ -24,6 +24,7 @@ export interface TensorFile {
 
 const BYTES: Record<string, number> = { F32: 4, F64: 8, I32: 4, I64: 8, U8: 1 };
 const HEADER_BYTES_MAX = 100_000_000;
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 function formatError(source: string, message: string): CadenzaError {
   return new CadenzaError("E_FORMAT", `${source}: ${message}`);
@@ -134,8 +135,11 @@ function decode(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   switch (dtype) {
     case "F32": {
+      // Bytes copied, not values: every bit pattern survives (a checkpoint's step counter
+      // words are integers held in f32 slots).
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
+      if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
+      else for (let i = 0; i < count; i++) out[i] = view.getFloat32(i * 4, true);
       return out;
     }
     case "F64": {
