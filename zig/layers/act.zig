@@ -341,3 +341,140 @@ test "act: softmax f64 agreement, tails, infinities and NaN" {
     softmax(&c);
     for (c) |v| try std.testing.expect(std.math.isNan(v));
 }
+
+// ---- training: forward over rows and backward (zig/train) -----------------------------------
+
+/// Activations for training, generic over the float type. f32 runs the inference
+/// approximations above (a QAT forward equals the inference forward bit for bit); f64 runs the
+/// exact functions, so that gradient checks differentiate what the backward assumes.
+/// Derivatives are taken from the output y (gelu: from the pre-activation z).
+pub fn Grad(comptime T: type) type {
+    return struct {
+        /// True when backward needs the pre-activation (gelu).
+        pub fn needsPre(a: desc.Act) bool {
+            return a == .gelu;
+        }
+
+        /// y = act(y) in place over rows of `width` (softmax normalises each row).
+        pub fn forward(a: desc.Act, y: []T, width: usize) void {
+            if (a == .linear) return;
+            if (a == .softmax) {
+                var r: usize = 0;
+                while (r < y.len) : (r += width) softmaxRow(y[r..][0..width]);
+                return;
+            }
+            if (T == f32) return apply(a, y);
+            for (y) |*v| v.* = exact(a, v.*);
+        }
+
+        fn softmaxRow(y: []T) void {
+            if (T == f32) return softmax(y);
+            var m: T = -std.math.inf(T);
+            for (y) |v| m = @max(m, v);
+            var s: T = 0;
+            for (y) |*v| {
+                v.* = @exp(v.* - m);
+                s += v.*;
+            }
+            for (y) |*v| v.* /= s;
+        }
+
+        pub fn exact(a: desc.Act, x: T) T {
+            return switch (a) {
+                .linear, .softmax => x,
+                .tanh => std.math.tanh(x),
+                .sigmoid => 1 / (1 + @exp(-x)),
+                .relu => @max(x, 0),
+                .elu => if (x > 0) x else std.math.expm1(x),
+                .gelu => 0.5 * x * (1 + @as(T, @floatCast(erf64(x * std.math.sqrt1_2)))),
+            };
+        }
+
+        /// The standard normal CDF: exact (series) in f64, Abramowitz-Stegun 7.1.26 (error
+        /// below 1.5e-7) in f32, as the forward's gelu.
+        fn normCdf(x: T) f64 {
+            const xd: f64 = x;
+            if (T == f64) return 0.5 * (1 + erf64(xd * std.math.sqrt1_2));
+            const a = @abs(xd) * std.math.sqrt1_2;
+            const t = 1 / (1 + 0.3275911 * a);
+            var p: f64 = 1.061405429;
+            for ([_]f64{ -1.453152027, 1.421413741, -0.284496736, 0.254829592 }) |c| p = p * t + c;
+            const half_erfc = 0.5 * p * t * @exp(-a * a);
+            return if (xd < 0) half_erfc else 1 - half_erfc;
+        }
+
+        /// d = d * act'(z) in place: y the outputs, z the pre-activations (used by gelu only).
+        pub fn backward(a: desc.Act, y: []const T, z: []const T, d: []T, width: usize) void {
+            switch (a) {
+                .linear => {},
+                .tanh => for (d, y) |*g, v| {
+                    g.* *= 1 - v * v;
+                },
+                .sigmoid => for (d, y) |*g, v| {
+                    g.* *= v * (1 - v);
+                },
+                .relu => for (d, y) |*g, v| {
+                    if (!(v > 0)) g.* = 0;
+                },
+                .elu => for (d, y) |*g, v| {
+                    if (!(v > 0)) g.* *= v + 1;
+                },
+                .gelu => for (d, z) |*g, x| {
+                    const xd: f64 = x;
+                    const pdf = @exp(-0.5 * xd * xd) / @sqrt(2 * std.math.pi);
+                    g.* *= @floatCast(normCdf(x) + xd * pdf);
+                },
+                .softmax => {
+                    var r: usize = 0;
+                    while (r < d.len) : (r += width) {
+                        const yr = y[r..][0..width];
+                        const dr = d[r..][0..width];
+                        var s: T = 0;
+                        for (dr, yr) |g, v| s += g * v;
+                        for (dr, yr) |*g, v| g.* = v * (g.* - s);
+                    }
+                },
+            }
+        }
+    };
+}
+
+test "act: training backward of every activation against central differences in f64" {
+    const G = Grad(f64);
+    var prng = std.Random.DefaultPrng.init(11);
+    const r = prng.random();
+    const width = 7;
+    inline for (std.meta.fields(desc.Act)) |field| {
+        const a: desc.Act = @enumFromInt(field.value);
+        var z: [2 * width]f64 = undefined;
+        var w: [2 * width]f64 = undefined; // loss = sum w * act(z)
+        for (&z, &w) |*v, *u| {
+            v.* = (r.float(f64) - 0.5) * 6;
+            if (@abs(v.*) < 1e-3) v.* = 0.5; // away from relu's and elu's kink
+            u.* = r.float(f64) - 0.5;
+        }
+        var y = z;
+        G.forward(a, &y, width);
+        var d = w;
+        G.backward(a, &y, &z, &d, width);
+        const h = 1e-6;
+        for (0..z.len) |i| {
+            var zp = z;
+            var zm = z;
+            zp[i] += h;
+            zm[i] -= h;
+            G.forward(a, &zp, width);
+            G.forward(a, &zm, width);
+            var lp: f64 = 0;
+            var lm: f64 = 0;
+            for (zp, zm, w) |p, m, u| {
+                lp += p * u;
+                lm += m * u;
+            }
+            const numeric = (lp - lm) / (2 * h);
+            // Central differences in f64 with h = 1e-6: truncation ~h^2 * f''' ~ 1e-11,
+            // rounding ~1e-16 / h ~ 1e-10.
+            try std.testing.expectApproxEqAbs(numeric, d[i], 1e-8);
+        }
+    }
+}
