@@ -15,6 +15,7 @@ import { convertCommand } from "./convert.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
 import { runCommand } from "./run.ts";
+import { distillCommand, finetuneCommand, quantizeCommand, trainCommand } from "./train.ts";
 
 export const commands: readonly Command[] = [
   inspectCommand,
@@ -22,6 +23,10 @@ export const commands: readonly Command[] = [
   runCommand,
   benchCommand,
   liveCommand,
+  trainCommand,
+  finetuneCommand,
+  distillCommand,
+  quantizeCommand,
 ];
 
 function topHelp(): string {
