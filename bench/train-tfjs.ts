@@ -119,7 +119,7 @@ function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps: number): tf.Te
 
 function lstm(p: Params, x: tf.Tensor3D): tf.Tensor {
   const [batch, steps] = x.shape;
-  const hidden = p.Wh.shape[1];
+  const hidden = p.Wh.shape[1] as number;
   const zx = affine(x, p.Wx, p.b) as tf.Tensor3D;
   let h: tf.Tensor = tf.zeros([batch, hidden]);
   let c: tf.Tensor = tf.zeros([batch, hidden]);
