@@ -29,7 +29,7 @@ import { initSpec } from "../train/params.ts";
 import { Progress } from "../train/progress.ts";
 import { type Metrics, Trainer, type TrainerOptions } from "../train/trainer.ts";
 import { expectPositionals, type ParsedArgs, UsageError } from "./args.ts";
-import type { Command, Output } from "./command.ts";
+import { type Command, consoleOutput, type Output } from "./command.ts";
 
 type Mode = "train" | "finetune" | "distill" | "quantize";
 
@@ -51,6 +51,7 @@ const COMMON_VALUES = {
   out: "FILE",
   checkpoint: "FILE",
   "checkpoint-every": "N",
+  "max-steps": "N",
   library: "safe|fast|PATH",
 };
 
@@ -74,6 +75,7 @@ const COMMON_HELP = [
   "  --checkpoint FILE      where checkpoints go (default: OUT.ckpt.safetensors)",
   "  --checkpoint-every N   also checkpoint every N steps (default: at each epoch's end only)",
   "  --resume               continue from the checkpoint (same data and flags)",
+  "  --max-steps N          stop after N steps of this invocation, checkpointed (resume later)",
   "  --json                 print the summary as JSON",
   "  --library L            safe (default), fast, or a library path (else CADENZA_LIB)",
 ].join("\n");
@@ -305,13 +307,25 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
   } else {
     trainer = await Trainer.create(plan.spec, options, model.source);
   }
-  const progress = new Progress({ totalSteps: epochs * batches, label: command });
+  // On the console the progress line goes to stderr itself (redrawn on a terminal); any
+  // other Output (tests, embedding) gets plain lines through its err().
+  const direct = output === consoleOutput;
+  const progress = new Progress({
+    totalSteps: epochs * batches,
+    label: command,
+    tty: direct ? undefined : false,
+    write: direct ? undefined : (text) => output.err(text.replace(/\n$/, "")),
+  });
   let last: Metrics | null = null;
   try {
-    await fit(trainer, parts.train, parts.heldOut, {
+    const maxSteps = args.values.has("max-steps")
+      ? numberFlag(args, "max-steps", 0, positiveInt, "a positive integer", command)
+      : undefined;
+    const result = await fit(trainer, parts.train, parts.heldOut, {
       epochs,
       seed,
       from,
+      stopAfter: maxSteps,
       checkpoint: { path: checkpoint, every },
       progress,
       onEpoch: (epoch, metrics, trainLoss) => {
@@ -323,6 +337,13 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
         );
       },
     });
+    if (result.stopped) {
+      output.err(
+        `${command}: stopped after ${result.steps} steps (step ${trainer.stepCount}); ` +
+          `${checkpoint} holds the run: continue it with the same flags and --resume`,
+      );
+      return { trainer, metrics: null, options, stopped: true };
+    }
     await trainer.export(plan.out, {
       ...plan.meta,
       trained_by: `cadenza ${command}`,
@@ -334,7 +355,7 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
     trainer.dispose();
     throw err;
   }
-  return { trainer, metrics: last as Metrics | null, options };
+  return { trainer, metrics: last as Metrics | null, options, stopped: false };
 }
 
 function summary(
@@ -357,7 +378,7 @@ async function train(args: ParsedArgs, output: Output): Promise<number> {
   const { spec } = await startingSpec(modelArg, seed);
   const parts = await dataParts(args, seed, "train");
   const loss = lossFor(args, parts.train, "train", "train");
-  const { trainer, metrics } = await runTraining(
+  const { trainer, metrics, stopped } = await runTraining(
     {
       mode: "train",
       command: "train",
@@ -371,6 +392,10 @@ async function train(args: ParsedArgs, output: Output): Promise<number> {
     args,
     output,
   );
+  if (stopped) {
+    trainer.dispose();
+    return 0;
+  }
   const steps = trainer.stepCount;
   trainer.dispose();
   summary(
@@ -393,7 +418,7 @@ async function finetune(args: ParsedArgs, output: Output): Promise<number> {
   const parts = await dataParts(args, seed, "finetune");
   const loss = lossFor(args, parts.train, "finetune", "finetune");
   args.values.set("model", input);
-  const { trainer, metrics } = await runTraining(
+  const { trainer, metrics, stopped } = await runTraining(
     {
       mode: "finetune",
       command: "finetune",
@@ -407,6 +432,10 @@ async function finetune(args: ParsedArgs, output: Output): Promise<number> {
     args,
     output,
   );
+  if (stopped) {
+    trainer.dispose();
+    return 0;
+  }
   const steps = trainer.stepCount;
   trainer.dispose();
   summary(
@@ -448,7 +477,7 @@ async function distill(args: ParsedArgs, output: Output): Promise<number> {
   };
   logitTeacher.dispose();
   args.values.set("model", studentArg);
-  const { trainer, metrics } = await runTraining(
+  const { trainer, metrics, stopped } = await runTraining(
     {
       mode: "distill",
       command: "distill",
@@ -463,6 +492,10 @@ async function distill(args: ParsedArgs, output: Output): Promise<number> {
     args,
     output,
   );
+  if (stopped) {
+    trainer.dispose();
+    return 0;
+  }
   trainer.dispose();
   const student = await loadModel(out, { library });
   const teacherScore = scoreModel(teacher, parts.heldOut, original);
@@ -506,7 +539,7 @@ async function quantize(args: ParsedArgs, output: Output): Promise<number> {
   const loss = lossFor(args, parts.train, "quantize", "quantize");
   args.values.set("model", input);
   args.values.set("out", out);
-  const { trainer } = await runTraining(
+  const { trainer, stopped } = await runTraining(
     {
       mode: "quantize",
       command: "quantize",
@@ -521,6 +554,10 @@ async function quantize(args: ParsedArgs, output: Output): Promise<number> {
     args,
     output,
   );
+  if (stopped) {
+    trainer.dispose();
+    return 0;
+  }
   trainer.dispose();
   const ptq = await loadModel(input, { library, precision: "int8" });
   const qat = await loadModel(out, { library, precision: "int8" });

@@ -21,7 +21,7 @@ export interface FitOptions {
   progress?: Progress;
   /** Called after each epoch with its held-out metrics. */
   onEpoch?: (epoch: number, metrics: Metrics | null, trainLoss: number) => void;
-  /** Stop after this many steps in this call (for tests that interrupt a run). */
+  /** Stop after this many steps in this call, checkpointing there (a run in pieces). */
   stopAfter?: number;
 }
 
@@ -78,6 +78,8 @@ export async function fit(
       const every = options.checkpoint?.every ?? 0;
       if (every > 0 && trainer.stepCount % every === 0) await save(epoch, b);
       if (options.stopAfter !== undefined && steps >= options.stopAfter) {
+        await save(epoch, b);
+        options.progress?.done();
         return { history, steps, stopped: true };
       }
     }
