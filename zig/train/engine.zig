@@ -37,7 +37,7 @@ pub fn Impl(comptime kind: desc.Kind, comptime T: type) type {
 /// Kinds whose training forward runs QAT (the others refuse the QAT flag).
 pub fn qatSupported(kind: desc.Kind) bool {
     return switch (kind) {
-        .dense, .activation, .lstm => true,
+        .dense, .activation, .lstm, .gru => true,
         else => false,
     };
 }
@@ -296,7 +296,7 @@ fn randomParams(specs: []const LayerSpec, params: []f64, r: std.Random) void {
     }
 }
 
-var debug_all = false;
+
 const Check = struct {
     layers: []const LayerDesc,
     input_size: u32,
@@ -371,7 +371,6 @@ fn gradCheck(ch: Check) !void {
             const lm = Probe.lossAt(&e, v, x - h, targets, ch.form, mask);
             const numeric = (lp - lm) / (2 * h);
             worst = @max(worst, @abs(numeric - g));
-            if (debug_all) std.debug.print("{d}: {e} {e}\n", .{ i, g, numeric });
             if (!(@abs(numeric - g) <= 1e-7 + 1e-6 * @abs(numeric))) {
                 std.debug.print("gradient check failed: element {d}: analytic {e}, numeric {e}\n", .{ i, g, numeric });
                 return error.TestExpectedEqual;
@@ -428,7 +427,7 @@ test "gradient check: activation, layernorm, batchnorm and prelu layers" {
     }
 }
 
-test "gradient check: lstm and gru (BPTT, truncated), seq 1 and 37" {
+test "gradient check: lstm and gru (BPTT over the whole sequence), seq 1 and 37" {
     for ([_]desc.Kind{ .lstm, .gru }) |kind| for ([_]usize{ 1, 37 }) |seq| {
         try gradCheck(.{
             .layers = &.{ layer(kind, .linear, 3, 5, .{ 0, 0, 0 }, 0), layer(.dense, .linear, 5, 2, .{ 1, 0, 0 }, 0) },
