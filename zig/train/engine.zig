@@ -15,27 +15,73 @@ const conv1d = @import("../layers/conv1d.zig");
 const attention = @import("../layers/attention.zig");
 const common = @import("common.zig");
 const loss = @import("loss.zig");
+const image = @import("../image.zig");
 
 const LayerDesc = desc.LayerDesc;
 
-/// The training namespace of each kind (each exposes savedLen, scratchLen, forward, backward).
+/// The training namespace of each kind (each exposes savedLen, scratchLen, forward,
+/// backward), looked up by name so that a kind added to desc.Kind elsewhere still compiles
+/// here: it gets Untrainable, and the trainer refuses it at create.
 pub fn Impl(comptime kind: desc.Kind, comptime T: type) type {
-    return switch (kind) {
-        .dense => dense.Train(T),
-        .activation => norm.TrainActivation(T),
-        .layernorm => norm.TrainLayerNorm(T),
-        .batchnorm => norm.TrainBatchNorm(T),
-        .prelu => norm.TrainPrelu(T),
-        .lstm => lstm.Train(T),
-        .gru => gru.Train(T),
-        .conv1d => conv1d.Train(T),
-        .attention => attention.TrainAttention(T),
-        .transformer => attention.TrainTransformer(T),
+    const table = .{
+        .{ "dense", dense.Train },
+        .{ "activation", norm.TrainActivation },
+        .{ "layernorm", norm.TrainLayerNorm },
+        .{ "batchnorm", norm.TrainBatchNorm },
+        .{ "prelu", norm.TrainPrelu },
+        .{ "lstm", lstm.Train },
+        .{ "gru", gru.Train },
+        .{ "conv1d", conv1d.Train },
+        .{ "attention", attention.TrainAttention },
+        .{ "transformer", attention.TrainTransformer },
+    };
+    inline for (table) |entry| {
+        if (comptime std.mem.eql(u8, @tagName(kind), entry[0])) return entry[1](T);
+    }
+    return Untrainable(T);
+}
+
+/// A kind without a backward yet: never run (create refuses it).
+fn Untrainable(comptime T: type) type {
+    return struct {
+        pub const untrainable = true;
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            _ = .{ d, p, x, y, saved, c };
+            unreachable;
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            _ = .{ d, p, x, y, saved, dy, dx, g, c };
+            unreachable;
+        }
     };
 }
 
-/// Kinds whose training forward runs QAT (the others refuse the QAT flag).
-pub fn qatSupported(kind: desc.Kind) bool {
+/// False for a kind the engine cannot train.
+pub fn trainable(kind: desc.Kind) bool {
+    return switch (kind) {
+        inline else => |k| !@hasDecl(Impl(k, f32), "untrainable"),
+    };
+}
+
+/// Kinds whose own training forward runs QAT (fake-quantised products, the straight-through
+/// estimator through them). Every other kind, under QAT, has its outputs replaced by the
+/// inference kernel's (int8 where it has matrices), run step by step over each sequence from
+/// a zeroed state; its backward is then the f32 layer's at the same input (the
+/// straight-through estimator at the layer's level).
+pub fn qatNative(kind: desc.Kind) bool {
     return switch (kind) {
         .dense, .activation, .lstm, .gru => true,
         else => false,
@@ -95,6 +141,8 @@ pub fn Engine(comptime T: type) type {
 
         pub const Layer = struct {
             desc: LayerDesc,
+            tensor_count: u8,
+            lens: [desc.tensors_max]u32,
             params: []T,
             grads: []T,
             x: []T,
@@ -117,6 +165,8 @@ pub fn Engine(comptime T: type) type {
         /// dLoss/dinput, when backward is asked for it.
         dinput: []T = &.{},
         work: []f64 = &.{},
+        /// QAT: one layer's inference weights, state and scratch (see qatNative).
+        qat_buf: []f32 = &.{},
 
         /// Sizes every region in `c` (no base) or carves them (base set, after a sizing pass).
         pub fn layout(e: *Self, specs: []const LayerSpec, input_size: usize, cfg: Config, c: *Carver) void {
@@ -133,6 +183,7 @@ pub fn Engine(comptime T: type) type {
             var widest: u64 = input_size;
             var scratch: u64 = 0;
             var saved: u64 = 0;
+            var qat: u64 = 0;
             for (specs, 0..) |*s, i| {
                 const d = e.trainedDesc(s, i == specs.len - 1);
                 params += s.paramLen();
@@ -143,6 +194,7 @@ pub fn Engine(comptime T: type) type {
                         const I = Impl(k, T);
                         scratch = @max(scratch, I.scratchLen(&d, e.ctx));
                         saved += std.mem.alignForward(u64, I.savedLen(&d, e.ctx), 16);
+                        if (T == f32 and cfg.qat and !qatNative(k)) qat = @max(qat, inferenceLen(k, &d));
                     },
                 }
             }
@@ -155,6 +207,7 @@ pub fn Engine(comptime T: type) type {
             e.d = .{ c.take(T, n_rows * widest), c.take(T, n_rows * widest) };
             e.dinput = c.take(T, n_rows * input_size);
             e.work = c.take(f64, 2 * @as(u64, last.out));
+            e.qat_buf = c.take(f32, qat);
             if (!carve or c.overflow) return;
             e.layers = layers;
             var p_at: usize = 0;
@@ -168,6 +221,8 @@ pub fn Engine(comptime T: type) type {
                 };
                 l.* = .{
                     .desc = d,
+                    .tensor_count = s.tensor_count,
+                    .lens = s.lens,
                     .params = e.params[p_at..][0..n],
                     .grads = e.grads[p_at..][0..n],
                     .x = e.acts[a_at - n_rows * d.in ..][0 .. n_rows * d.in],
@@ -208,8 +263,52 @@ pub fn Engine(comptime T: type) type {
 
         pub fn forward(e: *Self) void {
             for (e.layers) |*l| switch (l.desc.kind) {
-                inline else => |k| Impl(k, T).forward(&l.desc, l.params, l.x, l.y, l.saved, e.ctx),
+                inline else => |k| {
+                    Impl(k, T).forward(&l.desc, l.params, l.x, l.y, l.saved, e.ctx);
+                    if (T == f32 and e.ctx.qat and !qatNative(k)) e.inferenceForward(k, l);
+                },
             };
+        }
+
+        fn inferenceDesc(comptime k: desc.Kind, d: *const LayerDesc) LayerDesc {
+            var q = d.*;
+            q.weight_type = if (@hasDecl(image.Impl(k), "matrixTensors")) .int8 else .f32;
+            return q;
+        }
+
+        fn inferenceLen(comptime k: desc.Kind, d: *const LayerDesc) u64 {
+            const q = inferenceDesc(k, d);
+            const s = image.Impl(k).sizes(&q, 1);
+            return std.mem.alignForward(u64, s.weights, 16) + std.mem.alignForward(u64, s.state, 16) + s.scratch;
+        }
+
+        /// QAT for the kinds without their own (qatNative): y from the inference kernel.
+        fn inferenceForward(e: *Self, comptime k: desc.Kind, l: *Layer) void {
+            if (T != f32) unreachable;
+            const K = image.Impl(k);
+            const d = inferenceDesc(k, &l.desc);
+            const s = K.sizes(&d, 1);
+            const w_len = std.mem.alignForward(usize, s.weights, 16);
+            const st_len = std.mem.alignForward(usize, s.state, 16);
+            const w = e.qat_buf[0..s.weights];
+            const state = e.qat_buf[w_len..][0..s.state];
+            const scratch = e.qat_buf[w_len + st_len ..][0..s.scratch];
+            var slices: [desc.tensors_max][]const f32 = undefined;
+            var at: usize = 0;
+            for (l.lens[0..l.tensor_count], 0..) |len, t| {
+                slices[t] = l.params[at..][0..len];
+                at += len;
+            }
+            K.pack(&d, slices[0..l.tensor_count], w);
+            const in: usize = d.in;
+            const out: usize = d.out;
+            for (0..e.ctx.batch) |b| {
+                @memset(state, 0);
+                for (0..e.ctx.seq) |t| {
+                    const r = b * e.ctx.seq + t;
+                    K.forward(&d, w, state, scratch, l.x[r * in ..][0..in], l.y[r * out ..][0..out]);
+                }
+            }
         }
 
         /// The model output as inference gives it: the final activation applied, into `out`.
@@ -249,7 +348,6 @@ pub fn Engine(comptime T: type) type {
 
 // ---- gradient checks -----------------------------------------------------------------------
 
-const image = @import("../image.zig");
 const testing = std.testing;
 
 /// A spec from a desc, with the tensor counts the image would carry.

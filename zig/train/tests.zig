@@ -37,15 +37,30 @@ fn createTrainer(bytes: []const u8, words: []const u32) !*Trainer {
 }
 
 test "QAT: the trainer's forward equals the int8 inference path bit for bit (dense, lstm, gru)" {
-    const a = testing.allocator;
-    const layers = [_]helpers.Spec{
+    try expectQatExact(&.{
         .{ .kind = .dense, .act = .tanh, .in = 7, .out = 19, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
         .{ .kind = .lstm, .in = 19, .out = 13, .weight_type = .int8 },
         .{ .kind = .activation, .act = .relu, .in = 13, .out = 13 },
         .{ .kind = .gru, .in = 13, .out = 9, .weight_type = .int8 },
         .{ .kind = .dense, .act = .softmax, .in = 9, .out = 5, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
-    };
-    const bytes = try helpers.build(a, 99, 1, &layers);
+    });
+}
+
+test "QAT: conv1d, norms, prelu, attention and transformer equal the inference path bit for bit" {
+    try expectQatExact(&.{
+        .{ .kind = .conv1d, .act = .elu, .in = 7, .out = 12, .p = helpers.params(3, 2, 1), .weight_type = .int8 },
+        .{ .kind = .layernorm, .in = 12, .out = 12, .f = .{ 1e-5, 0 } },
+        .{ .kind = .attention, .in = 12, .out = 12, .p = helpers.params(3, 8, 0), .weight_type = .int8 },
+        .{ .kind = .transformer, .act = .gelu, .in = 12, .out = 12, .p = helpers.params(2, 16, 24), .f = .{ 1e-5, 0 }, .weight_type = .int8 },
+        .{ .kind = .batchnorm, .act = .tanh, .in = 12, .out = 12, .p = helpers.params(1, 0, 0), .f = .{ 1e-3, 0 } },
+        .{ .kind = .prelu, .in = 12, .out = 12 },
+        .{ .kind = .dense, .act = .softmax, .in = 12, .out = 5, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
+    });
+}
+
+fn expectQatExact(layers: []const helpers.Spec) !void {
+    const a = testing.allocator;
+    const bytes = try helpers.build(a, 99, 1, layers);
     defer a.free(bytes);
     var diag: image.Diag = .{};
     const m = try model.Model.create(a, bytes, &diag);
@@ -56,7 +71,8 @@ test "QAT: the trainer's forward equals the int8 inference path bit for bit (den
     const t = try createTrainer(bytes, &words);
     defer t.destroy();
     var prng = std.Random.DefaultPrng.init(4);
-    const x = try a.alloc(f32, batch * seq * 7);
+    const in = layers[0].in;
+    const x = try a.alloc(f32, batch * seq * in);
     defer a.free(x);
     helpers.randomFloats(prng.random(), x, 2);
     const got = try a.alloc(f32, batch * seq * 5);
@@ -67,7 +83,7 @@ test "QAT: the trainer's forward equals the int8 inference path bit for bit (den
         for (0..seq) |s| {
             const r = b * seq + s;
             var want: [5]f32 = undefined;
-            m.forward(x[r * 7 ..][0..7], &want);
+            m.forward(x[r * in ..][0..in], &want);
             for (want, got[r * 5 ..][0..5]) |w, g| {
                 try testing.expectEqual(@as(u32, @bitCast(w)), @as(u32, @bitCast(g)));
             }

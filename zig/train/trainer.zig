@@ -170,9 +170,10 @@ pub const Trainer = struct {
                     s.matrices = image.Impl(k).matrixTensors(&s.desc);
                 },
             }
-            if (cfg.qat and !engine.qatSupported(s.desc.kind)) {
-                return diag.fail(error.BadArgument, "layer {d} ({s}): QAT (config flags bit 0) is not available for this kind yet; " ++
-                    "QAT covers dense, activation, lstm and gru", .{ index, @tagName(s.desc.kind) });
+            if (!engine.trainable(s.desc.kind)) {
+                return diag.fail(error.BadArgument, "layer {d} ({s}): training is not available for this kind", .{
+                    index, @tagName(s.desc.kind),
+                });
             }
             spec_buf[index] = s;
         }
