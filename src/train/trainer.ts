@@ -25,7 +25,14 @@ import {
   parameterCount,
   validateSpec,
 } from "../model/spec.ts";
-import { NATIVE_MODEL, statusCode } from "../native/api.ts";
+import {
+  NATIVE_MODEL,
+  type NativeApi,
+  type NativeTrainer,
+  statusCode,
+  TRAINER_CONFIG_WORDS,
+  TRAINER_INFO_FIELDS,
+} from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
@@ -38,13 +45,7 @@ import {
   type TrainingData,
 } from "./data.ts";
 import { flattenParams, withParams } from "./params.ts";
-import {
-  type NativeTrainer,
-  TRAINER_CONFIG_WORDS,
-  TRAINER_INFO_FIELDS,
-  type TrainerApi,
-  trainerApi,
-} from "./native.ts";
+
 
 export type OptimizerName = "adamw" | "sgd";
 
@@ -227,8 +228,8 @@ export function configWords(c: TrainerConfig): Uint32Array {
 }
 
 // A safety net for trainers dropped without dispose().
-const registry = new FinalizationRegistry<{ api: TrainerApi; handle: NativeTrainer }>(
-  (held) => held.api.destroy(held.handle),
+const registry = new FinalizationRegistry<{ api: NativeApi; handle: NativeTrainer }>(
+  (held) => held.api.trainerDestroy(held.handle),
 );
 
 export class Trainer {
@@ -244,7 +245,7 @@ export class Trainer {
   readonly source: string;
   readonly library: LibraryChoice | undefined;
 
-  #api: TrainerApi;
+  #api: NativeApi;
   #handle: NativeTrainer | null;
   #targets: Float32Array;
   #mask: Float32Array;
@@ -254,7 +255,7 @@ export class Trainer {
   #output: Float32Array;
 
   private constructor(
-    api: TrainerApi,
+    api: NativeApi,
     spec: ModelSpec,
     config: TrainerConfig,
     source: string,
@@ -270,7 +271,7 @@ export class Trainer {
     this.#api = api;
     const image = packImage(spec, source, "f32");
     try {
-      this.#handle = api.create(image, configWords(config));
+      this.#handle = api.trainerCreate(image, configWords(config));
     } catch (err) {
       if (err instanceof CadenzaError) {
         throw new CadenzaError(err.code, `${source}: trainer: ${err.message}`, { cause: err });
@@ -305,7 +306,7 @@ export class Trainer {
   ): Promise<Trainer> {
     const config = trainerConfig(options);
     validateSpec(spec, source);
-    const api = trainerApi(await openNative(options.library), source);
+    const api = await openTrainerApi(options.library, source);
     return new Trainer(api, spec, config, source, options.library);
   }
 
@@ -317,7 +318,7 @@ export class Trainer {
       throw new CadenzaError("E_DISPOSED", `${model.source}: trainer called after dispose()`);
     }
     return new Trainer(
-      trainerApi(ref.api, model.source),
+      ref.api,
       model.spec,
       config,
       model.source,
@@ -347,7 +348,7 @@ export class Trainer {
   ): number {
     const handle = this.#live("step");
     const [t, m] = this.#prepare("step", inputs, targets, mask ?? null, null);
-    const status = this.#api.step(handle, inputs, t, m, this.#loss);
+    const status = this.#api.trainerStep(handle, inputs, t, m, this.#loss);
     if (status !== 0) throw this.#nativeError(handle, status, "step");
     return this.#loss[0];
   }
@@ -356,7 +357,7 @@ export class Trainer {
   stepBatch(batch: Batch): number {
     const handle = this.#live("step");
     const [t, m] = this.#prepare("step", batch.inputs, batch.targets, null, batch.lengths);
-    const status = this.#api.step(handle, batch.inputs, t, m, this.#loss);
+    const status = this.#api.trainerStep(handle, batch.inputs, t, m, this.#loss);
     if (status !== 0) throw this.#nativeError(handle, status, "step");
     return this.#loss[0];
   }
@@ -405,7 +406,7 @@ export class Trainer {
     const handle = this.#live("gradient");
     const [t, m] = this.#prepare("gradient", inputs, targets, mask ?? null, null);
     const grad = new Float32Array(this.parameterCount);
-    const status = this.#api.grad(handle, inputs, t, m, this.#loss, grad);
+    const status = this.#api.trainerGrad(handle, inputs, t, m, this.#loss, grad);
     if (status !== 0) throw this.#nativeError(handle, status, "gradient");
     return { loss: this.#loss[0], grad };
   }
@@ -414,7 +415,7 @@ export class Trainer {
   forward(inputs: Float32Array): Float32Array {
     const handle = this.#live("forward");
     this.#checkInputs("forward", inputs);
-    const status = this.#api.forward(handle, inputs, this.#output);
+    const status = this.#api.trainerForward(handle, inputs, this.#output);
     if (status !== 0) throw this.#nativeError(handle, status, "forward");
     return this.#output;
   }
@@ -423,7 +424,7 @@ export class Trainer {
   params(): Float32Array {
     const handle = this.#live("params");
     const out = new Float32Array(this.parameterCount);
-    const status = this.#api.getParams(handle, out);
+    const status = this.#api.trainerGetParams(handle, out);
     if (status !== 0) throw this.#nativeError(handle, status, "params");
     return out;
   }
@@ -437,7 +438,7 @@ export class Trainer {
           describe(values),
       );
     }
-    const status = this.#api.setParams(handle, values);
+    const status = this.#api.trainerSetParams(handle, values);
     if (status !== 0) throw this.#nativeError(handle, status, "setParams");
   }
 
@@ -445,7 +446,7 @@ export class Trainer {
   optimizerState(): Float32Array {
     const handle = this.#live("optimizerState");
     const out = new Float32Array(this.stateLength);
-    const status = this.#api.getState(handle, out);
+    const status = this.#api.trainerGetState(handle, out);
     if (status !== 0) throw this.#nativeError(handle, status, "optimizerState");
     return out;
   }
@@ -459,7 +460,7 @@ export class Trainer {
           describe(values),
       );
     }
-    const status = this.#api.setState(handle, values);
+    const status = this.#api.trainerSetState(handle, values);
     if (status !== 0) throw this.#nativeError(handle, status, "setOptimizerState");
   }
 
@@ -530,7 +531,7 @@ export class Trainer {
     if (handle === null) return;
     this.#handle = null;
     registry.unregister(this);
-    this.#api.destroy(handle);
+    this.#api.trainerDestroy(handle);
   }
 
   [Symbol.dispose](): void {
@@ -539,7 +540,7 @@ export class Trainer {
 
   #readInfo(): number[] {
     const handle = this.#live("info");
-    const status = this.#api.info(handle, this.#info);
+    const status = this.#api.trainerInfo(handle, this.#info);
     if (status !== 0) throw this.#nativeError(handle, status, "info");
     return Array.from(this.#info, Number);
   }
@@ -552,7 +553,7 @@ export class Trainer {
   ): Metrics {
     const handle = this.#live("evaluate");
     const [t, m] = this.#prepare("evaluate", inputs, targets, mask, lengths);
-    const status = this.#api.eval(handle, inputs, t, m, this.#metrics);
+    const status = this.#api.trainerEval(handle, inputs, t, m, this.#metrics);
     if (status !== 0) throw this.#nativeError(handle, status, "evaluate");
     return { loss: this.#metrics[0], accuracy: this.#metrics[1], weight: this.#metrics[2] };
   }
@@ -653,9 +654,18 @@ export class Trainer {
   }
 
   #nativeError(handle: NativeTrainer, status: number, call: string): CadenzaError {
-    const message = this.#api.lastError(handle) || `status ${status}`;
+    const message = this.#api.trainerLastError(handle) || `status ${status}`;
     return new CadenzaError(statusCode(status), `${this.source}: trainer ${call}: ${message}`);
   }
+}
+
+/** The library, refused with one message when it predates the training ABI. */
+async function openTrainerApi(library: LibraryChoice | undefined, source: string): Promise<NativeApi> {
+  const api = await openNative(library);
+  if (typeof api.trainerCreate !== "function") {
+    throw new CadenzaError("E_NATIVE", `${source}: ${api.libraryPath} has no training ABI`);
+  }
+  return api;
 }
 
 /** Zeroes the mask past each row's length. */
