@@ -49,7 +49,7 @@ async function trainAndResume(): Promise<void> {
     const r = await cli("train", "--model", arch, ...flags, "--epochs", "2", "--out", out);
     check(r.code === 0, () => `train: exit ${r.code}: ${r.err}`);
     check(
-      /^train: .*m\.safetensors: 1240 parameters, 10 steps, held-out loss \d/.test(r.out),
+      /^train: .*m\.safetensors: 1736 parameters, 10 steps, held-out loss \d/.test(r.out),
       () => r.out,
     );
     check(
@@ -141,7 +141,7 @@ async function otherCommands(): Promise<void> {
     );
     check(d.code === 0, () => d.err);
     const summary = JSON.parse(d.out);
-    check(summary.studentParameters === 248 && summary.teacherParameters === 1240, () => d.out);
+    check(summary.studentParameters === 248 && summary.teacherParameters === 1736, () => d.out);
     check(summary.student.accuracy > 0 && summary.teacher.accuracy > 0, () => d.out);
     const q = join(dir, "q.safetensors");
     const r = await cli("quantize", teacher, q, "--qat", ...flags, "--epochs", "1");
@@ -196,7 +196,7 @@ async function refusals(): Promise<void> {
     const noCkpt = await cli(
       "train",
       "--model",
-      "MelodyTransformer",
+      join(dir, "lstm.json"),
       "--data",
       data,
       "--out",
