@@ -6,6 +6,7 @@
  * takes the same steps as one that never stopped.
  */
 
+import { CadenzaError } from "../errors.ts";
 import { Batcher, type TrainingData } from "./data.ts";
 import type { Progress } from "./progress.ts";
 import type { Metrics, Trainer } from "./trainer.ts";
@@ -42,6 +43,12 @@ export async function fit(
 ): Promise<FitResult> {
   const { batch, seqLen } = trainer.config;
   const batcher = new Batcher(train, { batch, seqLen, seed: options.seed });
+  if (batcher.batches === 0) {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `${train.source}: ${train.count} training sequences make no full batch of ${batch}`,
+    );
+  }
   const history: (Metrics | null)[] = [];
   const start = options.from ?? { epoch: 0, batch: 0 };
   let steps = 0;

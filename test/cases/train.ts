@@ -24,7 +24,7 @@ import {
   markovTask,
 } from "../../src/train/tasks.ts";
 import { Trainer, type TrainerOptions } from "../../src/train/trainer.ts";
-import { type Case, check } from "./check.ts";
+import { type Case, check, rejectsCadenza, throwsCadenzaWith } from "./check.ts";
 
 const VOCAB = 8;
 const LANGUAGE = markovLanguage(VOCAB, 5);
@@ -415,8 +415,77 @@ async function qat(): Promise<void> {
   );
 }
 
+/** model.trainer() on a loaded model, and the refusals of the trainer's API. */
+async function apiAndRefusals(): Promise<void> {
+  const spec = initSpec(lstmArch(6), 1);
+  const model = await modelFromSpec(spec);
+  const trainer = model.trainer({ batch: 2, seqLen: 3, loss: "xent" });
+  const x = new Float32Array(2 * 3 * VOCAB).fill(0.5);
+  const ids = Int32Array.from([1, 2, -1, 3, 4, 5]);
+  const before = trainer.params();
+  const loss = trainer.step(x, ids);
+  check(
+    Number.isFinite(loss) && trainer.stepCount === 1,
+    () => `loss ${loss}, step ${trainer.stepCount}`,
+  );
+  check(trainer.params().some((v, i) => v !== before[i]), () => "a step changed no weight");
+  const m = trainer.evaluate(x, ids);
+  check(m.weight === 5 && m.accuracy >= 0 && m.accuracy <= 1, () => JSON.stringify(m));
+  throwsCadenzaWith(() => trainer.step(x.subarray(1), ids), "E_SHAPE", "step inputs", "47");
+  throwsCadenzaWith(
+    () => trainer.step(x, Int32Array.from([0, 0, 0, 0, 0, 8])),
+    "E_ARGUMENT",
+    "class id 8",
+  );
+  throwsCadenzaWith(() => trainer.step(x, new Float32Array(5)), "E_SHAPE", "targets", "48");
+  throwsCadenzaWith(() => trainer.setParams(new Float32Array(3)), "E_SHAPE", "setParams");
+  const nan = trainer.params();
+  nan[0] = NaN;
+  throwsCadenzaWith(() => trainer.setParams(nan), "E_ARGUMENT", "finite");
+  trainer.dispose();
+  trainer.dispose();
+  throwsCadenzaWith(() => trainer.step(x, ids), "E_DISPOSED", "after dispose");
+  model.dispose();
+  throwsCadenzaWith(() => model.trainer(), "E_DISPOSED", "after dispose");
+  await rejectsCadenza(
+    () => Trainer.create(spec, { lr: 0 }),
+    "E_ARGUMENT",
+    /options\.lr: expected a finite number > 0/,
+    "lr",
+  );
+  await rejectsCadenza(
+    () => Trainer.create(spec, { loss: "hinge" as "mse" }),
+    "E_ARGUMENT",
+    /options\.loss/,
+    "loss",
+  );
+  await rejectsCadenza(
+    () => Trainer.create(spec, { lR: 1 } as TrainerOptions),
+    "E_ARGUMENT",
+    /options\.lR: expected no such option/,
+    "typo",
+  );
+  const mse = await Trainer.create(spec, { batch: 2, seqLen: 3, loss: "mse" });
+  throwsCadenzaWith(() => mse.step(x, ids), "E_ARGUMENT", "class ids go with loss xent");
+  mse.dispose();
+  await withScratch(async (dir) => {
+    const path = join(dir, "model.safetensors");
+    await (await modelFromSpec(spec)).save(path);
+    await rejectsCadenza(
+      () => Trainer.resume(path),
+      "E_FORMAT",
+      /cadenza-checkpoint/,
+      "a model is no checkpoint",
+    );
+  });
+}
+
 export function trainCases(): Case[] {
   return [
+    {
+      name: "train: model.trainer() steps a loaded model; bad options, shapes and ids refused",
+      run: apiAndRefusals,
+    },
     {
       name:
         "train: an LSTM learns an order-2 language past the order-1 baseline, same seed same bits",
