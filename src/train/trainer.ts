@@ -7,7 +7,8 @@
  * ```ts
  * const model = await loadModel("melody.safetensors");
  * const trainer = model.trainer({ optimizer: "adamw", lr: 1e-3, batch: 32, seqLen: 64, loss: "xent" });
- * for (const b of new Batcher(data, trainer).epoch(0)) trainer.stepBatch(b);   // returns the loss
+ * const batcher = new Batcher(data, { batch: 32, seqLen: 64, seed: 1 });
+ * for (const b of batcher.epoch(0)) trainer.stepBatch(b); // returns the loss
  * trainer.evaluateData(heldOut);                 // { loss, accuracy, weight }
  * await trainer.save("ckpt.safetensors");        // weights + optimizer state + step, resumable
  * await trainer.export("melody-trained.safetensors"); // an ordinary model file
@@ -280,8 +281,8 @@ export class Trainer {
     }
     registry.register(this, { api, handle: this.#handle }, this);
     const positions = config.batch * config.seqLen;
-    const perStep = config.loss === "xent" ? this.outputSize : this.outputSize;
-    this.#targets = new Float32Array(positions * perStep);
+    // Class ids converted to the ABI's f32 ids (value targets are passed as they are).
+    this.#targets = new Float32Array(positions);
     this.#mask = new Float32Array(positions);
     this.#output = new Float32Array(positions * this.outputSize);
     const info = this.#readInfo();
