@@ -120,10 +120,20 @@ if (!argv.includes("--peers")) {
       `${(cz / tfjs[i].examples_per_s).toFixed(1)}x`,
     ];
   });
-  console.log(table(
-    ["model", "batch x steps", "cadenza ex/s", "JAX ex/s", "vs JAX", "TF.js wasm ex/s", "vs TF.js"],
-    rows,
-  ).join("\n"));
+  console.log(
+    table(
+      [
+        "model",
+        "batch x steps",
+        "cadenza ex/s",
+        "JAX ex/s",
+        "vs JAX",
+        "TF.js wasm ex/s",
+        "vs TF.js",
+      ],
+      rows,
+    ).join("\n"),
+  );
   if (typeof jax === "string") console.log(jax);
   const json = flag("json", "");
   if (json !== "") {

@@ -45,8 +45,7 @@ import {
   type LossName,
   type TrainingData,
 } from "./data.ts";
-import { flattenParams, withParams } from "./params.ts";
-
+import { withParams } from "./params.ts";
 
 export type OptimizerName = "adamw" | "sgd";
 
@@ -661,7 +660,10 @@ export class Trainer {
 }
 
 /** The library, refused with one message when it predates the training ABI. */
-async function openTrainerApi(library: LibraryChoice | undefined, source: string): Promise<NativeApi> {
+async function openTrainerApi(
+  library: LibraryChoice | undefined,
+  source: string,
+): Promise<NativeApi> {
   const api = await openNative(library);
   if (typeof api.trainerCreate !== "function") {
     throw new CadenzaError("E_NATIVE", `${source}: ${api.libraryPath} has no training ABI`);

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, modelFromSpec } from "../../src/model/load.ts";
 import type { LayerArch, ModelSpec } from "../../src/model/spec.ts";
-import { splitData, type TrainingData } from "../../src/train/data.ts";
+import type { TrainingData } from "../../src/train/data.ts";
 import { logitsSpec, scoreModel, teacherLogits } from "../../src/train/evaluate.ts";
 import { fit } from "../../src/train/loop.ts";
 import { initSpec } from "../../src/train/params.ts";

@@ -23,7 +23,7 @@ import {
   markovTask,
   unigramBaseline,
 } from "../../src/train/tasks.ts";
-import { readTensorFile, type Tensor, writeTensorFile } from "../../src/train/tensors.ts";
+import { type Tensor, writeTensorFile } from "../../src/train/tensors.ts";
 import type { ModelSpec } from "../../src/model/spec.ts";
 import { finiteDifferences, referenceLoss, type RefLossConfig } from "../train_reference.ts";
 import { Rng } from "../helpers.ts";
