@@ -840,12 +840,12 @@ fn AttnCore(comptime T: type) type {
             const v = saved[2 * rows * d ..][0 .. rows * d];
             const o = saved[3 * rows * d ..][0 .. rows * d];
             const probs = saved[4 * rows * d ..][0 .. c.batch * m.heads * S * S];
-            G.nt(rows, d, d, x, d, w.wq, d, q, d, false);
+            G.nt(rows, d, d, x, d, w.wq, d, q, d, false, c.wt);
             G.addBias(rows, d, w.bq, q, d);
             for (q) |*e| e.* *= m.scale();
-            G.nt(rows, d, d, x, d, w.wk, d, k, d, false);
+            G.nt(rows, d, d, x, d, w.wk, d, k, d, false, c.wt);
             G.addBias(rows, d, w.bk, k, d);
-            G.nt(rows, d, d, x, d, w.wv, d, v, d, false);
+            G.nt(rows, d, d, x, d, w.wv, d, v, d, false, c.wt);
             G.addBias(rows, d, w.bv, v, d);
             @memset(o, 0);
             for (0..c.batch) |b| for (0..m.heads) |h| for (0..S) |t| {
@@ -869,7 +869,7 @@ fn AttnCore(comptime T: type) type {
                     G.axpy(hd, pr[s], v[(b * S + s) * d + h * hd ..].ptr, ot.ptr);
                 }
             };
-            G.nt(rows, d, d, o, d, w.wo, d, y, d, false);
+            G.nt(rows, d, d, o, d, w.wo, d, y, d, false, c.wt);
             G.addBias(rows, d, w.bo, y, d);
         }
 
@@ -1059,11 +1059,11 @@ pub fn TrainTransformer(comptime T: type) type {
             norms(o, x1, p[o.ln2At()..][0..o.d], p[o.ln2At() + o.d ..][0..o.d], eps, h2, saved[o.ms2At()..][0 .. 2 * o.rows]);
             const u = saved[o.uAt()..][0 .. o.rows * o.ff];
             const f = saved[o.fAt()..][0 .. o.rows * o.ff];
-            G.nt(o.rows, o.ff, o.d, h2, o.d, p[o.w1At()..][0 .. o.ff * o.d], o.d, u, o.ff, false);
+            G.nt(o.rows, o.ff, o.d, h2, o.d, p[o.w1At()..][0 .. o.ff * o.d], o.d, u, o.ff, false, c.wt);
             G.addBias(o.rows, o.ff, p[o.b1At()..][0..o.ff], u, o.ff);
             @memcpy(f, u);
             A.forward(d.act, f, o.ff);
-            G.nt(o.rows, o.d, o.ff, f, o.ff, p[o.w2At()..][0 .. o.d * o.ff], o.ff, y, o.d, false);
+            G.nt(o.rows, o.d, o.ff, f, o.ff, p[o.w2At()..][0 .. o.d * o.ff], o.ff, y, o.d, false, c.wt);
             G.addBias(o.rows, o.d, p[o.b2At()..][0..o.d], y, o.d);
             for (y[0..n], x1) |*a, b| a.* += b;
         }

@@ -344,7 +344,7 @@ pub fn Train(comptime T: type) type {
             };
             const w = p[0 .. out * g.cols];
             for (0..g.groups) |group| {
-                G.nt(rows, g.out_g, g.cols, cols[group * g.cols ..], wide, w[group * g.out_g * g.cols ..], g.cols, y[group * g.out_g ..], out, false);
+                G.nt(rows, g.out_g, g.cols, cols[group * g.cols ..], wide, w[group * g.out_g * g.cols ..], g.cols, y[group * g.out_g ..], out, false, c.wt);
             }
             G.addBias(rows, out, p[out * g.cols ..][0..out], y, out);
             if (A.needsPre(d.act)) @memcpy(saved[rows * wide ..][0 .. rows * out], y[0 .. rows * out]);

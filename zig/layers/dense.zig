@@ -188,7 +188,7 @@ pub fn Train(comptime T: type) type {
                     mv.matvec(s, packed_w, bias, x[r * in ..][0..in], y[r * out ..][0..out], xq);
                 }
             } else {
-                G.nt(rows, out, in, x, in, w, in, y, out, false);
+                G.nt(rows, out, in, x, in, w, in, y, out, false, c.wt);
                 if (d.p[0] == 1) G.addBias(rows, out, p[out * in ..], y, out);
             }
             if (A.needsPre(d.act)) @memcpy(saved[0 .. rows * out], y[0 .. rows * out]);

@@ -292,11 +292,12 @@ pub fn Train(comptime T: type) type {
             const zx_all = saved[0 .. rows * g3];
             const zh_all = saved[rows * g3 ..][0 .. rows * g3];
             if (T == f32 and c.qat) return forwardQat(d, p, x, y, zx_all, zh_all, c);
-            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false);
+            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false, c.wt);
             G.addBias(rows, g3, bx, zx_all, g3);
+            G.transpose(g3, n, wh, n, c.wt);
             for (0..S) |t| {
                 for (0..c.batch) |bi| @memcpy(zh_all[(bi * S + t) * g3 ..][0..g3], bh);
-                if (t > 0) G.nt(c.batch, g3, n, y[(t - 1) * n ..], S * n, wh, n, zh_all[t * g3 ..], S * g3, true);
+                if (t > 0) G.ntPre(c.batch, g3, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g3 * n], zh_all[t * g3 ..], S * g3, true);
                 for (0..c.batch) |bi| {
                     const r = bi * S + t;
                     for (0..n) |u| {

@@ -279,10 +279,11 @@ pub fn Train(comptime T: type) type {
             const z_all = saved[0 .. rows * g4];
             const cells = saved[rows * g4 ..][0 .. rows * n];
             if (T == f32 and c.qat) return forwardQat(d, p, x, y, z_all, cells, c);
-            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false);
+            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false, c.wt);
             G.addBias(rows, g4, b, z_all, g4);
+            G.transpose(g4, n, wh, n, c.wt);
             for (0..S) |t| {
-                if (t > 0) G.nt(c.batch, g4, n, y[(t - 1) * n ..], S * n, wh, n, z_all[t * g4 ..], S * g4, true);
+                if (t > 0) G.ntPre(c.batch, g4, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g4 * n], z_all[t * g4 ..], S * g4, true);
                 for (0..c.batch) |bi| {
                     const r = bi * S + t;
                     const z = z_all[r * g4 ..][0..g4];

@@ -19,6 +19,8 @@ pub fn Ctx(comptime T: type) type {
         qat: bool = false,
         /// The layer's scratch (scratchLen floats, contents not kept).
         scratch: []T = &.{},
+        /// Room for one weight matrix transposed (the largest tensor of any layer).
+        wt: []T = &.{},
 
         pub fn rows(c: @This()) usize {
             return c.batch * c.seq;
@@ -79,8 +81,115 @@ pub fn Gemm(comptime T: type) type {
             while (i < n) : (i += 1) y[i] = madd(alpha, x[i], y[i]);
         }
 
+        /// The register tile: C[i][j] += sum_k a(i, k) B[k][j] for `mr` rows i from i0 and `nv`
+        /// vectors of columns from j0, a(i, k) = A[i * ars + k * acs]. `cols` < nv * L only for
+        /// the last, partial vector (its lanes past `cols` are neither read nor written).
+        fn tile(
+            comptime mr: usize,
+            comptime nv: usize,
+            comptime partial: bool,
+            K: usize,
+            A: [*]const T,
+            ars: usize,
+            acs: usize,
+            B: [*]const T,
+            ldb: usize,
+            C: [*]T,
+            ldc: usize,
+            cols: usize,
+        ) void {
+            var acc: [mr][nv]VT = @splat(@splat(@splat(0)));
+            for (0..K) |k| {
+                var bv: [nv]VT = undefined;
+                inline for (0..nv) |v| {
+                    const row = B + k * ldb + v * L;
+                    if (partial and v == nv - 1) {
+                        var tmp: [L]T = @splat(0);
+                        @memcpy(tmp[0 .. cols - v * L], row[0 .. cols - v * L]);
+                        bv[v] = tmp;
+                    } else {
+                        bv[v] = load(row);
+                    }
+                }
+                inline for (0..mr) |r| {
+                    const a: VT = @splat(A[r * ars + k * acs]);
+                    inline for (0..nv) |v| acc[r][v] = madd(a, bv[v], acc[r][v]);
+                }
+            }
+            inline for (0..mr) |r| inline for (0..nv) |v| {
+                const dst = C + r * ldc + v * L;
+                if (partial and v == nv - 1) {
+                    const part: [L]T = acc[r][v];
+                    for (dst[0 .. cols - v * L], part[0 .. cols - v * L]) |*o, x| o.* += x;
+                } else {
+                    store(dst, load(dst) + acc[r][v]);
+                }
+            };
+        }
+
+        /// Every row block of one column block (nv vectors, the last `cols` wide).
+        fn rowBlocks(comptime nv: usize, comptime partial: bool, M: usize, K: usize, A: [*]const T, ars: usize, acs: usize, B: [*]const T, ldb: usize, C: [*]T, ldc: usize, cols: usize) void {
+            var i: usize = 0;
+            while (i + mr_max <= M) : (i += mr_max) {
+                tile(mr_max, nv, partial, K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, cols);
+            }
+            switch (M - i) {
+                0 => {},
+                inline 1...mr_max - 1 => |mr| tile(mr, nv, partial, K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, cols),
+                else => unreachable,
+            }
+        }
+
+        const mr_max = 8;
+
+        /// C[i][j] += sum_k a(i, k) B[k][j] over M rows, N columns, K terms, where
+        /// a(i, k) = A[i * ars + k * acs] (A or A^T) and B, C are row-major (ldb, ldc). Each
+        /// element sums its K terms in order from 0 and then adds them to C: the same bits
+        /// every run.
+        pub fn gemm(M: usize, N: usize, K: usize, A: [*]const T, ars: usize, acs: usize, B: [*]const T, ldb: usize, C: [*]T, ldc: usize) void {
+            if (M == 0 or N == 0) return;
+            var j: usize = 0;
+            while (j + 2 * L <= N) : (j += 2 * L) rowBlocks(2, false, M, K, A, ars, acs, B + j, ldb, C + j, ldc, 2 * L);
+            if (j < N) {
+                const rest = N - j;
+                if (rest > L) {
+                    rowBlocks(2, true, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest);
+                } else if (rest == L) {
+                    rowBlocks(1, false, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest);
+                } else {
+                    rowBlocks(1, true, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest);
+                }
+            }
+        }
+
+        /// wt[k][n] = B[n][k] for N rows of K (B's row stride ldb).
+        pub fn transpose(N: usize, K: usize, B: []const T, ldb: usize, wt: []T) void {
+            std.debug.assert(N == 0 or B.len >= (N - 1) * ldb + K);
+            std.debug.assert(wt.len >= N * K);
+            const tb = 16;
+            var n0: usize = 0;
+            while (n0 < N) : (n0 += tb) {
+                var k0: usize = 0;
+                while (k0 < K) : (k0 += tb) {
+                    for (n0..@min(N, n0 + tb)) |n| for (k0..@min(K, k0 + tb)) |k| {
+                        wt[k * N + n] = B[n * ldb + k];
+                    };
+                }
+            }
+        }
+
+        /// C[m][n] = (accumulate ? C[m][n] : 0) + sum_k A[m][k] Bt[k][n]: A [M][K] (lda),
+        /// Bt [K][N] (a transposed B, row stride N), C [M][N] (ldc).
+        pub fn ntPre(M: usize, N: usize, K: usize, A: []const T, lda: usize, Bt: []const T, C: []T, ldc: usize, accumulate: bool) void {
+            if (M == 0 or N == 0) return;
+            std.debug.assert(A.len >= (M - 1) * lda + K and Bt.len >= K * N);
+            std.debug.assert(C.len >= (M - 1) * ldc + N);
+            if (!accumulate) for (0..M) |m| @memset(C[m * ldc ..][0..N], 0);
+            gemm(M, N, K, A.ptr, lda, 1, Bt.ptr, N, C.ptr, ldc);
+        }
+
         /// C[m][n] = (accumulate ? C[m][n] : 0) + sum_k A[m][k] B[n][k]: A [M][K] (row stride
-        /// lda), B [N][K] (ldb), C [M][N] (ldc).
+        /// lda), B [N][K] (ldb), C [M][N] (ldc); `wt` (N * K) holds B transposed.
         pub fn nt(
             M: usize,
             N: usize,
@@ -92,18 +201,11 @@ pub fn Gemm(comptime T: type) type {
             C: []T,
             ldc: usize,
             accumulate: bool,
+            wt: []T,
         ) void {
             if (M == 0 or N == 0) return;
-            std.debug.assert(A.len >= (M - 1) * lda + K and B.len >= (N - 1) * ldb + K);
-            std.debug.assert(C.len >= (M - 1) * ldc + N);
-            for (0..M) |m| {
-                const a = A.ptr + m * lda;
-                const c = C.ptr + m * ldc;
-                for (0..N) |n| {
-                    const s = dot(a, B.ptr + n * ldb, K);
-                    c[n] = if (accumulate) c[n] + s else s;
-                }
-            }
+            transpose(N, K, B, ldb, wt);
+            ntPre(M, N, K, A, lda, wt[0 .. N * K], C, ldc, accumulate);
         }
 
         /// C[m][k] += sum_n A[m][n] B[n][k]: A [M][N] (lda), B [N][K] (ldb), C [M][K] (ldc).
@@ -121,13 +223,7 @@ pub fn Gemm(comptime T: type) type {
             if (M == 0 or N == 0) return;
             std.debug.assert(A.len >= (M - 1) * lda + N and B.len >= (N - 1) * ldb + K);
             std.debug.assert(C.len >= (M - 1) * ldc + K);
-            for (0..M) |m| {
-                const a = A.ptr + m * lda;
-                const c = C.ptr + m * ldc;
-                for (0..N) |n| {
-                    if (a[n] != 0) axpy(K, a[n], B.ptr + n * ldb, c);
-                }
-            }
+            gemm(M, K, N, A.ptr, lda, 1, B.ptr, ldb, C.ptr, ldc);
         }
 
         /// C[n][k] += sum_m A[m][n] B[m][k]: A [M][N] (lda), B [M][K] (ldb), C [N][K] (ldc).
@@ -145,13 +241,7 @@ pub fn Gemm(comptime T: type) type {
             if (M == 0 or N == 0) return;
             std.debug.assert(A.len >= (M - 1) * lda + N and B.len >= (M - 1) * ldb + K);
             std.debug.assert(C.len >= (N - 1) * ldc + K);
-            for (0..M) |m| {
-                const a = A.ptr + m * lda;
-                const b = B.ptr + m * ldb;
-                for (0..N) |n| {
-                    if (a[n] != 0) axpy(K, a[n], b, C.ptr + n * ldc);
-                }
-            }
+            gemm(N, K, M, A.ptr, 1, lda, B.ptr, ldb, C.ptr, ldc);
         }
 
         /// y[r][o] += b[o] for M rows of width N (stride ld).
@@ -168,41 +258,44 @@ pub fn Gemm(comptime T: type) type {
     };
 }
 
-test "gemm: nt, nn and tn against naive loops with strides, f32 and f64" {
+test "gemm: nt, nn and tn against naive loops with strides, odd shapes, f32 and f64" {
     inline for (.{ f32, f64 }) |T| {
         const G = Gemm(T);
         var prng = std.Random.DefaultPrng.init(5);
         const r = prng.random();
-        const M = 5;
-        const N = 7;
-        const K = 37;
-        var a: [M * 40]T = undefined;
-        var b: [N * 40]T = undefined;
+        const ld = 80;
+        var a: [70 * ld]T = undefined;
+        var b: [70 * ld]T = undefined;
         for (&a) |*v| v.* = r.float(T) - 0.5;
         for (&b) |*v| v.* = r.float(T) - 0.5;
-        var c: [M * N]T = undefined;
-        G.nt(M, N, K, &a, 40, &b, 40, &c, N, false);
-        for (0..M) |m| for (0..N) |n| {
-            var s: f64 = 0;
-            for (0..K) |k| s += @as(f64, a[m * 40 + k]) * b[n * 40 + k];
-            try std.testing.expectApproxEqAbs(s, c[m * N + n], 1e-5);
-        };
-        // nn: C [M][K] += A [M][N] B [N][K]
-        var c2: [M * K]T = @splat(0);
-        G.nn(M, N, K, &a, 40, &b, 40, &c2, K);
-        for (0..M) |m| for (0..K) |k| {
-            var s: f64 = 0;
-            for (0..N) |n| s += @as(f64, a[m * 40 + n]) * b[n * 40 + k];
-            try std.testing.expectApproxEqAbs(s, c2[m * K + k], 1e-5);
-        };
-        // tn: C [N][K] += A^T B, A [M][N], B [M][K]
-        var c3: [N * K]T = @splat(0);
-        G.tn(M, N, K, &a, 40, &b, 40, &c3, K);
-        for (0..N) |n| for (0..K) |k| {
-            var s: f64 = 0;
-            for (0..M) |m| s += @as(f64, a[m * 40 + n]) * b[m * 40 + k];
-            try std.testing.expectApproxEqAbs(s, c3[n * K + k], 1e-5);
-        };
+        const shapes = [_][3]usize{ .{ 5, 7, 37 }, .{ 9, 40, 3 }, .{ 1, 33, 1 }, .{ 4, 64, 17 }, .{ 7, 1, 70 }, .{ 70, 49, 6 } };
+        for (shapes) |shape| {
+            const M, const N, const K = shape;
+            var c: [70 * 80]T = undefined;
+            var wt: [70 * 80]T = undefined;
+            G.nt(M, N, K, &a, ld, &b, ld, &c, N, false, &wt);
+            for (0..M) |m| for (0..N) |n| {
+                var sum: f64 = 0;
+                for (0..K) |k| sum += @as(f64, a[m * ld + k]) * b[n * ld + k];
+                try std.testing.expectApproxEqAbs(sum, c[m * N + n], 1e-4);
+            };
+            // nn: C [M][K] += A [M][N] B [N][K], C starting from 1
+            @memset(&c, 1);
+            G.nn(M, N, K, &a, ld, &b, ld, &c, K);
+            for (0..M) |m| for (0..K) |k| {
+                var sum: f64 = 1;
+                for (0..N) |n| sum += @as(f64, a[m * ld + n]) * b[n * ld + k];
+                try std.testing.expectApproxEqAbs(sum, c[m * K + k], 1e-4);
+            };
+            // tn: C [N][K] += A^T B, A [M][N], B [M][K]
+            @memset(&c, 0);
+            G.tn(M, N, K, &a, ld, &b, ld, &c, K);
+            for (0..N) |n| for (0..K) |k| {
+                var sum: f64 = 0;
+                for (0..M) |m| sum += @as(f64, a[m * ld + n]) * b[m * ld + k];
+                try std.testing.expectApproxEqAbs(sum, c[n * K + k], 1e-4);
+            };
+        }
     }
 }
 

@@ -184,7 +184,9 @@ pub fn Engine(comptime T: type) type {
             var scratch: u64 = 0;
             var saved: u64 = 0;
             var qat: u64 = 0;
+            var wt: u64 = 0;
             for (specs, 0..) |*s, i| {
+                for (s.lens[0..s.tensor_count]) |len| wt = @max(wt, len);
                 const d = e.trainedDesc(s, i == specs.len - 1);
                 params += s.paramLen();
                 acts += n_rows * @as(u64, d.out);
@@ -204,6 +206,7 @@ pub fn Engine(comptime T: type) type {
             e.acts = c.take(T, acts);
             const saved_all = c.take(T, saved);
             e.ctx.scratch = c.take(T, scratch);
+            e.ctx.wt = c.take(T, wt);
             e.d = .{ c.take(T, n_rows * widest), c.take(T, n_rows * widest) };
             e.dinput = c.take(T, n_rows * input_size);
             e.work = c.take(f64, 2 * @as(u64, last.out));
