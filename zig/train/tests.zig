@@ -144,8 +144,8 @@ fn train(t: *Trainer, steps: usize, seed: u64) !Run {
 
 fn lstmImage(a: std.mem.Allocator) ![]u8 {
     const layers = [_]helpers.Spec{
-        .{ .kind = .lstm, .in = 4, .out = 16 },
-        .{ .kind = .dense, .act = .softmax, .in = 16, .out = 4, .p = helpers.params(1, 0, 0) },
+        .{ .kind = .lstm, .in = 4, .out = 48 },
+        .{ .kind = .dense, .act = .softmax, .in = 48, .out = 4, .p = helpers.params(1, 0, 0) },
     };
     return helpers.build(a, 5, 1, &layers);
 }
@@ -289,7 +289,7 @@ test "trainer ABI: every length, pointer and config word checked, with a message
     defer api.cz_trainer_destroy(h);
     var info: [11]u64 = undefined;
     try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(h, &info, info.len));
-    const params = 4 * 16 * 4 + 4 * 16 * 16 + 4 * 16 + 16 * 4 + 4;
+    const params = 4 * 48 * 4 + 4 * 48 * 48 + 4 * 48 + 48 * 4 + 4;
     try testing.expectEqual(@as(u64, params), info[1]);
     try testing.expectEqual(@as(u64, 2 + 2 * params), info[2]);
     var x: [2 * 3 * 4]f32 = @splat(0.5);
