@@ -179,3 +179,29 @@ export {
   type RespondResult,
 } from "./music/generate.ts";
 export { Rng } from "./music/rng.ts";
+export {
+  Batcher,
+  type Batch,
+  type BatcherOptions,
+  checkDataForModel,
+  IGNORE_CLASS,
+  type LossName,
+  parseTrainingData,
+  readTrainingData,
+  splitData,
+  type TrainingData,
+  writeTrainingData,
+} from "./train/data.ts";
+export {
+  createTrainer,
+  type Metrics,
+  type OptimizerName,
+  Trainer,
+  type TrainerConfig,
+  type TrainerOptions,
+} from "./train/trainer.ts";
+export { fit, type FitOptions, type FitResult } from "./train/loop.ts";
+export { type ModelScore, scoreModel, teacherLogits } from "./train/evaluate.ts";
+export { initSpec } from "./train/params.ts";
+export { Progress, type ProgressOptions, type ProgressUpdate } from "./train/progress.ts";
+export { copyTask, markovLanguage, markovTask, unigramBaseline } from "./train/tasks.ts";

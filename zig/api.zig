@@ -445,3 +445,12 @@ fn graphIo(
 test {
     _ = @import("graph.zig");
 }
+
+// The training ABI (docs/DESIGN.md, "Training ABI"): its exports live in zig/train/api.zig.
+comptime {
+    _ = @import("train/api.zig");
+}
+
+test {
+    _ = @import("train/api.zig");
+}

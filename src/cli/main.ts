@@ -16,6 +16,7 @@ import { generateCommand, respondCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
 import { runCommand } from "./run.ts";
+import { distillCommand, finetuneCommand, quantizeCommand, trainCommand } from "./train.ts";
 
 export const commands: readonly Command[] = [
   generateCommand,
@@ -25,6 +26,10 @@ export const commands: readonly Command[] = [
   runCommand,
   benchCommand,
   liveCommand,
+  trainCommand,
+  finetuneCommand,
+  distillCommand,
+  quantizeCommand,
 ];
 
 function topHelp(): string {

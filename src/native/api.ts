@@ -68,7 +68,57 @@ export interface NativeApi {
   /** Resets every member model and zeroes every node output. */
   graphReset(graph: NativeGraph): number;
   graphLastError(graph: NativeGraph): string;
+  /**
+   * The training ABI (docs/DESIGN.md, "Training ABI"). trainerCreate validates the image and
+   * the TRAINER_CONFIG_WORDS config words and throws CadenzaError with the native message on
+   * failure; the others return the status (the message is then in trainerLastError). `mask`
+   * may be null (every position weighted 1).
+   */
+  trainerCreate(image: Uint8Array, config: Uint32Array): NativeTrainer;
+  trainerDestroy(trainer: NativeTrainer): void;
+  /** Fills `out` (TRAINER_INFO_FIELDS u64 values) and returns the status. */
+  trainerInfo(trainer: NativeTrainer, out: BigUint64Array): number;
+  /** One optimizer step; `loss[0]` receives the loss before the update. */
+  trainerStep(
+    trainer: NativeTrainer,
+    input: Float32Array,
+    targets: Float32Array,
+    mask: Float32Array | null,
+    loss: Float32Array,
+  ): number;
+  /** Loss and metrics, no update: `metrics` gets up to 3 values (loss, accuracy, mask sum). */
+  trainerEval(
+    trainer: NativeTrainer,
+    input: Float32Array,
+    targets: Float32Array,
+    mask: Float32Array | null,
+    metrics: Float32Array,
+  ): number;
+  /** Loss and the gradient in parameter order (`grad.length` = parameter_count), no update. */
+  trainerGrad(
+    trainer: NativeTrainer,
+    input: Float32Array,
+    targets: Float32Array,
+    mask: Float32Array | null,
+    loss: Float32Array,
+    grad: Float32Array,
+  ): number;
+  /** The model output [batch][seq_len][output_size] of the training forward. */
+  trainerForward(trainer: NativeTrainer, input: Float32Array, output: Float32Array): number;
+  trainerGetParams(trainer: NativeTrainer, out: Float32Array): number;
+  trainerSetParams(trainer: NativeTrainer, values: Float32Array): number;
+  /** Optimizer state (state_len floats: the step counter's two u32 words, then m, then v). */
+  trainerGetState(trainer: NativeTrainer, out: Float32Array): number;
+  trainerSetState(trainer: NativeTrainer, values: Float32Array): number;
+  trainerLastError(trainer: NativeTrainer): string;
 }
+
+/** An opaque native trainer handle (cz_trainer_create), kept apart from model handles. */
+export type NativeTrainer = { readonly __brand: "NativeTrainer" };
+
+/** Words of cz_trainer_create's config and u64 fields of cz_trainer_info (docs/DESIGN.md). */
+export const TRAINER_CONFIG_WORDS = 32;
+export const TRAINER_INFO_FIELDS = 11;
 
 /** An opaque native graph handle (cz_graph_create), kept apart from model handles. */
 export type NativeGraph = { readonly __brand: "NativeGraph" };

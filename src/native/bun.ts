@@ -12,6 +12,7 @@ import {
   type NativeApi,
   type NativeGraph,
   type NativeHandle,
+  type NativeTrainer,
   openLibrary,
 } from "./api.ts";
 
@@ -33,9 +34,24 @@ const symbols = {
   cz_graph_step_from: { args: [ptr, u32, ptr, usize, ptr, usize], returns: u32 },
   cz_graph_reset: { args: [ptr], returns: u32 },
   cz_graph_last_error: { args: [ptr, ptr, usize], returns: usize },
+  cz_trainer_create: { args: [ptr, usize, ptr, usize, ptr, ptr, usize], returns: u32 },
+  cz_trainer_destroy: { args: [ptr], returns: none },
+  cz_trainer_info: { args: [ptr, ptr, usize], returns: u32 },
+  cz_trainer_step: { args: [ptr, ptr, usize, ptr, usize, ptr, usize, ptr], returns: u32 },
+  cz_trainer_eval: { args: [ptr, ptr, usize, ptr, usize, ptr, usize, ptr, usize], returns: u32 },
+  cz_trainer_grad: {
+    args: [ptr, ptr, usize, ptr, usize, ptr, usize, ptr, ptr, usize],
+    returns: u32,
+  },
+  cz_trainer_forward: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
+  cz_trainer_get_params: { args: [ptr, ptr, usize], returns: u32 },
+  cz_trainer_set_params: { args: [ptr, ptr, usize], returns: u32 },
+  cz_trainer_get_state: { args: [ptr, ptr, usize], returns: u32 },
+  cz_trainer_set_state: { args: [ptr, ptr, usize], returns: u32 },
+  cz_trainer_last_error: { args: [ptr, ptr, usize], returns: usize },
 } as const;
 
-function toPointer(handle: NativeHandle | NativeGraph): Pointer {
+function toPointer(handle: NativeHandle | NativeGraph | NativeTrainer): Pointer {
   return handle as unknown as Pointer;
 }
 
@@ -91,5 +107,63 @@ export function openBun(library_path: string): NativeApi {
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
     graphLastError: (graph) =>
       lastMessage(cz.cz_graph_last_error(toPointer(graph), message, message.length)),
+    trainerCreate: (image, config) =>
+      created(() =>
+        cz.cz_trainer_create(
+          image,
+          image.length,
+          config,
+          config.length,
+          handle_out,
+          message,
+          message.length,
+        )
+      ) as unknown as NativeTrainer,
+    trainerDestroy: (t) => cz.cz_trainer_destroy(toPointer(t)),
+    trainerInfo: (t, out) => cz.cz_trainer_info(toPointer(t), out, out.length),
+    trainerStep: (t, input, targets, mask, loss) =>
+      cz.cz_trainer_step(
+        toPointer(t),
+        input,
+        input.length,
+        targets,
+        targets.length,
+        mask,
+        mask?.length ?? 0,
+        loss,
+      ),
+    trainerEval: (t, input, targets, mask, metrics) =>
+      cz.cz_trainer_eval(
+        toPointer(t),
+        input,
+        input.length,
+        targets,
+        targets.length,
+        mask,
+        mask?.length ?? 0,
+        metrics,
+        metrics.length,
+      ),
+    trainerGrad: (t, input, targets, mask, loss, grad) =>
+      cz.cz_trainer_grad(
+        toPointer(t),
+        input,
+        input.length,
+        targets,
+        targets.length,
+        mask,
+        mask?.length ?? 0,
+        loss,
+        grad,
+        grad.length,
+      ),
+    trainerForward: (t, input, output) =>
+      cz.cz_trainer_forward(toPointer(t), input, input.length, output, output.length),
+    trainerGetParams: (t, out) => cz.cz_trainer_get_params(toPointer(t), out, out.length),
+    trainerSetParams: (t, values) => cz.cz_trainer_set_params(toPointer(t), values, values.length),
+    trainerGetState: (t, out) => cz.cz_trainer_get_state(toPointer(t), out, out.length),
+    trainerSetState: (t, values) => cz.cz_trainer_set_state(toPointer(t), values, values.length),
+    trainerLastError: (t) =>
+      lastMessage(cz.cz_trainer_last_error(toPointer(t), message, message.length)),
   };
 }

@@ -13,6 +13,7 @@ import {
   type NativeApi,
   type NativeGraph,
   type NativeHandle,
+  type NativeTrainer,
   openLibrary,
 } from "./api.ts";
 
@@ -47,6 +48,54 @@ const symbols = {
   },
   cz_graph_reset: { parameters: ["pointer"], result: "u32" },
   cz_graph_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
+  cz_trainer_create: {
+    parameters: ["buffer", "usize", "buffer", "usize", "buffer", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_trainer_destroy: { parameters: ["pointer"], result: "void" },
+  cz_trainer_info: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_trainer_step: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize", "buffer", "usize", "buffer"],
+    result: "u32",
+  },
+  cz_trainer_eval: {
+    parameters: [
+      "pointer",
+      "buffer",
+      "usize",
+      "buffer",
+      "usize",
+      "buffer",
+      "usize",
+      "buffer",
+      "usize",
+    ],
+    result: "u32",
+  },
+  cz_trainer_grad: {
+    parameters: [
+      "pointer",
+      "buffer",
+      "usize",
+      "buffer",
+      "usize",
+      "buffer",
+      "usize",
+      "buffer",
+      "buffer",
+      "usize",
+    ],
+    result: "u32",
+  },
+  cz_trainer_forward: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize"],
+    result: "u32",
+  },
+  cz_trainer_get_params: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_trainer_set_params: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_trainer_get_state: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_trainer_set_state: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_trainer_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Ptr = Deno.PointerValue;
@@ -97,6 +146,56 @@ interface Symbols {
   ): number;
   cz_graph_reset(graph: Ptr): number;
   cz_graph_last_error(graph: Ptr, buf: Buf, buf_len: bigint): number | bigint;
+  cz_trainer_create(
+    image: Buf,
+    image_len: bigint,
+    config: Buf,
+    config_len: bigint,
+    handle_out: Buf,
+    err: Buf,
+    err_len: bigint,
+  ): number;
+  cz_trainer_destroy(t: Ptr): void;
+  cz_trainer_info(t: Ptr, out: Buf, out_len: bigint): number;
+  cz_trainer_step(
+    t: Ptr,
+    x: Buf,
+    x_len: bigint,
+    y: Buf,
+    y_len: bigint,
+    mask: Buf | null,
+    mask_len: bigint,
+    loss: Buf,
+  ): number;
+  cz_trainer_eval(
+    t: Ptr,
+    x: Buf,
+    x_len: bigint,
+    y: Buf,
+    y_len: bigint,
+    mask: Buf | null,
+    mask_len: bigint,
+    metrics: Buf,
+    metrics_len: bigint,
+  ): number;
+  cz_trainer_grad(
+    t: Ptr,
+    x: Buf,
+    x_len: bigint,
+    y: Buf,
+    y_len: bigint,
+    mask: Buf | null,
+    mask_len: bigint,
+    loss: Buf,
+    grad: Buf,
+    grad_len: bigint,
+  ): number;
+  cz_trainer_forward(t: Ptr, x: Buf, x_len: bigint, y: Buf, y_len: bigint): number;
+  cz_trainer_get_params(t: Ptr, out: Buf, out_len: bigint): number;
+  cz_trainer_set_params(t: Ptr, values: Buf, values_len: bigint): number;
+  cz_trainer_get_state(t: Ptr, out: Buf, out_len: bigint): number;
+  cz_trainer_set_state(t: Ptr, values: Buf, values_len: bigint): number;
+  cz_trainer_last_error(t: Ptr, buf: Buf, buf_len: bigint): number | bigint;
 }
 
 /** One BigInt per distinct length, made once: few distinct lengths occur in one process. */
@@ -112,7 +211,7 @@ function len(view: ArrayBufferView & { length: number }): bigint {
   return big;
 }
 
-function toPointer(handle: NativeHandle | NativeGraph): Deno.PointerObject {
+function toPointer(handle: NativeHandle | NativeGraph | NativeTrainer): Deno.PointerObject {
   return handle as unknown as Deno.PointerObject;
 }
 
@@ -169,5 +268,63 @@ export function openDeno(library_path: string): NativeApi {
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
     graphLastError: (graph) =>
       lastMessage(cz.cz_graph_last_error(toPointer(graph), message, len(message))),
+    trainerCreate: (image, config) =>
+      created(() =>
+        cz.cz_trainer_create(
+          image,
+          BigInt(image.length),
+          config,
+          len(config),
+          handle_out,
+          message,
+          len(message),
+        )
+      ) as unknown as NativeTrainer,
+    trainerDestroy: (t) => cz.cz_trainer_destroy(toPointer(t)),
+    trainerInfo: (t, out) => cz.cz_trainer_info(toPointer(t), out, len(out)),
+    trainerStep: (t, input, targets, mask, loss) =>
+      cz.cz_trainer_step(
+        toPointer(t),
+        input,
+        len(input),
+        targets,
+        len(targets),
+        mask,
+        mask === null ? 0n : len(mask),
+        loss,
+      ),
+    trainerEval: (t, input, targets, mask, metrics) =>
+      cz.cz_trainer_eval(
+        toPointer(t),
+        input,
+        len(input),
+        targets,
+        len(targets),
+        mask,
+        mask === null ? 0n : len(mask),
+        metrics,
+        len(metrics),
+      ),
+    trainerGrad: (t, input, targets, mask, loss, grad) =>
+      cz.cz_trainer_grad(
+        toPointer(t),
+        input,
+        len(input),
+        targets,
+        len(targets),
+        mask,
+        mask === null ? 0n : len(mask),
+        loss,
+        grad,
+        len(grad),
+      ),
+    trainerForward: (t, input, output) =>
+      cz.cz_trainer_forward(toPointer(t), input, len(input), output, len(output)),
+    trainerGetParams: (t, out) => cz.cz_trainer_get_params(toPointer(t), out, len(out)),
+    trainerSetParams: (t, values) => cz.cz_trainer_set_params(toPointer(t), values, len(values)),
+    trainerGetState: (t, out) => cz.cz_trainer_get_state(toPointer(t), out, len(out)),
+    trainerSetState: (t, values) => cz.cz_trainer_set_state(toPointer(t), values, len(values)),
+    trainerLastError: (t) =>
+      lastMessage(cz.cz_trainer_last_error(toPointer(t), message, len(message))),
   };
 }

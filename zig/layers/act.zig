@@ -341,3 +341,173 @@ test "act: softmax f64 agreement, tails, infinities and NaN" {
     softmax(&c);
     for (c) |v| try std.testing.expect(std.math.isNan(v));
 }
+
+// ---- training: forward over rows and backward (zig/train) -----------------------------------
+
+/// gelu'(x) = Phi(x) + x phi(x), vectorised in f32: Phi from the same Abramowitz-Stegun erfc
+/// as geluVec (error below 1.5e-7), phi through expVec. Returns the derivative.
+pub inline fn geluGradVec(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const a = @abs(x) * vsplat(T, std.math.sqrt1_2);
+    const t = vsplat(T, 1) / madd(a, vsplat(T, 0.3275911), vsplat(T, 1));
+    var p = vsplat(T, 1.061405429);
+    inline for (.{ -1.453152027, 1.421413741, -0.284496736, 0.254829592 }) |c| {
+        p = madd(p, t, vsplat(T, c));
+    }
+    const e = expVec(-(a * a));
+    const half_erfc = p * t * e * vsplat(T, 0.5);
+    const cdf = @select(f32, x < vsplat(T, 0), half_erfc, vsplat(T, 1) - half_erfc);
+    // phi(x) = e^(-x^2 / 2) / sqrt(2 pi), and e^(-a^2) is that exponential.
+    return madd(x, e * vsplat(T, 0.3989422804014327), cdf);
+}
+
+/// d *= gelu'(z) over whole vectors and a tail.
+fn geluBackwardF32(z: []const f32, d: []f32) void {
+    var i: usize = 0;
+    while (i + lanes <= d.len) : (i += lanes) {
+        simd.store(d, i, simd.load(d, i) * geluGradVec(simd.load(z, i)));
+    }
+    for (z[i..d.len], d[i..]) |x, *g| g.* *= geluGradVec(@as(@Vector(1, f32), @splat(x)))[0];
+}
+
+/// Activations for training, generic over the float type. f32 runs the inference
+/// approximations above (a QAT forward equals the inference forward bit for bit); f64 runs the
+/// exact functions, so that gradient checks differentiate what the backward assumes.
+/// Derivatives are taken from the output y (gelu: from the pre-activation z).
+pub fn Grad(comptime T: type) type {
+    return struct {
+        /// True when backward needs the pre-activation (gelu).
+        pub fn needsPre(a: desc.Act) bool {
+            return a == .gelu;
+        }
+
+        /// y = act(y) in place over rows of `width` (softmax normalises each row).
+        pub fn forward(a: desc.Act, y: []T, width: usize) void {
+            if (a == .linear) return;
+            if (a == .softmax) {
+                var r: usize = 0;
+                while (r < y.len) : (r += width) softmaxRow(y[r..][0..width]);
+                return;
+            }
+            if (T == f32) return apply(a, y);
+            for (y) |*v| v.* = exact(a, v.*);
+        }
+
+        fn softmaxRow(y: []T) void {
+            if (T == f32) return softmax(y);
+            var m: T = -std.math.inf(T);
+            for (y) |v| m = @max(m, v);
+            var s: T = 0;
+            for (y) |*v| {
+                v.* = @exp(v.* - m);
+                s += v.*;
+            }
+            for (y) |*v| v.* /= s;
+        }
+
+        pub fn exact(a: desc.Act, x: T) T {
+            return switch (a) {
+                .linear, .softmax => x,
+                .tanh => std.math.tanh(x),
+                .sigmoid => 1 / (1 + @exp(-x)),
+                .relu => @max(x, 0),
+                .elu => if (x > 0) x else std.math.expm1(x),
+                .gelu => 0.5 * x * (1 + @as(T, @floatCast(erf64(x * std.math.sqrt1_2)))),
+            };
+        }
+
+        /// The standard normal CDF, exact (series), for the f64 gradient checks.
+        fn normCdf(x: T) f64 {
+            return 0.5 * (1 + erf64(@as(f64, x) * std.math.sqrt1_2));
+        }
+
+        /// d = d * act'(z) in place: y the outputs, z the pre-activations (used by gelu only).
+        pub fn backward(a: desc.Act, y: []const T, z: []const T, d: []T, width: usize) void {
+            switch (a) {
+                .linear => {},
+                .tanh => for (d, y) |*g, v| {
+                    g.* *= 1 - v * v;
+                },
+                .sigmoid => for (d, y) |*g, v| {
+                    g.* *= v * (1 - v);
+                },
+                .relu => for (d, y) |*g, v| {
+                    if (!(v > 0)) g.* = 0;
+                },
+                .elu => for (d, y) |*g, v| {
+                    if (!(v > 0)) g.* *= v + 1;
+                },
+                .gelu => if (T == f32) geluBackwardF32(z, d) else for (d, z) |*g, x| {
+                    const xd: f64 = x;
+                    const pdf = @exp(-0.5 * xd * xd) / @sqrt(2 * std.math.pi);
+                    g.* *= @floatCast(normCdf(x) + xd * pdf);
+                },
+                .softmax => {
+                    var r: usize = 0;
+                    while (r < d.len) : (r += width) {
+                        const yr = y[r..][0..width];
+                        const dr = d[r..][0..width];
+                        var s: T = 0;
+                        for (dr, yr) |g, v| s += g * v;
+                        for (dr, yr) |*g, v| g.* = v * (g.* - s);
+                    }
+                },
+            }
+        }
+    };
+}
+
+test "act: training backward of every activation against central differences in f64" {
+    const G = Grad(f64);
+    var prng = std.Random.DefaultPrng.init(11);
+    const r = prng.random();
+    const width = 7;
+    inline for (std.meta.fields(desc.Act)) |field| {
+        const a: desc.Act = @enumFromInt(field.value);
+        var z: [2 * width]f64 = undefined;
+        var w: [2 * width]f64 = undefined; // loss = sum w * act(z)
+        for (&z, &w) |*v, *u| {
+            v.* = (r.float(f64) - 0.5) * 6;
+            if (@abs(v.*) < 1e-3) v.* = 0.5; // away from relu's and elu's kink
+            u.* = r.float(f64) - 0.5;
+        }
+        var y = z;
+        G.forward(a, &y, width);
+        var d = w;
+        G.backward(a, &y, &z, &d, width);
+        const h = 1e-6;
+        for (0..z.len) |i| {
+            var zp = z;
+            var zm = z;
+            zp[i] += h;
+            zm[i] -= h;
+            G.forward(a, &zp, width);
+            G.forward(a, &zm, width);
+            var lp: f64 = 0;
+            var lm: f64 = 0;
+            for (zp, zm, w) |p, m, u| {
+                lp += p * u;
+                lm += m * u;
+            }
+            const numeric = (lp - lm) / (2 * h);
+            // Central differences in f64 with h = 1e-6: truncation ~h^2 * f''' ~ 1e-11,
+            // rounding ~1e-16 / h ~ 1e-10.
+            try std.testing.expectApproxEqAbs(numeric, d[i], 1e-8);
+        }
+    }
+}
+
+test "act: geluGradVec against the exact derivative over [-20, 20]" {
+    var worst: f64 = 0;
+    var k: usize = 0;
+    while (k < 40 * 1024) : (k += 1) {
+        const x: f32 = -20 + @as(f32, @floatFromInt(k)) / 1024.0;
+        const got = geluGradVec(@as(@Vector(1, f32), @splat(x)))[0];
+        const xd: f64 = x;
+        const want = 0.5 * (1 + erf64(xd * std.math.sqrt1_2)) + xd * @exp(-0.5 * xd * xd) / @sqrt(2 * std.math.pi);
+        worst = @max(worst, @abs(got - want));
+    }
+    std.debug.print("gelu derivative max abs error {e:.2}\n", .{worst});
+    // The erfc approximation's 1.5e-7 plus f32 rounding of x phi(x) (|x phi| <= 0.25).
+    try std.testing.expect(worst <= 1e-6);
+}

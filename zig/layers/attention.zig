@@ -765,3 +765,349 @@ test "layerNorm: an input with mean exactly 0 is still normalised" {
     // variance 2.5: y = x / sqrt(2.5 + 1e-5)
     for (x, y) |xi, yi| try std.testing.expectApproxEqAbs(xi / @sqrt(2.5 + 1e-5), yi, 1e-6);
 }
+
+// ---- training -------------------------------------------------------------------------------
+
+const common = @import("../train/common.zig");
+const norm_layers = @import("norm.zig");
+
+/// The training-time form of causal multi-head self-attention over whole sequences:
+/// position t attends to positions max(0, t - context + 1)..t, exactly the ring cache's
+/// view. Params `Wq`, `bq`, `Wk`, `bk`, `Wv`, `bv`, `Wo`, `bo` (8 tensors, 4 d^2 + 4 d).
+/// Saved: q (already scaled by 1/sqrt(head_dim), as the step kernel scales it), k, v, the
+/// concatenated heads [rows][d] each, and the attention weights [batch][heads][seq][seq].
+fn AttnCore(comptime T: type) type {
+    return struct {
+        const G = common.Gemm(T);
+        const Ctx = common.Ctx(T);
+
+        const Dims = struct {
+            d: usize,
+            heads: usize,
+            context: usize,
+            fn hd(m: Dims) usize {
+                return m.d / m.heads;
+            }
+            fn scale(m: Dims) T {
+                return 1 / @sqrt(@as(T, @floatFromInt(m.hd())));
+            }
+        };
+
+        fn savedLen(m: Dims, c: Ctx) usize {
+            return 4 * c.rows() * m.d + c.batch * m.heads * c.seq * c.seq;
+        }
+
+        fn scratchLen(m: Dims, c: Ctx) usize {
+            return 4 * c.rows() * m.d + c.seq;
+        }
+
+        const Parts = struct { wq: []const T, bq: []const T, wk: []const T, bk: []const T, wv: []const T, bv: []const T, wo: []const T, bo: []const T };
+
+        fn parts(m: Dims, p: []const T) Parts {
+            const dd = m.d * m.d;
+            const d = m.d;
+            return .{
+                .wq = p[0..dd],                  .bq = p[dd..][0..d],
+                .wk = p[dd + d ..][0..dd],       .bk = p[2 * dd + d ..][0..d],
+                .wv = p[2 * dd + 2 * d ..][0..dd], .bv = p[3 * dd + 2 * d ..][0..d],
+                .wo = p[3 * dd + 3 * d ..][0..dd], .bo = p[4 * dd + 3 * d ..][0..d],
+            };
+        }
+
+        fn gradParts(m: Dims, g: []T) [8][]T {
+            const dd = m.d * m.d;
+            const d = m.d;
+            return .{
+                g[0..dd],                  g[dd..][0..d],
+                g[dd + d ..][0..dd],       g[2 * dd + d ..][0..d],
+                g[2 * dd + 2 * d ..][0..dd], g[3 * dd + 2 * d ..][0..d],
+                g[3 * dd + 3 * d ..][0..dd], g[4 * dd + 3 * d ..][0..d],
+            };
+        }
+
+        fn first(m: Dims, t: usize) usize {
+            return (t + 1) -| m.context;
+        }
+
+        fn forward(m: Dims, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const rows = c.rows();
+            const d = m.d;
+            const hd = m.hd();
+            const S = c.seq;
+            const w = parts(m, p);
+            const q = saved[0 .. rows * d];
+            const k = saved[rows * d ..][0 .. rows * d];
+            const v = saved[2 * rows * d ..][0 .. rows * d];
+            const o = saved[3 * rows * d ..][0 .. rows * d];
+            const probs = saved[4 * rows * d ..][0 .. c.batch * m.heads * S * S];
+            G.nt(rows, d, d, x, d, w.wq, d, q, d, false, c.wt);
+            G.addBias(rows, d, w.bq, q, d);
+            for (q) |*e| e.* *= m.scale();
+            G.nt(rows, d, d, x, d, w.wk, d, k, d, false, c.wt);
+            G.addBias(rows, d, w.bk, k, d);
+            G.nt(rows, d, d, x, d, w.wv, d, v, d, false, c.wt);
+            G.addBias(rows, d, w.bv, v, d);
+            @memset(o, 0);
+            for (0..c.batch) |b| for (0..m.heads) |h| for (0..S) |t| {
+                const pr = probs[((b * m.heads + h) * S + t) * S ..][0..S];
+                @memset(pr, 0);
+                const qt = q[(b * S + t) * d + h * hd ..][0..hd];
+                const lo = first(m, t);
+                var mx: T = -std.math.inf(T);
+                for (lo..t + 1) |s| {
+                    pr[s] = G.dot(qt.ptr, k[(b * S + s) * d + h * hd ..].ptr, hd);
+                    mx = @max(mx, pr[s]);
+                }
+                var total: T = 0;
+                for (lo..t + 1) |s| {
+                    pr[s] = @exp(pr[s] - mx);
+                    total += pr[s];
+                }
+                const ot = o[(b * S + t) * d + h * hd ..][0..hd];
+                for (lo..t + 1) |s| {
+                    pr[s] /= total;
+                    G.axpy(hd, pr[s], v[(b * S + s) * d + h * hd ..].ptr, ot.ptr);
+                }
+            };
+            G.nt(rows, d, d, o, d, w.wo, d, y, d, false, c.wt);
+            G.addBias(rows, d, w.bo, y, d);
+        }
+
+        /// dy is read only; dx is set (not added to) when given.
+        fn backward(m: Dims, p: []const T, x: []const T, saved: []const T, dy: []const T, dx: ?[]T, g: []T, scratch: []T, c: Ctx) void {
+            const rows = c.rows();
+            const d = m.d;
+            const hd = m.hd();
+            const S = c.seq;
+            const w = parts(m, p);
+            const gp = gradParts(m, g);
+            const q = saved[0 .. rows * d];
+            const k = saved[rows * d ..][0 .. rows * d];
+            const v = saved[2 * rows * d ..][0 .. rows * d];
+            const o = saved[3 * rows * d ..][0 .. rows * d];
+            const probs = saved[4 * rows * d ..][0 .. c.batch * m.heads * S * S];
+            const d_o = scratch[0 .. rows * d];
+            const dq = scratch[rows * d ..][0 .. rows * d];
+            const dk = scratch[2 * rows * d ..][0 .. rows * d];
+            const dv = scratch[3 * rows * d ..][0 .. rows * d];
+            const dp = scratch[4 * rows * d ..][0..S];
+            G.tn(rows, d, d, dy, d, o, d, gp[6], d);
+            G.sumRows(rows, d, dy, d, gp[7]);
+            @memset(d_o, 0);
+            G.nn(rows, d, d, dy, d, w.wo, d, d_o, d);
+            @memset(dq, 0);
+            @memset(dk, 0);
+            @memset(dv, 0);
+            for (0..c.batch) |b| for (0..m.heads) |h| for (0..S) |t| {
+                const pr = probs[((b * m.heads + h) * S + t) * S ..][0..S];
+                const at = (b * S + t) * d + h * hd;
+                const lo = first(m, t);
+                var dot_sum: T = 0;
+                for (lo..t + 1) |s| {
+                    const as = (b * S + s) * d + h * hd;
+                    dp[s] = G.dot(d_o[at..].ptr, v[as..].ptr, hd);
+                    dot_sum += pr[s] * dp[s];
+                    G.axpy(hd, pr[s], d_o[at..].ptr, dv[as..].ptr);
+                }
+                for (lo..t + 1) |s| {
+                    const as = (b * S + s) * d + h * hd;
+                    const ds = pr[s] * (dp[s] - dot_sum);
+                    G.axpy(hd, ds, k[as..].ptr, dq[at..].ptr);
+                    G.axpy(hd, ds, q[at..].ptr, dk[as..].ptr);
+                }
+            };
+            for (dq) |*e| e.* *= m.scale();
+            G.tn(rows, d, d, dq, d, x, d, gp[0], d);
+            G.sumRows(rows, d, dq, d, gp[1]);
+            G.tn(rows, d, d, dk, d, x, d, gp[2], d);
+            G.sumRows(rows, d, dk, d, gp[3]);
+            G.tn(rows, d, d, dv, d, x, d, gp[4], d);
+            G.sumRows(rows, d, dv, d, gp[5]);
+            const out = dx orelse return;
+            @memset(out[0 .. rows * d], 0);
+            G.nn(rows, d, d, dq, d, w.wq, d, out, d);
+            G.nn(rows, d, d, dk, d, w.wk, d, out, d);
+            G.nn(rows, d, d, dv, d, w.wv, d, out, d);
+        }
+    };
+}
+
+fn dimsOf(comptime T: type, d: *const LayerDesc) AttnCore(T).Dims {
+    return .{ .d = d.in, .heads = d.p[0], .context = d.p[1] };
+}
+
+/// The attention layer (kind 9) for training: AttnCore over the layer's params.
+pub fn TrainAttention(comptime T: type) type {
+    return struct {
+        const C = AttnCore(T);
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return C.savedLen(dimsOf(T, d), c);
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            return C.scratchLen(dimsOf(T, d), c);
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            C.forward(dimsOf(T, d), p, x, y, saved, c);
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            _ = y;
+            C.backward(dimsOf(T, d), p, x, saved, dy, dx, g, c.scratch, c);
+        }
+    };
+}
+
+/// The pre-norm transformer block (kind 10) for training:
+/// `x1 = x + attention(LN1(x))`, `y = x1 + W2 act(W1 LN2(x1) + b1) + b2`.
+/// Saved, in order: LN1(x) [rows][d], LN1's mean and rstd [rows][2], the attention core's
+/// saved values, x1, LN2(x1), LN2's mean and rstd, the FF pre-activation and activation
+/// [rows][ff] each.
+pub fn TrainTransformer(comptime T: type) type {
+    return struct {
+        const C = AttnCore(T);
+        const G = common.Gemm(T);
+        const A = act.Grad(T);
+        const LN = norm_layers.TrainLayerNorm(T);
+        const Ctx = common.Ctx(T);
+
+        const Off = struct {
+            d: usize,
+            ff: usize,
+            rows: usize,
+            core: usize,
+            // params
+            fn attnAt(o: Off) usize {
+                return 2 * o.d;
+            }
+            fn ln2At(o: Off) usize {
+                return 2 * o.d + 4 * o.d * o.d + 4 * o.d;
+            }
+            fn w1At(o: Off) usize {
+                return o.ln2At() + 2 * o.d;
+            }
+            fn b1At(o: Off) usize {
+                return o.w1At() + o.ff * o.d;
+            }
+            fn w2At(o: Off) usize {
+                return o.b1At() + o.ff;
+            }
+            fn b2At(o: Off) usize {
+                return o.w2At() + o.d * o.ff;
+            }
+            // saved
+            fn ms1At(o: Off) usize {
+                return o.rows * o.d;
+            }
+            fn coreAt(o: Off) usize {
+                return o.ms1At() + 2 * o.rows;
+            }
+            fn x1At(o: Off) usize {
+                return o.coreAt() + o.core;
+            }
+            fn h2At(o: Off) usize {
+                return o.x1At() + o.rows * o.d;
+            }
+            fn ms2At(o: Off) usize {
+                return o.h2At() + o.rows * o.d;
+            }
+            fn uAt(o: Off) usize {
+                return o.ms2At() + 2 * o.rows;
+            }
+            fn fAt(o: Off) usize {
+                return o.uAt() + o.rows * o.ff;
+            }
+            fn savedLen(o: Off) usize {
+                return o.fAt() + o.rows * o.ff;
+            }
+        };
+
+        fn off(d: *const LayerDesc, c: Ctx) Off {
+            return .{ .d = d.in, .ff = d.p[2], .rows = c.rows(), .core = C.savedLen(dimsOf(T, d), c) };
+        }
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return off(d, c).savedLen();
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            const o = off(d, c);
+            return C.scratchLen(dimsOf(T, d), c) + o.rows * o.ff + 3 * o.rows * o.d;
+        }
+
+        fn norms(o: Off, x: []const T, g: []const T, b: []const T, eps: T, y: []T, ms: []T) void {
+            for (0..o.rows) |r| {
+                const v = LN.row(x[r * o.d ..][0..o.d], g, b, eps, y[r * o.d ..][0..o.d]);
+                ms[2 * r] = v[0];
+                ms[2 * r + 1] = v[1];
+            }
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const o = off(d, c);
+            const n = o.rows * o.d;
+            const eps: T = d.f[0];
+            const h1 = saved[0..n];
+            norms(o, x, p[0..o.d], p[o.d..][0..o.d], eps, h1, saved[o.ms1At()..][0 .. 2 * o.rows]);
+            const x1 = saved[o.x1At()..][0..n];
+            C.forward(dimsOf(T, d), p[o.attnAt()..], h1, x1, saved[o.coreAt()..][0..o.core], c);
+            for (x1, x[0..n]) |*a, b| a.* += b;
+            const h2 = saved[o.h2At()..][0..n];
+            norms(o, x1, p[o.ln2At()..][0..o.d], p[o.ln2At() + o.d ..][0..o.d], eps, h2, saved[o.ms2At()..][0 .. 2 * o.rows]);
+            const u = saved[o.uAt()..][0 .. o.rows * o.ff];
+            const f = saved[o.fAt()..][0 .. o.rows * o.ff];
+            G.nt(o.rows, o.ff, o.d, h2, o.d, p[o.w1At()..][0 .. o.ff * o.d], o.d, u, o.ff, false, c.wt);
+            G.addBias(o.rows, o.ff, p[o.b1At()..][0..o.ff], u, o.ff);
+            @memcpy(f, u);
+            A.forward(d.act, f, o.ff);
+            G.nt(o.rows, o.d, o.ff, f, o.ff, p[o.w2At()..][0 .. o.d * o.ff], o.ff, y, o.d, false, c.wt);
+            G.addBias(o.rows, o.d, p[o.b2At()..][0..o.d], y, o.d);
+            for (y[0..n], x1) |*a, b| a.* += b;
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            _ = y;
+            const o = off(d, c);
+            const n = o.rows * o.d;
+            const core_scratch = C.scratchLen(dimsOf(T, d), c);
+            const df = c.scratch[core_scratch..][0 .. o.rows * o.ff];
+            const dh = c.scratch[core_scratch + df.len ..][0..n];
+            const dx1 = c.scratch[core_scratch + df.len + n ..][0..n];
+            const dtmp = c.scratch[core_scratch + df.len + 2 * n ..][0..n];
+            const u = saved[o.uAt()..][0 .. o.rows * o.ff];
+            const f = saved[o.fAt()..][0 .. o.rows * o.ff];
+            const h2 = saved[o.h2At()..][0..n];
+            const x1 = saved[o.x1At()..][0..n];
+            // y = x1 + W2 f + b2
+            @memcpy(dx1, dy[0..n]);
+            G.tn(o.rows, o.d, o.ff, dy, o.d, f, o.ff, g[o.w2At()..][0 .. o.d * o.ff], o.ff);
+            G.sumRows(o.rows, o.d, dy, o.d, g[o.b2At()..][0..o.d]);
+            @memset(df, 0);
+            G.nn(o.rows, o.d, o.ff, dy, o.d, p[o.w2At()..][0 .. o.d * o.ff], o.ff, df, o.ff);
+            A.backward(d.act, f, u, df, o.ff);
+            G.tn(o.rows, o.ff, o.d, df, o.ff, h2, o.d, g[o.w1At()..][0 .. o.ff * o.d], o.d);
+            G.sumRows(o.rows, o.ff, df, o.ff, g[o.b1At()..][0..o.ff]);
+            @memset(dh, 0);
+            G.nn(o.rows, o.ff, o.d, df, o.ff, p[o.w1At()..][0 .. o.ff * o.d], o.d, dh, o.d);
+            const ms2 = saved[o.ms2At()..];
+            for (0..o.rows) |r| {
+                LN.rowBackward(x1[r * o.d ..][0..o.d], p[o.ln2At()..][0..o.d], .{ ms2[2 * r], ms2[2 * r + 1] }, dh[r * o.d ..][0..o.d], dtmp[r * o.d ..][0..o.d], g[o.ln2At()..][0..o.d], g[o.ln2At() + o.d ..][0..o.d]);
+            }
+            for (dx1, dtmp) |*a, b| a.* += b;
+            // x1 = x + attention(h1)
+            const h1 = saved[0..n];
+            C.backward(dimsOf(T, d), p[o.attnAt()..], h1, saved[o.coreAt()..][0..o.core], dx1, dh, g[o.attnAt()..], c.scratch[0..core_scratch], c);
+            const ms1 = saved[o.ms1At()..];
+            for (0..o.rows) |r| {
+                const dxr: ?[]T = if (dx) |v| v[r * o.d ..][0..o.d] else null;
+                LN.rowBackward(x[r * o.d ..][0..o.d], p[0..o.d], .{ ms1[2 * r], ms1[2 * r + 1] }, dh[r * o.d ..][0..o.d], dxr, g[0..o.d], g[o.d..][0..o.d]);
+            }
+            if (dx) |out| for (out[0..n], dx1) |*a, b| {
+                a.* += b;
+            };
+        }
+    };
+}

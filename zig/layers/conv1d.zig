@@ -299,3 +299,88 @@ test "conv1d: check names the field" {
     d.p[2] = 0;
     try testing.expectEqualStrings("p2 (groups) must be at least 1", check(&d).?);
 }
+
+// ---- training -------------------------------------------------------------------------------
+
+const common = @import("../train/common.zig");
+
+/// Training over `batch` sequences (row r = b * seq + t), params canonical: `W`
+/// [out][in/groups][k], `b` [out]. The forward gathers every position's taps (zeros before
+/// the sequence starts, as a reset ring gives) into im2col rows `[group][c][tap]`, saved for
+/// backward, then one product per group; backward scatters the taps' gradients back.
+pub fn Train(comptime T: type) type {
+    return struct {
+        const G = common.Gemm(T);
+        const A = act.Grad(T);
+        const Ctx = common.Ctx(T);
+
+        fn colsLen(d: *const LayerDesc) usize {
+            return @as(usize, d.in) * d.p[0];
+        }
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            const pre: usize = if (A.needsPre(d.act)) d.out else 0;
+            return c.rows() * (colsLen(d) + pre);
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            return c.rows() * colsLen(d);
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const g = Geometry.of(d);
+            const in: usize = d.in;
+            const out: usize = d.out;
+            const wide = colsLen(d);
+            const rows = c.rows();
+            const cols = saved[0 .. rows * wide];
+            for (0..c.batch) |bi| for (0..c.seq) |t| {
+                const r = bi * c.seq + t;
+                for (0..g.groups) |group| for (0..g.in_g) |ch| for (0..g.taps) |tap| {
+                    const back = (g.taps - 1 - tap) * g.dilation;
+                    const v = if (back <= t) x[(r - back) * in + group * g.in_g + ch] else 0;
+                    cols[r * wide + (group * g.in_g + ch) * g.taps + tap] = v;
+                };
+            };
+            const w = p[0 .. out * g.cols];
+            for (0..g.groups) |group| {
+                G.nt(rows, g.out_g, g.cols, cols[group * g.cols ..], wide, w[group * g.out_g * g.cols ..], g.cols, y[group * g.out_g ..], out, false, c.wt);
+            }
+            G.addBias(rows, out, p[out * g.cols ..][0..out], y, out);
+            if (A.needsPre(d.act)) @memcpy(saved[rows * wide ..][0 .. rows * out], y[0 .. rows * out]);
+            A.forward(d.act, y[0 .. rows * out], out);
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g_out: []T, c: Ctx) void {
+            _ = x;
+            const g = Geometry.of(d);
+            const in: usize = d.in;
+            const out: usize = d.out;
+            const wide = colsLen(d);
+            const rows = c.rows();
+            const cols = saved[0 .. rows * wide];
+            const pre = if (A.needsPre(d.act)) saved[rows * wide ..][0 .. rows * out] else saved[0..0];
+            A.backward(d.act, y[0 .. rows * out], pre, dy[0 .. rows * out], out);
+            const w = p[0 .. out * g.cols];
+            for (0..g.groups) |group| {
+                G.tn(rows, g.out_g, g.cols, dy[group * g.out_g ..], out, cols[group * g.cols ..], wide, g_out[group * g.out_g * g.cols ..][0 .. g.out_g * g.cols], g.cols);
+            }
+            G.sumRows(rows, out, dy, out, g_out[out * g.cols ..][0..out]);
+            const dxv = dx orelse return;
+            const dcols = c.scratch[0 .. rows * wide];
+            @memset(dcols, 0);
+            for (0..g.groups) |group| {
+                G.nn(rows, g.out_g, g.cols, dy[group * g.out_g ..], out, w[group * g.out_g * g.cols ..], g.cols, dcols[group * g.cols ..], wide);
+            }
+            @memset(dxv[0 .. rows * in], 0);
+            for (0..c.batch) |bi| for (0..c.seq) |t| {
+                const r = bi * c.seq + t;
+                for (0..g.groups) |group| for (0..g.in_g) |ch| for (0..g.taps) |tap| {
+                    const back = (g.taps - 1 - tap) * g.dilation;
+                    if (back > t) continue;
+                    dxv[(r - back) * in + group * g.in_g + ch] += dcols[r * wide + (group * g.in_g + ch) * g.taps + tap];
+                };
+            };
+        }
+    };
+}

@@ -143,3 +143,80 @@ test "dense: batch 1 and batch n match a naive loop on odd sizes, f32 and bf16" 
         }
     };
 }
+
+// ---- training -------------------------------------------------------------------------------
+
+const common = @import("../train/common.zig");
+
+/// Training over rows = batch * seq positions, params in the canonical layout (`W` [out][in],
+/// then `b` [out] if bias). QAT (f32): each row through the int8 inference kernel, with the
+/// weights packed from the current parameters, exactly as `forward` at weight_type int8.
+pub fn Train(comptime T: type) type {
+    return struct {
+        const G = common.Gemm(T);
+        const A = act.Grad(T);
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return if (A.needsPre(d.act)) c.rows() * d.out else 0;
+        }
+
+        fn qatShape(d: *const LayerDesc) mv.Shape {
+            return .{ .rows = d.out, .cols = d.in, .weight_type = .int8 };
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            if (!c.qat) return 0;
+            const s = qatShape(d);
+            return s.words() + mv.padded(d.out) + s.inputWords();
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const rows = c.rows();
+            const in: usize = d.in;
+            const out: usize = d.out;
+            const w = p[0 .. out * in];
+            if (T == f32 and c.qat) {
+                const s = qatShape(d);
+                const packed_w = c.scratch[0..s.words()];
+                const bias = c.scratch[s.words()..][0..mv.padded(out)];
+                const xq = c.scratch[s.words() + bias.len ..][0..s.inputWords()];
+                mv.pack(s, w, packed_w);
+                @memset(bias, 0);
+                if (d.p[0] == 1) @memcpy(bias[0..out], p[out * in ..][0..out]);
+                for (0..rows) |r| {
+                    mv.matvec(s, packed_w, bias, x[r * in ..][0..in], y[r * out ..][0..out], xq);
+                }
+            } else {
+                G.nt(rows, out, in, x, in, w, in, y, out, false, c.wt);
+                if (d.p[0] == 1) G.addBias(rows, out, p[out * in ..], y, out);
+            }
+            if (A.needsPre(d.act)) @memcpy(saved[0 .. rows * out], y[0 .. rows * out]);
+            A.forward(d.act, y[0 .. rows * out], out);
+        }
+
+        /// dy (overwritten) -> gradients added to g, and dx (set) when given.
+        pub fn backward(
+            d: *const LayerDesc,
+            p: []const T,
+            x: []const T,
+            y: []const T,
+            saved: []const T,
+            dy: []T,
+            dx: ?[]T,
+            g: []T,
+            c: Ctx,
+        ) void {
+            const rows = c.rows();
+            const in: usize = d.in;
+            const out: usize = d.out;
+            A.backward(d.act, y[0 .. rows * out], saved, dy[0 .. rows * out], out);
+            G.tn(rows, out, in, dy, out, x, in, g[0 .. out * in], in);
+            if (d.p[0] == 1) G.sumRows(rows, out, dy, out, g[out * in ..][0..out]);
+            if (dx) |dxv| {
+                @memset(dxv[0 .. rows * in], 0);
+                G.nn(rows, out, in, dy, out, p[0 .. out * in], in, dxv, in);
+            }
+        }
+    };
+}

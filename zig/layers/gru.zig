@@ -236,3 +236,166 @@ test "gru: check refuses a fused activation and sizes past 2^30 weights" {
     const msg = "3 * out * (in + out) must be at most 2^30 weights";
     try helpers.expectGatedCheck(@This(), .gru, msg);
 }
+
+// ---- training -------------------------------------------------------------------------------
+
+const common = @import("../train/common.zig");
+
+/// Training over `batch` sequences (row r = b * seq + t), params canonical: `Wx` [3H][in],
+/// `Wh` [3H][H], `bx` [3H], `bh` [3H]. Saves the activated gates z, r, n [rows][3H] and the
+/// hidden products Wh h + bh [rows][3H] (both overwritten by their gradients in backward).
+/// BPTT, cut at the truncation window. QAT (f32): x and h each through the int8 inference
+/// kernel, as `forward` at int8.
+pub fn Train(comptime T: type) type {
+    return struct {
+        const G = common.Gemm(T);
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return c.rows() * 6 * @as(usize, d.out);
+        }
+
+        fn qatDesc(d: *const LayerDesc) LayerDesc {
+            var q = d.*;
+            q.weight_type = .int8;
+            return q;
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            const base = 2 * c.batch * @as(usize, d.out);
+            if (!c.qat) return base;
+            const q = qatDesc(d);
+            const l = Layout.of(&q);
+            return base + l.weightsLen() + l.scratchLen();
+        }
+
+        inline fn cell(zx: []T, zh: []const T, n: usize, u: usize, h_prev: T) T {
+            const z = common.sigmoid(T, zx[u] + zh[u]);
+            const r = common.sigmoid(T, zx[n + u] + zh[n + u]);
+            const cand = common.tanh(T, common.madd(r, zh[2 * n + u], zx[2 * n + u]));
+            zx[u] = z;
+            zx[n + u] = r;
+            zx[2 * n + u] = cand;
+            return common.madd(z, h_prev - cand, cand);
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const in: usize = d.in;
+            const n: usize = d.out;
+            const g3 = gates * n;
+            const rows = c.rows();
+            const S = c.seq;
+            const wx = p[0 .. g3 * in];
+            const wh = p[g3 * in ..][0 .. g3 * n];
+            const bx = p[g3 * (in + n) ..][0..g3];
+            const bh = p[g3 * (in + n) + g3 ..][0..g3];
+            const zx_all = saved[0 .. rows * g3];
+            const zh_all = saved[rows * g3 ..][0 .. rows * g3];
+            if (T == f32 and c.qat) return forwardQat(d, p, x, y, zx_all, zh_all, c);
+            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false, c.wt);
+            G.addBias(rows, g3, bx, zx_all, g3);
+            G.transpose(g3, n, wh, n, c.wt);
+            for (0..S) |t| {
+                for (0..c.batch) |bi| @memcpy(zh_all[(bi * S + t) * g3 ..][0..g3], bh);
+                if (t > 0) G.ntPre(c.batch, g3, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g3 * n], zh_all[t * g3 ..], S * g3, true);
+                for (0..c.batch) |bi| {
+                    const r = bi * S + t;
+                    for (0..n) |u| {
+                        const h_prev = if (t > 0) y[(r - 1) * n + u] else 0;
+                        y[r * n + u] = cell(zx_all[r * g3 ..][0..g3], zh_all[r * g3 ..][0..g3], n, u, h_prev);
+                    }
+                }
+            }
+        }
+
+        fn forwardQat(d: *const LayerDesc, p: []const f32, x: []const f32, y: []f32, zx_all: []f32, zh_all: []f32, c: Ctx) void {
+            const in: usize = d.in;
+            const n: usize = d.out;
+            const g3 = gates * n;
+            const q = qatDesc(d);
+            const l = Layout.of(&q);
+            const base = 2 * c.batch * n;
+            const w = c.scratch[base..][0..l.weightsLen()];
+            const work = c.scratch[base + w.len ..][0..l.scratchLen()];
+            const tensors = [_][]const f32{
+                p[0 .. g3 * in],              p[g3 * in ..][0 .. g3 * n],
+                p[g3 * (in + n) ..][0..g3], p[g3 * (in + n) + g3 ..][0..g3],
+            };
+            pack(&q, &tensors, w);
+            const xq = work[2 * l.zLen() .. l.scratchLen()];
+            const zero = work[0..n];
+            @memset(zero, 0);
+            for (0..c.batch) |bi| for (0..c.seq) |t| {
+                const r = bi * c.seq + t;
+                const zx = zx_all[r * g3 ..][0..g3];
+                const zh = zh_all[r * g3 ..][0..g3];
+                mv.matvec(l.sx, w[0..l.whAt()], w[l.bxAt()..l.bhAt()], x[r * in ..][0..in], zx, xq);
+                const h: []const f32 = if (t > 0) y[(r - 1) * n ..][0..n] else zero;
+                mv.matvec(l.sh, w[l.whAt()..l.bxAt()], w[l.bhAt()..], h, zh, xq);
+                for (0..n) |u| y[r * n + u] = cell(zx, zh, n, u, if (t > 0) h[u] else 0);
+            };
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            const in: usize = d.in;
+            const n: usize = d.out;
+            const g3 = gates * n;
+            const rows = c.rows();
+            const S = c.seq;
+            const B = c.batch;
+            const wx = p[0 .. g3 * in];
+            const wh = p[g3 * in ..][0 .. g3 * n];
+            const zx_all = saved[0 .. rows * g3];
+            const zh_all = saved[rows * g3 ..][0 .. rows * g3];
+            const g_wx = g[0 .. g3 * in];
+            const g_wh = g[g3 * in ..][0 .. g3 * n];
+            const g_bx = g[g3 * (in + n) ..][0..g3];
+            const g_bh = g[g3 * (in + n) + g3 ..][0..g3];
+            var carry = c.scratch[0 .. B * n];
+            var next = c.scratch[B * n ..][0 .. B * n];
+            @memset(carry, 0);
+            var t = S;
+            while (t > 0) {
+                t -= 1;
+                for (0..B) |bi| {
+                    const r = bi * S + t;
+                    const zx = zx_all[r * g3 ..][0..g3];
+                    const zh = zh_all[r * g3 ..][0..g3];
+                    for (0..n) |u| {
+                        const z = zx[u];
+                        const rg = zx[n + u];
+                        const cand = zx[2 * n + u];
+                        const h_prev = if (t > 0) y[(r - 1) * n + u] else 0;
+                        const dhv = dy[r * n + u] + carry[bi * n + u];
+                        const da_n = dhv * (1 - z) * (1 - cand * cand);
+                        const da_r = da_n * zh[2 * n + u] * rg * (1 - rg);
+                        const da_z = dhv * (h_prev - cand) * z * (1 - z);
+                        next[bi * n + u] = dhv * z;
+                        zx[u] = da_z;
+                        zx[n + u] = da_r;
+                        zx[2 * n + u] = da_n;
+                        zh[u] = da_z;
+                        zh[n + u] = da_r;
+                        zh[2 * n + u] = da_n * rg;
+                    }
+                }
+                if (t > 0) G.tn(B, g3, n, zh_all[t * g3 ..], S * g3, y[(t - 1) * n ..], S * n, g_wh, n);
+                if (c.cut(t)) {
+                    @memset(next, 0);
+                } else {
+                    G.nn(B, g3, n, zh_all[t * g3 ..], S * g3, wh, n, next, n);
+                }
+                const tmp = carry;
+                carry = next;
+                next = tmp;
+            }
+            G.tn(rows, g3, in, zx_all, g3, x, in, g_wx, in);
+            G.sumRows(rows, g3, zx_all, g3, g_bx);
+            G.sumRows(rows, g3, zh_all, g3, g_bh);
+            if (dx) |v| {
+                @memset(v[0 .. rows * in], 0);
+                G.nn(rows, g3, in, zx_all, g3, wx, in, v, in);
+            }
+        }
+    };
+}

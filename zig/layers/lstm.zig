@@ -217,3 +217,164 @@ test "lstm: check refuses a fused activation and sizes past 2^30 weights" {
     const msg = "4 * out * (in + out) must be at most 2^30 weights";
     try helpers.expectGatedCheck(@This(), .lstm, msg);
 }
+
+// ---- training -------------------------------------------------------------------------------
+
+const common = @import("../train/common.zig");
+
+/// Training over `batch` sequences (row r = b * seq + t), params canonical: `Wx` [4H][in],
+/// `Wh` [4H][H], `b` [4H]. Saves the activated gates [rows][4H] (overwritten by their
+/// pre-activation gradients in backward) and the cell [rows][H]; the output is h. Backward is
+/// BPTT, cut at the context's truncation window. QAT (f32): each step's [x, h] through the
+/// int8 inference kernel with the fused matrix packed as `pack` does, then the same cell
+/// arithmetic as `forward`.
+pub fn Train(comptime T: type) type {
+    return struct {
+        const G = common.Gemm(T);
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return c.rows() * 5 * @as(usize, d.out);
+        }
+
+        fn qatDesc(d: *const LayerDesc) LayerDesc {
+            var q = d.*;
+            q.weight_type = .int8;
+            return q;
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            const h: usize = d.out;
+            const base = 2 * c.batch * h;
+            if (!c.qat) return base;
+            const q = qatDesc(d);
+            const l = Layout.of(&q);
+            return base + l.weightsLen() + l.scratchLen();
+        }
+
+        /// The cell update of `forward`, one unit: gates from z, c' = f c + i g, h' = o tanh c'.
+        inline fn cell(z: []T, n: usize, u: usize, c_prev: T, c_out: *T, h_out: *T) void {
+            const i = common.sigmoid(T, z[u]);
+            const f = common.sigmoid(T, z[n + u]);
+            const g = common.tanh(T, z[2 * n + u]);
+            const o = common.sigmoid(T, z[3 * n + u]);
+            const c_next = common.madd(f, c_prev, i * g);
+            c_out.* = c_next;
+            h_out.* = o * common.tanh(T, c_next);
+            z[u] = i;
+            z[n + u] = f;
+            z[2 * n + u] = g;
+            z[3 * n + u] = o;
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const in: usize = d.in;
+            const n: usize = d.out;
+            const g4 = gates * n;
+            const rows = c.rows();
+            const S = c.seq;
+            const wx = p[0 .. g4 * in];
+            const wh = p[g4 * in ..][0 .. g4 * n];
+            const b = p[g4 * (in + n) ..][0..g4];
+            const z_all = saved[0 .. rows * g4];
+            const cells = saved[rows * g4 ..][0 .. rows * n];
+            if (T == f32 and c.qat) return forwardQat(d, p, x, y, z_all, cells, c);
+            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false, c.wt);
+            G.addBias(rows, g4, b, z_all, g4);
+            G.transpose(g4, n, wh, n, c.wt);
+            for (0..S) |t| {
+                if (t > 0) G.ntPre(c.batch, g4, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g4 * n], z_all[t * g4 ..], S * g4, true);
+                for (0..c.batch) |bi| {
+                    const r = bi * S + t;
+                    const z = z_all[r * g4 ..][0..g4];
+                    for (0..n) |u| {
+                        const c_prev = if (t > 0) cells[(r - 1) * n + u] else 0;
+                        cell(z, n, u, c_prev, &cells[r * n + u], &y[r * n + u]);
+                    }
+                }
+            }
+        }
+
+        fn forwardQat(d: *const LayerDesc, p: []const f32, x: []const f32, y: []f32, z_all: []f32, cells: []f32, c: Ctx) void {
+            const in: usize = d.in;
+            const n: usize = d.out;
+            const g4 = gates * n;
+            const q = qatDesc(d);
+            const l = Layout.of(&q);
+            const base = 2 * c.batch * n;
+            const packed_w = c.scratch[base..][0..l.weightsLen()];
+            const work = c.scratch[base + packed_w.len ..][0..l.scratchLen()];
+            const tensors = [_][]const f32{ p[0 .. g4 * in], p[g4 * in ..][0 .. g4 * n], p[g4 * (in + n) ..][0..g4] };
+            pack(&q, &tensors, packed_w);
+            const words = l.shape.words();
+            const xh = work[0..l.shape.cols];
+            const z = work[l.zAt()..][0..l.zLen()];
+            const xq = work[l.xqAt()..l.scratchLen()];
+            for (0..c.batch) |bi| for (0..c.seq) |t| {
+                const r = bi * c.seq + t;
+                @memcpy(xh[0..in], x[r * in ..][0..in]);
+                if (t > 0) @memcpy(xh[in..], y[(r - 1) * n ..][0..n]) else @memset(xh[in..], 0);
+                mv.matvec(l.shape, packed_w[0..words], packed_w[words..], xh, z[0..g4], xq);
+                const zr = z_all[r * g4 ..][0..g4];
+                @memcpy(zr, z[0..g4]);
+                for (0..n) |u| {
+                    const c_prev = if (t > 0) cells[(r - 1) * n + u] else 0;
+                    cell(zr, n, u, c_prev, &cells[r * n + u], &y[r * n + u]);
+                }
+            };
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            const in: usize = d.in;
+            const n: usize = d.out;
+            const g4 = gates * n;
+            const rows = c.rows();
+            const S = c.seq;
+            const B = c.batch;
+            const wx = p[0 .. g4 * in];
+            const wh = p[g4 * in ..][0 .. g4 * n];
+            const z_all = saved[0 .. rows * g4];
+            const cells = saved[rows * g4 ..][0 .. rows * n];
+            const dh = c.scratch[0 .. B * n];
+            const dc = c.scratch[B * n ..][0 .. B * n];
+            @memset(dh, 0);
+            @memset(dc, 0);
+            var t = S;
+            while (t > 0) {
+                t -= 1;
+                for (0..B) |bi| {
+                    const r = bi * S + t;
+                    const z = z_all[r * g4 ..][0..g4];
+                    for (0..n) |u| {
+                        const i = z[u];
+                        const f = z[n + u];
+                        const gg = z[2 * n + u];
+                        const o = z[3 * n + u];
+                        const tc = common.tanh(T, cells[r * n + u]);
+                        const c_prev = if (t > 0) cells[(r - 1) * n + u] else 0;
+                        const dhv = dy[r * n + u] + dh[bi * n + u];
+                        const dcv = dhv * o * (1 - tc * tc) + dc[bi * n + u];
+                        dc[bi * n + u] = dcv * f;
+                        z[u] = dcv * gg * i * (1 - i);
+                        z[n + u] = dcv * c_prev * f * (1 - f);
+                        z[2 * n + u] = dcv * i * (1 - gg * gg);
+                        z[3 * n + u] = dhv * tc * o * (1 - o);
+                    }
+                }
+                if (t > 0) G.tn(B, g4, n, z_all[t * g4 ..], S * g4, y[(t - 1) * n ..], S * n, g[g4 * in ..][0 .. g4 * n], n);
+                @memset(dh, 0);
+                if (c.cut(t)) {
+                    @memset(dc, 0);
+                } else {
+                    G.nn(B, g4, n, z_all[t * g4 ..], S * g4, wh, n, dh, n);
+                }
+            }
+            G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in);
+            G.sumRows(rows, g4, z_all, g4, g[g4 * (in + n) ..][0..g4]);
+            if (dx) |v| {
+                @memset(v[0 .. rows * in], 0);
+                G.nn(rows, g4, in, z_all, g4, wx, in, v, in);
+            }
+        }
+    };
+}

@@ -511,3 +511,220 @@ test "norm checks name the field" {
     };
     for (cases) |c| try testing.expectEqualStrings(c[0], c[1].?);
 }
+
+// ---- training -------------------------------------------------------------------------------
+
+const common = @import("../train/common.zig");
+
+/// The activation layer: y = act(x) over rows of n.
+pub fn TrainActivation(comptime T: type) type {
+    return struct {
+        const A = act.Grad(T);
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return if (A.needsPre(d.act)) c.rows() * d.out else 0;
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            _ = p;
+            const n = c.rows() * d.out;
+            @memcpy(y[0..n], x[0..n]);
+            if (A.needsPre(d.act)) @memcpy(saved[0..n], x[0..n]);
+            A.forward(d.act, y[0..n], d.out);
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            _ = .{ p, x, g };
+            const n = c.rows() * d.out;
+            A.backward(d.act, y[0..n], saved, dy[0..n], d.out);
+            if (dx) |v| @memcpy(v[0..n], dy[0..n]);
+        }
+    };
+}
+
+/// Layer norm over rows of n: params `gamma` [n], `beta` [n]; saves each row's mean and
+/// 1 / sqrt(var + eps) (biased variance).
+pub fn TrainLayerNorm(comptime T: type) type {
+    return struct {
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = d;
+            return 2 * c.rows();
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        /// One row: y = (x - mean) * rstd * g + b; returns mean and rstd.
+        pub fn row(x: []const T, g: []const T, b: []const T, eps: T, y: []T) [2]T {
+            const n: T = @floatFromInt(x.len);
+            var s: T = 0;
+            for (x) |v| s += v;
+            const mean = s / n;
+            var q: T = 0;
+            for (x) |v| q += (v - mean) * (v - mean);
+            const rstd = 1 / @sqrt(q / n + eps);
+            for (y, x, g, b) |*o, v, gi, bi| o.* = (v - mean) * rstd * gi + bi;
+            return .{ mean, rstd };
+        }
+
+        /// One row's backward: dx (set) from dy, g_g and g_b accumulated.
+        pub fn rowBackward(x: []const T, g: []const T, ms: [2]T, dy: []const T, dx: ?[]T, gg: []T, gb: []T) void {
+            const n: T = @floatFromInt(x.len);
+            const mean, const rstd = ms;
+            var s1: T = 0;
+            var s2: T = 0;
+            for (x, g, dy, gg, gb) |v, gi, dv, *ggi, *gbi| {
+                const xh = (v - mean) * rstd;
+                ggi.* += dv * xh;
+                gbi.* += dv;
+                const dxh = dv * gi;
+                s1 += dxh;
+                s2 += dxh * xh;
+            }
+            const out = dx orelse return;
+            for (out, x, g, dy) |*o, v, gi, dv| {
+                const xh = (v - mean) * rstd;
+                o.* = rstd / n * (n * dv * gi - s1 - xh * s2);
+            }
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const n: usize = d.out;
+            const eps: T = d.f[0];
+            for (0..c.rows()) |r| {
+                const ms = row(x[r * n ..][0..n], p[0..n], p[n..][0..n], eps, y[r * n ..][0..n]);
+                saved[2 * r] = ms[0];
+                saved[2 * r + 1] = ms[1];
+            }
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            _ = y;
+            const n: usize = d.out;
+            for (0..c.rows()) |r| {
+                const dxr: ?[]T = if (dx) |v| v[r * n ..][0..n] else null;
+                const ms = .{ saved[2 * r], saved[2 * r + 1] };
+                rowBackward(x[r * n ..][0..n], p[0..n], ms, dy[r * n ..][0..n], dxr, g[0..n], g[n..][0..n]);
+            }
+        }
+    };
+}
+
+/// batchnorm with frozen statistics: y = act((x - mean) / sqrt(var + eps) * gamma + beta);
+/// every tensor gets its true gradient, but the trainer updates only `gamma` and `beta`
+/// (`mean` and `var` are frozen: engine.zig's LayerSpec.frozen).
+pub fn TrainBatchNorm(comptime T: type) type {
+    return struct {
+        const A = act.Grad(T);
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            return if (A.needsPre(d.act)) c.rows() * d.out else 0;
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        const Parts = struct { gamma: ?[]const T, beta: ?[]const T, mean: []const T, variance: []const T };
+
+        fn parts(d: *const LayerDesc, p: []const T) Parts {
+            const n: usize = d.out;
+            if (d.p[0] == 1) return .{ .gamma = p[0..n], .beta = p[n..][0..n], .mean = p[2 * n ..][0..n], .variance = p[3 * n ..][0..n] };
+            return .{ .gamma = null, .beta = null, .mean = p[0..n], .variance = p[n..][0..n] };
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            const n: usize = d.out;
+            const q = parts(d, p);
+            const eps: T = d.f[0];
+            for (0..c.rows()) |r| {
+                for (0..n) |i| {
+                    var v = (x[r * n + i] - q.mean[i]) / @sqrt(q.variance[i] + eps);
+                    if (q.gamma) |gm| v = v * gm[i] + q.beta.?[i];
+                    y[r * n + i] = v;
+                }
+            }
+            const total = c.rows() * n;
+            if (A.needsPre(d.act)) @memcpy(saved[0..total], y[0..total]);
+            A.forward(d.act, y[0..total], n);
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            const n: usize = d.out;
+            const q = parts(d, p);
+            const eps: T = d.f[0];
+            const total = c.rows() * n;
+            A.backward(d.act, y[0..total], saved, dy[0..total], n);
+            for (0..c.rows()) |r| {
+                for (0..n) |i| {
+                    const rstd = 1 / @sqrt(q.variance[i] + eps);
+                    const dv = dy[r * n + i];
+                    const centred = x[r * n + i] - q.mean[i];
+                    var scale = rstd;
+                    const stats = if (q.gamma) |gm| blk: {
+                        g[i] += dv * centred * rstd;
+                        g[n + i] += dv;
+                        scale *= gm[i];
+                        break :blk 2 * n;
+                    } else 0;
+                    // The frozen statistics' true gradients (the trainer does not update them).
+                    g[stats + i] -= dv * scale;
+                    g[stats + n + i] -= dv * scale * centred * 0.5 * rstd * rstd;
+                    if (dx) |v| v[r * n + i] = dv * scale;
+                }
+            }
+        }
+    };
+}
+
+/// prelu: y = x for x > 0, alpha x otherwise; alpha has n elements or 1 (broadcast).
+pub fn TrainPrelu(comptime T: type) type {
+    return struct {
+        const Ctx = common.Ctx(T);
+
+        pub fn savedLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
+            _ = .{ d, c };
+            return 0;
+        }
+
+        pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
+            _ = saved;
+            const n: usize = d.out;
+            for (0..c.rows() * n) |k| {
+                const alpha = if (p.len == 1) p[0] else p[k % n];
+                y[k] = if (x[k] > 0) x[k] else alpha * x[k];
+            }
+        }
+
+        pub fn backward(d: *const LayerDesc, p: []const T, x: []const T, y: []const T, saved: []const T, dy: []T, dx: ?[]T, g: []T, c: Ctx) void {
+            _ = .{ y, saved };
+            const n: usize = d.out;
+            for (0..c.rows() * n) |k| {
+                const ai = if (p.len == 1) 0 else k % n;
+                if (x[k] > 0) {
+                    if (dx) |v| v[k] = dy[k];
+                } else {
+                    g[ai] += dy[k] * x[k];
+                    if (dx) |v| v[k] = dy[k] * p[ai];
+                }
+            }
+        }
+    };
+}

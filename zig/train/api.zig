@@ -1,0 +1,292 @@
+//! The training ABI's exported functions (docs/DESIGN.md, "Training ABI"). As zig/api.zig:
+//! every pointer checked for null (f32 pointers for alignment), every length against the
+//! trainer, every failure a status and a message kept with the handle (or, for create, in
+//! the caller's buffer); compute calls run with subnormals flushed (fpenv.zig).
+const std = @import("std");
+const image = @import("../image.zig");
+const fpenv = @import("../fpenv.zig");
+const trainer = @import("trainer.zig");
+
+const Trainer = trainer.Trainer;
+const Diag = image.Diag;
+
+/// The same codes as zig/api.zig's Status.
+const Status = enum(u32) {
+    ok = 0,
+    bad_argument = 1,
+    bad_image = 2,
+    out_of_memory = 3,
+    bad_handle = 4,
+    limit = 5,
+};
+
+const backing = std.heap.page_allocator;
+const invalid_message = "invalid trainer: null, destroyed, or not from cz_trainer_create";
+
+fn statusOf(err: trainer.Error) u32 {
+    const s: Status = switch (err) {
+        error.BadArgument => .bad_argument,
+        error.BadImage => .bad_image,
+        error.OutOfMemory => .out_of_memory,
+        error.Limit => .limit,
+    };
+    return @intFromEnum(s);
+}
+
+fn live(handle: ?*anyopaque) ?*Trainer {
+    const p = handle orelse return null;
+    if (@intFromPtr(p) % @alignOf(Trainer) != 0) return null;
+    const t: *Trainer = @ptrCast(@alignCast(p));
+    if (t.magic != trainer.magic_live) return null;
+    return t;
+}
+
+fn writeMessage(buf: ?[*]u8, buf_len: usize, msg: []const u8) usize {
+    const dst = buf orelse return 0;
+    if (buf_len == 0) return 0;
+    const n = @min(msg.len, buf_len - 1);
+    @memcpy(dst[0..n], msg[0..n]);
+    dst[n] = 0;
+    return n;
+}
+
+/// A call's f32 array: non-null, 4-byte aligned, `len` elements.
+fn floats(diag: *Diag, comptime label: []const u8, ptr: ?*const anyopaque, len: usize) trainer.Error![]const f32 {
+    const p = ptr orelse return diag.fail(error.BadArgument, label ++ " is null", .{});
+    const address = @intFromPtr(p);
+    if (address % @alignOf(f32) != 0) {
+        return diag.fail(error.BadArgument, label ++ " is not 4-byte aligned (address 0x{x})", .{address});
+    }
+    return @as([*]const f32, @ptrCast(@alignCast(p)))[0..len];
+}
+
+fn mutFloats(diag: *Diag, comptime label: []const u8, ptr: ?*anyopaque, len: usize) trainer.Error![]f32 {
+    return @constCast(try floats(diag, label, ptr, len));
+}
+
+fn exactLen(diag: *Diag, comptime label: []const u8, len: usize, want: usize, comptime what: []const u8) trainer.Error!void {
+    if (len != want) return diag.fail(error.BadArgument, label ++ " is {d}, expected {d} (" ++ what ++ ")", .{ len, want });
+}
+
+pub export fn cz_trainer_create(
+    image_ptr: ?[*]const u8,
+    image_len: usize,
+    config_ptr: ?*const anyopaque,
+    config_len: usize,
+    handle_out: ?*anyopaque,
+    err_buf: ?[*]u8,
+    err_len: usize,
+) u32 {
+    var diag: Diag = .{};
+    const status = create(image_ptr, image_len, config_ptr, config_len, handle_out, &diag);
+    _ = writeMessage(err_buf, err_len, diag.message());
+    return status;
+}
+
+fn create(
+    image_ptr: ?[*]const u8,
+    image_len: usize,
+    config_ptr: ?*const anyopaque,
+    config_len: usize,
+    handle_out: ?*anyopaque,
+    diag: *Diag,
+) u32 {
+    const out: *align(1) u64 = @ptrCast(handle_out orelse {
+        diag.set("cz_trainer_create: handle_out is null", .{});
+        return @intFromEnum(Status.bad_argument);
+    });
+    out.* = 0;
+    const bytes = image_ptr orelse {
+        diag.set("cz_trainer_create: image is null", .{});
+        return @intFromEnum(Status.bad_argument);
+    };
+    const words: [*]align(1) const u32 = @ptrCast(config_ptr orelse {
+        diag.set("cz_trainer_create: config is null", .{});
+        return @intFromEnum(Status.bad_argument);
+    });
+    if (config_len != trainer.config_words) {
+        diag.set("cz_trainer_create: config_len is {d}, expected {d} words", .{ config_len, trainer.config_words });
+        return @intFromEnum(Status.bad_argument);
+    }
+    var copy: [trainer.config_words]u32 = undefined;
+    for (&copy, 0..) |*w, i| w.* = words[i];
+    const t = Trainer.create(backing, bytes[0..image_len], &copy, diag) catch |err| return statusOf(err);
+    out.* = @intFromPtr(t);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_destroy(handle: ?*anyopaque) void {
+    const t = live(handle) orelse return;
+    t.destroy();
+}
+
+pub export fn cz_trainer_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) usize {
+    const msg = if (live(handle)) |t| t.diag.message() else invalid_message;
+    return writeMessage(buf, buf_len, msg);
+}
+
+/// Writes min(out_len, 11) u64 fields (any alignment); see trainer.Trainer.info.
+pub export fn cz_trainer_info(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    const dst: [*]align(1) u64 = @ptrCast(out orelse {
+        t.diag.set("cz_trainer_info: out is null", .{});
+        return @intFromEnum(Status.bad_argument);
+    });
+    if (out_len == 0) {
+        t.diag.set("cz_trainer_info: out_len is 0, expected at least 1", .{});
+        return @intFromEnum(Status.bad_argument);
+    }
+    const fields = t.info();
+    const n = @min(out_len, fields.len);
+    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
+    return @intFromEnum(Status.ok);
+}
+
+fn batchOf(
+    t: *Trainer,
+    comptime name: []const u8,
+    in: ?*const anyopaque,
+    in_len: usize,
+    targets: ?*const anyopaque,
+    targets_len: usize,
+    mask: ?*const anyopaque,
+    mask_len: usize,
+) trainer.Error!Trainer.Batch {
+    const x = try floats(&t.diag, name ++ ": in", in, in_len);
+    const y = try floats(&t.diag, name ++ ": targets", targets, targets_len);
+    const m: ?[]const f32 = if (mask == null and mask_len == 0) null else try floats(&t.diag, name ++ ": mask", mask, mask_len);
+    return t.checkBatch(name, x, y, m);
+}
+
+fn scalarOut(t: *Trainer, comptime label: []const u8, ptr: ?*anyopaque) trainer.Error!*f32 {
+    const s = try mutFloats(&t.diag, label, ptr, 1);
+    return &s[0];
+}
+
+pub export fn cz_trainer_step(
+    handle: ?*anyopaque,
+    in: ?*const anyopaque,
+    in_len: usize,
+    targets: ?*const anyopaque,
+    targets_len: usize,
+    mask: ?*const anyopaque,
+    mask_len: usize,
+    loss_out: ?*anyopaque,
+) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    const l = scalarOut(t, "cz_trainer_step: loss_out", loss_out) catch |err| return statusOf(err);
+    const b = batchOf(t, "cz_trainer_step", in, in_len, targets, targets_len, mask, mask_len) catch |err| return statusOf(err);
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
+    const value = t.step(b) catch |err| return statusOf(err);
+    l.* = @floatCast(value);
+    return @intFromEnum(Status.ok);
+}
+
+/// metrics_out gets min(metrics_len, 3) of: loss, accuracy (mse: mean absolute error),
+/// the mask's sum.
+pub export fn cz_trainer_eval(
+    handle: ?*anyopaque,
+    in: ?*const anyopaque,
+    in_len: usize,
+    targets: ?*const anyopaque,
+    targets_len: usize,
+    mask: ?*const anyopaque,
+    mask_len: usize,
+    metrics_out: ?*anyopaque,
+    metrics_len: usize,
+) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (metrics_len == 0) {
+        t.diag.set("cz_trainer_eval: metrics_len is 0, expected at least 1", .{});
+        return @intFromEnum(Status.bad_argument);
+    }
+    const out = mutFloats(&t.diag, "cz_trainer_eval: metrics_out", metrics_out, @min(metrics_len, 3)) catch |err| return statusOf(err);
+    const b = batchOf(t, "cz_trainer_eval", in, in_len, targets, targets_len, mask, mask_len) catch |err| return statusOf(err);
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
+    const r = t.evaluate(b);
+    const values = [3]f64{ r.loss, r.metric, r.weight };
+    for (out, values[0..out.len]) |*o, v| o.* = @floatCast(v);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_grad(
+    handle: ?*anyopaque,
+    in: ?*const anyopaque,
+    in_len: usize,
+    targets: ?*const anyopaque,
+    targets_len: usize,
+    mask: ?*const anyopaque,
+    mask_len: usize,
+    loss_out: ?*anyopaque,
+    grad_out: ?*anyopaque,
+    grad_len: usize,
+) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    const l = scalarOut(t, "cz_trainer_grad: loss_out", loss_out) catch |err| return statusOf(err);
+    exactLen(&t.diag, "cz_trainer_grad: grad_len", grad_len, t.parameterCount(), "parameter_count") catch |err| return statusOf(err);
+    const g = mutFloats(&t.diag, "cz_trainer_grad: grad_out", grad_out, grad_len) catch |err| return statusOf(err);
+    const b = batchOf(t, "cz_trainer_grad", in, in_len, targets, targets_len, mask, mask_len) catch |err| return statusOf(err);
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
+    const r = t.gradient(b);
+    l.* = @floatCast(r.loss);
+    @memcpy(g, t.engine.grads);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_forward(handle: ?*anyopaque, in: ?*const anyopaque, in_len: usize, out: ?*anyopaque, out_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    const want = t.engine.rows() * t.engine.output_size;
+    if (out_len < want) {
+        t.diag.set("cz_trainer_forward: out_len is {d}, expected at least {d} (batch x seq_len x output_size)", .{ out_len, want });
+        return @intFromEnum(Status.bad_argument);
+    }
+    const y = mutFloats(&t.diag, "cz_trainer_forward: out", out, want) catch |err| return statusOf(err);
+    const x = floats(&t.diag, "cz_trainer_forward: in", in, in_len) catch |err| return statusOf(err);
+    t.checkInputs("cz_trainer_forward", x) catch |err| return statusOf(err);
+    const env = fpenv.enterNoSubnormals();
+    defer fpenv.leave(env);
+    t.forward(x, y);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_get_params(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    exactLen(&t.diag, "cz_trainer_get_params: out_len", out_len, t.parameterCount(), "parameter_count") catch |err| return statusOf(err);
+    const y = mutFloats(&t.diag, "cz_trainer_get_params: out", out, out_len) catch |err| return statusOf(err);
+    @memcpy(y, t.engine.params);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_set_params(handle: ?*anyopaque, in: ?*const anyopaque, in_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    exactLen(&t.diag, "cz_trainer_set_params: in_len", in_len, t.parameterCount(), "parameter_count") catch |err| return statusOf(err);
+    const x = floats(&t.diag, "cz_trainer_set_params: in", in, in_len) catch |err| return statusOf(err);
+    t.setParams(x) catch |err| return statusOf(err);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_get_state(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    exactLen(&t.diag, "cz_trainer_get_state: out_len", out_len, t.stateLen(), "state_len = 2 + 2 x parameter_count") catch |err| return statusOf(err);
+    const y = mutFloats(&t.diag, "cz_trainer_get_state: out", out, out_len) catch |err| return statusOf(err);
+    t.getState(y);
+    return @intFromEnum(Status.ok);
+}
+
+pub export fn cz_trainer_set_state(handle: ?*anyopaque, in: ?*const anyopaque, in_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    exactLen(&t.diag, "cz_trainer_set_state: in_len", in_len, t.stateLen(), "state_len = 2 + 2 x parameter_count") catch |err| return statusOf(err);
+    const x = floats(&t.diag, "cz_trainer_set_state: in", in, in_len) catch |err| return statusOf(err);
+    t.setState(x) catch |err| return statusOf(err);
+    return @intFromEnum(Status.ok);
+}
+
+test {
+    _ = @import("engine.zig");
+    _ = @import("common.zig");
+    _ = @import("loss.zig");
+    _ = @import("tests.zig");
+}
