@@ -61,6 +61,8 @@ function makeLayer(spec: LayerSpec): PlainLayer {
       return new Attention(spec);
     case "transformer":
       return new Transformer(spec);
+    case "skip":
+      throw new Error("bench/plain.ts: skip layers (amp models) are not in the plain peer");
   }
 }
 

@@ -111,7 +111,8 @@ function layerNorm(x: Float64Array, gamma: Float32Array, beta: Float32Array, eps
 interface RefLayer {
   readonly out: number;
   state: Float64Array[];
-  step(x: Float64Array): Float64Array;
+  /** `input` is the model's input of this step (the skip layer adds it). */
+  step(x: Float64Array, input: Float64Array): Float64Array;
 }
 
 function tensor(l: LayerSpec, index: number, name: string, len: number): Float32Array {
@@ -416,6 +417,12 @@ function buildLayer(l: LayerSpec, i: number): RefLayer {
       return attentionLayer(l, i);
     case "transformer":
       return transformerLayer(l, i);
+    case "skip":
+      return {
+        out: l.outputSize,
+        state: [],
+        step: (x, input) => x.map((value, j) => value + input[j]),
+      };
   }
 }
 
@@ -436,8 +443,9 @@ export class ReferenceModel {
     if (x.length !== this.inputSize) {
       throw new Error(`reference: input has ${x.length} values, expected ${this.inputSize}`);
     }
-    let y: Float64Array = Float64Array.from(x);
-    for (const layer of this.layers) y = layer.step(y);
+    const input = Float64Array.from(x);
+    let y: Float64Array = input;
+    for (const layer of this.layers) y = layer.step(y, input);
     return y;
   }
 

@@ -20,6 +20,7 @@ test {
     _ = @import("layers/lstm.zig");
     _ = @import("layers/gru.zig");
     _ = @import("layers/attention.zig");
+    _ = @import("layers/skip.zig");
 }
 
 /// One layer for `build`: tensors are filled with random values unless given.

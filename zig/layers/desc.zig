@@ -14,6 +14,7 @@ pub const Kind = enum(u32) {
     activation = 8,
     attention = 9,
     transformer = 10,
+    skip = 11,
 };
 
 pub const Act = enum(u32) {

@@ -104,6 +104,8 @@ function exportLayer(g: GraphBuilder, layer: LayerSpec, index: number, x: string
       return exportAttention(g, layer, index, x);
     case "transformer":
       return exportTransformer(g, layer, index, x);
+    case "skip":
+      return exportSkip(g, layer, x);
   }
 }
 
@@ -334,6 +336,15 @@ function exportTransformer(g: GraphBuilder, layer: LayerSpec, index: number, x: 
   return g.node("Add", [x1, ffOut])[0];
 }
 
+/** skip: the graph input (its first outputSize values) plus x. */
+function exportSkip(g: GraphBuilder, layer: LayerSpec, x: string): string {
+  let input = "input";
+  if (layer.outputSize !== g.inputWidth) {
+    input = g.node("Slice", [input, g.ints([0]), g.ints([layer.outputSize]), g.ints([1])])[0];
+  }
+  return g.node("Add", [x, input])[0];
+}
+
 function concatFloats(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((n, part) => n + part.length, 0));
   let offset = 0;
@@ -414,7 +425,11 @@ class GraphBuilder {
     return name;
   }
 
+  /** The data input's width (the first input added). */
+  inputWidth = 0;
+
   addInput(name: string, dims: Dim[]): void {
+    if (this.#inputs.length === 0) this.inputWidth = dims[1] as number;
     this.#inputs.push(valueInfo(name, dims));
   }
 

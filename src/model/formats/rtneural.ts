@@ -376,6 +376,7 @@ function exportLayer(layer: LayerSpec, index: number): Json[] {
     case "layernorm":
     case "attention":
     case "transformer":
+    case "skip":
       throw new CadenzaError(
         "E_FORMAT",
         `toRtneural: layer ${index} (${layer.kind}): kind: expected one with an RTNeural ` +
