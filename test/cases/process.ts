@@ -143,7 +143,8 @@ function nativeAllocationCase(): Case {
         const after = model.nativeInfo();
         check(
           after.allocCount === before.allocCount && after.freeCount === before.freeCount,
-          () => `alloc/free ${before.allocCount}/${before.freeCount} -> ` +
+          () =>
+            `alloc/free ${before.allocCount}/${before.freeCount} -> ` +
             `${after.allocCount}/${after.freeCount}`,
         );
       } finally {
