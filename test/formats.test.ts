@@ -847,7 +847,7 @@ describe("detectFormat", () => {
     throwsCadenzaWith(
       () => detectFormat(new TextEncoder().encode('{"a": "b"}')),
       "E_FORMAT",
-      "neither",
+      "none of them",
     );
   });
 });
