@@ -192,7 +192,7 @@ function blocks(values: Float32Array, size: number, order: number[]): Float32Arr
 }
 
 /** MatMul + Add (torch's Linear on 3-d input), Gemm with transB 0 and alpha/beta, activations. */
-function denseGraph(rng: Rng) {
+export function denseGraph(rng: Rng) {
   const [a, b, c] = [5, 7, 4];
   const w1 = w(rng, a * b), b1 = w(rng, b), w2 = w(rng, c * b), b2 = w(rng, c);
   const graph: GraphDef = {
@@ -246,7 +246,7 @@ function denseGraph(rng: Rng) {
 }
 
 /** torch.onnx.export of nn.LSTM (sequence-first [T, N, C]) + nn.Linear, gates i,o,f,c. */
-function lstmGraph(rng: Rng) {
+export function lstmGraph(rng: Rng) {
   const [c, h, o] = [3, 6, 2];
   const W = w(rng, 4 * h * c), R = w(rng, 4 * h * h), B = w(rng, 8 * h);
   const lw = w(rng, o * h), lb = w(rng, o);
@@ -297,7 +297,7 @@ function lstmGraph(rng: Rng) {
 }
 
 /** GRU (z,r,h, linear_before_reset) over a batch-first input (Transpose), then Elu and Gelu. */
-function gruGraph(rng: Rng) {
+export function gruGraph(rng: Rng) {
   const [c, h] = [4, 5];
   const W = w(rng, 3 * h * c), R = w(rng, 3 * h * h), B = w(rng, 6 * h);
   const graph: GraphDef = {
@@ -340,7 +340,7 @@ function gruGraph(rng: Rng) {
 }
 
 /** Conv over [N, C, T] with causal pads, dilation and groups, BatchNormalization, PRelu. */
-function convGraph(rng: Rng) {
+export function convGraph(rng: Rng) {
   const [c, o, k, dil, groups] = [4, 6, 3, 2, 2];
   const W = w(rng, o * (c / groups) * k), b = w(rng, o);
   const gamma = w(rng, o), beta = w(rng, o), mean = w(rng, o), variance = rng.floats(o, 0.5, 2);
@@ -403,7 +403,7 @@ function convGraph(rng: Rng) {
  * LayerNormalization, Mul/Add by constants, layout-only Unsqueeze/Flatten/Reshape, a Constant
  * node, the erf Gelu pattern, and a skip Add of the graph input.
  */
-function layoutGraph(rng: Rng) {
+export function layoutGraph(rng: Rng) {
   const n = 6;
   const g = w(rng, n), beta = w(rng, n), scale = w(rng, n), shift = w(rng, n), wm = w(rng, n * n);
   const graph: GraphDef = {
@@ -482,7 +482,7 @@ function layoutGraph(rng: Rng) {
 }
 
 /** buildGraph with Constant nodes' tensors filled in. */
-function buildWithConstants(graph: GraphDef): Uint8Array {
+export function buildWithConstants(graph: GraphDef): Uint8Array {
   const bytes = buildGraph(graph);
   const model = onnx.ModelProto.decode(bytes);
   graph.nodes.forEach((node, i) => {
@@ -702,6 +702,22 @@ function externalCase(): Case {
     },
   };
 }
+
+/**
+ * The hand-built graphs with the ORT input layout of a T-step sequence (batch 1): "rows" feeds
+ * the steps as rows [T, C]; "tnc" [T, 1, C]; "ntc" [1, T, C]; "nct" [1, C, T].
+ */
+export const HAND_BUILT: [
+  string,
+  (rng: Rng) => { graph: GraphDef },
+  "rows" | "tnc" | "ntc" | "nct",
+][] = [
+  ["dense ops", denseGraph, "rows"],
+  ["sequence-first LSTM", lstmGraph, "tnc"],
+  ["batch-first GRU", gruGraph, "ntc"],
+  ["causal Conv", convGraph, "nct"],
+  ["layout ops", layoutGraph, "rows"],
+];
 
 export function onnxCases(): Case[] {
   return [
