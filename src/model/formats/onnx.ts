@@ -23,7 +23,9 @@
  * from initializers and Constant nodes, including external data files beside the model.
  */
 
-import onnxProto from "onnx-proto";
+// Types only: the decoder (onnx-proto, protobufjs with the ONNX schema) loads when an ONNX
+// file is read, so the other formats work without it.
+import type onnxProto from "onnx-proto";
 import { CadenzaError } from "../../errors.ts";
 import {
   type Activation,
@@ -33,7 +35,6 @@ import {
   validateSpec,
 } from "../spec.ts";
 
-const onnx = onnxProto.onnx;
 type NodeProto = onnxProto.onnx.INodeProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
 type AttributeProto = onnxProto.onnx.IAttributeProto;
@@ -1347,9 +1348,20 @@ function inputRoles(r: Reader, name: string, rank: number): Role[] {
   return ["T", "N", "C"];
 }
 
-function decode(bytes: Uint8Array, source: string): onnxProto.onnx.ModelProto {
+async function decode(bytes: Uint8Array, source: string): Promise<onnxProto.onnx.ModelProto> {
+  let proto: typeof onnxProto;
   try {
-    return onnx.ModelProto.decode(bytes);
+    proto = (await import("onnx-proto")).default;
+  } catch (err) {
+    throw new CadenzaError(
+      "E_IO",
+      `${source}: reading ONNX needs the onnx-proto package (npm install onnx-proto): ` +
+        (err as Error).message,
+      { cause: err },
+    );
+  }
+  try {
+    return proto.onnx.ModelProto.decode(bytes);
   } catch (err) {
     throw new CadenzaError(
       "E_FORMAT",
@@ -1402,7 +1414,7 @@ export async function readOnnx(
   source: string,
   readExternal?: ExternalReader,
 ): Promise<ModelSpec> {
-  const model = decode(bytes, source);
+  const model = await decode(bytes, source);
   const graph = model.graph;
   if (!graph) throw new CadenzaError("E_FORMAT", `${source}: the ModelProto has no graph`);
   const nodes = graph.node ?? [];
