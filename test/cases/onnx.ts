@@ -103,6 +103,12 @@ export function buildGraph(g: GraphDef, external?: Set<string>): Uint8Array {
   for (const [name, values] of Object.entries(g.ints ?? {})) {
     initializer.push({ name, dims: [values.length], dataType: 7, int64Data: values });
   }
+  for (const node of g.nodes) {
+    const scalar = (node as NodeDef & { scalarIndex?: string }).scalarIndex;
+    if (scalar !== undefined) {
+      initializer.push({ name: scalar, dims: [], dataType: 7, int64Data: [1] });
+    }
+  }
   const model = onnx.ModelProto.create({
     irVersion: 8,
     opsetImport: [{ domain: "", version: g.opset ?? 17 }],
@@ -159,7 +165,7 @@ function graphCase(
     run: async () => {
       const rng = new Rng(0x0dd + name.length);
       const { graph, expected } = make(rng);
-      const model = await loadModel(buildGraph(graph));
+      const model = await loadModel(buildWithConstants(graph));
       try {
         const kinds = model.layers.map((l) => l.kind).join(",");
         const want = expected.layers.map((l) => l.kind).join(",");
@@ -245,7 +251,11 @@ export function denseGraph(rng: Rng) {
   return { graph, expected };
 }
 
-/** torch.onnx.export of nn.LSTM (sequence-first [T, N, C]) + nn.Linear, gates i,o,f,c. */
+/**
+ * torch.onnx.export of nn.LSTM (sequence-first [T, N, C]) + nn.Linear, gates i,o,f,c; the
+ * initial cell state made as torch makes it for a dynamic batch (Shape, Gather, Unsqueeze,
+ * Concat, ConstantOfShape).
+ */
 export function lstmGraph(rng: Rng) {
   const [c, h, o] = [3, 6, 2];
   const W = w(rng, 4 * h * c), R = w(rng, 4 * h * h), B = w(rng, 8 * h);
@@ -254,9 +264,19 @@ export function lstmGraph(rng: Rng) {
     input: { name: "x", dims: ["T", "N", c] },
     outputs: ["y"],
     nodes: [
+      { op: "Shape", inputs: ["x"], outputs: ["shape"] },
+      { op: "Gather", inputs: ["shape", "one"], outputs: ["batch"], attrs: { axis: 0 } },
+      { op: "Unsqueeze", inputs: ["batch", "axis0"], outputs: ["batch1"] },
+      {
+        op: "Concat",
+        inputs: ["unit", "batch1", "hidden"],
+        outputs: ["c0shape"],
+        attrs: { axis: 0 },
+      },
+      { op: "ConstantOfShape", inputs: ["c0shape"], outputs: ["c0"] },
       {
         op: "LSTM",
-        inputs: ["x", "W", "R", "B", "", "h0"],
+        inputs: ["x", "W", "R", "B", "", "h0", "c0"],
         outputs: ["Y", "", ""],
         attrs: { hidden_size: h },
       },
@@ -272,8 +292,11 @@ export function lstmGraph(rng: Rng) {
       lw: { dims: [h, o], data: lw },
       lb: { dims: [o], data: lb },
     },
-    ints: { axis1: [1] },
+    ints: { axis1: [1], axis0: [0], unit: [1], hidden: [h] },
   };
+  // Gather's index is a scalar; ConstantOfShape's value a one-element float tensor.
+  Object.assign(graph.nodes[1], { scalarIndex: "one" });
+  (graph.nodes[4] as NodeDef & { tensor?: Float32Array }).tensor = new Float32Array([0]);
   // ONNX i,o,f,c -> canonical i,f,g,o; one bias Wb + Rb.
   const order = [0, 2, 3, 1];
   const sum = B.slice(0, 4 * h).map((v, i) => v + B[4 * h + i]);

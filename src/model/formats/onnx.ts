@@ -69,6 +69,7 @@ export const ONNX_SUPPORTED_OPS: readonly string[] = [
   "Dropout",
   "Constant",
   "Split (the exported attention)",
+  "Shape, Gather, ConstantOfShape, Expand, Cast (shape arithmetic for zero initial states)",
 ];
 
 /** Reads the file an external-data tensor names (relative to the model's folder). */
@@ -110,7 +111,17 @@ interface StateOut {
   t: "stateout";
 }
 
-type Sym = Act | Const | StateIn | Window | StateOut;
+/** Integers computed from shapes at run time (Shape, then Gather/Concat/...): values unknown. */
+interface Dyn {
+  t: "dyn";
+}
+
+/** A float tensor of zeros whose shape is computed at run time (ConstantOfShape 0, Expand). */
+interface Zeros {
+  t: "zeros";
+}
+
+type Sym = Act | Const | StateIn | Window | StateOut | Dyn | Zeros;
 
 const FLOAT = 1;
 const INT32 = 6;
@@ -231,6 +242,10 @@ function what(sym: Sym | undefined): string {
       return "a conv history Concat";
     case "stateout":
       return "a recurrent-state output";
+    case "dyn":
+      return "integers computed from a shape";
+    case "zeros":
+      return "zeros of a computed shape";
   }
 }
 
@@ -863,7 +878,7 @@ function prelu(r: Reader, index: number): void {
 /** An initial state: absent, a state input, or zeros. */
 function checkInitialState(r: Reader, index: number, slot: number, name: string): void {
   const sym = r.sym(index, r.nodes[index].input?.[slot]);
-  if (sym === undefined || sym.t === "state") return;
+  if (sym === undefined || sym.t === "state" || sym.t === "zeros") return;
   if (sym.t === "const" && sym.values.every((v) => v === 0)) return;
   r.fail(
     index,
@@ -1238,6 +1253,57 @@ function splitAfter(r: Reader, index: number): number | undefined {
   return node.opType === "Split" && (node.output?.length ?? 0) === 3 ? list[0] : undefined;
 }
 
+// ---- shape arithmetic ----------------------------------------------------------------------
+
+/** Ops that may compute shapes or zero states (torch's dynamic-batch initial states). */
+const SHAPE_OPS: ReadonlySet<string> = new Set([
+  "Shape",
+  "Gather",
+  "Unsqueeze",
+  "Squeeze",
+  "Concat",
+  "Slice",
+  "Cast",
+  "Reshape",
+  "ConstantOfShape",
+  "Expand",
+]);
+
+/**
+ * Handles a node that works on shapes rather than the data path: Shape of any value gives
+ * run-time integers, ConstantOfShape of value 0 gives zeros, Expand of zeros stays zeros, and
+ * the integer ops pass "run-time integers" on. Returns false when the node is on the data path.
+ */
+function shapeDomain(r: Reader, index: number, op: string): boolean {
+  const node = r.nodes[index];
+  const inputs = (node.input ?? []).filter((name) => name !== "").map((name) => r.sym(index, name));
+  if (op === "Shape") {
+    r.out(index, { t: "dyn" });
+    return true;
+  }
+  if (op === "ConstantOfShape") {
+    const value = attr(node, "value")?.t;
+    const c = value
+      ? readTensor(value, { external: new Map(), source: r.source }, "value")
+      : undefined;
+    if (c !== undefined && !c.values.every((v) => v === 0)) {
+      r.fail(index, "value: expected zeros (an initial state), got another constant");
+    }
+    r.out(index, { t: "zeros" });
+    return true;
+  }
+  const kinds = inputs.map((sym) => sym?.t);
+  if (!kinds.every((t) => t === "dyn" || t === "const" || t === "zeros")) return false;
+  if (kinds[0] === "zeros") {
+    r.out(index, { t: "zeros" });
+    return true;
+  }
+  if (!kinds.includes("dyn")) return false;
+  if (op === "Expand") r.fail(index, "Expand: expected zeros to expand");
+  r.out(index, { t: "dyn" });
+  return true;
+}
+
 // ---- the walk ----------------------------------------------------------------------------
 
 function visit(r: Reader, index: number): void {
@@ -1246,6 +1312,7 @@ function visit(r: Reader, index: number): void {
   if ((node.domain ?? "") !== "" && node.domain !== "ai.onnx") {
     r.fail(index, `domain "${node.domain}": expected the default ONNX domain`);
   }
+  if (SHAPE_OPS.has(op) && shapeDomain(r, index, op)) return;
   switch (op) {
     case "Gemm": {
       const split = splitAfter(r, index);
