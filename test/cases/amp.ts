@@ -14,7 +14,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel, loadSpec } from "../../src/index.ts";
+import { loadModel, loadSpec, toRtneural } from "../../src/index.ts";
 import { Rng } from "../helpers.ts";
 import { type Case, check, rejectsCadenza } from "./check.ts";
 
@@ -239,6 +239,51 @@ function errorCase(): Case {
   };
 }
 
+/**
+ * AIDA-X reads RTNeural JSON with `in_skip` and `out_gain` (dB): `out = in + net(in) * gain`.
+ * An amp JSON converted with toRtneural keeps its outputs bit for bit; a gain of -6 dB and the
+ * skip are checked against the same reference scaled by hand.
+ */
+function aidaCase(): Case {
+  return {
+    name: "amp json: to RTNeural JSON with in_skip (AIDA-X) and back, and out_gain",
+    run: async () => {
+      const shape: AmpShape = { unit: "LSTM", hidden: 16, inputs: 1, skip: 1 };
+      const json = ampJson(shape, 0x1da);
+      const bytes = new TextEncoder().encode(JSON.stringify(json));
+      const amp = await loadModel(bytes);
+      const rt = toRtneural(amp.spec);
+      check(rt.in_skip === 1, () => `in_skip ${rt.in_skip}`);
+      const aida = await loadModel(new TextEncoder().encode(JSON.stringify(rt)));
+      const gained = await loadModel(
+        new TextEncoder().encode(JSON.stringify({ ...rt, out_gain: -6 })),
+      );
+      try {
+        const x = ampInput(1, 512, 3);
+        const want = amp.process(x, 512).slice();
+        const got = aida.process(x, 512);
+        for (let n = 0; n < 512; n++) {
+          check(Object.is(got[n], want[n]), () => `sample ${n}: ${got[n]} != ${want[n]}`);
+        }
+        const gain = Math.fround(Math.pow(10, Math.fround(-6 * 0.05)));
+        const unskipped = new AmpReference(json, { ...shape, skip: 0 });
+        const scaled = gained.process(x, 512);
+        for (let n = 0; n < 512; n++) {
+          const expect = x[n] + unskipped.step([x[n]]) * gain;
+          check(
+            Math.abs(scaled[n] - expect) <= AMP_BOUND,
+            () => `out_gain sample ${n}: ${scaled[n]}, expected ${expect}`,
+          );
+        }
+      } finally {
+        amp.dispose();
+        aida.dispose();
+        gained.dispose();
+      }
+    },
+  };
+}
+
 export function ampCases(): Case[] {
-  return [...SHAPES.map(shapeCase), errorCase()];
+  return [...SHAPES.map(shapeCase), errorCase(), aidaCase()];
 }
