@@ -17,7 +17,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import onnxProto from "onnx-proto";
-import { loadModel, loadSpec, modelFromSpec } from "../../src/index.ts";
+import { CadenzaError, loadModel, loadSpec, modelFromSpec } from "../../src/index.ts";
 import { exportOnnx } from "../../src/model/formats/onnx-export.ts";
 import type { LayerKind, LayerSpec, ModelSpec } from "../../src/model/spec.ts";
 import type { Model } from "../../src/model/model.ts";
@@ -742,6 +742,36 @@ export const HAND_BUILT: [
   ["layout ops", layoutGraph, "rows"],
 ];
 
+/** Mutated and truncated ONNX bytes: every failure is a CadenzaError, never a TypeError. */
+function mutationCase(): Case {
+  return {
+    name: "onnx import: 400 mutated or truncated files fail only with CadenzaError",
+    run: async () => {
+      const rng = new Rng(0xf022);
+      const spec = randomModel(rng, ["conv1d", "lstm", "transformer", "dense"], 6);
+      const bytes = exportOnnx(spec).bytes;
+      let read = 0;
+      for (let i = 0; i < 400; i++) {
+        const mutated = i % 4 === 0 ? bytes.slice(0, rng.int(1, bytes.length - 1)) : bytes.slice();
+        if (i % 4 !== 0) {
+          for (let k = rng.int(1, 4); k > 0; k--) {
+            mutated[rng.int(0, mutated.length - 1)] = rng.int(0, 255);
+          }
+        }
+        try {
+          await loadSpec(mutated, { format: "onnx" });
+          read++;
+        } catch (err) {
+          if (!(err instanceof CadenzaError)) {
+            fail(`mutation ${i}: ${(err as Error).name}: ${(err as Error).message}`);
+          }
+        }
+      }
+      check(read < 400, () => "every mutation read back: the mutations did nothing");
+    },
+  };
+}
+
 export function onnxCases(): Case[] {
   return [
     graphCase("MatMul+Add, Gemm (transB 0, alpha, beta), Relu, Tanh, Sigmoid, Softmax", denseGraph),
@@ -753,5 +783,6 @@ export function onnxCases(): Case[] {
     activationRoundTrip(),
     unsupportedCase(),
     externalCase(),
+    mutationCase(),
   ];
 }
