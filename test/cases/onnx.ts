@@ -1,8 +1,7 @@
 /**
  * ONNX import (src/model/formats/onnx.ts). Two kinds of evidence:
  * - Round trip: every layer kind, exported by cadenza's own exporter and read back, gives the
- *   same outputs bit for bit as the model it came from (batchnorm within 1e-6: the exporter
- *   folds it into Mul and Add in float64, so its scale and shift are rounded differently).
+ *   same outputs bit for bit as the model it came from.
  * - Hand-built graphs, made here with the ONNX protobuf schema in the layouts torch.onnx.export
  *   writes (sequence-first LSTM, [N, C, T] Conv with causal pads, MatMul + Add, ...), covering
  *   every mapped op; each is compared, over 24 steps, with the float64 reference
@@ -585,15 +584,10 @@ function roundTripCase(kind: LayerKind | "skip"): Case {
         const x = rng.floats(steps * spec.inputSize, -1.5, 1.5);
         const want = original.process(x, steps).slice();
         const got = read.process(x, steps);
-        if (kind === "batchnorm") {
-          const d = deviation(got, want);
-          checkDeviation(d, 1e-6, () => "batchnorm round trip");
-        } else {
-          const a = new Uint32Array(got.buffer, got.byteOffset, got.length);
-          const b = new Uint32Array(want.buffer);
-          const i = a.findIndex((bits, j) => bits !== b[j]);
-          if (i >= 0) fail(`${kind}: output ${i} is ${got[i]}, the original gives ${want[i]}`);
-        }
+        const a = new Uint32Array(got.buffer, got.byteOffset, got.length);
+        const b = new Uint32Array(want.buffer);
+        const i = a.findIndex((bits, j) => bits !== b[j]);
+        if (i >= 0) fail(`${kind}: output ${i} is ${got[i]}, the original gives ${want[i]}`);
         read.reset();
         await agree(`round trip ${kind}`, read, spec, rng);
       } finally {

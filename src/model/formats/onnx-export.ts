@@ -14,7 +14,8 @@
  *   [N, heads, dh, P] (keys stored transposed so no Transpose runs per step) and `past.L.v`
  *   [N, heads, P, dh], concatenated with this step's and cut to the last `context` positions;
  *   the results are `present.L.k` / `present.L.v`. P starts at 0.
- * - batchnorm: Mul + Add with scale and shift folded from the statistics (in float64).
+ * - batchnorm: BatchNormalization (inference) with the layer's own statistics and epsilon, so
+ *   cadenza's ONNX reader gets the same tensors back (no gamma/beta: ones and zeros).
  * - layernorm: LayerNormalization; prelu: PRelu; activation: its op.
  * The graph's data input is `input` [N, inputSize] and its output `output` [N, outputSize].
  */
@@ -249,15 +250,14 @@ function exportConv1d(g: GraphBuilder, layer: LayerSpec, index: number, x: strin
 
 function exportBatchNorm(g: GraphBuilder, layer: LayerSpec, index: number, x: string): string {
   const n = layer.outputSize, eps = resolveArch(layer).epsilon;
-  const mean = tensorOf(layer, index, "mean"), variance = tensorOf(layer, index, "var");
-  const scale = new Float32Array(n), shift = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = (layer.tensors.gamma?.[i] ?? 1) / Math.sqrt(variance[i] + eps);
-    scale[i] = s;
-    shift[i] = (layer.tensors.beta?.[i] ?? 0) - mean[i] * s;
-  }
-  const scaled = g.node("Mul", [x, g.floats(`l${index}.scale`, scale, [n])])[0];
-  const y = g.node("Add", [scaled, g.floats(`l${index}.shift`, shift, [n])])[0];
+  const p = `l${index}`;
+  const y = g.node("BatchNormalization", [
+    x,
+    g.floats(`${p}.gamma`, layer.tensors.gamma ?? new Float32Array(n).fill(1), [n]),
+    g.floats(`${p}.beta`, layer.tensors.beta ?? new Float32Array(n), [n]),
+    g.floats(`${p}.mean`, tensorOf(layer, index, "mean"), [n]),
+    g.floats(`${p}.var`, tensorOf(layer, index, "var"), [n]),
+  ], { epsilon: float(eps) })[0];
   return exportActivation(g, resolveArch(layer).activation, y);
 }
 
