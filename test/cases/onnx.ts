@@ -422,6 +422,68 @@ export function convGraph(rng: Rng) {
 }
 
 /**
+ * A causal TCN as torch writes one: Pad (F.pad(x, ((k-1)*d, 0))) then Conv without padding,
+ * twice, the second with its own one-frame left pad too; then the erf Gelu with its constants
+ * as Constant nodes listed after the Div that starts the pattern.
+ */
+export function tcnGraph(rng: Rng) {
+  const [c, o1, o2, k1, d1, k2] = [2, 5, 3, 3, 2, 3];
+  const W1 = w(rng, o1 * c * k1), b1 = w(rng, o1), W2 = w(rng, o2 * o1 * k2), b2 = w(rng, o2);
+  const graph: GraphDef = {
+    input: { name: "x", dims: ["N", c, "T"] },
+    outputs: ["y"],
+    nodes: [
+      { op: "Pad", inputs: ["x", "pads1"], outputs: ["p1"] },
+      { op: "Conv", inputs: ["p1", "W1", "b1"], outputs: ["c1"], attrs: { dilations: [d1] } },
+      { op: "Tanh", inputs: ["c1"], outputs: ["t1"] },
+      { op: "Pad", inputs: ["t1", "pads2"], outputs: ["p2"] },
+      { op: "Conv", inputs: ["p2", "W2", "b2"], outputs: ["c2"], attrs: { pads: [1, 0] } },
+      { op: "Transpose", inputs: ["c2"], outputs: ["ntc"], attrs: { perm: [0, 2, 1] } },
+      { op: "Div", inputs: ["ntc", "sqrt2"], outputs: ["d"] },
+      { op: "Erf", inputs: ["d"], outputs: ["erf"] },
+      { op: "Constant", inputs: [], outputs: ["one"] },
+      { op: "Add", inputs: ["erf", "one"], outputs: ["p"] },
+      { op: "Mul", inputs: ["ntc", "p"], outputs: ["xm"] },
+      { op: "Constant", inputs: [], outputs: ["half"] },
+      { op: "Mul", inputs: ["xm", "half"], outputs: ["y"] },
+    ],
+    floats: {
+      W1: { dims: [o1, c, k1], data: W1 },
+      b1: { dims: [o1], data: b1 },
+      W2: { dims: [o2, o1, k2], data: W2 },
+      b2: { dims: [o2], data: b2 },
+      sqrt2: { dims: [], data: new Float32Array([Math.SQRT2]) },
+    },
+    ints: { pads1: [0, 0, (k1 - 1) * d1, 0, 0, 0], pads2: [0, 0, k2 - 2, 0, 0, 0] },
+  };
+  (graph.nodes[8] as NodeDef & { tensor?: Float32Array }).tensor = new Float32Array([1]);
+  (graph.nodes[11] as NodeDef & { tensor?: Float32Array }).tensor = new Float32Array([0.5]);
+  const expected: ModelSpec = {
+    inputSize: c,
+    layers: [
+      {
+        kind: "conv1d",
+        inputSize: c,
+        outputSize: o1,
+        kernelSize: k1,
+        dilation: d1,
+        activation: "tanh",
+        tensors: { W: W1, b: b1 },
+      },
+      {
+        kind: "conv1d",
+        inputSize: o1,
+        outputSize: o2,
+        kernelSize: k2,
+        activation: "gelu",
+        tensors: { W: W2, b: b2 },
+      },
+    ],
+  };
+  return { graph, expected };
+}
+
+/**
  * LayerNormalization, Mul/Add by constants, layout-only Unsqueeze/Flatten/Reshape, a Constant
  * node, the erf Gelu pattern, and a skip Add of the graph input.
  */
@@ -733,6 +795,7 @@ export const HAND_BUILT: [
   ["sequence-first LSTM", lstmGraph, "tnc"],
   ["batch-first GRU", gruGraph, "ntc"],
   ["causal Conv", convGraph, "nct"],
+  ["Pad + Conv (torch's causal TCN), Constant-node Gelu", tcnGraph, "nct"],
   ["layout ops", layoutGraph, "rows"],
 ];
 
@@ -772,6 +835,7 @@ export function onnxCases(): Case[] {
     graphCase("sequence-first LSTM + MatMul/Add head (torch layout)", lstmGraph),
     graphCase("batch-first GRU (Transpose), Elu, Gelu", gruGraph),
     graphCase("causal Conv [N, C, T] (dilation, groups), BatchNormalization, PRelu", convGraph),
+    graphCase("Pad + Conv as torch writes a causal TCN, Gelu with Constant nodes", tcnGraph),
     constantGraphCase(),
     ...ROUND_TRIP_KINDS.map(roundTripCase),
     activationRoundTrip(),

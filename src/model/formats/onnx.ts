@@ -69,6 +69,7 @@ export const ONNX_SUPPORTED_OPS: readonly string[] = [
   "Dropout",
   "Constant",
   "Split (the exported attention)",
+  "Pad (zeros before a Conv's time axis)",
   "Shape, Gather, ConstantOfShape, Expand, Cast (shape arithmetic for zero initial states)",
 ];
 
@@ -85,6 +86,8 @@ interface Act {
   roles: Role[];
   /** True when the value is the graph input, or its first `width` features (skip source). */
   input: boolean;
+  /** Zero frames a Pad put before the time axis: only a Conv may read such a value. */
+  pad?: number;
 }
 
 /** A constant: dims and values (float tensors exactly as float32). */
@@ -186,6 +189,9 @@ class Reader {
     const sym = this.sym(index, name);
     if (sym?.t !== "act") {
       this.fail(index, `input ${slot} ("${name}"): expected the data path, got ${what(sym)}`);
+    }
+    if (sym.pad !== undefined && this.nodes[index].opType !== "Conv") {
+      this.fail(index, `input ${slot} ("${name}") is zero-padded in time: only a Conv may read it`);
     }
     if (sym.at !== this.layers.length) {
       this.fail(
@@ -1049,7 +1055,9 @@ function conv(r: Reader, index: number): void {
   const dilation = (attrInts(node, "dilations") ?? [1])[0];
   const strides = attrInts(node, "strides") ?? [1];
   if (strides.some((s) => s !== 1)) r.fail(index, `attribute strides [${strides}]: expected 1`);
-  const pads = attrInts(node, "pads") ?? [0, 0];
+  const own = attrInts(node, "pads") ?? [0, 0];
+  // A Pad before the Conv (torch's F.pad for a causal convolution) adds to the left padding.
+  const pads = [own[0] + (x.pad ?? 0), own[1]];
   const auto = attrString(node, "auto_pad") ?? "NOTSET";
   const keep = (k - 1) * dilation;
   if (input?.t === "window") {
@@ -1085,6 +1093,27 @@ function conv(r: Reader, index: number): void {
     },
   };
   r.out(index, r.push(layer, x.roles));
+}
+
+/** Zeros before the time axis of [N, C, T] (torch's F.pad(x, (k - 1, 0))), for a Conv. */
+function pad(r: Reader, index: number): void {
+  const node = r.nodes[index];
+  const x = r.sym(index, node.input?.[0]);
+  const pads = intsFrom(r, index, "pads", 1) ?? [];
+  const mode = attrString(node, "mode") ?? "constant";
+  const value = r.optionalConstant(index, 2)?.values[0] ?? attrFloat(node, "value", 0);
+  const rank = x?.t === "act" ? x.roles.length : 0;
+  const ok = x?.t === "act" && rank === 3 && x.roles[1] === "C" && mode === "constant" &&
+    value === 0 && pads.length === 2 * rank && pads.every((p, i) => i === 2 ? p >= 0 : p === 0) &&
+    (node.input?.[3] ?? "") === "";
+  if (!ok) {
+    r.fail(
+      index,
+      `pads [${pads}] (mode ${mode}, value ${value}) on ${what(x)}: expected zeros before the ` +
+        "time axis of [N, C, T] only (a causal Conv's padding)",
+    );
+  }
+  r.out(index, { ...x, pad: (x.pad ?? 0) + pads[2] });
 }
 
 /** The first n features of the graph input (the source of a narrower skip). */
@@ -1344,6 +1373,8 @@ function visit(r: Reader, index: number): void {
       return concat(r, index);
     case "Slice":
       return slice(r, index);
+    case "Pad":
+      return pad(r, index);
     case "LayerNormalization":
       return layerNorm(r, index);
     case "BatchNormalization":
@@ -1404,12 +1435,15 @@ function stateInputs(nodes: NodeProto[], inputs: Set<string>): Set<string> {
   return states;
 }
 
-/** The roles of the data input's axes: [N, C]; rank 3 is [T, N, C] unless its use says otherwise. */
+/**
+ * The roles of the data input's axes: [N, C]; rank 3 is [T, N, C], or [N, C, T] when a Conv
+ * (or the Pad before one) reads it first, or [N, T, C] when a Transpose(1, 0, 2) does.
+ */
 function inputRoles(r: Reader, name: string, rank: number): Role[] {
   if (rank === 1) return ["C"];
   if (rank === 2) return ["N", "C"];
   const first = r.nodes[(r.consumers.get(name) ?? [])[0] ?? -1];
-  if (first?.opType === "Conv") return ["N", "C", "T"];
+  if (first?.opType === "Conv" || first?.opType === "Pad") return ["N", "C", "T"];
   const perm = first?.opType === "Transpose" ? attrInts(first, "perm") : undefined;
   if (perm?.join() === "1,0,2") return ["N", "T", "C"];
   return ["T", "N", "C"];
@@ -1530,6 +1564,13 @@ export async function readOnnx(
     width: n_in,
     roles: inputRoles(r, input.name ?? "", dims.length),
     input: true,
+  });
+  // Constants first: a pattern read from its first node (the erf Gelu) may use a Constant
+  // that the file lists after that node.
+  nodes.forEach((node, index) => {
+    if (node.opType !== "Constant") return;
+    visit(r, index);
+    r.done.add(index);
   });
   nodes.forEach((_, index) => {
     if (!r.done.has(index)) visit(r, index);
