@@ -28,14 +28,19 @@ for (const [name, make, layout] of HAND_BUILT) {
           for (let j = 0; j < c; j++) feed[j * STEPS + t] = x[t * c + j];
         }
       } else feed.set(x);
-      const dims = { rows: [STEPS, c], tnc: [STEPS, 1, c], ntc: [1, STEPS, c], nct: [1, c, STEPS] }[
-        layout
-      ];
+      const dims = {
+        rows: [STEPS, c],
+        tnc: [STEPS, 1, c],
+        ntc: [1, STEPS, c],
+        nct: [1, c, STEPS],
+        last: [STEPS, 1, c],
+      }[layout];
       const session = await ort.InferenceSession.create(bytes, { ...ORT_SESSION_OPTIONS });
       const input = session.inputNames[0];
       const result = await session.run({ [input]: new ort.Tensor("float32", feed, dims) });
       const want = result[session.outputNames[0]].data as Float32Array;
-      const got = model.process(x, STEPS);
+      const all = model.process(x, STEPS);
+      const got = layout === "last" ? all.subarray(all.length - model.outputSize) : all;
       expect(want.length).toBe(got.length);
       const d = deviation(got, want);
       expect(d.worst).toBeLessThan(1e-5);

@@ -103,9 +103,12 @@ export function buildGraph(g: GraphDef, external?: Set<string>): Uint8Array {
     initializer.push({ name, dims: [values.length], dataType: 7, int64Data: values });
   }
   for (const node of g.nodes) {
-    const scalar = (node as NodeDef & { scalarIndex?: string }).scalarIndex;
-    if (scalar !== undefined) {
-      initializer.push({ name: scalar, dims: [], dataType: 7, int64Data: [1] });
+    const { scalarIndex, scalarValue } = node as NodeDef & {
+      scalarIndex?: string;
+      scalarValue?: number;
+    };
+    if (scalarIndex !== undefined) {
+      initializer.push({ name: scalarIndex, dims: [], dataType: 7, int64Data: [scalarValue ?? 1] });
     }
   }
   const model = onnx.ModelProto.create({
@@ -416,6 +419,54 @@ export function convGraph(rng: Rng) {
         tensors: { gamma, beta, mean, var: variance },
       },
       { kind: "prelu", inputSize: o, outputSize: o, tensors: { alpha: slope } },
+    ],
+  };
+  return { graph, expected };
+}
+
+/**
+ * A many-to-one GRU as torch writes one (`gru(x)[0][-1]` then nn.Linear on [N, H]): the
+ * sequence's last step by Gather(-1) on the time axis. Streamed, every step's output is what
+ * the graph gives for the sequence that ends at that step.
+ */
+export function lastStepGraph(rng: Rng) {
+  const [c, h, o] = [3, 4, 2];
+  const W = w(rng, 3 * h * c), R = w(rng, 3 * h * h), B = w(rng, 6 * h);
+  const lw = w(rng, o * h), lb = w(rng, o);
+  const graph: GraphDef = {
+    input: { name: "x", dims: ["T", "N", c] },
+    outputs: ["y"],
+    nodes: [
+      {
+        op: "GRU",
+        inputs: ["x", "W", "R", "B"],
+        outputs: ["Y"],
+        attrs: { hidden_size: h, linear_before_reset: 1 },
+      },
+      { op: "Squeeze", inputs: ["Y", "axis1"], outputs: ["seq"] },
+      { op: "Gather", inputs: ["seq", "minus1"], outputs: ["last"], attrs: { axis: 0 } },
+      { op: "Gemm", inputs: ["last", "lw", "lb"], outputs: ["y"], attrs: { transB: 1 } },
+    ],
+    floats: {
+      W: { dims: [1, 3 * h, c], data: W },
+      R: { dims: [1, 3 * h, h], data: R },
+      B: { dims: [1, 6 * h], data: B },
+      lw: { dims: [o, h], data: lw },
+      lb: { dims: [o], data: lb },
+    },
+    ints: { axis1: [1] },
+  };
+  Object.assign(graph.nodes[2], { scalarIndex: "minus1", scalarValue: -1 });
+  const expected: ModelSpec = {
+    inputSize: c,
+    layers: [
+      {
+        kind: "gru",
+        inputSize: c,
+        outputSize: h,
+        tensors: { Wx: W, Wh: R, bx: B.slice(0, 3 * h), bh: B.slice(3 * h) },
+      },
+      { kind: "dense", inputSize: h, outputSize: o, tensors: { W: lw, b: lb } },
     ],
   };
   return { graph, expected };
@@ -784,13 +835,15 @@ function externalCase(): Case {
 
 /**
  * The hand-built graphs with the ORT input layout of a T-step sequence (batch 1): "rows" feeds
- * the steps as rows [T, C]; "tnc" [T, 1, C]; "ntc" [1, T, C]; "nct" [1, C, T].
+ * the steps as rows [T, C]; "tnc" [T, 1, C]; "ntc" [1, T, C]; "nct" [1, C, T]; "last" feeds
+ * [T, 1, C] and the graph gives only the last step's output.
  */
 export const HAND_BUILT: [
   string,
   (rng: Rng) => { graph: GraphDef },
-  "rows" | "tnc" | "ntc" | "nct",
+  "rows" | "tnc" | "ntc" | "nct" | "last",
 ][] = [
+  ["many-to-one GRU (Gather of the last step)", lastStepGraph, "last"],
   ["dense ops", denseGraph, "rows"],
   ["sequence-first LSTM", lstmGraph, "tnc"],
   ["batch-first GRU", gruGraph, "ntc"],
@@ -836,6 +889,7 @@ export function onnxCases(): Case[] {
     graphCase("batch-first GRU (Transpose), Elu, Gelu", gruGraph),
     graphCase("causal Conv [N, C, T] (dilation, groups), BatchNormalization, PRelu", convGraph),
     graphCase("Pad + Conv as torch writes a causal TCN, Gelu with Constant nodes", tcnGraph),
+    graphCase("many-to-one GRU: Gather(-1) of the time axis, Gemm", lastStepGraph),
     constantGraphCase(),
     ...ROUND_TRIP_KINDS.map(roundTripCase),
     activationRoundTrip(),

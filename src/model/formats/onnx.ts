@@ -70,6 +70,7 @@ export const ONNX_SUPPORTED_OPS: readonly string[] = [
   "Constant",
   "Split (the exported attention)",
   "Pad (zeros before a Conv's time axis)",
+  "Slice or Gather of the last time step",
   "Shape, Gather, ConstantOfShape, Expand, Cast (shape arithmetic for zero initial states)",
 ];
 
@@ -1123,17 +1124,42 @@ function slice(r: Reader, index: number): void {
   const ends = r.optionalConstant(index, 2)?.values ?? [];
   const axes = r.optionalConstant(index, 3)?.values ?? [];
   const steps = r.optionalConstant(index, 4)?.values ?? [1];
+  const axis = x?.t === "act" && axes.length === 1 ? normAxis(axes[0], x.roles.length) : -1;
+  if (
+    x?.t === "act" && x.roles[axis] === "T" && starts[0] === -1 && ends[0] > 0 && steps[0] === 1
+  ) {
+    // out[-1:] of a sequence: the step model's output at the sequence's last step.
+    r.out(index, { ...x, roles: x.roles.map((role, i) => i === axis ? "1" : role) });
+    return;
+  }
   const ok = x?.t === "act" && x.at === 0 && x.input && starts.length === 1 && starts[0] === 0 &&
     steps[0] === 1 && axes.length === 1 && x.roles[normAxis(axes[0], x.roles.length)] === "C" &&
     ends[0] >= 1;
   if (!ok) {
     r.fail(
       index,
-      "Slice is read as the first features of the graph input (a skip source), or " +
-        "as the new conv history or KV cache; got another slice",
+      "Slice is read as the first features of the graph input (a skip source), the last " +
+        "step of a sequence, or the new conv history or KV cache; got another slice",
     );
   }
   r.out(index, { ...x, width: Math.min(ends[0], x.width) });
+}
+
+/** Gather(index -1) on the time axis: the sequence's last step (torch's `out[-1]`). */
+function gather(r: Reader, index: number): void {
+  const node = r.nodes[index];
+  const x = r.sym(index, node.input?.[0]);
+  const indices = r.optionalConstant(index, 1);
+  const axis = x?.t === "act" ? normAxis(attrInt(node, "axis", 0), x.roles.length) : -1;
+  const last = indices !== undefined && indices.values.length === 1 && indices.values[0] === -1;
+  if (x?.t !== "act" || x.roles[axis] !== "T" || !last) {
+    r.fail(index, "Gather is read on shapes, or as index -1 of the time axis (the last step)");
+  }
+  const scalar = indices.dims.length === 0;
+  const roles = scalar
+    ? x.roles.filter((_, i) => i !== axis)
+    : x.roles.map((role, i) => i === axis ? "1" : role);
+  r.out(index, { ...x, roles });
 }
 
 // ---- the exported step-mode attention ----------------------------------------------------
@@ -1375,6 +1401,8 @@ function visit(r: Reader, index: number): void {
       return slice(r, index);
     case "Pad":
       return pad(r, index);
+    case "Gather":
+      return gather(r, index);
     case "LayerNormalization":
       return layerNorm(r, index);
     case "BatchNormalization":
