@@ -472,6 +472,53 @@ export function lastStepGraph(rng: Rng) {
   return { graph, expected };
 }
 
+/** nn.LayerNorm as torch exports it below opset 17 (ReduceMean ... Div, Mul, Add), opset 14. */
+export function decomposedNormGraph(rng: Rng) {
+  const [a, n] = [4, 6];
+  const wg = w(rng, n * a), bg = w(rng, n), gamma = w(rng, n, 1.5), beta = w(rng, n);
+  const graph: GraphDef = {
+    input: { name: "x", dims: ["N", a] },
+    outputs: ["y"],
+    nodes: [
+      { op: "Gemm", inputs: ["x", "wg", "bg"], outputs: ["h"], attrs: { transB: 1 } },
+      { op: "ReduceMean", inputs: ["h"], outputs: ["mean"], attrs: { axes: [-1] } },
+      { op: "Sub", inputs: ["h", "mean"], outputs: ["d"] },
+      { op: "Pow", inputs: ["d", "two"], outputs: ["sq"] },
+      { op: "ReduceMean", inputs: ["sq"], outputs: ["var"], attrs: { axes: [-1] } },
+      { op: "Add", inputs: ["var", "eps"], outputs: ["ve"] },
+      { op: "Sqrt", inputs: ["ve"], outputs: ["sd"] },
+      { op: "Div", inputs: ["d", "sd"], outputs: ["z"] },
+      { op: "Mul", inputs: ["z", "gamma"], outputs: ["zg"] },
+      { op: "Add", inputs: ["zg", "beta"], outputs: ["ln"] },
+      { op: "Relu", inputs: ["ln"], outputs: ["y"] },
+    ],
+    floats: {
+      wg: { dims: [n, a], data: wg },
+      bg: { dims: [n], data: bg },
+      two: { dims: [], data: new Float32Array([2]) },
+      eps: { dims: [], data: new Float32Array([1e-5]) },
+      gamma: { dims: [n], data: gamma },
+      beta: { dims: [n], data: beta },
+    },
+    opset: 14,
+  };
+  const expected: ModelSpec = {
+    inputSize: a,
+    layers: [
+      { kind: "dense", inputSize: a, outputSize: n, tensors: { W: wg, b: bg } },
+      {
+        kind: "layernorm",
+        inputSize: n,
+        outputSize: n,
+        epsilon: Math.fround(1e-5),
+        tensors: { gamma, beta },
+      },
+      { kind: "activation", inputSize: n, outputSize: n, activation: "relu", tensors: {} },
+    ],
+  };
+  return { graph, expected };
+}
+
 /**
  * A causal TCN as torch writes one: Pad (F.pad(x, ((k-1)*d, 0))) then Conv without padding,
  * twice, the second with its own one-frame left pad too; then the erf Gelu with its constants
@@ -844,6 +891,7 @@ export const HAND_BUILT: [
   "rows" | "tnc" | "ntc" | "nct" | "last",
 ][] = [
   ["many-to-one GRU (Gather of the last step)", lastStepGraph, "last"],
+  ["decomposed layer norm (opset 14)", decomposedNormGraph, "rows"],
   ["dense ops", denseGraph, "rows"],
   ["sequence-first LSTM", lstmGraph, "tnc"],
   ["batch-first GRU", gruGraph, "ntc"],
@@ -890,6 +938,10 @@ export function onnxCases(): Case[] {
     graphCase("causal Conv [N, C, T] (dilation, groups), BatchNormalization, PRelu", convGraph),
     graphCase("Pad + Conv as torch writes a causal TCN, Gelu with Constant nodes", tcnGraph),
     graphCase("many-to-one GRU: Gather(-1) of the time axis, Gemm", lastStepGraph),
+    graphCase(
+      "layer norm decomposed below opset 17 (ReduceMean ... Div, Mul, Add)",
+      decomposedNormGraph,
+    ),
     constantGraphCase(),
     ...ROUND_TRIP_KINDS.map(roundTripCase),
     activationRoundTrip(),

@@ -71,6 +71,7 @@ export const ONNX_SUPPORTED_OPS: readonly string[] = [
   "Split (the exported attention)",
   "Pad (zeros before a Conv's time axis)",
   "Slice or Gather of the last time step",
+  "ReduceMean/Sub/Pow/Add/Sqrt/Div (a layer norm below opset 17)",
   "Shape, Gather, ConstantOfShape, Expand, Cast (shape arithmetic for zero initial states)",
 ];
 
@@ -672,6 +673,19 @@ function affine(r: Reader, index: number, op: "Mul" | "Add", slot: number): void
   const last = r.layers[r.layers.length - 1];
   const name = r.nodes[index].input?.[slot] ?? "";
   const only = last !== undefined && r.uses(name) === 1 && !r.halves.has(last);
+  // The scale and shift after a decomposed layer norm are its gamma and beta.
+  if (only && last.kind === "layernorm" && decomposed.has(last)) {
+    const t = last.tensors;
+    const fresh = op === "Mul"
+      ? t.gamma.every((g) => g === 1) && t.beta.every((b) => b === 0)
+      : t.beta.every((b) => b === 0);
+    if (fresh) {
+      if (op === "Mul") t.gamma = v;
+      else t.beta = v;
+      r.out(index, { ...x });
+      return;
+    }
+  }
   if (
     op === "Add" && only && last.kind === "dense" && last.bias === false &&
     (last.activation ?? "linear") === "linear"
@@ -824,6 +838,60 @@ function residual(r: Reader, index: number, older: Act, newer: Act): void {
       "a residual from the graph input (a skip layer) or a pre-norm transformer block " +
       "(LayerNormalization, attention, Add, LayerNormalization, Gemm, activation, Gemm, Add)",
   );
+}
+
+/** Layer norms read from the opset < 17 decomposition: their Mul and Add become gamma, beta. */
+const decomposed = new WeakSet<LayerSpec>();
+
+/**
+ * torch's layer norm below opset 17: ReduceMean(x) -> Sub(x, mean) -> Pow(., 2) -> ReduceMean ->
+ * Add(eps) -> Sqrt -> Div(x - mean, .), all over the last axis; matched from the first
+ * ReduceMean. Returns false when the node does not start that pattern.
+ */
+function matchLayerNorm(r: Reader, index: number): boolean {
+  const node = r.nodes[index];
+  const x_name = node.input?.[0] ?? "";
+  const x = r.syms.get(x_name);
+  if (x?.t !== "act" || x.at !== r.layers.length || x.pad !== undefined) return false;
+  const lastAxis = (i: number) => {
+    const axes = intsFrom(r, i, "axes", 1);
+    return axes?.length === 1 && normAxis(axes[0], x.roles.length) === x.roles.length - 1 &&
+      attrInt(r.nodes[i], "keepdims", 1) === 1;
+  };
+  const only = (name: string, op: string): number | undefined => {
+    const list = r.consumers.get(name) ?? [];
+    return list.length >= 1 && list.every((i) => r.nodes[i].opType === op) ? list[0] : undefined;
+  };
+  if (x.roles[x.roles.length - 1] !== "C" || !lastAxis(index)) return false;
+  const sub = only(node.output?.[0] ?? "", "Sub");
+  if (sub === undefined || r.nodes[sub].input?.[0] !== x_name) return false;
+  const centred = r.nodes[sub].output?.[0] ?? "";
+  const users = r.consumers.get(centred) ?? [];
+  const pow = users.find((i) => r.nodes[i].opType === "Pow");
+  const div = users.find((i) => r.nodes[i].opType === "Div");
+  if (pow === undefined || div === undefined || users.length !== 2) return false;
+  if (!isScalar(r, r.nodes[pow], 2)) return false;
+  const mean2 = only(r.nodes[pow].output?.[0] ?? "", "ReduceMean");
+  if (mean2 === undefined || !lastAxis(mean2)) return false;
+  const addEps = only(r.nodes[mean2].output?.[0] ?? "", "Add");
+  if (addEps === undefined) return false;
+  const eps = (r.nodes[addEps].input ?? []).map((name) => r.syms.get(name))
+    .find((sym) => sym?.t === "const" && sym.values.length === 1);
+  const sqrt = only(r.nodes[addEps].output?.[0] ?? "", "Sqrt");
+  if (eps?.t !== "const" || sqrt === undefined) return false;
+  if (r.nodes[div].input?.[1] !== r.nodes[sqrt].output?.[0]) return false;
+  const n = x.width;
+  const layer: LayerSpec = {
+    kind: "layernorm",
+    inputSize: n,
+    outputSize: n,
+    epsilon: eps.values[0],
+    tensors: { gamma: new Float32Array(n).fill(1), beta: new Float32Array(n) },
+  };
+  decomposed.add(layer);
+  r.out(div, r.push(layer, x.roles));
+  for (const i of [index, sub, pow, mean2, addEps, sqrt, div]) r.done.add(i);
+  return true;
 }
 
 function layerNorm(r: Reader, index: number): void {
@@ -1389,6 +1457,13 @@ function visit(r: Reader, index: number): void {
     case "Div":
       if (matchGelu(r, index)) return;
       return r.fail(index, "Div is read only as part of the erf Gelu pattern (x / sqrt 2)");
+    case "ReduceMean":
+      if (matchLayerNorm(r, index)) return;
+      return r.fail(
+        index,
+        "ReduceMean is read only as the start of a layer norm (ReduceMean, Sub, Pow, " +
+          "ReduceMean, Add, Sqrt, Div over the last axis)",
+      );
     case "LSTM":
       return lstm(r, index);
     case "GRU":
