@@ -230,6 +230,22 @@ class Reader {
     return (this.consumers.get(name)?.length ?? 0) + (this.graphOutputs.has(name) ? 1 : 0);
   }
 
+  /**
+   * True when the latest layer's output reaches `name` through layout-only ops alone and
+   * nothing else reads it (`name` itself may have `allowed` uses): then an op on `name` may
+   * change the layer (fuse an activation, take a bias) without changing another reader's value.
+   */
+  sole(name: string, allowed = 1): boolean {
+    for (const [other, sym] of this.syms) {
+      if (sym.t !== "act" || sym.at !== this.layers.length) continue;
+      const limit = other === name ? allowed : 1;
+      if (this.uses(other) > limit || (other !== name && this.graphOutputs.has(other))) {
+        return false;
+      }
+    }
+    return this.uses(name) === allowed;
+  }
+
   /** Appends a layer made from `input`; returns the activation after it. */
   push(layer: LayerSpec, roles: Role[]): Act {
     this.layers.push(layer);
@@ -509,7 +525,7 @@ function activation(r: Reader, index: number, act: Activation, input = 0): void 
   const last = r.layers[r.layers.length - 1];
   const name = r.nodes[index].input?.[input] ?? "";
   const fusable = last !== undefined && FUSES.has(last.kind) && x.at === r.layers.length &&
-    (last.activation ?? "linear") === "linear" && r.uses(name) === 1 && !r.halves.has(last);
+    (last.activation ?? "linear") === "linear" && r.sole(name) && !r.halves.has(last);
   if (fusable) {
     last.activation = act;
     r.out(index, { ...x });
@@ -573,7 +589,7 @@ function matchGelu(r: Reader, index: number): boolean {
   const half = only(r.nodes[mul].output?.[0] ?? "", "Mul");
   if (half === undefined || !isScalar(r, r.nodes[half], 0.5)) return false;
   // x feeds Div and Mul: one use for fusion purposes.
-  const fusable = (r.consumers.get(x)?.length ?? 0) === 2 && !r.graphOutputs.has(x);
+  const fusable = r.sole(x, 2);
   const last = r.layers[r.layers.length - 1];
   const head = r.head(index);
   if (
@@ -672,7 +688,7 @@ function affine(r: Reader, index: number, op: "Mul" | "Add", slot: number): void
   const v = vectorOf(r, index, c, x.width, `input ${1 - slot}`);
   const last = r.layers[r.layers.length - 1];
   const name = r.nodes[index].input?.[slot] ?? "";
-  const only = last !== undefined && r.uses(name) === 1 && !r.halves.has(last);
+  const only = last !== undefined && r.sole(name) && !r.halves.has(last);
   // The scale and shift after a decomposed layer norm are its gamma and beta.
   if (only && last.kind === "layernorm" && decomposed.has(last)) {
     const t = last.tensors;
