@@ -126,6 +126,10 @@ export function activate(act: Activation, y: Float32Array, n = y.length): void {
     case "softmax":
       softmax(y, 0, n);
       return;
+    case "logsoftmax":
+      softmax(y, 0, n);
+      for (let i = 0; i < n; i++) y[i] = Math.log(y[i]);
+      return;
   }
 }
 

@@ -378,6 +378,7 @@ const ACT_ID: Record<Activation, number> = {
   elu: 4,
   gelu: 5,
   softmax: 6,
+  logsoftmax: 7,
 };
 
 /** Tensor names in image order, per DESIGN.md's table. */

@@ -46,12 +46,22 @@ export function scalarActivation(act: Activation, x: number): number {
     case "gelu":
       return gelu(x);
     case "softmax":
-      throw new Error("softmax is applied over a whole vector");
+    case "logsoftmax":
+      throw new Error(`${act} is applied over a whole vector`);
   }
 }
 
-/** Applies `act` in place; softmax normalises over all of `y`. */
+/** Applies `act` in place; softmax and logsoftmax normalise over all of `y`. */
 export function applyActivation(act: Activation, y: Float64Array): Float64Array {
+  if (act === "logsoftmax") {
+    let max = -Infinity;
+    for (const v of y) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of y) sum += Math.exp(v - max);
+    const log_sum = Math.log(sum);
+    for (let i = 0; i < y.length; i++) y[i] = y[i] - max - log_sum;
+    return y;
+  }
   if (act !== "softmax") {
     for (let i = 0; i < y.length; i++) y[i] = scalarActivation(act, y[i]);
     return y;

@@ -294,7 +294,9 @@ fn parseLayer(
     }
     const at = LayerAt{ .diag = diag, .index = index, .kind = @enumFromInt(rec.w[0]) };
     if (rec.w[1] >= @typeInfo(desc.Act).@"enum".fields.len) {
-        return at.fail(error.BadImage, "word 1 (act) is {d}, expected 0..6", .{rec.w[1]});
+        return at.fail(error.BadImage, "word 1 (act) is {d}, expected 0..{d}", .{
+            rec.w[1], @typeInfo(desc.Act).@"enum".fields.len - 1,
+        });
     }
     try checkWords(at, rec, prev_out);
     const d = rec.toDesc();
@@ -601,8 +603,8 @@ test "image: layer record rejections" {
     try expectCases(&.{
         .{ .at = layer1, .value = 12, .err = error.BadImage, .message = "layer 1: word 0 " ++
             "(kind) is 12, expected 1..11" },
-        .{ .at = layer1 + 4, .value = 7, .err = error.BadImage, .message = "layer 1 (lstm): " ++
-            "word 1 (act) is 7, expected 0..6" },
+        .{ .at = layer1 + 4, .value = 8, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 1 (act) is 8, expected 0..7" },
         .{ .at = layer1 + 8, .value = 9, .err = error.BadImage, .message = "layer 1 (lstm): " ++
             "in is 9, expected 8 (the previous layer's out)" },
         .{ .at = layer0 + 8, .value = 5, .err = error.BadImage, .message = "layer 0 (dense): " ++

@@ -6,7 +6,15 @@
 
 import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
 
-export type Activation = "linear" | "tanh" | "sigmoid" | "relu" | "elu" | "gelu" | "softmax";
+export type Activation =
+  | "linear"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  | "elu"
+  | "gelu"
+  | "softmax"
+  | "logsoftmax";
 
 /** Activation ids as the model image stores them. */
 export const ACTIVATION_IDS: Record<Activation, number> = {
@@ -17,6 +25,7 @@ export const ACTIVATION_IDS: Record<Activation, number> = {
   elu: 4,
   gelu: 5,
   softmax: 6,
+  logsoftmax: 7,
 };
 
 export type LayerKind =

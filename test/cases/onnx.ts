@@ -519,6 +519,33 @@ export function decomposedNormGraph(rng: Rng) {
   return { graph, expected };
 }
 
+/** A classifier head at opset 11: Gemm then LogSoftmax with the default axis (1, the features). */
+export function logSoftmaxGraph(rng: Rng) {
+  const [a, n] = [5, 7];
+  const wl = w(rng, n * a, 1.5), bl = w(rng, n);
+  const graph: GraphDef = {
+    input: { name: "x", dims: ["N", a] },
+    outputs: ["y"],
+    nodes: [
+      { op: "Gemm", inputs: ["x", "wl", "bl"], outputs: ["logits"], attrs: { transB: 1 } },
+      { op: "LogSoftmax", inputs: ["logits"], outputs: ["y"] },
+    ],
+    floats: { wl: { dims: [n, a], data: wl }, bl: { dims: [n], data: bl } },
+    opset: 11,
+  };
+  const expected: ModelSpec = {
+    inputSize: a,
+    layers: [{
+      kind: "dense",
+      inputSize: a,
+      outputSize: n,
+      activation: "logsoftmax",
+      tensors: { W: wl, b: bl },
+    }],
+  };
+  return { graph, expected };
+}
+
 /**
  * A causal TCN as torch writes one: Pad (F.pad(x, ((k-1)*d, 0))) then Conv without padding,
  * twice, the second with its own one-frame left pad too; then the erf Gelu with its constants
@@ -763,7 +790,7 @@ function activationRoundTrip(): Case {
     name: "onnx round trip: every fused activation of dense reads back the same",
     run: async () => {
       const rng = new Rng(0xac7);
-      for (const activation of ALL_ACTIVATIONS) {
+      for (const activation of [...ALL_ACTIVATIONS, "logsoftmax" as const]) {
         const spec = randomModel(rng, ["dense", "dense"], 5, [{ outputSize: 7, activation }, {}]);
         const read = await loadSpec(exportOnnx(spec).bytes);
         const layer = read.spec.layers[0] as LayerSpec;
@@ -892,6 +919,7 @@ export const HAND_BUILT: [
 ][] = [
   ["many-to-one GRU (Gather of the last step)", lastStepGraph, "last"],
   ["decomposed layer norm (opset 14)", decomposedNormGraph, "rows"],
+  ["LogSoftmax head (opset 11)", logSoftmaxGraph, "rows"],
   ["dense ops", denseGraph, "rows"],
   ["sequence-first LSTM", lstmGraph, "tnc"],
   ["batch-first GRU", gruGraph, "ntc"],
@@ -938,6 +966,7 @@ export function onnxCases(): Case[] {
     graphCase("causal Conv [N, C, T] (dilation, groups), BatchNormalization, PRelu", convGraph),
     graphCase("Pad + Conv as torch writes a causal TCN, Gelu with Constant nodes", tcnGraph),
     graphCase("many-to-one GRU: Gather(-1) of the time axis, Gemm", lastStepGraph),
+    graphCase("Gemm + LogSoftmax with opset 11's default axis", logSoftmaxGraph),
     graphCase(
       "layer norm decomposed below opset 17 (ReduceMean ... Div, Mul, Add)",
       decomposedNormGraph,

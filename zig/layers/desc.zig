@@ -25,6 +25,8 @@ pub const Act = enum(u32) {
     elu = 4,
     gelu = 5,
     softmax = 6,
+    /// log(softmax(x)) over the layer output, as ONNX LogSoftmax and torch's log_softmax.
+    logsoftmax = 7,
 };
 
 /// How a layer's weight matrices are held in the arena (image layer word 15). Biases, norms and

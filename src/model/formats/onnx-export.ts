@@ -135,6 +135,8 @@ function exportActivation(g: GraphBuilder, act: Activation, x: string): string {
       return g.node("Elu", [x], { alpha: float(1) })[0];
     case "softmax":
       return g.node("Softmax", [x], { axis: -1 })[0];
+    case "logsoftmax":
+      return g.node("LogSoftmax", [x], { axis: -1 })[0];
     case "gelu": {
       const scaled = g.node("Div", [x, g.scalar(Math.SQRT2)])[0];
       const erf = g.node("Erf", [scaled])[0];

@@ -60,6 +60,7 @@ export const ONNX_SUPPORTED_OPS: readonly string[] = [
   "Gelu",
   "Erf (the Gelu pattern)",
   "Softmax",
+  "LogSoftmax",
   "Reshape",
   "Flatten",
   "Squeeze",
@@ -514,6 +515,7 @@ const ACTIVATION_OPS: Record<string, Activation> = {
   Elu: "elu",
   Gelu: "gelu",
   Softmax: "softmax",
+  LogSoftmax: "logsoftmax",
 };
 
 /** Kinds that fuse an activation. */
@@ -558,7 +560,7 @@ function activationOp(r: Reader, index: number, op: string): void {
       }"`,
     );
   }
-  if (op === "Softmax") {
+  if (op === "Softmax" || op === "LogSoftmax") {
     const fallback = r.opset >= 13 ? -1 : 1;
     const axis = normAxis(attrInt(node, "axis", fallback), x.roles.length);
     const rest = x.roles.slice(axis).filter((role) => role !== "1").join("");
@@ -1506,6 +1508,7 @@ function visit(r: Reader, index: number): void {
     case "Elu":
     case "Gelu":
     case "Softmax":
+    case "LogSoftmax":
       return activationOp(r, index, op);
     case "Reshape":
       return reshape(r, index);
