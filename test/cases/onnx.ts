@@ -519,6 +519,76 @@ export function decomposedNormGraph(rng: Rng) {
   return { graph, expected };
 }
 
+/**
+ * The same many-to-one shape with `out[-1:]` (Slice from -1 on the time axis, then Squeeze)
+ * and an LSTM whose initial state is zeros expanded to a computed shape (Expand, Cast).
+ */
+export function lastSliceGraph(rng: Rng) {
+  const [c, h, o] = [2, 3, 2];
+  const W = w(rng, 4 * h * c), R = w(rng, 4 * h * h);
+  const lw = w(rng, o * h), lb = w(rng, o);
+  const graph: GraphDef = {
+    input: { name: "x", dims: ["T", "N", c] },
+    outputs: ["y"],
+    nodes: [
+      { op: "Shape", inputs: ["x"], outputs: ["shape"] },
+      { op: "Slice", inputs: ["shape", "one", "two", "axis0"], outputs: ["batch"] },
+      {
+        op: "Concat",
+        inputs: ["unit", "batch", "hidden"],
+        outputs: ["hshape"],
+        attrs: { axis: 0 },
+      },
+      { op: "Cast", inputs: ["hshape"], outputs: ["hshape64"], attrs: { to: 7 } },
+      { op: "Expand", inputs: ["zero", "hshape64"], outputs: ["h0"] },
+      {
+        op: "LSTM",
+        inputs: ["x", "W", "R", "", "", "h0"],
+        outputs: ["Y"],
+        attrs: { hidden_size: h },
+      },
+      { op: "Slice", inputs: ["Y", "minus1", "big", "axis0"], outputs: ["tail"] },
+      { op: "Squeeze", inputs: ["tail", "axes01"], outputs: ["last"] },
+      { op: "Gemm", inputs: ["last", "lw", "lb"], outputs: ["y"], attrs: { transB: 1 } },
+    ],
+    floats: {
+      W: { dims: [1, 4 * h, c], data: W },
+      R: { dims: [1, 4 * h, h], data: R },
+      zero: { dims: [1, 1, 1], data: new Float32Array(1) },
+      lw: { dims: [o, h], data: lw },
+      lb: { dims: [o], data: lb },
+    },
+    ints: {
+      one: [1],
+      two: [2],
+      axis0: [0],
+      unit: [1],
+      hidden: [h],
+      minus1: [-1],
+      big: [1 << 30],
+      axes01: [0, 1],
+    },
+  };
+  const order = [0, 2, 3, 1];
+  const expected: ModelSpec = {
+    inputSize: c,
+    layers: [
+      {
+        kind: "lstm",
+        inputSize: c,
+        outputSize: h,
+        tensors: {
+          Wx: blocks(W, h * c, order),
+          Wh: blocks(R, h * h, order),
+          b: new Float32Array(4 * h),
+        },
+      },
+      { kind: "dense", inputSize: h, outputSize: o, tensors: { W: lw, b: lb } },
+    ],
+  };
+  return { graph, expected };
+}
+
 /** A classifier head at opset 11: Gemm then LogSoftmax with the default axis (1, the features). */
 export function logSoftmaxGraph(rng: Rng) {
   const [a, n] = [5, 7];
@@ -918,6 +988,7 @@ export const HAND_BUILT: [
   "rows" | "tnc" | "ntc" | "nct" | "last",
 ][] = [
   ["many-to-one GRU (Gather of the last step)", lastStepGraph, "last"],
+  ["many-to-one LSTM (Slice of the last step, expanded zero state)", lastSliceGraph, "last"],
   ["decomposed layer norm (opset 14)", decomposedNormGraph, "rows"],
   ["LogSoftmax head (opset 11)", logSoftmaxGraph, "rows"],
   ["dense ops", denseGraph, "rows"],
@@ -966,6 +1037,10 @@ export function onnxCases(): Case[] {
     graphCase("causal Conv [N, C, T] (dilation, groups), BatchNormalization, PRelu", convGraph),
     graphCase("Pad + Conv as torch writes a causal TCN, Gelu with Constant nodes", tcnGraph),
     graphCase("many-to-one GRU: Gather(-1) of the time axis, Gemm", lastStepGraph),
+    graphCase(
+      "many-to-one LSTM: Slice(-1:) of the time axis, Expand/Cast zero state",
+      lastSliceGraph,
+    ),
     graphCase("Gemm + LogSoftmax with opset 11's default axis", logSoftmaxGraph),
     graphCase(
       "layer norm decomposed below opset 17 (ReduceMean ... Div, Mul, Add)",

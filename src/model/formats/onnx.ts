@@ -1439,6 +1439,11 @@ function shapeDomain(r: Reader, index: number, op: string): boolean {
     r.out(index, { t: "zeros" });
     return true;
   }
+  const first = inputs[0];
+  if (op === "Expand" && first?.t === "const" && first.values.every((v) => v === 0)) {
+    r.out(index, { t: "zeros" });
+    return true;
+  }
   if (!kinds.includes("dyn")) return false;
   if (op === "Expand") r.fail(index, "Expand: expected zeros to expand");
   r.out(index, { t: "dyn" });
