@@ -61,6 +61,8 @@ function makeLayer(spec: LayerSpec): PlainLayer {
       return new Attention(spec);
     case "transformer":
       return new Transformer(spec);
+    case "skip":
+      throw new Error("bench/plain.ts: skip layers (amp models) are not in the plain peer");
   }
 }
 
@@ -123,6 +125,10 @@ export function activate(act: Activation, y: Float32Array, n = y.length): void {
       return;
     case "softmax":
       softmax(y, 0, n);
+      return;
+    case "logsoftmax":
+      softmax(y, 0, n);
+      for (let i = 0; i < n; i++) y[i] = Math.log(y[i]);
       return;
   }
 }

@@ -3,8 +3,9 @@
  *
  * @example
  * import { loadModel } from "cadenza";
- * const model = await loadModel("model.json"); // RTNeural JSON, .safetensors or a state_dict
+ * const model = await loadModel("model.json"); // RTNeural/amp JSON, .onnx, .safetensors, ...
  * const output = model.forward(new Float32Array(model.inputSize)); // reused view: copy to keep
+ * model.process(block, block.length / model.inputSize, block);  // a block in one native call
  * model.dispose();
  */
 
@@ -33,6 +34,8 @@ export type { ModelFormat } from "./model/formats/detect.ts";
 export type { TorchLayerDecl, TorchLayerKind } from "./model/formats/torch.ts";
 export { readSafetensors, writeSafetensors } from "./model/formats/safetensors.ts";
 export { toRtneural } from "./model/formats/rtneural.ts";
+export { looksLikeAmpJson, parseAmpJson } from "./model/formats/amp.ts";
+export { type ExternalReader, ONNX_SUPPORTED_OPS, readOnnx } from "./model/formats/onnx.ts";
 export type { LibraryChoice } from "./native/library.ts";
 export {
   Pipeline,

@@ -13,7 +13,7 @@ import { Rng } from "./helpers.ts";
 import { applyActivation, scalarActivation } from "./reference.ts";
 
 /** Bound per activation; linear and relu must be exact. */
-const BOUNDS: Record<Exclude<Activation, "softmax">, number> = {
+const BOUNDS: Record<Exclude<Activation, "softmax" | "logsoftmax">, number> = {
   linear: 0,
   relu: 0,
   tanh: 2e-6,
@@ -77,34 +77,36 @@ for (const act of Object.keys(BOUNDS) as (keyof typeof BOUNDS)[]) {
   }, 120_000);
 }
 
-test(`activation softmax: max abs error over random vectors <= ${SOFTMAX_BOUND}`, async () => {
-  const rng = new Rng(0x50f7);
-  let worst = 0;
-  for (const width of [1, 3, 17, 33, 1024]) {
-    const layer = {
-      kind: "activation" as const,
-      inputSize: width,
-      outputSize: width,
-      activation: "softmax" as const,
-      tensors: {},
-    };
-    const model = await modelFromSpec({ inputSize: width, layers: [layer], maxBatch: 1 });
-    try {
-      for (const scale of [0.1, 1, 10, 100, 1000]) {
-        for (let trial = 0; trial < 20; trial++) {
-          const x = rng.floats(width, -scale, scale);
-          const want = applyActivation("softmax", Float64Array.from(x));
-          const got = model.forward(x);
-          for (let i = 0; i < width; i++) worst = Math.max(worst, errorOf(got[i], want[i]));
+for (const act of ["softmax", "logsoftmax"] as const) {
+  test(`activation ${act}: max error over random vectors <= ${SOFTMAX_BOUND}`, async () => {
+    const rng = new Rng(0x50f7);
+    let worst = 0;
+    for (const width of [1, 3, 17, 33, 1024]) {
+      const layer = {
+        kind: "activation" as const,
+        inputSize: width,
+        outputSize: width,
+        activation: act,
+        tensors: {},
+      };
+      const model = await modelFromSpec({ inputSize: width, layers: [layer], maxBatch: 1 });
+      try {
+        for (const scale of [0.1, 1, 10, 100, 1000]) {
+          for (let trial = 0; trial < 20; trial++) {
+            const x = rng.floats(width, -scale, scale);
+            const want = applyActivation(act, Float64Array.from(x));
+            const got = model.forward(x);
+            for (let i = 0; i < width; i++) worst = Math.max(worst, errorOf(got[i], want[i]));
+          }
         }
+      } finally {
+        model.dispose();
       }
-    } finally {
-      model.dispose();
     }
-  }
-  measured.set("softmax", { worst, at: NaN });
-  expect(worst).toBeLessThanOrEqual(SOFTMAX_BOUND);
-});
+    measured.set(act, { worst, at: NaN });
+    expect(worst).toBeLessThanOrEqual(SOFTMAX_BOUND);
+  });
+}
 
 afterAll(() => {
   const lines = [...measured].map(([act, m]) =>

@@ -221,7 +221,7 @@ test("usage mistakes exit 2 with a pointer to --help", async () => {
     [],
     ["inspect"],
     ["inspect", DENSE, "--bogus"],
-    ["inspect", DENSE, "--format", "onnx"],
+    ["inspect", DENSE, "--format", "keras"],
     ["run", DENSE],
     ["run", DENSE, "--input", "x.csv", "--steps", "0"],
     ["bench", "--precision", "f16"],
@@ -270,4 +270,56 @@ test("as a process under Deno with only --allow-ffi --allow-read", () => {
   expect(result.code).toBe(0);
   expect(result.out.trim().split("\n")).toHaveLength(3);
   expect(spawn([...base, "inspect", DENSE, "--bogus"]).code).toBe(2);
+});
+
+test("inspect and convert read the amp JSON and ONNX, and convert writes ONNX", async () => {
+  const h = 8;
+  const row = (n: number, v: number) => Array.from({ length: n }, (_, i) => v * ((i % 5) - 2));
+  const amp = {
+    model_data: {
+      model: "SimpleRNN",
+      input_size: 1,
+      output_size: 1,
+      unit_type: "GRU",
+      hidden_size: h,
+      skip: 1,
+    },
+    state_dict: {
+      "rec.weight_ih_l0": Array.from({ length: 3 * h }, () => [0.1]),
+      "rec.weight_hh_l0": Array.from({ length: 3 * h }, () => row(h, 0.05)),
+      "rec.bias_ih_l0": row(3 * h, 0.01),
+      "rec.bias_hh_l0": row(3 * h, 0.02),
+      "lin.weight": [row(h, 0.3)],
+      "lin.bias": [0.1],
+    },
+  };
+  const amp_path = join(scratch, "amp.json");
+  writeFileSync(amp_path, JSON.stringify(amp));
+  const shown = await cli("inspect", amp_path);
+  expect(shown.code).toBe(0);
+  expect(shown.out).toMatch(/\(amp\)/);
+  expect(shown.out).toMatch(/gru/);
+  expect(shown.out).toMatch(/skip/);
+  const onnx_path = join(scratch, "amp.onnx");
+  const written = await cli("convert", amp_path, onnx_path);
+  expect(written.code).toBe(0);
+  expect(written.out).toMatch(/\(amp\) -> .*amp\.onnx \(onnx\): 3 layers/);
+  const back = join(scratch, "amp-from-onnx.safetensors");
+  const again = await cli("convert", onnx_path, back);
+  expect(again.code).toBe(0);
+  expect(again.out).toMatch(/\(onnx\) -> .*\(safetensors\): 3 layers/);
+  const json = await cli("inspect", onnx_path, "--json");
+  expect(json.code).toBe(0);
+  const kinds = JSON.parse(json.out).layers.map((l: { kind: string }) => l.kind);
+  expect(kinds).toEqual(["gru", "dense", "skip"]);
+  // RTNeural JSON as AIDA-X reads it: the skip becomes in_skip.
+  const aida = join(scratch, "amp-aida.json");
+  const rt = await cli("convert", amp_path, aida);
+  expect(rt.code).toBe(0);
+  const shown_rt = await cli("inspect", aida, "--json");
+  expect(JSON.parse(shown_rt.out).layers.map((l: { kind: string }) => l.kind)).toEqual([
+    "gru",
+    "dense",
+    "skip",
+  ]);
 });

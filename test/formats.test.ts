@@ -55,7 +55,8 @@ function activate(act: Activation, v: number[]): number[] {
       return e.map((x) => x / s);
     }
     case "gelu":
-      throw new Error("gelu is not used by the conformance models");
+    case "logsoftmax":
+      throw new Error(`${act} is not used by the conformance models`);
   }
 }
 
@@ -847,7 +848,7 @@ describe("detectFormat", () => {
     throwsCadenzaWith(
       () => detectFormat(new TextEncoder().encode('{"a": "b"}')),
       "E_FORMAT",
-      "neither",
+      "none of them",
     );
   });
 });

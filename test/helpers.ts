@@ -128,6 +128,7 @@ const SAME_WIDTH: ReadonlySet<LayerKind> = new Set([
   "activation",
   "attention",
   "transformer",
+  "skip",
 ]);
 
 export function divisors(n: number): number[] {
@@ -323,6 +324,8 @@ export function randomLayer(
       };
     case "transformer":
       return transformerLayer(rng, n_in, c);
+    case "skip":
+      return { kind, inputSize: n_in, outputSize: n_in, tensors: {} };
   }
 }
 
@@ -364,6 +367,7 @@ const KIND_ID: Record<LayerKind, number> = {
   activation: 8,
   attention: 9,
   transformer: 10,
+  skip: 11,
 };
 
 const ACT_ID: Record<Activation, number> = {
@@ -374,6 +378,7 @@ const ACT_ID: Record<Activation, number> = {
   elu: 4,
   gelu: 5,
   softmax: 6,
+  logsoftmax: 7,
 };
 
 /** Tensor names in image order, per DESIGN.md's table. */
@@ -394,6 +399,7 @@ export function tensorOrder(l: LayerSpec): string[] {
     case "prelu":
       return ["alpha"];
     case "activation":
+    case "skip":
       return [];
     case "attention":
       return ["Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo"];

@@ -46,12 +46,22 @@ export function scalarActivation(act: Activation, x: number): number {
     case "gelu":
       return gelu(x);
     case "softmax":
-      throw new Error("softmax is applied over a whole vector");
+    case "logsoftmax":
+      throw new Error(`${act} is applied over a whole vector`);
   }
 }
 
-/** Applies `act` in place; softmax normalises over all of `y`. */
+/** Applies `act` in place; softmax and logsoftmax normalise over all of `y`. */
 export function applyActivation(act: Activation, y: Float64Array): Float64Array {
+  if (act === "logsoftmax") {
+    let max = -Infinity;
+    for (const v of y) max = Math.max(max, v);
+    let sum = 0;
+    for (const v of y) sum += Math.exp(v - max);
+    const log_sum = Math.log(sum);
+    for (let i = 0; i < y.length; i++) y[i] = y[i] - max - log_sum;
+    return y;
+  }
   if (act !== "softmax") {
     for (let i = 0; i < y.length; i++) y[i] = scalarActivation(act, y[i]);
     return y;
@@ -111,7 +121,8 @@ function layerNorm(x: Float64Array, gamma: Float32Array, beta: Float32Array, eps
 interface RefLayer {
   readonly out: number;
   state: Float64Array[];
-  step(x: Float64Array): Float64Array;
+  /** `input` is the model's input of this step (the skip layer adds it). */
+  step(x: Float64Array, input: Float64Array): Float64Array;
 }
 
 function tensor(l: LayerSpec, index: number, name: string, len: number): Float32Array {
@@ -416,6 +427,12 @@ function buildLayer(l: LayerSpec, i: number): RefLayer {
       return attentionLayer(l, i);
     case "transformer":
       return transformerLayer(l, i);
+    case "skip":
+      return {
+        out: l.outputSize,
+        state: [],
+        step: (x, input) => x.map((value, j) => value + input[j]),
+      };
   }
 }
 
@@ -436,8 +453,9 @@ export class ReferenceModel {
     if (x.length !== this.inputSize) {
       throw new Error(`reference: input has ${x.length} values, expected ${this.inputSize}`);
     }
-    let y: Float64Array = Float64Array.from(x);
-    for (const layer of this.layers) y = layer.step(y);
+    const input = Float64Array.from(x);
+    let y: Float64Array = input;
+    for (const layer of this.layers) y = layer.step(y, input);
     return y;
   }
 

@@ -118,6 +118,60 @@ pub export fn cz_forward_batch(
     return compute(Model.forwardBatch, .{ m, io.x, io.y, batch });
 }
 
+/// `steps` steps of the model in one call, exactly as `steps` calls of cz_forward (state
+/// carried from each to the next): `in_len == input_size * steps`, `out_len >= output_size *
+/// steps`. `out` may start at `in` (in-place processing) when output_size <= input_size; any
+/// other overlap would overwrite inputs not yet read and is status 1.
+pub export fn cz_process(
+    handle: ?*anyopaque,
+    in: ?*const anyopaque,
+    in_len: usize,
+    steps: u32,
+    out: ?*anyopaque,
+    out_len: usize,
+) u32 {
+    const m = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    const io = blocks(m, in, in_len, steps, out, out_len) catch {
+        return @intFromEnum(Status.bad_argument);
+    };
+    return compute(Model.process, .{ m, io.x, io.y, steps });
+}
+
+/// Checks cz_process's buffers: lengths for `steps` rows, and an overlap only where step t's
+/// output ends before step t + 1's input starts.
+fn blocks(
+    m: *Model,
+    in: ?*const anyopaque,
+    in_len: usize,
+    steps: u32,
+    out: ?*anyopaque,
+    out_len: usize,
+) error{BadArgument}!Rows {
+    const name = "cz_process";
+    if (steps == 0) return m.diag.fail(error.BadArgument, name ++ ": steps is 0, expected >= 1", .{});
+    const x = try floats(&m.diag, name ++ ": in", in);
+    const y = try floats(&m.diag, name ++ ": out", out);
+    const in_expected = std.math.mul(usize, m.input_size, steps) catch std.math.maxInt(usize);
+    const out_expected = std.math.mul(usize, m.output_size, steps) catch std.math.maxInt(usize);
+    if (in_len != in_expected) {
+        return m.diag.fail(error.BadArgument, name ++ ": in_len is {d}, expected {d} " ++
+            "(input_size {d} x steps {d})", .{ in_len, in_expected, m.input_size, steps });
+    }
+    if (out_len < out_expected) {
+        return m.diag.fail(error.BadArgument, name ++ ": out_len is {d}, expected at least {d} " ++
+            "(output_size {d} x steps {d})", .{ out_len, out_expected, m.output_size, steps });
+    }
+    const x0 = @intFromPtr(x);
+    const y0 = @intFromPtr(y);
+    const apart = x0 >= y0 + out_expected * 4 or y0 >= x0 + in_expected * 4;
+    if (!apart and !(y0 <= x0 and m.output_size <= m.input_size)) {
+        return m.diag.fail(error.BadArgument, name ++ ": out overlaps in where a step would " ++
+            "overwrite a later step's input (out may start at in, or at or before it, when " ++
+            "output_size {d} <= input_size {d})", .{ m.output_size, m.input_size });
+    }
+    return .{ .x = x[0..in_expected], .y = @constCast(y)[0..out_expected] };
+}
+
 pub export fn cz_reset(handle: ?*anyopaque) u32 {
     const m = live(handle) orelse return @intFromEnum(Status.bad_handle);
     m.reset();

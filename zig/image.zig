@@ -9,6 +9,7 @@ const norm = @import("layers/norm.zig");
 const lstm = @import("layers/lstm.zig");
 const gru = @import("layers/gru.zig");
 const attention = @import("layers/attention.zig");
+const skip = @import("layers/skip.zig");
 const mv = @import("layers/matvec.zig");
 
 const LayerDesc = desc.LayerDesc;
@@ -26,6 +27,7 @@ pub fn Impl(comptime kind: desc.Kind) type {
         .activation => norm.activation,
         .attention => attention.attention,
         .transformer => attention.transformer,
+        .skip => skip,
     };
 }
 
@@ -183,6 +185,11 @@ pub fn parse(bytes: []const u8, diag: *Diag) Error!Image {
     var last_kind: desc.Kind = .dense;
     for (0..header.layer_count) |index| {
         const layer = try parseLayer(bytes, offset, index, prev_out, diag);
+        if (layer.desc.kind == .skip and layer.desc.out > header.input_size) {
+            const at = LayerAt{ .diag = diag, .index = index, .kind = .skip };
+            return at.fail(error.BadImage, "out is {d}, expected at most {d} (the header's " ++
+                "input_size: skip adds the model input)", .{ layer.desc.out, header.input_size });
+        }
         offset = layer.end;
         prev_out = layer.desc.out;
         last_kind = layer.desc.kind;
@@ -281,13 +288,15 @@ fn parseLayer(
     }
     const rec = Record.read(bytes, offset);
     if (rec.w[0] < 1 or rec.w[0] > @typeInfo(desc.Kind).@"enum".fields.len) {
-        return diag.fail(error.BadImage, "layer {d}: word 0 (kind) is {d}, expected 1..10", .{
-            index, rec.w[0],
+        return diag.fail(error.BadImage, "layer {d}: word 0 (kind) is {d}, expected 1..{d}", .{
+            index, rec.w[0], @typeInfo(desc.Kind).@"enum".fields.len,
         });
     }
     const at = LayerAt{ .diag = diag, .index = index, .kind = @enumFromInt(rec.w[0]) };
     if (rec.w[1] >= @typeInfo(desc.Act).@"enum".fields.len) {
-        return at.fail(error.BadImage, "word 1 (act) is {d}, expected 0..6", .{rec.w[1]});
+        return at.fail(error.BadImage, "word 1 (act) is {d}, expected 0..{d}", .{
+            rec.w[1], @typeInfo(desc.Act).@"enum".fields.len - 1,
+        });
     }
     try checkWords(at, rec, prev_out);
     const d = rec.toDesc();
@@ -492,7 +501,7 @@ pub fn tensorName(d: *const LayerDesc, t: usize) []const u8 {
             &.{ "mean", "var" },
         .layernorm => &.{ "gamma", "beta" },
         .prelu => &.{"alpha"},
-        .activation => &.{},
+        .activation, .skip => &.{},
         .attention => &.{ "Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo" },
         .transformer => &.{
             "ln1_g", "ln1_b", "Wq",    "bq",    "Wk", "bk", "Wv", "bv",
@@ -592,10 +601,10 @@ test "image: header rejections" {
 
 test "image: layer record rejections" {
     try expectCases(&.{
-        .{ .at = layer1, .value = 11, .err = error.BadImage, .message = "layer 1: word 0 " ++
-            "(kind) is 11, expected 1..10" },
-        .{ .at = layer1 + 4, .value = 7, .err = error.BadImage, .message = "layer 1 (lstm): " ++
-            "word 1 (act) is 7, expected 0..6" },
+        .{ .at = layer1, .value = 12, .err = error.BadImage, .message = "layer 1: word 0 " ++
+            "(kind) is 12, expected 1..11" },
+        .{ .at = layer1 + 4, .value = 8, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 1 (act) is 8, expected 0..7" },
         .{ .at = layer1 + 8, .value = 9, .err = error.BadImage, .message = "layer 1 (lstm): " ++
             "in is 9, expected 8 (the previous layer's out)" },
         .{ .at = layer0 + 8, .value = 5, .err = error.BadImage, .message = "layer 0 (dense): " ++

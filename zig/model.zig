@@ -5,6 +5,7 @@
 const std = @import("std");
 const desc = @import("layers/desc.zig");
 const image = @import("image.zig");
+const skip = @import("layers/skip.zig");
 
 const Allocator = std.mem.Allocator;
 const LayerDesc = desc.LayerDesc;
@@ -111,6 +112,9 @@ pub const Model = struct {
     state_copy: []f32,
     scratch: []f32,
     acts: [2][]f32,
+    /// Where a model input that overlaps the output is copied first; no layer writes it, so
+    /// a skip layer can still read the input after the layers before it ran.
+    input_copy: []f32,
     /// The last error on this handle (cz_last_error).
     diag: Diag = .{},
 
@@ -142,6 +146,7 @@ pub const Model = struct {
             .state_copy = &.{},
             .scratch = &.{},
             .acts = .{ &.{}, &.{} },
+            .input_copy = &.{},
         };
         const a = m.counting.allocator();
         m.arena = a.alignedAlloc(u8, .fromByteUnits(region_align), plan.total_bytes) catch {
@@ -176,6 +181,18 @@ pub const Model = struct {
         m.chain(x, y, batch, .rows);
     }
 
+    /// `steps` steps in turn, exactly as `steps` calls of forward: step t reads
+    /// x[t * input_size ..][0..input_size] and writes y[t * output_size ..][0..output_size].
+    /// The caller (api.zig) has checked that no step's output overlaps a later step's input.
+    pub fn process(m: *Model, x: []const f32, y: []f32, steps: usize) void {
+        const n_in: usize = m.input_size;
+        const n_out: usize = m.output_size;
+        std.debug.assert(x.len == n_in * steps and y.len >= n_out * steps);
+        for (0..steps) |t| {
+            m.chain(x[t * n_in ..][0..n_in], y[t * n_out ..][0..n_out], 1, .step);
+        }
+    }
+
     pub fn reset(m: *Model) void {
         @memset(m.state, 0);
     }
@@ -205,6 +222,11 @@ pub const Model = struct {
         for (m.layers, 0..) |*l, i| {
             const n = l.desc.out * batch;
             const dst = if (i + 1 == m.layers.len) y[0..n] else m.acts[i % 2][0..n];
+            if (l.desc.kind == .skip) {
+                skip.add(&l.desc, x, m.input_size, src, dst, batch);
+                src = dst;
+                continue;
+            }
             switch (mode) {
                 .step => runLayer(l, l.state, m.scratch, src, dst),
                 .rows => m.runRows(l, src, dst, batch),
@@ -214,12 +236,12 @@ pub const Model = struct {
     }
 
     /// Layers read x while the last writes y: when the caller passed overlapping buffers,
-    /// x moves to the activation buffer that the first layer does not write.
+    /// x moves to a region that no layer writes (skip layers read it after the others ran).
     fn unalias(m: *Model, x: []const f32, y: []const f32) []const f32 {
         const x0 = @intFromPtr(x.ptr);
         const y0 = @intFromPtr(y.ptr);
         if (x0 >= y0 + y.len * 4 or y0 >= x0 + x.len * 4) return x;
-        const copy = m.acts[1][0..x.len];
+        const copy = m.input_copy[0..x.len];
         @memcpy(copy, x);
         return copy;
     }
@@ -256,6 +278,7 @@ pub const Model = struct {
         m.scratch = floatsAt(base, plan.scratch_at, plan.scratch_floats);
         m.acts[0] = floatsAt(base, plan.acts_at[0], plan.act_floats);
         m.acts[1] = floatsAt(base, plan.acts_at[1], plan.act_floats);
+        m.input_copy = floatsAt(base, plan.input_at, plan.input_floats);
         var w_at: usize = 0;
         var s_at: usize = 0;
         var it = img.layers();
@@ -307,6 +330,7 @@ fn outOfMemory(diag: *Diag, bytes: usize) error{OutOfMemory} {
 
 fn runLayer(l: *const Layer, state: []f32, scratch: []f32, x: []const f32, y: []f32) void {
     switch (l.desc.kind) {
+        .skip => unreachable, // chain runs it: it reads the model input
         inline else => |k| image.Impl(k).forward(&l.desc, l.weights, state, scratch, x, y),
     }
 }
@@ -338,6 +362,8 @@ const Plan = struct {
     scratch_floats: usize = 0,
     acts_at: [2]usize = .{ 0, 0 },
     act_floats: usize = 0,
+    input_at: usize = 0,
+    input_floats: usize = 0,
     total_bytes: usize = 0,
 
     fn of(img: *const image.Image, diag: *Diag) image.Error!Plan {
@@ -378,6 +404,10 @@ const Plan = struct {
         at = try add(at, try regionBytes(try std.math.mul(u64, act, 4)));
         p.acts_at[1] = @intCast(at);
         at = try add(at, try regionBytes(try std.math.mul(u64, act, 4)));
+        const input = try std.math.mul(u64, h.input_size, h.max_batch);
+        p.input_at = @intCast(at);
+        at = try add(at, try regionBytes(try std.math.mul(u64, input, 4)));
+        p.input_floats = @intCast(input);
         p.weights_floats = @intCast(weights);
         p.state_floats = @intCast(state);
         p.copy_floats = @intCast(copy);

@@ -20,6 +20,7 @@ test {
     _ = @import("layers/lstm.zig");
     _ = @import("layers/gru.zig");
     _ = @import("layers/attention.zig");
+    _ = @import("layers/skip.zig");
 }
 
 /// One layer for `build`: tensors are filled with random values unless given.
@@ -739,4 +740,77 @@ test "api: compute calls read and write subnormals as zero, and restore the call
     var kept = tiny * 1.0;
     std.mem.doNotOptimizeAway(&kept);
     try testing.expectEqual(@as(f32, 1e-39), kept);
+}
+
+test "api: cz_process equals cz_forward calls bit for bit and checks its buffers" {
+    const layers = [_]Spec{
+        .{ .kind = .lstm, .in = 2, .out = 5 },
+        .{ .kind = .dense, .in = 5, .out = 2, .p = params(1, 0, 0) },
+        .{ .kind = .skip, .in = 2, .out = 2 },
+    };
+    const bytes = try build(testing.allocator, 11, 2, &layers);
+    defer testing.allocator.free(bytes);
+    var handles: [2]u64 = undefined;
+    for (&handles) |*h| {
+        try testing.expectEqual(@as(u32, 0), api.cz_model_create(bytes.ptr, bytes.len, h, null, 0));
+    }
+    const stepped: ?*anyopaque = @ptrFromInt(handles[0]);
+    const blocked: ?*anyopaque = @ptrFromInt(handles[1]);
+    defer for (handles) |h| api.cz_model_destroy(@ptrFromInt(h));
+    const steps = 40;
+    var x: [2 * steps]f32 = undefined;
+    var prng = std.Random.DefaultPrng.init(5);
+    randomFloats(prng.random(), &x, 1.5);
+    var want: [2 * steps]f32 = undefined;
+    for (0..steps) |t| {
+        const status = api.cz_forward(stepped, x[2 * t ..].ptr, 2, want[2 * t ..].ptr, 2);
+        try testing.expectEqual(@as(u32, 0), status);
+    }
+    var got: [2 * steps]f32 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_process(blocked, &x, x.len, steps, &got, got.len));
+    try testing.expectEqualSlices(u32, @ptrCast(&want), @ptrCast(&got));
+    // In place (out starts at in, output_size <= input_size) from a reset state.
+    try testing.expectEqual(@as(u32, 0), api.cz_reset(blocked));
+    var in_place = x;
+    const status = api.cz_process(blocked, &in_place, x.len, steps, &in_place, x.len);
+    try testing.expectEqual(@as(u32, 0), status);
+    try testing.expectEqualSlices(u32, @ptrCast(&want), @ptrCast(&in_place));
+
+    const odd: *anyopaque = @ptrFromInt(@intFromPtr(&got) + 1);
+    const g = got.len;
+    try expectRefused(blocked, api.cz_process(blocked, &x, x.len, 0, &got, g), "cz_process: steps is 0");
+    try expectRefused(blocked, api.cz_process(blocked, null, x.len, steps, &got, g), "cz_process: in is null");
+    try expectRefused(blocked, api.cz_process(blocked, &x, x.len - 1, steps, &got, g), "cz_process: in_len is 79, expected 80");
+    try expectRefused(blocked, api.cz_process(blocked, &x, x.len, steps, &got, g - 1), "cz_process: out_len is 79");
+    // Output one float past the input: step 0 would overwrite step 1's input.
+    const shifted = api.cz_process(blocked, &x, x.len - 2, steps - 1, x[1..].ptr, x.len - 2);
+    try expectRefused(blocked, shifted, "cz_process: out overlaps in");
+    try expectRefused(blocked, api.cz_process(blocked, &x, x.len, steps, odd, g), "cz_process: out is not 4-byte aligned");
+    try testing.expectEqual(@as(u32, 4), api.cz_process(null, &x, x.len, steps, &got, got.len));
+}
+
+/// A cz_process call refused with status 1 and a message starting with `prefix`.
+fn expectRefused(h: ?*anyopaque, status: u32, prefix: []const u8) !void {
+    try testing.expectEqual(@as(u32, 1), status);
+    var msg: [200]u8 = undefined;
+    const n = api.cz_last_error(h, &msg, msg.len);
+    if (!std.mem.startsWith(u8, msg[0..n], prefix)) {
+        std.debug.print("message: {s}\nexpected to start with: {s}\n", .{ msg[0..n], prefix });
+        return error.TestUnexpectedResult;
+    }
+}
+
+test "image: a skip layer wider than the model input is refused" {
+    const layers = [_]Spec{
+        .{ .kind = .dense, .in = 2, .out = 3, .p = params(1, 0, 0) },
+        .{ .kind = .skip, .in = 3, .out = 3 },
+    };
+    const bytes = try build(testing.allocator, 3, 1, &layers);
+    defer testing.allocator.free(bytes);
+    var handle: u64 = 0;
+    var err: [256]u8 = undefined;
+    try testing.expectEqual(@as(u32, 2), api.cz_model_create(bytes.ptr, bytes.len, &handle, &err, err.len));
+    const want = "layer 1 (skip): out is 3, expected at most 2 (the header's input_size: skip adds " ++
+        "the model input)";
+    try testing.expectEqualStrings(want, std.mem.sliceTo(&err, 0));
 }

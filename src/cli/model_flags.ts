@@ -11,17 +11,18 @@ import type { ParsedArgs } from "./args.ts";
 import { UsageError } from "./args.ts";
 
 export const MODEL_FLAGS = {
-  format: "auto|rtneural|safetensors|torch",
+  format: "auto|rtneural|safetensors|torch|amp|onnx",
   layers: "FILE",
 } as const;
 
 export const MODEL_FLAGS_HELP = [
-  "  --format F       auto (default: detected from the content), rtneural, safetensors, torch",
+  "  --format F       auto (default: detected from the content), rtneural, safetensors, torch,",
+  "                   amp (NeuralPi/Proteus/AIDA-X model JSON) or onnx",
   "  --layers FILE    JSON list of a PyTorch state_dict's modules, in forward order, e.g.",
   '                   [{"kind":"lstm","name":"lstm"},{"kind":"linear","name":"dense"}]',
 ].join("\n");
 
-const FORMATS = ["auto", "rtneural", "safetensors", "torch"] as const;
+const FORMATS = ["auto", "rtneural", "safetensors", "torch", "amp", "onnx"] as const;
 
 async function readLayers(path: string): Promise<TorchLayerDecl[]> {
   const text = await readText(path);

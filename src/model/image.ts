@@ -54,6 +54,7 @@ export const MATRIX_TENSORS: Readonly<Record<LayerKind, readonly string[]>> = {
   activation: [],
   attention: ["Wq", "Wk", "Wv", "Wo"],
   transformer: ["Wq", "Wk", "Wv", "Wo", "W1", "W2"],
+  skip: [],
 };
 
 /**
@@ -210,6 +211,7 @@ export function layerFields(layer: LayerSpec): LayerFields {
     case "lstm":
     case "gru":
     case "prelu":
+    case "skip":
       return { act: 0, p: [], f: [] };
   }
 }

@@ -5,7 +5,9 @@
 
 import { CadenzaError } from "../errors.ts";
 import { readFile } from "../native/io.ts";
+import { parseAmpJson } from "./formats/amp.ts";
 import { detectFormat, type ModelFormat } from "./formats/detect.ts";
+import { readOnnx } from "./formats/onnx.ts";
 import { parseRtneural } from "./formats/rtneural.ts";
 import { readSafetensors } from "./formats/safetensors.ts";
 import { parseTorchStateDict, type TorchLayerDecl } from "./formats/torch.ts";
@@ -28,7 +30,7 @@ export interface LoadedSpec {
   source: string;
 }
 
-const FORMATS: readonly string[] = ["auto", "rtneural", "safetensors", "torch"];
+const FORMATS: readonly string[] = ["auto", "rtneural", "safetensors", "torch", "amp", "onnx"];
 
 /** loadModel's keys; loadSpec accepts them too, so that one options object serves both. */
 const LOAD_OPTION_KEYS: readonly string[] = [
@@ -47,12 +49,28 @@ function parseJson(bytes: Uint8Array, source: string): unknown {
   }
 }
 
-function parseAs(format: ModelFormat, bytes: Uint8Array, options: SpecOptions, source: string) {
+/** External-data files of an ONNX model, read beside it (a path's folder). */
+function besidePath(path: string) {
+  const folder = path.slice(0, path.lastIndexOf("/") + 1);
+  return (location: string) => readFile(folder + location);
+}
+
+async function parseAs(
+  format: ModelFormat,
+  bytes: Uint8Array,
+  options: SpecOptions,
+  source: string,
+  from_file: boolean,
+): Promise<ModelSpec> {
   switch (format) {
+    case "onnx":
+      return await readOnnx(bytes, source, from_file ? besidePath(source) : undefined);
     case "safetensors":
       return readSafetensors(bytes, source);
     case "rtneural":
       return parseRtneural(parseJson(bytes, source), source);
+    case "amp":
+      return parseAmpJson(parseJson(bytes, source), source);
     case "torch":
       if (options.layers === undefined) {
         throw new CadenzaError(
@@ -85,11 +103,12 @@ export async function loadSpec(
     throw new CadenzaError("E_ARGUMENT", "loadModel: expected a path or a Uint8Array");
   }
   const format = requested === "auto" ? detectFormat(bytes, source) : requested;
-  return { spec: parseAs(format, bytes, options, source), format, source };
+  return { spec: await parseAs(format, bytes, options, source, from_file), format, source };
 }
 
 /**
- * Loads a model file (.safetensors, RTNeural .json, PyTorch state_dict .json) or its bytes.
+ * Loads a model file (.safetensors, .onnx, RTNeural .json, guitar-amp .json, PyTorch state_dict
+ * .json) or its bytes.
  * `precision: "bf16"` holds the weight matrices as bfloat16 (half the bytes per step), "int8"
  * as int8 with a scale per row (a quarter of the bytes; inputs quantised per call).
  *

@@ -97,6 +97,10 @@ export class Model {
   #output: Float32Array;
   #batch_views: Float32Array[];
   #info: BigUint64Array;
+  /** process's own output memory (grown to the largest block) and its view for #block_steps. */
+  #block: Float32Array = new Float32Array(0);
+  #block_view: Float32Array = this.#block;
+  #block_steps = 0;
 
   private constructor(
     api: NativeApi,
@@ -189,6 +193,45 @@ export class Model {
     return output;
   }
 
+  /**
+   * Runs `steps` steps in one native call, exactly as `steps` calls of forward (bit for bit,
+   * state carried from each step to the next): `input` holds the steps one after another
+   * (steps * inputSize values). The steps * outputSize outputs go to `output` when given
+   * (nothing is allocated; it may be `input` itself when outputSize <= inputSize), else to
+   * memory the model keeps and reuses: the returned view is overwritten by the next process.
+   * That memory grows when a larger block arrives, so a caller with a fixed block size
+   * allocates only on the first call.
+   *
+   * @example
+   * const amp = await loadModel("amp.json");           // 1 input, 1 output
+   * amp.process(samples, samples.length, samples);     // in place, one call per audio block
+   */
+  process(input: Float32Array, steps: number, output?: Float32Array): Float32Array {
+    const handle = this.#live("process");
+    if (!Number.isInteger(steps) || steps < 1 || steps > 0xffffffff) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `${this.source}: process steps: expected an integer in 1..4294967295, ` +
+          `got ${describe(steps)}`,
+      );
+    }
+    if (!(input instanceof Float32Array) || input.length !== this.inputSize * steps) {
+      throw this.#shapeError("process", input, this.inputSize * steps);
+    }
+    const out = output ?? this.#blockView(steps);
+    if (!(out instanceof Float32Array) || out.length < this.outputSize * steps) {
+      throw new CadenzaError(
+        "E_SHAPE",
+        `${this.source}: process output: expected a Float32Array of at least ` +
+          `${this.outputSize * steps} (outputSize ${this.outputSize} x steps ${steps}), ` +
+          `got ${describe(out)}`,
+      );
+    }
+    const status = this.#api.process(handle, input, steps, out);
+    if (status !== 0) throw this.#nativeError(handle, status, "process");
+    return out;
+  }
+
   /** Zeroes the recurrent, convolution and attention state. */
   reset(): void {
     const handle = this.#live("reset");
@@ -261,6 +304,16 @@ export class Model {
       this.#batch_views[batch - 1] = view;
     }
     return view;
+  }
+
+  #blockView(steps: number): Float32Array {
+    if (steps !== this.#block_steps) {
+      const len = steps * this.outputSize;
+      if (this.#block.length < len) this.#block = new Float32Array(len);
+      this.#block_view = this.#block.subarray(0, len);
+      this.#block_steps = steps;
+    }
+    return this.#block_view;
   }
 
   #shapeError(call: string, input: unknown, expected_len: number): CadenzaError {

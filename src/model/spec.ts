@@ -6,7 +6,15 @@
 
 import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
 
-export type Activation = "linear" | "tanh" | "sigmoid" | "relu" | "elu" | "gelu" | "softmax";
+export type Activation =
+  | "linear"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  | "elu"
+  | "gelu"
+  | "softmax"
+  | "logsoftmax";
 
 /** Activation ids as the model image stores them. */
 export const ACTIVATION_IDS: Record<Activation, number> = {
@@ -17,6 +25,7 @@ export const ACTIVATION_IDS: Record<Activation, number> = {
   elu: 4,
   gelu: 5,
   softmax: 6,
+  logsoftmax: 7,
 };
 
 export type LayerKind =
@@ -29,7 +38,8 @@ export type LayerKind =
   | "prelu"
   | "activation"
   | "attention"
-  | "transformer";
+  | "transformer"
+  | "skip";
 
 /** Layer kind ids as the model image stores them. */
 export const KIND_IDS: Record<LayerKind, number> = {
@@ -43,6 +53,7 @@ export const KIND_IDS: Record<LayerKind, number> = {
   activation: 8,
   attention: 9,
   transformer: 10,
+  skip: 11,
 };
 
 /** The architecture of one layer, without its tensors (what safetensors metadata stores). */
@@ -138,6 +149,7 @@ export const KIND_FIELDS: Record<LayerKind, readonly OptionalField[]> = {
   activation: ["activation"],
   attention: ["heads", "context"],
   transformer: ["heads", "context", "ffDim", "epsilon", "activation"],
+  skip: [],
 };
 
 /** Kinds whose output width must equal their input width. */
@@ -148,6 +160,7 @@ const SAME_WIDTH: ReadonlySet<LayerKind> = new Set<LayerKind>([
   "activation",
   "attention",
   "transformer",
+  "skip",
 ]);
 
 const ATTENTION_TENSORS = ["Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo"];
@@ -173,6 +186,7 @@ export function TENSOR_NAMES(
     case "prelu":
       return ["alpha"];
     case "activation":
+    case "skip":
       return [];
     case "attention":
       return [...ATTENTION_TENSORS];
@@ -209,6 +223,7 @@ export function tensorShapes(arch: LayerArch): Record<string, number[]> {
     case "prelu":
       return { alpha: [n_out] };
     case "activation":
+    case "skip":
       return {};
     case "attention":
       return attentionShapes(n_out);
@@ -557,7 +572,12 @@ export function validateSpec(spec: ModelSpec, source: string): void {
   for (let i = 0; i < layers.length; i++) {
     const layer = layers[i];
     validateLayerArch(layer, i, width, source);
-    validateTensors(layer, { source, layer: layerLabel(i, layer) });
+    const where = { source, layer: layerLabel(i, layer) };
+    if (layer.kind === "skip" && layer.outputSize > spec.inputSize) {
+      const expected = `at most ${spec.inputSize} (the model's inputSize: skip adds the input)`;
+      fail("E_SHAPE", where, "outputSize", expected, String(layer.outputSize));
+    }
+    validateTensors(layer, where);
     width = layer.outputSize;
   }
 }

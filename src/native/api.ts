@@ -43,6 +43,11 @@ export interface NativeApi {
     output: Float32Array,
   ): number;
   reset(handle: NativeHandle): number;
+  /**
+   * `steps` steps in one call, as `steps` forward calls (cz_process): input holds
+   * steps * inputSize values, output at least steps * outputSize.
+   */
+  process(handle: NativeHandle, input: Float32Array, steps: number, output: Float32Array): number;
   /** The message of the handle's last failed call ("" when there is none). */
   lastError(handle: NativeHandle): string;
   /** A model handle as the u64 that cz_graph_create's handle array holds. */

@@ -26,6 +26,7 @@ const symbols = {
   cz_forward: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
   cz_forward_batch: { args: [ptr, ptr, usize, u32, ptr, usize], returns: u32 },
   cz_reset: { args: [ptr], returns: u32 },
+  cz_process: { args: [ptr, ptr, usize, u32, ptr, usize], returns: u32 },
   cz_last_error: { args: [ptr, ptr, usize], returns: usize },
   cz_graph_create: { args: [ptr, usize, ptr, usize, ptr, ptr, usize], returns: u32 },
   cz_graph_destroy: { args: [ptr], returns: none },
@@ -83,6 +84,8 @@ export function openBun(library_path: string): NativeApi {
     forwardBatch: (handle, input, batch, output) =>
       cz.cz_forward_batch(toPointer(handle), input, input.length, batch, output, output.length),
     reset: (handle) => cz.cz_reset(toPointer(handle)),
+    process: (handle, input, steps, output) =>
+      cz.cz_process(toPointer(handle), input, input.length, steps, output, output.length),
     lastError: (handle) =>
       lastMessage(cz.cz_last_error(toPointer(handle), message, message.length)),
     handleValue: (handle) => BigInt(handle as unknown as number),

@@ -31,6 +31,10 @@ const symbols = {
     result: "u32",
   },
   cz_reset: { parameters: ["pointer"], result: "u32" },
+  cz_process: {
+    parameters: ["pointer", "buffer", "usize", "u32", "buffer", "usize"],
+    result: "u32",
+  },
   cz_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
   cz_graph_create: {
     parameters: ["buffer", "usize", "buffer", "usize", "buffer", "buffer", "usize"],
@@ -123,6 +127,14 @@ interface Symbols {
     y_len: bigint,
   ): number;
   cz_reset(handle: Ptr): number;
+  cz_process(
+    handle: Ptr,
+    x: Buf,
+    x_len: bigint,
+    steps: number,
+    y: Buf,
+    y_len: bigint,
+  ): number;
   cz_last_error(handle: Ptr, buf: Buf, buf_len: bigint): number | bigint;
   cz_graph_create(
     desc: Buf,
@@ -245,6 +257,8 @@ export function openDeno(library_path: string): NativeApi {
     forwardBatch: (handle, input, batch, output) =>
       cz.cz_forward_batch(toPointer(handle), input, len(input), batch, output, len(output)),
     reset: (handle) => cz.cz_reset(toPointer(handle)),
+    process: (handle, input, steps, output) =>
+      cz.cz_process(toPointer(handle), input, len(input), steps, output, len(output)),
     lastError: (handle) => lastMessage(cz.cz_last_error(toPointer(handle), message, len(message))),
     handleValue: (handle) => BigInt(Deno.UnsafePointer.value(toPointer(handle))),
     graphCreate: (description, handles) =>

@@ -244,7 +244,7 @@ const optionsCase: Case = {
       /<bytes>/,
       "as safetensors",
     );
-    const bogus = { format: "onnx" } as unknown as { format: "auto" };
+    const bogus = { format: "keras" } as unknown as { format: "auto" };
     await rejectsCadenza(() => loadModel(DENSE, bogus), "E_ARGUMENT", /format/, "unknown format");
     await rejectsCadenza(
       () => loadModel(rtneuralModel("lstm_torch.json"), { format: "torch" }),

@@ -95,15 +95,26 @@ function fixtureCase(f: Fixture): Case {
       try {
         model.reset();
         const x = new Float32Array(model.inputSize);
+        const stepped = new Float32Array(xs.length * model.outputSize);
         for (let n = 0; n < xs.length; n++) {
           x.set(xs[n]);
           const got = model.forward(x);
+          stepped.set(got, n * model.outputSize);
           if (n < lead) continue;
           const want = ys[n - lead];
           const d = deviation(got.subarray(0, want.length), want);
           worst = Math.max(worst, d.worst);
           checkDeviation(d, CONFORMANCE_BOUND, () => `${f.name} step ${n}`);
         }
+        // The same data through block processing, in one call: the same bits as the steps.
+        model.reset();
+        const block = new Float32Array(xs.length * model.inputSize);
+        xs.forEach((row, n) => block.set(row, n * model.inputSize));
+        const processed = model.process(block, xs.length);
+        const same = new Uint32Array(processed.buffer, processed.byteOffset, processed.length);
+        const want_bits = new Uint32Array(stepped.buffer);
+        const differs = same.findIndex((bits, i) => bits !== want_bits[i]);
+        check(differs < 0, () => `${f.name}: process output ${differs} differs from forward's`);
       } finally {
         model.dispose();
       }

@@ -253,11 +253,11 @@ const refusalCase: Case = {
       );
       await refused(
         2,
-        /--to must be safetensors or rtneural/,
+        /--to must be safetensors, rtneural or onnx/,
         input,
         join(dir, "x"),
         "--to",
-        "onnx",
+        "keras",
       );
       await refused(2, /expected IN OUT/, input);
       await refused(

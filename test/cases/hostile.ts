@@ -262,7 +262,7 @@ const truncatedCase: Case = {
     await rejectsCadenza(
       () => loadSpec(new TextEncoder().encode('{"layers": 3')),
       "E_FORMAT",
-      /expected a safetensors file or JSON/,
+      /expected a safetensors file, an ONNX file or JSON \(.*\), got none of them \(.*JSON/,
       "broken JSON is still reported as JSON",
     );
   },

@@ -71,6 +71,7 @@ const MATRICES: Record<LayerKind, readonly string[]> = {
   activation: [],
   attention: ["Wq", "Wk", "Wv", "Wo"],
   transformer: ["Wq", "Wk", "Wv", "Wo", "W1", "W2"],
+  skip: [],
 };
 
 const scratch32 = new Float32Array(1);

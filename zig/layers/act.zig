@@ -120,6 +120,7 @@ pub fn apply(a: desc.Act, y: []f32) void {
         .elu => map(eluVec, y),
         .gelu => map(geluVec, y),
         .softmax => softmax(y),
+        .logsoftmax => logSoftmax(y),
     }
 }
 
@@ -160,6 +161,29 @@ pub fn softmax(y: []f32) void {
         @memcpy(rest, tail[0..rest.len]);
     }
     scale(y, 1.0 / @reduce(.Add, sum));
+}
+
+/// log(softmax(y)) over all of `y` in place: `(y - max) - log(sum e^(y - max))`, which never
+/// takes the log of a rounded-to-zero share. Infinite maxima take softmax's shares (then their
+/// logs: 0 -> -inf); a NaN anywhere makes every output NaN.
+pub fn logSoftmax(y: []f32) void {
+    if (y.len == 0) return;
+    const m = maxOf(y);
+    if (m == std.math.inf(f32) or m == -std.math.inf(f32)) {
+        softmaxInfinite(y, m);
+        for (y) |*v| v.* = @log(v.*);
+        return;
+    }
+    const shift: V = @splat(m);
+    const whole = y.len / lanes * lanes;
+    var sum: V = @splat(0);
+    var i: usize = 0;
+    while (i < whole) : (i += lanes) sum += expVec(simd.load(y, i) - shift);
+    var tail: [lanes]f32 = @splat(-std.math.inf(f32));
+    @memcpy(tail[0 .. y.len - whole], y[whole..]);
+    sum += expVec(@as(V, tail) - shift);
+    const log_sum = @log(@reduce(.Add, sum));
+    for (y) |*v| v.* = (v.* - m) - log_sum;
 }
 
 fn maxOf(y: []const f32) f32 {
@@ -316,6 +340,30 @@ test "act: apply covers tails; scalar tanh and sigmoid agree with the vector for
     apply(.relu, &y);
     for (x, y) |xi, yi| try std.testing.expectEqual(@max(xi, 0), yi);
     try std.testing.expectApproxEqAbs(Ref.sigmoid(0.7), sigmoid(0.7), 2e-7);
+}
+
+test "act: log softmax f64 agreement, tails, infinities and NaN" {
+    var y: [2 * lanes + 5]f32 = undefined;
+    var rng = std.Random.DefaultPrng.init(4);
+    for (&y) |*v| v.* = (rng.random().float(f32) - 0.5) * 80;
+    const x = y;
+    logSoftmax(&y);
+    var m: f64 = -std.math.inf(f64);
+    for (x) |v| m = @max(m, v);
+    var s: f64 = 0;
+    for (x) |v| s += @exp(v - m);
+    // Outputs reach about -80: the bound is relative to max(1, |want|), as the TS tests measure.
+    for (x, y) |xi, yi| {
+        const want = (xi - m) - @log(s);
+        try std.testing.expectApproxEqAbs(want, yi, 1e-6 * @max(1, @abs(want)));
+    }
+    const inf = std.math.inf(f32);
+    var a = [_]f32{ 1, inf, -inf, inf, 3 };
+    logSoftmax(&a);
+    try std.testing.expectEqualSlices(f32, &.{ -inf, @log(@as(f32, 0.5)), -inf, @log(@as(f32, 0.5)), -inf }, &a);
+    var c = [_]f32{ 1, std.math.nan(f32), 2 };
+    logSoftmax(&c);
+    for (c) |v| try std.testing.expect(std.math.isNan(v));
 }
 
 test "act: softmax f64 agreement, tails, infinities and NaN" {

@@ -14,6 +14,7 @@ pub const Kind = enum(u32) {
     activation = 8,
     attention = 9,
     transformer = 10,
+    skip = 11,
 };
 
 pub const Act = enum(u32) {
@@ -24,6 +25,8 @@ pub const Act = enum(u32) {
     elu = 4,
     gelu = 5,
     softmax = 6,
+    /// log(softmax(x)) over the layer output, as ONNX LogSoftmax and torch's log_softmax.
+    logsoftmax = 7,
 };
 
 /// How a layer's weight matrices are held in the arena (image layer word 15). Biases, norms and

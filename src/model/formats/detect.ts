@@ -1,12 +1,18 @@
 /**
  * Tells model file formats apart by content, not by extension: a safetensors file starts with
- * its header length and then "{"; RTNeural JSON has `in_shape` and `layers`; anything else that
- * is a JSON object of arrays is taken as a PyTorch state_dict dump.
+ * its header length and then "{"; an ONNX file is a protobuf ModelProto whose first field is
+ * ir_version (byte 0x08, as every ONNX writer orders it); RTNeural JSON has `in_shape` and
+ * `layers`; the guitar-amp JSON has `model_data` and `state_dict`; anything else that is a JSON
+ * object of arrays is taken as a PyTorch state_dict dump.
  */
 
 import { CadenzaError } from "../../errors.ts";
+import { looksLikeAmpJson } from "./amp.ts";
 
-export type ModelFormat = "rtneural" | "safetensors" | "torch";
+export type ModelFormat = "rtneural" | "safetensors" | "torch" | "amp" | "onnx";
+
+/** protobuf field 1 (ir_version), wire type 0 (varint): the first byte of an ONNX file. */
+const ONNX_FIRST_BYTE = 0x08;
 
 const OPEN_BRACE = 0x7B;
 
@@ -37,6 +43,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export function detectFormat(bytes: Uint8Array, path?: string): ModelFormat {
   const source = path ?? "model file";
   if (looksLikeSafetensors(bytes)) return "safetensors";
+  if (bytes[0] === ONNX_FIRST_BYTE) return "onnx";
   let json: unknown;
   try {
     const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
@@ -44,21 +51,22 @@ export function detectFormat(bytes: Uint8Array, path?: string): ModelFormat {
   } catch (err) {
     throw new CadenzaError(
       "E_FORMAT",
-      `${source}: expected a safetensors file or JSON (RTNeural or a PyTorch state_dict), got ` +
-        `neither (${(err as Error).message})`,
+      `${source}: expected a safetensors file, an ONNX file or JSON (RTNeural, amp model or ` +
+        `a PyTorch state_dict), got none of them (${(err as Error).message})`,
       { cause: err },
     );
   }
   if (isRecord(json) && Array.isArray(json.layers) && Array.isArray(json.in_shape)) {
     return "rtneural";
   }
+  if (looksLikeAmpJson(json)) return "amp";
   const values = isRecord(json) ? Object.values(json) : [];
   if (values.length > 0 && values.every((v) => Array.isArray(v) || typeof v === "number")) {
     return "torch";
   }
   throw new CadenzaError(
     "E_FORMAT",
-    `${source}: expected RTNeural JSON ({in_shape, layers}) or a state_dict (an object of ` +
-      "arrays), got JSON that is neither",
+    `${source}: expected RTNeural JSON ({in_shape, layers}), an amp model ({model_data, ` +
+      "state_dict}) or a state_dict (an object of arrays), got JSON that is none of them",
   );
 }

@@ -14,7 +14,8 @@
  *   [N, heads, dh, P] (keys stored transposed so no Transpose runs per step) and `past.L.v`
  *   [N, heads, P, dh], concatenated with this step's and cut to the last `context` positions;
  *   the results are `present.L.k` / `present.L.v`. P starts at 0.
- * - batchnorm: Mul + Add with scale and shift folded from the statistics (in float64).
+ * - batchnorm: BatchNormalization (inference) with the layer's own statistics and epsilon, so
+ *   cadenza's ONNX reader gets the same tensors back (no gamma/beta: ones and zeros).
  * - layernorm: LayerNormalization; prelu: PRelu; activation: its op.
  * The graph's data input is `input` [N, inputSize] and its output `output` [N, outputSize].
  */
@@ -104,6 +105,8 @@ function exportLayer(g: GraphBuilder, layer: LayerSpec, index: number, x: string
       return exportAttention(g, layer, index, x);
     case "transformer":
       return exportTransformer(g, layer, index, x);
+    case "skip":
+      return exportSkip(g, layer, x);
   }
 }
 
@@ -132,6 +135,8 @@ function exportActivation(g: GraphBuilder, act: Activation, x: string): string {
       return g.node("Elu", [x], { alpha: float(1) })[0];
     case "softmax":
       return g.node("Softmax", [x], { axis: -1 })[0];
+    case "logsoftmax":
+      return g.node("LogSoftmax", [x], { axis: -1 })[0];
     case "gelu": {
       const scaled = g.node("Div", [x, g.scalar(Math.SQRT2)])[0];
       const erf = g.node("Erf", [scaled])[0];
@@ -247,15 +252,14 @@ function exportConv1d(g: GraphBuilder, layer: LayerSpec, index: number, x: strin
 
 function exportBatchNorm(g: GraphBuilder, layer: LayerSpec, index: number, x: string): string {
   const n = layer.outputSize, eps = resolveArch(layer).epsilon;
-  const mean = tensorOf(layer, index, "mean"), variance = tensorOf(layer, index, "var");
-  const scale = new Float32Array(n), shift = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const s = (layer.tensors.gamma?.[i] ?? 1) / Math.sqrt(variance[i] + eps);
-    scale[i] = s;
-    shift[i] = (layer.tensors.beta?.[i] ?? 0) - mean[i] * s;
-  }
-  const scaled = g.node("Mul", [x, g.floats(`l${index}.scale`, scale, [n])])[0];
-  const y = g.node("Add", [scaled, g.floats(`l${index}.shift`, shift, [n])])[0];
+  const p = `l${index}`;
+  const y = g.node("BatchNormalization", [
+    x,
+    g.floats(`${p}.gamma`, layer.tensors.gamma ?? new Float32Array(n).fill(1), [n]),
+    g.floats(`${p}.beta`, layer.tensors.beta ?? new Float32Array(n), [n]),
+    g.floats(`${p}.mean`, tensorOf(layer, index, "mean"), [n]),
+    g.floats(`${p}.var`, tensorOf(layer, index, "var"), [n]),
+  ], { epsilon: float(eps) })[0];
   return exportActivation(g, resolveArch(layer).activation, y);
 }
 
@@ -332,6 +336,15 @@ function exportTransformer(g: GraphBuilder, layer: LayerSpec, index: number, x: 
   const activated = exportActivation(g, resolveArch(layer).activation, hidden);
   const ffOut = gemm(g, activated, t("W2"), t("b2"), ff, d, `${p}.ff2`);
   return g.node("Add", [x1, ffOut])[0];
+}
+
+/** skip: the graph input (its first outputSize values) plus x. */
+function exportSkip(g: GraphBuilder, layer: LayerSpec, x: string): string {
+  let input = "input";
+  if (layer.outputSize !== g.inputWidth) {
+    input = g.node("Slice", [input, g.ints([0]), g.ints([layer.outputSize]), g.ints([1])])[0];
+  }
+  return g.node("Add", [x, input])[0];
 }
 
 function concatFloats(parts: Float32Array[]): Float32Array {
@@ -414,7 +427,11 @@ class GraphBuilder {
     return name;
   }
 
+  /** The data input's width (the first input added). */
+  inputWidth = 0;
+
   addInput(name: string, dims: Dim[]): void {
+    if (this.#inputs.length === 0) this.inputWidth = dims[1] as number;
     this.#inputs.push(valueInfo(name, dims));
   }
 

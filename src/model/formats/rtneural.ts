@@ -303,9 +303,58 @@ export function parseRtneural(json: unknown, source: string): ModelSpec {
     layers.push(...PARSERS[type]({ layer, what, width, out }));
     width = out;
   }
+  layers.push(...aidaExtras(json, width, input_size, source));
   const spec: ModelSpec = { inputSize: input_size, layers };
   validateSpec(spec, source);
   return spec;
+}
+
+/**
+ * AIDA-X's two fields beside RTNeural's: `out_gain` (dB) scales the network's output and
+ * `in_skip` (0 or 1) then adds the input sample, `out = in + net(in) * gain` as its plugin
+ * computes. The gain becomes a batchnorm with mean 0 and variance 1 (its fold keeps the gain
+ * exactly: y = x * gain), the skip a skip layer.
+ */
+function aidaExtras(json: Json, width: number, input_size: number, source: string): LayerSpec[] {
+  const extras: LayerSpec[] = [];
+  const gain_db = json.out_gain;
+  if (gain_db !== undefined && gain_db !== 0) {
+    if (typeof gain_db !== "number" || !Number.isFinite(gain_db)) {
+      throw formatError(`${source}: out_gain`, "a number (dB)", gain_db);
+    }
+    const gain = gain_db > -90 ? Math.fround(Math.pow(10, Math.fround(gain_db * 0.05))) : 0;
+    extras.push({
+      kind: "batchnorm",
+      name: "out_gain",
+      inputSize: width,
+      outputSize: width,
+      epsilon: 1e-30,
+      tensors: {
+        gamma: new Float32Array(width).fill(gain),
+        beta: new Float32Array(width),
+        mean: new Float32Array(width),
+        var: new Float32Array(width).fill(1),
+      },
+    });
+  }
+  const skip = json.in_skip;
+  if (skip !== undefined && skip !== 0) {
+    if (skip !== 1 || width > input_size) {
+      throw formatError(
+        `${source}: in_skip`,
+        `0, or 1 with an output no wider than the input (${input_size})`,
+        skip,
+      );
+    }
+    extras.push({
+      kind: "skip",
+      name: "in_skip",
+      inputSize: width,
+      outputSize: width,
+      tensors: {},
+    });
+  }
+  return extras;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,6 +425,7 @@ function exportLayer(layer: LayerSpec, index: number): Json[] {
     case "layernorm":
     case "attention":
     case "transformer":
+    case "skip":
       throw new CadenzaError(
         "E_FORMAT",
         `toRtneural: layer ${index} (${layer.kind}): kind: expected one with an RTNeural ` +
@@ -419,10 +469,16 @@ function exportBatchnorm(layer: LayerSpec, index: number): Json[] {
  * Converts a spec to an RTNeural JSON object (JSON.stringify it to write a file). Float32 weights
  * are written as the exact doubles they equal, so parseRtneural reads them back bit-exact.
  * Throws E_FORMAT for layers RTNeural has no equivalent of (layernorm, attention, transformer,
- * gelu).
+ * gelu, a skip anywhere but last). A final skip layer is written as AIDA-X's `in_skip: 1`.
  */
 export function toRtneural(spec: ModelSpec): Json {
   validateSpec(spec, "toRtneural");
-  const layers = spec.layers.flatMap((layer, i) => exportLayer(layer, i));
-  return { in_shape: [null, null, spec.inputSize], layers };
+  // A final skip layer is AIDA-X's in_skip (the input added to the output).
+  const last = spec.layers[spec.layers.length - 1];
+  const skip = last.kind === "skip" && spec.layers.length > 1;
+  const body = skip ? spec.layers.slice(0, -1) : spec.layers;
+  const layers = body.flatMap((layer, i) => exportLayer(layer, i));
+  const json: Json = { in_shape: [null, null, spec.inputSize], layers };
+  if (skip) json.in_skip = 1;
+  return json;
 }
