@@ -432,9 +432,11 @@ pub fn Grad(comptime T: type) type {
         /// y = act(y) in place over rows of `width` (softmax normalises each row).
         pub fn forward(a: desc.Act, y: []T, width: usize) void {
             if (a == .linear) return;
-            if (a == .softmax) {
+            if (a == .softmax or a == .logsoftmax) {
                 var r: usize = 0;
-                while (r < y.len) : (r += width) softmaxRow(y[r..][0..width]);
+                while (r < y.len) : (r += width) {
+                    if (a == .softmax) softmaxRow(y[r..][0..width]) else logSoftmaxRow(y[r..][0..width]);
+                }
                 return;
             }
             if (T == f32) return apply(a, y);
@@ -453,9 +455,19 @@ pub fn Grad(comptime T: type) type {
             for (y) |*v| v.* /= s;
         }
 
+        fn logSoftmaxRow(y: []T) void {
+            if (T == f32) return logSoftmax(y);
+            var m: T = -std.math.inf(T);
+            for (y) |v| m = @max(m, v);
+            var s: T = 0;
+            for (y) |v| s += @exp(v - m);
+            const log_sum = @log(s);
+            for (y) |*v| v.* = (v.* - m) - log_sum;
+        }
+
         pub fn exact(a: desc.Act, x: T) T {
             return switch (a) {
-                .linear, .softmax => x,
+                .linear, .softmax, .logsoftmax => x,
                 .tanh => std.math.tanh(x),
                 .sigmoid => 1 / (1 + @exp(-x)),
                 .relu => @max(x, 0),
@@ -489,6 +501,17 @@ pub fn Grad(comptime T: type) type {
                     const xd: f64 = x;
                     const pdf = @exp(-0.5 * xd * xd) / @sqrt(2 * std.math.pi);
                     g.* *= @floatCast(normCdf(x) + xd * pdf);
+                },
+                // y = x - logsumexp(x): dx = dy - softmax(x) sum(dy), softmax(x) = e^y.
+                .logsoftmax => {
+                    var r: usize = 0;
+                    while (r < d.len) : (r += width) {
+                        const yr = y[r..][0..width];
+                        const dr = d[r..][0..width];
+                        var s: T = 0;
+                        for (dr) |g| s += g;
+                        for (dr, yr) |*g, v| g.* -= @exp(v) * s;
+                    }
                 },
                 .softmax => {
                     var r: usize = 0;

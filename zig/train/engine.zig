@@ -288,6 +288,9 @@ pub fn Engine(comptime T: type) type {
         /// QAT for the kinds without their own (qatNative): y from the inference kernel.
         fn inferenceForward(e: *Self, comptime k: desc.Kind, l: *Layer) void {
             if (T != f32) unreachable;
+            // skip reads the model input, which `forward` does not carry; it is untrainable, so
+            // create refuses it before any step could reach here.
+            if (comptime k == .skip) unreachable;
             const K = image.Impl(k);
             const d = inferenceDesc(k, &l.desc);
             const s = K.sizes(&d, 1);
