@@ -8,7 +8,7 @@
  */
 
 import { statSync } from "node:fs";
-import { extname, resolve } from "node:path";
+import { basename, extname, resolve } from "node:path";
 import { CadenzaError } from "../errors.ts";
 import { toRtneural } from "../model/formats/rtneural.ts";
 import { writeSafetensors } from "../model/formats/safetensors.ts";
