@@ -148,6 +148,8 @@ export function openDeno(library_path: string): NativeApi {
     reset: (handle) => cz.cz_reset(toPointer(handle)),
     lastError: (handle) => lastMessage(cz.cz_last_error(toPointer(handle), message, len(message))),
     handleValue: (handle) => BigInt(Deno.UnsafePointer.value(toPointer(handle))),
+    handleOf: (value) =>
+      Deno.UnsafePointer.create(BigInt.asUintN(64, value)) as unknown as NativeHandle,
     graphCreate: (description, handles) =>
       created(() =>
         cz.cz_graph_create(
