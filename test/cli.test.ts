@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { commands, main } from "../src/cli/main.ts";
+import { parseArgs } from "../src/cli/args.ts";
 import type { Output } from "../src/cli/command.ts";
 import { readCsv, rtneuralData, rtneuralModel } from "./helpers.ts";
 
@@ -233,6 +234,24 @@ test("usage mistakes exit 2 with a pointer to --help", async () => {
   }
   expect((await cli("bogus")).err).toMatch(/unknown command "bogus"/);
   expect((await cli("inspect", DENSE, "--bogus")).err).toMatch(/unknown flag --bogus/);
+});
+
+test("flags: parseArgs (node:util) behind the commands' own messages", () => {
+  const spec = { values: { seconds: "N", models: "DIR" }, switches: ["json"] };
+  const parsed = parseArgs(
+    ["a", "--seconds", "-1", "--json", "--models=m d", "--seconds=2", "--", "--json", "-"],
+    spec,
+    "t",
+  );
+  expect(parsed.positionals).toEqual(["a", "--json", "-"]);
+  expect([...parsed.values]).toEqual([["seconds", "2"], ["models", "m d"]]);
+  expect([...parsed.switches]).toEqual(["json"]);
+  expect(() => parseArgs(["--seconds"], spec, "t")).toThrow("t: --seconds needs a value");
+  expect(() => parseArgs(["--json=1"], spec, "t")).toThrow("t: unknown flag --json=1");
+  expect(() => parseArgs(["--bogus", "x"], spec, "t")).toThrow("t: unknown flag --bogus");
+  expect(() => parseArgs(["-s"], spec, "t")).toThrow("t: unknown flag -s");
+  expect(() => parseArgs(["--__proto__"], spec, "t")).toThrow("t: unknown flag --__proto__");
+  expect(() => parseArgs(["--toString"], spec, "t")).toThrow("t: unknown flag --toString");
 });
 
 test("errors print `cadenza: <code>: <message>` and exit 1", async () => {
