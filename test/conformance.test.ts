@@ -25,5 +25,9 @@ afterAll(() => {
     `  ${name.padEnd(14)} ${worst.toExponential(2)}`
   );
   const library = process.env.CADENZA_LIB ?? "safe";
-  console.log(`conformance worst abs error, ${library} library (bound ${CONFORMANCE_BOUND}):\n${lines.join("\n")}`);
+  console.log(
+    `conformance worst abs error, ${library} library (bound ${CONFORMANCE_BOUND}):\n${
+      lines.join("\n")
+    }`,
+  );
 });
