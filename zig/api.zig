@@ -158,6 +158,11 @@ fn token(handle: ?*anyopaque) u64 {
     return @intFromPtr(handle);
 }
 
+comptime {
+    // A token takes 52 bits (handles.zig); a 32-bit target would need a narrower encoding.
+    if (@bitSizeOf(usize) < 64) @compileError("handles are 52-bit tokens: 64-bit targets only");
+}
+
 /// Live models now (for tests).
 pub fn liveModelCount() u32 {
     return models.liveCount();
