@@ -17,7 +17,7 @@ import {
   FEATURE_SIZE,
 } from "../src/pipeline/emotion.ts";
 import type { PipelineModel } from "../src/pipeline/pipeline.ts";
-import { loadBenchPipeline } from "../src/cli/bench.ts";
+import { loadBenchPipeline } from "../src/bench/load.ts";
 import { benchInputs, medianNs, printTable, runtimeName } from "./lib.ts";
 
 /** A plain object around a native model: Pipeline cannot hand it to the native graph. */

@@ -2,7 +2,7 @@
  * Shared bench helpers: the machine's measured limits (bench/peak.zig, built on first use and
  * opened through bun:ffi or Deno.dlopen), GFLOP/s and bandwidth arithmetic, and the tables the
  * suites print after mitata's own output. Percentiles, timing and the agreement check live in
- * src/cli/bench.ts (the `cadenza bench` command uses them too) and are re-exported here.
+ * src/bench/ (the `cadenza bench` command uses them too) and are re-exported here.
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -10,17 +10,12 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import process from "node:process";
-import { table } from "../src/cli/bench.ts";
+import { table } from "../src/bench/report.ts";
 import type { ModelSpec } from "../src/model/spec.ts";
 
-export {
-  benchInputs,
-  checkAgreement,
-  type LatencySummary,
-  percentile,
-  summarizeUs,
-  table,
-} from "../src/cli/bench.ts";
+export { benchInputs, type LatencySummary, percentile, summarizeUs } from "../src/bench/stats.ts";
+export { checkAgreement } from "../src/bench/agreement.ts";
+export { table } from "../src/bench/report.ts";
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = join(BENCH_DIR, "..");

@@ -8,7 +8,8 @@
  */
 import process from "node:process";
 import { bench, do_not_optimize, group, run } from "mitata";
-import { GraphPlan, loadBenchPipeline } from "../src/cli/bench.ts";
+import { batchedPipeline } from "../src/bench/batch.ts";
+import { loadBenchPipeline } from "../src/bench/load.ts";
 import {
   defaultModelsDir,
   EMOTION_GRAPH,
@@ -47,14 +48,8 @@ for (const info of EMOTION_MODELS) {
 
 // The pipeline at batch 64 runs each model's forwardBatch over the same graph (rows start from
 // each model's current state, which does not advance: the offline, many-takes use).
-const plan = new GraphPlan(EMOTION_GRAPH, models, FEATURE_SIZE, BATCH);
-function pipelineBatch(features: Float32Array): void {
-  for (let k = 0; k < plan.nodes.length; k++) {
-    const node = plan.nodes[k];
-    const model = models[node.model as keyof typeof models];
-    node.output.set(model.forwardBatch(plan.gather(k, features), BATCH));
-  }
-}
+const batched = batchedPipeline(EMOTION_GRAPH, models, FEATURE_SIZE, BATCH);
+const pipelineBatch = (features: Float32Array) => batched.step(features);
 const features = benchInputs(8, FEATURE_SIZE, 3);
 const featureRows = benchInputs(8, FEATURE_SIZE * BATCH, 4);
 let j = 0;

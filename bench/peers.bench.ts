@@ -11,14 +11,9 @@
  */
 import process from "node:process";
 import { bench, do_not_optimize, group, run, summary } from "mitata";
-import {
-  AGREEMENT_TOLERANCE,
-  importOrt,
-  loadBenchPipeline,
-  OrtPipeline,
-  pipelineStepper,
-  type Stepper,
-} from "../src/cli/bench.ts";
+import { AGREEMENT_TOLERANCE, pipelineStepper, type Stepper } from "../src/bench/agreement.ts";
+import { loadBenchPipeline } from "../src/bench/load.ts";
+import { importOrt, OrtPipeline } from "../src/bench/peers.ts";
 import type { Model } from "../src/index.ts";
 import {
   defaultModelsDir,
@@ -74,12 +69,15 @@ const ortSync = peers.hasSync
   : null;
 
 const features = benchInputs(64, FEATURE_SIZE, 3);
-const ortOut = new Float32Array(peers.plan.outputsLength);
+const ortOut = new Float32Array(peers.outputsLength);
 const steppers: Stepper[] = [
   pipelineStepper("cadenza", pipeline),
   {
     name: "onnxruntime (awaited run)",
-    step: async (x) => (await peers.step(x)).concatOutputs(ortOut),
+    step: async (x) => {
+      await peers.step(x);
+      return peers.concatOutputs(ortOut);
+    },
     reset: () => peers.reset(),
   },
   pipelineStepper("plain TS", plain),

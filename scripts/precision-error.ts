@@ -9,7 +9,7 @@
  * relative to the output range; the mean shows whether the worst case is typical.
  */
 import process from "node:process";
-import { benchInputs } from "../src/cli/bench.ts";
+import { benchInputs } from "../src/bench/stats.ts";
 import { defaultModelsDir, EmotionPipeline, FEATURE_SIZE } from "../src/pipeline/emotion.ts";
 
 const precision = process.argv[2] ?? "bf16";

@@ -211,5 +211,10 @@ test(`fuzz native create with ${ITERS} mutated images (seed ${SEED})`, async () 
   console.log(
     `fuzz seed ${SEED}: ${ITERS} images, ${tally.created} created and run, refused: ${refused}`,
   );
-  expect(tally.created + [...tally.refused.values()].reduce((a, b) => a + b, 0)).toBe(ITERS);
+  // The mutations reach both sides of the parser: some images it must accept (and run), and
+  // refusals of both kinds (a bad format, a value beyond a limit). Measured with the default
+  // seed: 17% created, 76% E_FORMAT, 7% E_LIMIT (docs/TESTING.md).
+  expect(tally.created).toBeGreaterThan(ITERS / 20);
+  expect(tally.refused.get("E_FORMAT") ?? 0).toBeGreaterThan(ITERS / 4);
+  expect(tally.refused.get("E_LIMIT") ?? 0).toBeGreaterThan(ITERS / 100);
 }, 600_000);

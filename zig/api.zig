@@ -1,11 +1,13 @@
 //! The C ABI (docs/DESIGN.md, "C ABI"): the library's only exported functions. Nothing here
 //! trusts the caller: every pointer is checked for null (and f32 pointers for alignment),
 //! every length against the model, and failures return a status with a message, never trap.
-//! No global mutable state: Workers share one loaded library, each with its own handles.
+//! Handles are tokens from two fixed tables (zig/handles.zig), the library's only global
+//! mutable state: a destroyed, stale or forged handle is status 4, never a read through it.
 const std = @import("std");
 const model = @import("model.zig");
 const image = @import("image.zig");
 const fpenv = @import("fpenv.zig");
+const handles = @import("handles.zig");
 
 const Model = model.Model;
 const Diag = image.Diag;
@@ -39,6 +41,14 @@ pub const panic = std.debug.FullPanic(struct {
 
 const invalid_handle_message = "invalid handle: null, destroyed, or not from cz_model_create";
 
+/// The most models and graphs alive at once (each slot is one cache line: 1 MiB and 64 KiB).
+pub const models_max = 16384;
+pub const graphs_max = 1024;
+
+/// Every live model and graph, by handle (see handles.zig for why these are global).
+var models: handles.Table(Model, models_max, .model) = .{};
+var graphs: handles.Table(Graph, graphs_max, .graph) = .{};
+
 pub export fn cz_abi_version() u32 {
     return abi_version;
 }
@@ -69,13 +79,19 @@ fn create(image_ptr: ?[*]const u8, image_len: usize, handle_out: ?*anyopaque, di
         return .bad_argument;
     };
     const m = Model.create(backing, ptr[0..image_len], diag) catch |err| return statusOf(err);
-    out.* = @intFromPtr(m);
+    out.* = models.insert(m) orelse {
+        m.destroy();
+        diag.set("cz_model_create: {d} models are live, the most the library holds at once; " ++
+            "destroy one first", .{models_max});
+        return .limit;
+    };
     return .ok;
 }
 
-/// A null, destroyed or foreign handle is ignored.
+/// A null, destroyed or foreign handle is ignored. The handle is retired before the memory
+/// goes back, so every later call with it is status 4.
 pub export fn cz_model_destroy(handle: ?*anyopaque) void {
-    const m = live(handle) orelse return;
+    const m = models.remove(token(handle)) orelse return;
     m.destroy();
 }
 
@@ -185,19 +201,25 @@ pub export fn cz_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) us
     return writeMessage(buf, buf_len, msg);
 }
 
-/// The model behind a handle, or null (see liveAs).
-fn live(handle: ?*anyopaque) ?*Model {
-    return liveAs(Model, model.magic_live, handle);
+/// The live model behind a handle, or null for a null, destroyed, stale or forged one: the
+/// one lookup every export that takes a model handle starts with.
+pub fn live(handle: ?*anyopaque) ?*Model {
+    return models.get(token(handle));
 }
 
-/// The object (a Model or a Graph) behind a handle, if the handle is non-null, aligned and
-/// its magic word is `magic_live`.
-fn liveAs(comptime T: type, magic_live: u64, handle: ?*anyopaque) ?*T {
-    const p = handle orelse return null;
-    if (@intFromPtr(p) % @alignOf(T) != 0) return null;
-    const object: *T = @ptrCast(@alignCast(p));
-    if (object.magic != magic_live) return null;
-    return object;
+/// The handle as the token create wrote (a pointer-sized integer, not an address).
+fn token(handle: ?*anyopaque) u64 {
+    return @intFromPtr(handle);
+}
+
+comptime {
+    // A token takes 52 bits (handles.zig); a 32-bit target would need a narrower encoding.
+    if (@bitSizeOf(usize) < 64) @compileError("handles are 52-bit tokens: 64-bit targets only");
+}
+
+/// Live models now (for tests).
+pub fn liveModelCount() u32 {
+    return models.liveCount();
 }
 
 /// Runs a compute call, `f` on `args`, with subnormals flushed and the caller's floating-point
@@ -301,6 +323,7 @@ fn writeMessage(buf: ?[*]u8, buf_len: usize, msg: []const u8) usize {
 test {
     _ = @import("test.zig");
     _ = @import("fpenv.zig");
+    _ = @import("handles.zig");
 }
 
 // The native graph (docs/DESIGN.md, "Native graph"): a pipeline step in one call.
@@ -345,14 +368,25 @@ fn createGraph(
         diag.set("cz_graph_create: desc is null", .{});
         return .bad_argument;
     });
-    var models: [graph.node_count_max]*Model = undefined;
-    const n = memberModels(handles_ptr, handle_count, &models, diag) catch |err| {
+    var members: [graph.node_count_max]*Model = undefined;
+    const n = memberModels(handles_ptr, handle_count, &members, diag) catch |err| {
         return statusOf(err);
     };
-    const g = Graph.create(backing, words[0..desc_len], models[0..n], diag) catch |err| {
+    const g = Graph.create(backing, words[0..desc_len], members[0..n], diag) catch |err| {
         return statusOf(err);
     };
-    out.* = @intFromPtr(g);
+    // The handle of each node's model, which every call checks is still live.
+    const given: [*]align(1) const u64 = @ptrCast(handles_ptr.?);
+    for (g.nodes, g.member_handles[0..g.nodes.len]) |*node, *h| {
+        const i = std.mem.indexOfScalar(*Model, members[0..n], node.model).?;
+        h.* = given[i];
+    }
+    out.* = graphs.insert(g) orelse {
+        g.destroy();
+        diag.set("cz_graph_create: {d} graphs are live, the most the library holds at once; " ++
+            "destroy one first", .{graphs_max});
+        return .limit;
+    };
     return .ok;
 }
 
@@ -360,10 +394,10 @@ fn createGraph(
 fn memberModels(
     handles_ptr: ?*const anyopaque,
     handle_count: usize,
-    models: *[graph.node_count_max]*Model,
+    members: *[graph.node_count_max]*Model,
     diag: *Diag,
 ) (graph.Error || error{BadHandle})!usize {
-    const handles: [*]align(1) const u64 = @ptrCast(handles_ptr orelse {
+    const given: [*]align(1) const u64 = @ptrCast(handles_ptr orelse {
         return diag.fail(error.BadArgument, "cz_graph_create: handles is null", .{});
     });
     if (handle_count == 0 or handle_count > graph.node_count_max) {
@@ -372,13 +406,12 @@ fn memberModels(
             handle_count, graph.node_count_max,
         });
     }
-    for (handles[0..handle_count], 0..) |h, i| {
-        const address = std.math.cast(usize, h) orelse 0;
-        models[i] = live(@ptrFromInt(address)) orelse {
+    for (given[0..handle_count], 0..) |h, i| {
+        members[i] = models.get(h) orelse {
             return diag.fail(error.BadHandle, "cz_graph_create: handle {d} (0x{x}) is not a " ++
                 "live model", .{ i, h });
         };
-        for (models[0..i], 0..) |other, j| if (other == models[i]) {
+        for (members[0..i], 0..) |other, j| if (other == members[i]) {
             return diag.fail(error.BadArgument, "cz_graph_create: handles {d} and {d} are the " ++
                 "same model; each node needs its own", .{ j, i });
         };
@@ -388,7 +421,7 @@ fn memberModels(
 
 /// A null, destroyed or foreign graph is ignored; the member models stay loaded.
 pub export fn cz_graph_destroy(handle: ?*anyopaque) void {
-    const g = liveGraph(handle) orelse return;
+    const g = graphs.remove(token(handle)) orelse return;
     g.destroy();
 }
 
@@ -458,17 +491,20 @@ pub export fn cz_graph_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usi
 }
 
 /// Status 4 (with the message in the graph's diag) when a member model was destroyed while
-/// the graph lives and its memory is still mapped or holds another model; a few compares per
-/// node. (Unmapped memory faults on the read: the caller must destroy the graph first.)
+/// the graph lives: each node's handle is looked up before any member's memory is touched (a
+/// load and two compares per node).
 fn staleMember(g: *Graph, comptime name: []const u8) ?u32 {
-    const node = g.staleNode() orelse return null;
-    return fail(&g.diag, .bad_handle, name ++ ": node {d}'s model was destroyed or replaced " ++
-        "while the graph lives; destroy the graph before its models", .{node});
+    for (g.nodes, g.member_handles[0..g.nodes.len], 0..) |*node, h, i| {
+        if (models.get(h) == node.model) continue;
+        return fail(&g.diag, .bad_handle, name ++ ": node {d}'s model was destroyed while " ++
+            "the graph lives; destroy the graph before its models", .{i});
+    }
+    return null;
 }
 
-/// The graph behind a handle, or null (see liveAs).
-fn liveGraph(handle: ?*anyopaque) ?*Graph {
-    return liveAs(Graph, graph.magic_live, handle);
+/// The live graph behind a handle, or null (as `live` for models).
+pub fn liveGraph(handle: ?*anyopaque) ?*Graph {
+    return graphs.get(token(handle));
 }
 
 /// Checks a graph call's buffers: `in_len` must be `in_expected`, `out_len` at least the

@@ -27,8 +27,6 @@ pub const desc_words_max = header_words +
     node_count_max * (node_words + edge_count_max * edge_words);
 /// An edge source that names the graph input rather than a node.
 pub const graph_input: u32 = 0xFFFF_FFFF;
-/// Written by create, cleared by destroy: the API's check that a handle is a live graph.
-pub const magic_live: u64 = 0x485052475A43_0001;
 /// The fields cz_graph_info reports, in order (docs/DESIGN.md, "Native graph").
 pub const info_fields = 7;
 
@@ -67,8 +65,6 @@ const Node = struct {
     /// This node's output in `Graph.outs`.
     out_at: u32,
     out_len: u32,
-    /// The model's input_size when create checked the edges against it.
-    in_len: u32,
     /// The gather buffer; empty when one copy edge feeds the model its source slice in place.
     input: []f32,
     /// Some node downstream of this one reads the graph input, which stepFrom cannot supply.
@@ -89,7 +85,6 @@ const Plan = struct {
 const region_align = 64;
 
 pub const Graph = struct {
-    magic: u64,
     counting: model.CountingAllocator,
     arena: []align(region_align) u8,
     nodes: []Node,
@@ -101,6 +96,9 @@ pub const Graph = struct {
     reached: []bool,
     /// The last error on this handle (cz_graph_last_error).
     diag: Diag = .{},
+    /// Node i's model as the C ABI's handle (zig/api.zig sets them after create and checks
+    /// them before every call; the graph itself uses `nodes[i].model`).
+    member_handles: [node_count_max]u64 = @splat(0),
 
     /// Validates `words` (the description) against `models` (the handles, resolved and
     /// distinct) and allocates every buffer the graph will use.
@@ -126,7 +124,6 @@ pub const Graph = struct {
         const g = backing.create(Graph) catch return outOfMemory(diag, @sizeOf(Graph));
         errdefer backing.destroy(g);
         g.* = .{
-            .magic = 0,
             .counting = .{ .backing = backing },
             .arena = &.{},
             .nodes = &.{},
@@ -141,14 +138,11 @@ pub const Graph = struct {
         };
         @memset(g.arena, 0);
         g.fill(words, models, &plan);
-        g.magic = magic_live;
         return g;
     }
 
     /// Frees the graph's memory; its models stay loaded.
     pub fn destroy(g: *Graph) void {
-        std.debug.assert(g.magic == magic_live);
-        g.magic = 0;
         const backing = g.counting.backing;
         g.counting.allocator().free(g.arena);
         backing.destroy(g);
@@ -183,18 +177,6 @@ pub const Graph = struct {
             @memset(node.input, 0);
         }
         @memset(g.outs, 0);
-    }
-
-    /// The first node whose model is not the live model of the widths that create checked:
-    /// destroyed while the graph lives, its memory still mapped or reused by another model.
-    /// Running it would read and write past the node's buffers.
-    pub fn staleNode(g: *const Graph) ?usize {
-        for (g.nodes, 0..) |*node, i| {
-            const m = node.model;
-            const live = m.magic == model.magic_live;
-            if (!live or m.input_size != node.in_len or m.output_size != node.out_len) return i;
-        }
-        return null;
     }
 
     /// The cz_graph_info fields; see docs/DESIGN.md.
@@ -280,7 +262,6 @@ pub const Graph = struct {
                 .edges = node_edges,
                 .out_at = out_at,
                 .out_len = m.output_size,
-                .in_len = m.input_size,
                 .input = if (gathers) inputs[input_at..][0..m.input_size] else &.{},
                 .downstream_reads_input = false,
             };
@@ -582,8 +563,10 @@ const out_widths = [_]usize{ 8, 16, 6, 5, 4 };
 
 const Fixture = struct {
     images: [5][]u8,
-    /// By model index (the handles array the description refers to).
+    /// By model index (the handles array the description refers to), created through the C
+    /// ABI so that the API tests can use their handles.
     graph_models: [5]*Model,
+    graph_handles: [5]u64,
     /// The same models, loaded again, for the computation by hand (by node).
     hand: [5]*Model,
 
@@ -594,15 +577,18 @@ const Fixture = struct {
         }
         for (0..5) |node| {
             const m = order[node];
-            f.graph_models[m] = try load(f.images[node]);
+            const img = f.images[node];
+            const status = api.cz_model_create(img.ptr, img.len, &f.graph_handles[m], null, 0);
+            try testing.expectEqual(@as(u32, 0), status);
+            f.graph_models[m] = api.live(@ptrFromInt(f.graph_handles[m])).?;
             f.hand[node] = try load(f.images[node]);
         }
         return f;
     }
 
     fn deinit(f: *Fixture) void {
-        for (f.graph_models, f.hand, f.images) |g, h, img| {
-            g.destroy();
+        for (f.graph_handles, f.hand, f.images) |g, h, img| {
+            api.cz_model_destroy(@ptrFromInt(g));
             h.destroy();
             testing.allocator.free(img);
         }
@@ -787,9 +773,7 @@ test "graph: pooling follows JavaScript's Math.max and rounds the mean once" {
 
 /// The five fixture models behind the C ABI: handles by model index, as u64.
 fn handlesOf(f: *const Fixture) [5]u64 {
-    var handles: [5]u64 = undefined;
-    for (&handles, f.graph_models) |*h, m| h.* = @intFromPtr(m);
-    return handles;
+    return f.graph_handles;
 }
 
 const Created = struct { status: u32, graph: u64, message: [256]u8 };
@@ -928,14 +912,16 @@ test "graph api: handles, buffers and calls are checked" {
     try testing.expectEqual(@as(u32, 1), api.cz_graph_step_from(g, 1, &x, 8, &y, y.len));
     try expectLastError(g, "cz_graph_step_from: in_len is 8, expected 16");
     try testing.expectEqual(@as(u32, 0), api.cz_graph_reset(g));
-    try testing.expect(std.mem.allEqual(f32, @as(*Graph, @ptrCast(@alignCast(g))).outs, 0));
+    try testing.expect(std.mem.allEqual(f32, api.liveGraph(g).?.outs, 0));
 
     try testing.expectEqual(@as(u32, 4), api.cz_graph_step(null, &x, 12, &y, y.len));
     try testing.expectEqual(@as(u32, 4), api.cz_graph_reset(&fake));
     try testing.expectEqual(@as(u32, 4), api.cz_graph_step_from(&fake, 0, &x, 8, &y, y.len));
     try expectLastError(&fake, "invalid graph");
     // A model handle is not a graph.
-    try testing.expectEqual(@as(u32, 4), api.cz_graph_reset(f.graph_models[0]));
+    try testing.expectEqual(@as(u32, 4), api.cz_graph_reset(@ptrFromInt(f.graph_handles[0])));
+    // Nor is a graph's address a graph handle.
+    try testing.expectEqual(@as(u32, 4), api.cz_graph_reset(api.liveGraph(g).?));
     api.cz_graph_destroy(null);
     api.cz_graph_destroy(&fake);
 }
@@ -949,7 +935,7 @@ fn expectLastError(g: ?*anyopaque, needle: []const u8) !void {
     }
 }
 
-test "graph api: a member model destroyed or replaced while the graph lives is not run" {
+test "graph api: a member model destroyed while the graph lives is status 4, never run" {
     var f = try Fixture.init(95);
     defer f.deinit();
     const handles = handlesOf(&f);
@@ -958,31 +944,33 @@ test "graph api: a member model destroyed or replaced while the graph lives is n
     const c = createVia(words, &handles);
     try testing.expectEqual(@as(u32, 0), c.status);
     const g: ?*anyopaque = @ptrFromInt(c.graph);
-    defer api.cz_graph_destroy(g);
     var x: [12]f32 = @splat(0.5);
     var y: [hand_total]f32 = undefined;
-    const member = f.graph_models[order[3]];
-    const saved = member.*;
-    defer member.* = saved;
-    // What destroy does before it unmaps; and another model (16 -> 5 here, emotion's 12 -> 8)
-    // created at the same address after an unmap.
-    for ([_]Model{ destroyed(saved), f.hand[0].* }) |stale| {
-        member.* = stale;
+    try testing.expectEqual(@as(u32, 0), api.cz_graph_step(g, &x, 12, &y, y.len));
+    // A real destroy: the model's memory goes back to the system; then another model is
+    // created, which may land at the same address.
+    api.cz_model_destroy(@ptrFromInt(handles[order[3]]));
+    var again: u64 = 0;
+    const img = f.images[3];
+    try testing.expectEqual(@as(u32, 0), api.cz_model_create(img.ptr, img.len, &again, null, 0));
+    defer api.cz_model_destroy(@ptrFromInt(again));
+    try testing.expect(again != handles[order[3]]);
+    for (0..2) |_| {
         try testing.expectEqual(@as(u32, 4), api.cz_graph_step(g, &x, 12, &y, y.len));
-        try expectLastError(g, "cz_graph_step: node 3's model was destroyed or replaced");
+        try expectLastError(g, "cz_graph_step: node 3's model was destroyed while the graph");
         try testing.expectEqual(@as(u32, 4), api.cz_graph_step_from(g, 0, &x, 8, &y, y.len));
         try expectLastError(g, "cz_graph_step_from: node 3's model");
         try testing.expectEqual(@as(u32, 4), api.cz_graph_reset(g));
         try expectLastError(g, "cz_graph_reset: node 3's model");
     }
-    member.* = saved;
-    try testing.expectEqual(@as(u32, 0), api.cz_graph_step(g, &x, 12, &y, y.len));
-}
-
-fn destroyed(m: Model) Model {
-    var copy = m;
-    copy.magic = 0;
-    return copy;
+    var info: [7]u64 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_graph_info(g, &info, info.len));
+    api.cz_graph_destroy(g);
+    // The destroyed graph's handle is stale too, and a second destroy does nothing.
+    try testing.expectEqual(@as(u32, 4), api.cz_graph_info(g, &info, info.len));
+    try testing.expectEqual(@as(u32, 4), api.cz_graph_step(g, &x, 12, &y, y.len));
+    try expectLastError(g, "invalid graph");
+    api.cz_graph_destroy(g);
 }
 
 test "graph: a description changed by another thread during create is read once" {
@@ -1097,7 +1085,7 @@ fn runFuzzed(rng: std.Random, g: ?*anyopaque) !void {
     // A mutated input_size may be wider than these buffers; the graph is still destroyed.
     if (in_len > x.len) return;
     try testing.expectEqual(@as(u32, 0), api.cz_graph_step(g, &x, in_len, &y, y.len));
-    const graph: *Graph = @ptrCast(@alignCast(g));
+    const graph = api.liveGraph(g).?;
     for (graph.nodes, 0..) |node, i| {
         const status = api.cz_graph_step_from(g, @intCast(i), &x, node.out_len, &y, y.len);
         try testing.expectEqual(@as(u32, if (node.downstream_reads_input) 1 else 0), status);

@@ -15,8 +15,6 @@ const Diag = image.Diag;
 pub const abi_version: u32 = 1;
 /// Total arena limit (docs/DESIGN.md, "Limits").
 pub const arena_bytes_max: u64 = 1 << 30;
-/// Written by create, cleared by destroy: the API's check that a handle is live.
-pub const magic_live: u64 = 0x4C444F4D5A43_0001;
 /// Every region in the arena starts on a cache line, so do the packed weights of each layer.
 const region_align = 64;
 const region_floats = region_align / 4;
@@ -96,7 +94,6 @@ pub const Layer = struct {
 pub const info_fields = 11;
 
 pub const Model = struct {
-    magic: u64,
     counting: CountingAllocator,
     arena: []align(region_align) u8,
     layers: []Layer,
@@ -133,7 +130,6 @@ pub const Model = struct {
         const m = backing.create(Model) catch return outOfMemory(diag, @sizeOf(Model));
         errdefer backing.destroy(m);
         m.* = .{
-            .magic = 0,
             .counting = .{ .backing = backing },
             .arena = &.{},
             .layers = &.{},
@@ -156,13 +152,10 @@ pub const Model = struct {
         @memset(m.arena, 0);
         m.carve(&img, &plan);
         try m.packAll(&img, diag);
-        m.magic = magic_live;
         return m;
     }
 
     pub fn destroy(m: *Model) void {
-        std.debug.assert(m.magic == magic_live);
-        m.magic = 0;
         const backing = m.counting.backing;
         m.counting.allocator().free(m.arena);
         backing.destroy(m);

@@ -567,6 +567,73 @@ test "api: statuses and messages for bad calls" {
     api.cz_model_destroy(&fake);
 }
 
+test "api: a destroyed handle is status 4 on every call, never a read of freed memory" {
+    const layers = [_]Spec{.{ .kind = .lstm, .in = 5, .out = 3 }};
+    const bytes = try build(testing.allocator, 6, 2, &layers);
+    defer testing.allocator.free(bytes);
+    var handle: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), api.cz_model_create(bytes.ptr, bytes.len, &handle, null, 0));
+    const h: ?*anyopaque = @ptrFromInt(handle);
+    const live_before = api.liveModelCount();
+    var x: [10]f32 = @splat(0.25);
+    var y: [6]f32 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_forward(h, &x, 5, &y, 3));
+    api.cz_model_destroy(h);
+    try testing.expectEqual(live_before - 1, api.liveModelCount());
+    // Every entry point, twice (the first failure must not change what the second sees).
+    var info: [11]u64 = undefined;
+    var msg: [128]u8 = undefined;
+    for (0..2) |_| {
+        try testing.expectEqual(@as(u32, 4), api.cz_model_info(h, &info, info.len));
+        try testing.expectEqual(@as(u32, 4), api.cz_forward(h, &x, 5, &y, 3));
+        try testing.expectEqual(@as(u32, 4), api.cz_forward_batch(h, &x, 10, 2, &y, 6));
+        try testing.expectEqual(@as(u32, 4), api.cz_reset(h));
+        const n = api.cz_last_error(h, &msg, msg.len);
+        try testing.expect(std.mem.startsWith(u8, msg[0..n], "invalid handle: null, destroyed"));
+        api.cz_model_destroy(h);
+    }
+    // A new model gets a new handle, and the old one stays stale beside it.
+    var again: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), api.cz_model_create(bytes.ptr, bytes.len, &again, null, 0));
+    defer api.cz_model_destroy(@ptrFromInt(again));
+    try testing.expect(again != handle);
+    try testing.expectEqual(@as(u32, 4), api.cz_forward(h, &x, 5, &y, 3));
+    try testing.expectEqual(@as(u32, 0), api.cz_forward(@ptrFromInt(again), &x, 5, &y, 3));
+    // The model's address is not its handle, nor is any neighbour of the handle.
+    const m = api.live(@ptrFromInt(again)).?;
+    try testing.expectEqual(@as(u32, 4), api.cz_reset(m));
+    for ([_]u64{ again + 1, again - 1, again ^ (1 << 16), again ^ (1 << 47), again ^ (3 << 48) }) |forged| {
+        try testing.expectEqual(@as(u32, 4), api.cz_model_info(@ptrFromInt(forged), &info, 1));
+    }
+}
+
+test "api: create refuses with status 5 when every handle slot is live" {
+    const layers = [_]Spec{.{ .kind = .dense, .in = 1, .out = 1, .p = params(1, 0, 0) }};
+    const bytes = try build(testing.allocator, 7, 1, &layers);
+    defer testing.allocator.free(bytes);
+    const held = try testing.allocator.alloc(u64, api.models_max);
+    defer testing.allocator.free(held);
+    var n: usize = 0;
+    defer for (held[0..n]) |h| api.cz_model_destroy(@ptrFromInt(h));
+    var err: [160]u8 = undefined;
+    while (n < held.len) {
+        const status = api.cz_model_create(bytes.ptr, bytes.len, &held[n], &err, err.len);
+        if (status == 5) break;
+        try testing.expectEqual(@as(u32, 0), status);
+        n += 1;
+    }
+    try testing.expectEqual(@as(u32, api.models_max), api.liveModelCount());
+    var refused: u64 = 9;
+    try testing.expectEqual(@as(u32, 5), api.cz_model_create(bytes.ptr, bytes.len, &refused, &err, err.len));
+    try testing.expectEqual(@as(u64, 0), refused);
+    try testing.expect(std.mem.indexOf(u8, &err, "16384 models are live") != null);
+    // One destroyed frees one slot.
+    n -= 1;
+    api.cz_model_destroy(@ptrFromInt(held[n]));
+    try testing.expectEqual(@as(u32, 0), api.cz_model_create(bytes.ptr, bytes.len, &held[n], null, 0));
+    n += 1;
+}
+
 test "model: non-finite and huge inputs pass through every kind without a trap" {
     const bytes = try build(testing.allocator, 13, 2, &every_kind);
     defer testing.allocator.free(bytes);

@@ -11,8 +11,15 @@
  *
  * Every problem is a CadenzaError E_FORMAT naming the file, the chunk or field and what was
  * expected; a chunk that runs past the end of the file is reported as truncated.
+ *
+ * The samples are decoded by `wavefile`. The chunk walk and the checks of the header stay here:
+ * wavefile accepts a "data" chunk cut short by the end of the file (it decodes the frames that
+ * are there, silently) and its errors do not name the field, so this module validates every
+ * header word first and hands wavefile only a file that is whole. Not on the real-time path:
+ * the file is read and mixed down once, before streaming starts.
  */
 
+import * as wavefile from "wavefile";
 import { CadenzaError } from "../errors.ts";
 import { readFile } from "../native/io.ts";
 
@@ -40,6 +47,11 @@ const MAX_CHANNELS = 256;
 const MAX_RATE_HZ = 1_000_000;
 
 interface FmtChunk {
+  /** Where the chunk's body starts, and its format tag (0xFFFE for WAVE_FORMAT_EXTENSIBLE). */
+  at: number;
+  tag: number;
+  /** The sample format's code: the tag, or the extensible sub-format's. */
+  code: number;
   channels: number;
   sampleRateHz: number;
   blockAlign: number;
@@ -87,7 +99,7 @@ export function parseWav(bytes: Uint8Array, path: string): WavAudio {
   }
   if (fmt === null) throw formatError(path, 'no "fmt " chunk: the sample format is unknown');
   if (data === null) throw formatError(path, 'no "data" chunk: the file holds no samples');
-  return decode(view, fmt, data, path);
+  return decode(bytes, fmt, data, path);
 }
 
 function formatError(path: string, message: string): CadenzaError {
@@ -147,7 +159,7 @@ function parseFmt(view: DataView, at: number, size: number, path: string): FmtCh
         `(${channels} channels x ${bits / 8} bytes)`,
     );
   }
-  return { channels, sampleRateHz, blockAlign, format };
+  return { at, tag, code, channels, sampleRateHz, blockAlign, format };
 }
 
 /** The format code inside WAVE_FORMAT_EXTENSIBLE: the first two bytes of the sub-format GUID. */
@@ -179,7 +191,32 @@ function sampleFormat(code: number, bits: number, path: string): WavSampleFormat
   );
 }
 
-function decode(view: DataView, fmt: FmtChunk, data: DataChunk, path: string): WavAudio {
+// The package's ES module exports the class by name; the CommonJS build that Deno loads for it
+// puts it on the default export.
+const WaveFileClass: typeof wavefile.WaveFile = wavefile.WaveFile ??
+  (wavefile as unknown as { default: typeof wavefile }).default.WaveFile;
+
+/**
+ * wavefile takes the sample type from the fmt tag and reads a WAVE_FORMAT_EXTENSIBLE file's
+ * samples as integers whatever its sub-format (float samples would come out as garbage), so it
+ * gets a copy whose tag is the sub-format's code.
+ */
+function withPlainTag(bytes: Uint8Array, fmt: FmtChunk): Uint8Array {
+  if (fmt.tag !== FORMAT_EXTENSIBLE) return bytes;
+  const copy = bytes.slice();
+  new DataView(copy.buffer).setUint16(fmt.at, fmt.code, true);
+  return copy;
+}
+
+/** Full scale of each sample format: wavefile gives PCM samples as integers. */
+const FULL_SCALE: Record<WavSampleFormat, number> = {
+  int16: 32768,
+  int24: 8388608,
+  int32: 2147483648,
+  float32: 1,
+};
+
+function decode(bytes: Uint8Array, fmt: FmtChunk, data: DataChunk, path: string): WavAudio {
   if (data.bytes % fmt.blockAlign !== 0) {
     throw formatError(
       path,
@@ -188,16 +225,21 @@ function decode(view: DataView, fmt: FmtChunk, data: DataChunk, path: string): W
     );
   }
   const frames = data.bytes / fmt.blockAlign;
+  const wav = new WaveFileClass(withPlainTag(bytes, fmt));
+  const decoded = wav.getSamples(false, Float64Array) as unknown as Float64Array | Float64Array[];
+  const channels = fmt.channels === 1 ? [decoded as Float64Array] : decoded as Float64Array[];
+  if (channels.length !== fmt.channels || channels.some((c) => c.length !== frames)) {
+    throw formatError(
+      path,
+      `the decoder read ${channels.length} channels of ` +
+        `${channels[0]?.length ?? 0} frames, expected ${fmt.channels} of ${frames}`,
+    );
+  }
   const samples = new Float32Array(frames);
-  const read = sampleReader(fmt.format);
-  const width = fmt.blockAlign / fmt.channels;
-  const scale = 1 / fmt.channels;
+  const scale = 1 / (fmt.channels * FULL_SCALE[fmt.format]);
   for (let frame = 0; frame < frames; frame++) {
-    const base = data.offset + frame * fmt.blockAlign;
     let sum = 0;
-    for (let channel = 0; channel < fmt.channels; channel++) {
-      sum += read(view, base + channel * width);
-    }
+    for (const channel of channels) sum += channel[frame];
     if (!Number.isFinite(sum)) {
       throw formatError(path, `"data" frame ${frame} holds a sample that is not a finite number`);
     }
@@ -210,23 +252,4 @@ function decode(view: DataView, fmt: FmtChunk, data: DataChunk, path: string): W
     frames,
     samples,
   };
-}
-
-type SampleReader = (view: DataView, at: number) => number;
-
-function sampleReader(format: WavSampleFormat): SampleReader {
-  switch (format) {
-    case "int16":
-      return (view, at) => view.getInt16(at, true) / 32768;
-    case "int24":
-      return (view, at) => {
-        const low = view.getUint16(at, true);
-        const high = view.getInt8(at + 2);
-        return (high * 65536 + low) / 8388608;
-      };
-    case "int32":
-      return (view, at) => view.getInt32(at, true) / 2147483648;
-    case "float32":
-      return (view, at) => view.getFloat32(at, true);
-  }
 }

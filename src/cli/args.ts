@@ -1,7 +1,10 @@
 /**
  * Command-line flags: each command declares its flags; anything else is a usage error (exit 2).
- * Accepts `--name value`, `--name=value` and boolean `--name`; `--` ends the flags.
+ * Accepts `--name value`, `--name=value` and boolean `--name`; `--` ends the flags. The
+ * splitting is node:util's parseArgs; this module keeps the commands' interface to it.
  */
+
+import { parseArgs as utilParseArgs } from "node:util";
 
 export interface FlagSpec {
   /** Flags that take a value, with the value's placeholder for help text. */
@@ -24,30 +27,41 @@ export class UsageError extends Error {
   }
 }
 
+/**
+ * Splits argv with `parseArgs` from node:util (the same in Bun, Deno and Node) into its tokens,
+ * then checks them against the command's flags so that every mistake is a UsageError naming the
+ * flag: an unknown flag, a value flag without its value, a switch given a value.
+ */
 export function parseArgs(argv: readonly string[], spec: FlagSpec, command: string): ParsedArgs {
-  const parsed: ParsedArgs = { positionals: [], values: new Map(), switches: new Set() };
   const values = spec.values ?? {};
   const switches = new Set(spec.switches ?? []);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--") {
-      parsed.positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith("-") || arg === "-") {
-      parsed.positionals.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf("=");
-    const name = (eq < 0 ? arg : arg.slice(0, eq)).replace(/^--?/, "");
-    if (Object.hasOwn(values, name)) {
-      const value = eq < 0 ? argv[++i] : arg.slice(eq + 1);
-      if (value === undefined) throw new UsageError(`${command}: --${name} needs a value`);
-      parsed.values.set(name, value);
-    } else if (switches.has(name) && eq < 0) {
-      parsed.switches.add(name);
-    } else {
-      throw new UsageError(`${command}: unknown flag ${arg}`);
+  const options: Record<string, { type: "string" | "boolean" }> = Object.create(null);
+  for (const name of Object.keys(values)) options[name] = { type: "string" };
+  for (const name of switches) options[name] = { type: "boolean" };
+  // Not strict: unknown flags come back as tokens, refused below with our own message.
+  const { tokens } = utilParseArgs({
+    args: [...argv],
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const parsed: ParsedArgs = { positionals: [], values: new Map(), switches: new Set() };
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      parsed.positionals.push(token.value);
+    } else if (token.kind === "option") {
+      if (Object.hasOwn(values, token.name)) {
+        if (token.value === undefined) {
+          throw new UsageError(`${command}: --${token.name} needs a value`);
+        }
+        parsed.values.set(token.name, token.value);
+      } else if (switches.has(token.name) && !token.inlineValue) {
+        parsed.switches.add(token.name);
+      } else {
+        const raw = token.inlineValue ? `${token.rawName}=${token.value}` : token.rawName;
+        throw new UsageError(`${command}: unknown flag ${raw}`);
+      }
     }
   }
   return parsed;

@@ -4,8 +4,9 @@
  * blocks at 48 kHz by default: one block every 2.667 ms), prints a status line about four
  * times a second (stderr) and a summary at the end (stdout; --json for JSON).
  *
- * The feeding side (`BlockFeeder.tick`) is what an audio callback would run: it turns the
- * block into 128 features and calls only `submit` and `latest`, allocating nothing. The pacer
+ * The feeding side (`BlockFeeder.tick`, src/audio/feeder.ts) is what an audio callback would
+ * run: it turns the block into 128 features and calls only `submit` and `latest`, allocating
+ * nothing. The pacer
  * sleeps to absolute deadlines (start + block x period), so timing errors never accumulate;
  * a block that is due while the loop was held up is fed at once, as a buffered device would
  * deliver it, and counted as late. Everything that allocates (stats, printing) runs between
@@ -14,7 +15,8 @@
 
 import process from "node:process";
 import { setImmediate } from "node:timers";
-import { FEATURE_BINS, FeatureExtractor, FFT_SIZE } from "../audio/features.ts";
+import { FEATURE_BINS, FFT_SIZE } from "../audio/features.ts";
+import { BlockFeeder } from "../audio/feeder.ts";
 import { MELODY_SECONDS, melodySignal } from "../audio/signal.ts";
 import { readWav, type WavSampleFormat } from "../audio/wav.ts";
 import { CadenzaError } from "../errors.ts";
@@ -72,70 +74,6 @@ interface Source {
   channels: number;
   format: WavSampleFormat | "generated";
   samples: Float32Array;
-}
-
-/** The audio callback's side: block -> features -> submit, then latest. */
-export class BlockFeeder {
-  readonly features = new Float32Array(FEATURE_BINS);
-  readonly into: EmotionOutputs;
-  submitted = 0;
-  /** Blocks whose latest() call found a result. */
-  resultsRead = 0;
-  /** Sequence number of the newest result read, -1 before the first. */
-  lastSeq = -1;
-  readonly #engine: RealtimeEngine<EmotionOutputs>;
-  readonly #extractor = new FeatureExtractor();
-  readonly #samples: Float32Array;
-  readonly #blockSamples: number;
-  #position = 0;
-
-  constructor(
-    engine: RealtimeEngine<EmotionOutputs>,
-    samples: Float32Array,
-    blockSamples: number,
-  ) {
-    if (engine.inputSize !== FEATURE_BINS || samples.length === 0) {
-      throw new CadenzaError(
-        "E_SHAPE",
-        `live: the engine takes ${engine.inputSize} features and the source has ` +
-          `${samples.length} samples; expected ${FEATURE_BINS} features and at least one sample`,
-      );
-    }
-    this.#engine = engine;
-    this.into = engine.createBuffers();
-    this.#samples = samples;
-    this.#blockSamples = blockSamples;
-  }
-
-  /** One block. Allocates nothing (and takes no number: V8 boxes a double argument). */
-  tick(): void {
-    this.#pushBlock();
-    this.#extractor.compute(this.features);
-    this.submitted++;
-    this.#engine.submit(this.features);
-    if (this.readLatest()) this.resultsRead++;
-  }
-
-  /** Copies the newest result into `into`; false when there is none. */
-  readLatest(): boolean {
-    const seq = this.#engine.latest(this.into);
-    if (seq < 0) return false;
-    this.lastSeq = seq;
-    return true;
-  }
-
-  /** The next block of the source into the extractor, wrapping around at its end. */
-  #pushBlock(): void {
-    const samples = this.#samples;
-    let remaining = this.#blockSamples;
-    while (remaining > 0) {
-      const count = Math.min(remaining, samples.length - this.#position);
-      this.#extractor.push(samples, this.#position, count);
-      this.#position += count;
-      if (this.#position === samples.length) this.#position = 0;
-      remaining -= count;
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

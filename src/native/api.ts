@@ -6,7 +6,11 @@
 
 import { CadenzaError, type CadenzaErrorCode } from "../errors.ts";
 
-/** An opaque native model handle: a pointer number under Bun, a pointer object under Deno. */
+/**
+ * An opaque native handle: a token from the library's handle table (zig/handles.zig), passed as
+ * a pointer-sized integer: a number under Bun, a pointer object under Deno. A destroyed, stale
+ * or forged one is status 4 (badHandle) on every call.
+ */
 export type NativeHandle = { readonly __brand: "NativeHandle" };
 
 /** The ABI version this TypeScript code was written against (cz_abi_version). */
@@ -52,6 +56,8 @@ export interface NativeApi {
   lastError(handle: NativeHandle): string;
   /** A model handle as the u64 that cz_graph_create's handle array holds. */
   handleValue(handle: NativeHandle): bigint;
+  /** The inverse of handleValue, for any u64 (a stale or forged one included). */
+  handleOf(value: bigint): NativeHandle;
   /**
    * Validates a graph description (GRAPH_* below) against the model handles it indexes and
    * builds the graph; throws CadenzaError with the native message on failure.

@@ -89,6 +89,7 @@ export function openBun(library_path: string): NativeApi {
     lastError: (handle) =>
       lastMessage(cz.cz_last_error(toPointer(handle), message, message.length)),
     handleValue: (handle) => BigInt(handle as unknown as number),
+    handleOf: (value) => Number(BigInt.asUintN(64, value)) as unknown as NativeHandle,
     graphCreate: (description, handles) =>
       created(() =>
         cz.cz_graph_create(

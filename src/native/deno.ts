@@ -261,6 +261,8 @@ export function openDeno(library_path: string): NativeApi {
       cz.cz_process(toPointer(handle), input, len(input), steps, output, len(output)),
     lastError: (handle) => lastMessage(cz.cz_last_error(toPointer(handle), message, len(message))),
     handleValue: (handle) => BigInt(Deno.UnsafePointer.value(toPointer(handle))),
+    handleOf: (value) =>
+      Deno.UnsafePointer.create(BigInt.asUintN(64, value)) as unknown as NativeHandle,
     graphCreate: (description, handles) =>
       created(() =>
         cz.cz_graph_create(

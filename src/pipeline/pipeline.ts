@@ -330,6 +330,54 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     }
   }
 
+  /**
+   * For a caller that runs the models itself (a peer runtime whose session answers with a
+   * promise, say): node `index`'s input for this step (run order), gathered from `input` and
+   * the outputs set so far with the same edge arithmetic as `step`, in a buffer the pipeline
+   * owns. Call it for each node in run order, each followed by `setOutput`. Node-by-node
+   * pipelines only (`native` false).
+   *
+   * ```ts
+   * for (let i = 0; i < p.order.length; i++) {
+   *   p.setOutput(i, await session.run(p.inputOf(i, features)));
+   * }
+   * ```
+   */
+  inputOf(index: number, input: Float32Array): Float32Array {
+    const node = this.#driven(index, "inputOf");
+    if (node.gather) gather(node, this.#compiled, input);
+    return node.input;
+  }
+
+  /** Node `index`'s output for this step, as its model returned it (see inputOf). */
+  setOutput(index: number, values: Float32Array): Outputs {
+    const node = this.#driven(index, "setOutput");
+    if (!(values instanceof Float32Array) || values.length !== node.output.length) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `Pipeline.setOutput: node ${index} gives ${node.output.length} values, got ` +
+          lengthOf(values),
+      );
+    }
+    node.output.set(values);
+    return this.outputs;
+  }
+
+  #driven(index: number, call: string): CompiledNode {
+    this.#checkLive();
+    const node = this.#compiled[index];
+    if (this.#native !== null || node === undefined) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `Pipeline.${call}: ` +
+          (node === undefined
+            ? `node ${index}, expected 0..${this.#compiled.length - 1}`
+            : "the native graph runs its own models; use step"),
+      );
+    }
+    return node;
+  }
+
   /** Index in run order of node `name` (-1 if none), for stepFromIndex. */
   indexOf(name: string): number {
     return this.order.indexOf(name);

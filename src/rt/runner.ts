@@ -118,7 +118,7 @@ async function emotionRunner(
   options: ModelLoadOptions,
 ): Promise<StepRunner> {
   const emotion = await import("../pipeline/emotion.ts");
-  const { loadModel } = await import("../index.ts");
+  const { loadModel } = await import("../model/load.ts");
   const folder = dir ?? emotion.defaultModelsDir();
   const modelNames = emotion.EMOTION_MODELS.map((info) => info.name);
   const modelMs = new Float64Array(modelNames.length);
@@ -143,7 +143,7 @@ async function emotionRunner(
 
 async function graphRunner(graph: GraphConfig, options: ModelLoadOptions): Promise<StepRunner> {
   const { Pipeline } = await import("../pipeline/pipeline.ts");
-  const { loadModel } = await import("../index.ts");
+  const { loadModel } = await import("../model/load.ts");
   const modelNames = Object.keys(graph.files);
   const modelMs = new Float64Array(modelNames.length);
   const started = performance.now();

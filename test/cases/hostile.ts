@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseRows } from "../../src/cli/run.ts";
+import { parseRows } from "../../src/model/formats/rows.ts";
 import {
   EmotionPipeline,
   loadModel,

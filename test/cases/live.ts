@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { melodySignal } from "../../src/audio/signal.ts";
 import type { Output } from "../../src/cli/command.ts";
-import { BlockFeeder, type LiveSummary } from "../../src/cli/live.ts";
+import { BlockFeeder } from "../../src/audio/feeder.ts";
+import type { LiveSummary } from "../../src/cli/live.ts";
 import { main } from "../../src/cli/main.ts";
 import { type EmotionOutputs, EmotionPipeline } from "../../src/pipeline/emotion.ts";
 import { RealtimeEngine } from "../../src/rt/index.ts";
@@ -79,7 +80,7 @@ const generatedCase: Case = {
     check(s.stream.policy === "latest" && s.stream.blockSamples === 128, () => "stream");
     check(Math.abs(s.stream.blockPeriodUs - 8000 / 3) < 1e-6, () => `${s.stream.blockPeriodUs}`);
     check(s.source.kind === "generated" && s.source.sampleRateHz === 48_000, () => "source");
-    check(s.source.binHz === 187.5 && s.source.resampled === false, () => "bins");
+    check(s.source.binHz === 187.5, () => "bins");
     // The seeded files of models/ say so in their metadata.
     check(s.untrained && s.models.every((m) => m.untrained), () => "untrained not reported");
     check(s.models.map((m) => m.name).join() === MODEL_NAMES.join(), () => "models");
@@ -271,19 +272,15 @@ export function feederAllocationCase(probe: AllocationProbe, slack: number, unit
           body(1000);
           blocks += 1000;
         }
-        const rounds: number[] = [];
-        for (let r = 0; r < 5 && (r < 3 || Math.min(...rounds) > slack); r++) {
-          rounds.push(probe(20_000, body));
-          blocks += 20_000;
-        }
+        // One measurement: the probe forces a collection before each chunk of calls, so an
+        // allocation per block shows in every chunk (test/alloc-probe.test.ts).
+        const measured = probe(20_000, body);
+        blocks += 20_000;
         check(
           feeder.submitted === blocks && feeder.resultsRead > 0,
           () => `${feeder.submitted} submitted of ${blocks}, ${feeder.resultsRead} read`,
         );
-        check(
-          Math.min(...rounds) <= slack,
-          () => `feeder blocks allocated ${rounds.join(", ")} ${unit}, all > ${slack}`,
-        );
+        check(measured <= slack, () => `feeder blocks allocated ${measured} ${unit} > ${slack}`);
       } finally {
         await engine.stop();
       }
