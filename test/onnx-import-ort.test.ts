@@ -7,7 +7,7 @@
 
 import { expect, test } from "bun:test";
 import * as ort from "onnxruntime-node";
-import { ORT_SESSION_OPTIONS } from "../src/cli/bench.ts";
+import { ORT_SESSION_OPTIONS } from "../src/bench/peers.ts";
 import { loadModel } from "../src/index.ts";
 import { buildWithConstants, HAND_BUILT } from "./cases/onnx.ts";
 import { deviation, Rng } from "./helpers.ts";
