@@ -16,10 +16,29 @@ import {
   EmotionPipeline,
   modelFile,
 } from "../../src/pipeline/emotion.ts";
-import { type PipelineBuffers, RealtimeEngine, type RealtimeOptions } from "../../src/rt/engine.ts";
+import {
+  NO_RESULT,
+  type PipelineBuffers,
+  READ_FAILED,
+  RealtimeEngine,
+  type RealtimeOptions,
+} from "../../src/rt/engine.ts";
 import { LatencyHistogram } from "../../src/rt/histogram.ts";
-import { Control, RESULT_BUFFERS, resultChecksum, SEQ_MASK } from "../../src/rt/layout.ts";
+import {
+  Control,
+  newestBuffer,
+  RESULT_BUFFERS,
+  resultChecksum,
+  SEQ_MASK,
+} from "../../src/rt/layout.ts";
 import { EMOTION_OUTPUTS } from "../../src/rt/runner.ts";
+import {
+  controlOf,
+  crashWorker,
+  pauseInPublish,
+  stallWorker,
+  terminateWorker,
+} from "../../src/rt/testing.ts";
 import { envVar } from "../../src/native/io.ts";
 import { Rng } from "../helpers.ts";
 import { type Case, check, fail, rejectsCadenza, throwsCadenza } from "./check.ts";
@@ -414,14 +433,14 @@ function policyCase(policy: "latest" | "every"): Case {
       withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
         const into = engine.createBuffers();
         const input = new Float32Array(FAKE_INPUT_SIZE);
-        engine.__stallWorkerForTest(400);
+        stallWorker(engine, 400);
         await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
         for (let i = 0; i < 8; i++) {
           input[0] = i;
           check(engine.submit(input), () => `submit ${i} refused with a free slot`);
         }
         check(!engine.submit(input), () => "a ninth submit into 8 slots was accepted");
-        check(engine.latest(into) === -1, () => "a result before the Worker ran");
+        check(engine.latest(into) === NO_RESULT, () => "a result before the Worker ran");
         check(await latestAtLeast(engine, into, 7) === 7, () => "the last result is not 7");
         checkFakeValues(EMOTION_OUTPUTS.map((name) => into[name]), 7, 0);
         const s = engine.stats();
@@ -593,7 +612,7 @@ export async function failedRestart(dir: string, remove: () => void): Promise<vo
     await submitSurely(engine, features(new Rng(5)));
     await latestAtLeast(engine, into, 0);
     remove();
-    engine.__crashWorkerForTest();
+    crashWorker(engine);
     await waitFor(() => engine.stats().state === "failed", "the engine to give up");
     const s = engine.stats();
     check(
@@ -606,42 +625,41 @@ export async function failedRestart(dir: string, remove: () => void): Promise<vo
 }
 
 /**
- * latest() that returns -1 after a result existed must leave `into` as it was. The Worker's
- * lapping of the reader is played here by a getter on `into` that rewrites the version of
- * the result being read (as a Worker finishing two results would) each time it is read.
+ * latest() tells "no result yet" (NO_RESULT) from "every attempt found the result being
+ * rewritten" (READ_FAILED), and leaves `into` as it was in both cases. A Worker caught in the
+ * middle of rewriting the newest buffer is played here by making that buffer's version odd,
+ * as the Worker does while it writes (with the Worker stalled, so that it does not publish).
  */
 export const failedReadCase: Case = {
-  name: "rt: a latest() that fails or throws leaves into untouched (the last good result stays)",
+  name: "rt: latest() returns NO_RESULT before a result and READ_FAILED for a torn one, " +
+    "leaving into untouched",
   run: () =>
-    withEngine({ runner: FAKE_RUNNER }, async (engine) => {
+    withEngine({ runner: FAKE_RUNNER, watchdogMs: 5000 }, async (engine) => {
+      const kept = engine.createBuffers();
+      for (const name of EMOTION_OUTPUTS) kept[name].fill(-7);
+      const untouched = () => EMOTION_OUTPUTS.every((name) => kept[name].every((v) => v === -7));
+      check(engine.latest(kept) === NO_RESULT, () => "a result before any submit");
+      check(untouched(), () => "latest() wrote into before any result");
       const input = new Float32Array(FAKE_INPUT_SIZE);
       input[0] = 5;
       await submitSurely(engine, input);
       const into = engine.createBuffers();
       await latestAtLeast(engine, into, 0);
-      const control = engine.__controlForTest();
-      const newest = Atomics.load(control, Control.NEWEST);
-      check(newest >= 0 && newest < RESULT_BUFFERS, () => `NEWEST is ${newest}`);
-      const kept = engine.createBuffers();
-      for (const name of EMOTION_OUTPUTS) kept[name].fill(-7);
-      const lapping = {
-        ...kept,
-        get melody() {
-          Atomics.add(control, Control.VERSION + newest, 2);
-          return kept.melody;
-        },
-      } as EmotionOutputs;
+      stallWorker(engine, 2000);
+      await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+      const control = controlOf(engine);
+      const newest = newestBuffer(Atomics.load(control, Control.NEWEST));
+      check(newest >= 0 && newest < RESULT_BUFFERS, () => `NEWEST names buffer ${newest}`);
+      const version = Atomics.load(control, Control.VERSION + newest);
+      Atomics.store(control, Control.VERSION + newest, version | 1);
       const failures = engine.stats().readFailures;
-      const seq = engine.latest(lapping);
-      if (seq === -1) {
-        check(engine.stats().readFailures === failures + 1, () => "a -1 not counted");
-        for (const name of EMOTION_OUTPUTS) {
-          check(kept[name].every((v) => v === -7), () => `a failed read wrote into.${name}`);
-        }
-      } else {
-        check(seq === 0, () => `latest returned ${seq}, expected 0`);
-        checkFakeValues(EMOTION_OUTPUTS.map((name) => kept[name]), 5, 1);
-      }
+      const seq = engine.latest(kept);
+      Atomics.store(control, Control.VERSION + newest, version);
+      check(seq === READ_FAILED, () => `latest returned ${seq}, expected READ_FAILED`);
+      check(engine.stats().readFailures === failures + 1, () => "the failure was not counted");
+      check(untouched(), () => "a failed read wrote into the buffers");
+      check(engine.latest(kept) === 0, () => "the result is not readable again");
+      checkFakeValues(EMOTION_OUTPUTS.map((name) => kept[name]), 5, 1);
     }),
 };
 
@@ -657,7 +675,7 @@ export const doubleStopCase: Case = {
       () => `second stop settled in ${engine.stats().state}`,
     );
     await first;
-    const control = engine.__controlForTest();
+    const control = controlOf(engine);
     const beat = Atomics.load(control, Control.HEARTBEAT);
     await sleep(100);
     check(Atomics.load(control, Control.HEARTBEAT) === beat, () => "a Worker beats after stop");
@@ -675,9 +693,9 @@ function wrapCase(policy: "latest" | "every"): Case {
     run: () =>
       withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
         const into = engine.createBuffers();
-        const control = engine.__controlForTest();
+        const control = controlOf(engine);
         const start = 0x7ffffffd;
-        engine.__stallWorkerForTest(400);
+        stallWorker(engine, 400);
         await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
         Atomics.store(control, Control.READ_SEQ, start);
         Atomics.store(control, Control.WRITE_SEQ, start);
@@ -726,12 +744,19 @@ export const lostCase: Case = {
       input[0] = 2;
       await submitSurely(engine, input);
       check(await latestAtLeast(engine, into, 2) === 2, () => "no result after the restart");
-      await waitFor(() => engine.stats().pending === 0, "the ring to drain");
+      // The hung Worker still holds input 1 (in flight) until it is gone: it wakes, finds itself
+      // replaced and counts it (Deno), or it is terminated past the grace period and the engine
+      // counts it (Bun).
+      await waitFor(
+        () => engine.stats().pending === 0 && engine.stats().inFlight === 0,
+        "the ring to drain and the hung Worker to leave",
+      );
       const s = engine.stats();
       check(
         s.lost === 1 && s.completed === 2 && s.submitted === 3,
         () => `lost ${s.lost}, completed ${s.completed}, submitted ${s.submitted}`,
       );
+      check(s.workersExited + s.workersTerminated === 1, () => "the hung Worker did not leave");
       check(s.dropped === s.rejected + s.skipped + s.lost, () => `dropped ${s.dropped}`);
       check(
         s.submitted === s.completed + s.skipped + s.lost + s.pending,
@@ -771,9 +796,9 @@ async function killAndRecover(engine: RealtimeEngine, killer: Killer): Promise<v
   }
   const good = await latestAtLeast(engine, into, seq);
   const kept = Object.fromEntries(EMOTION_OUTPUTS.map((n) => [n, into[n].slice()]));
-  if (killer === "crash") engine.__crashWorkerForTest();
-  if (killer === "stall") engine.__stallWorkerForTest(1500);
-  if (killer === "terminate") engine.__terminateWorkerForTest();
+  if (killer === "crash") crashWorker(engine);
+  if (killer === "stall") stallWorker(engine, 1500);
+  if (killer === "terminate") terminateWorker(engine);
   await waitFor(() => engine.stats().state !== "running", "the engine to notice the failure");
   // Meanwhile the caller side works: submits queue, latest returns the last good result.
   const during = engine.latest(into);
@@ -786,12 +811,27 @@ async function killAndRecover(engine: RealtimeEngine, killer: Killer): Promise<v
     "the restart",
   );
   const s = engine.stats();
-  const want = { crash: /crash requested/, stall: /stopped beating/, terminate: /stopped beating/ };
+  const want = {
+    crash: /crash requested/,
+    stall: /stopped beating/,
+    // Bun reports the Worker closed at once; the heartbeat would tell within the watchdog.
+    terminate: /the Worker exited|stopped beating/,
+  };
   check(want[killer].test(s.lastError ?? ""), () => `lastError is ${s.lastError}`);
   await submitSurely(engine, features(rng));
   const after = await latestAtLeast(engine, into, good + 1);
   check(after > good, () => `no new result after the restart (${after})`);
   check(engine.stats().workerRestarts === 1, () => `restarts ${engine.stats().workerRestarts}`);
+  // The replaced Worker leaves on its own and disposes its models (a thrown step, a stall that
+  // ends when it is replaced); only one already killed cannot (Bun's terminate).
+  await waitFor(() => {
+    const s = engine.stats();
+    return s.workersExited + s.workersTerminated === 1;
+  }, "the replaced Worker to be gone");
+  const s2 = engine.stats();
+  const exited = killer === "terminate" ? 0 : 1;
+  check(s2.workersExited === exited && s2.workersTerminated === 1 - exited, () =>
+    `${s2.workersExited} Workers left on their own, ${s2.workersTerminated} were terminated`);
 }
 
 export const startFailureCase: Case = {
@@ -842,3 +882,80 @@ export const rtCases: Case[] = [
   deathCase("stall"),
   deathCase("crash", true),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Restarts during publication: each Worker pauses once in the middle of writing a result (a
+// test-only hook in the control block), long enough for the watchdog to replace it; the
+// replaced Worker then wakes and finishes its write while its replacement publishes. Every
+// read is checked as in the stress run: the checksum of exactly the values copied, the fake
+// runner's values for that sequence number, and sequence numbers that never go back.
+
+export interface RestartStressOptions {
+  restarts: number;
+  /** Publishes each Worker makes before its pause. */
+  publishesBeforePause: number;
+  pauseMs: number;
+}
+
+export function restartStressCase(options: RestartStressOptions): Case {
+  return {
+    name: `rt stress: ${options.restarts} Worker restarts while paused inside publish, ` +
+      "every read checked",
+    run: () =>
+      withEngine({ runner: FAKE_RUNNER, policy: "latest", watchdogMs: 50 }, async (engine) => {
+        pauseInPublish(engine, options.publishesBeforePause, options.pauseMs);
+        const into = engine.createBuffers();
+        const words = wordsOf(into);
+        const outputs = EMOTION_OUTPUTS.map((name) => into[name]);
+        const input = new Float32Array(engine.inputSize);
+        let accepted = 0;
+        let reads = 0;
+        let last = -1;
+        const deadline = performance.now() + 60_000;
+        while (engine.stats().workerRestarts < options.restarts) {
+          if (performance.now() > deadline) {
+            fail(`only ${engine.stats().workerRestarts} restarts in 60 s`);
+          }
+          for (let i = 0; i < 200; i++) {
+            input[0] = accepted;
+            if (engine.submit(input)) accepted++;
+            for (let r = 0; r < 2; r++) {
+              const seq = engine.latest(into);
+              if (seq < 0) continue;
+              reads++;
+              if (seq < last || seq >= accepted) {
+                fail(`read ${reads}: sequence ${seq} after ${last}, with ${accepted} accepted`);
+              }
+              const sum = resultChecksum(words, 0, words.length, seq);
+              if (sum !== engine.resultChecksum) {
+                fail(
+                  `read ${reads}: torn result ${seq}: checksum ${sum}, ` +
+                    `published ${engine.resultChecksum}`,
+                );
+              }
+              checkFakeValues(outputs, seq, reads);
+              last = seq;
+            }
+          }
+          await sleep(1);
+        }
+        pauseInPublish(engine, 0, 0);
+        check(reads > 0, () => "no reads");
+        // Every replaced Worker leaves (on its own, or terminated past the grace period), and
+        // every accepted input is accounted for.
+        await waitFor(() => {
+          const s = engine.stats();
+          return s.state === "running" && s.pending === 0 && s.inFlight === 0 &&
+            s.workersExited + s.workersTerminated === s.workerRestarts;
+        }, "the replaced Workers to leave and the ring to drain", 30_000);
+        const s = engine.stats();
+        check(s.submitted === accepted, () => `submitted ${s.submitted}, accepted ${accepted}`);
+        check(s.submitted === s.completed + s.skipped + s.lost, () =>
+          `submitted ${s.submitted} != completed ${s.completed} + skipped ${s.skipped} + ` +
+          `lost ${s.lost}`);
+        if (envVar("CADENZA_RT_VERBOSE")) {
+          console.log(JSON.stringify({ reads, accepted, stats: engine.stats().workerRestarts }));
+        }
+      }),
+  };
+}
