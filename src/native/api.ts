@@ -67,6 +67,11 @@ export interface NativeApi {
   ): number;
   /** Resets every member model and zeroes every node output. */
   graphReset(graph: NativeGraph): number;
+  /**
+   * Fills `out` (up to one value per node, node order) with the nanoseconds each node took in
+   * the last graphStep or graphStepFrom (0 for nodes it did not run); returns the status.
+   */
+  graphNodeNs(graph: NativeGraph, out: Float64Array): number;
   graphLastError(graph: NativeGraph): string;
 }
 

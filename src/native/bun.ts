@@ -32,6 +32,7 @@ const symbols = {
   cz_graph_step: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
   cz_graph_step_from: { args: [ptr, u32, ptr, usize, ptr, usize], returns: u32 },
   cz_graph_reset: { args: [ptr], returns: u32 },
+  cz_graph_node_ns: { args: [ptr, ptr, usize], returns: u32 },
   cz_graph_last_error: { args: [ptr, ptr, usize], returns: usize },
 } as const;
 
@@ -89,6 +90,7 @@ export function openBun(library_path: string): NativeApi {
     graphStepFrom: (graph, node, values, output) =>
       cz.cz_graph_step_from(toPointer(graph), node, values, values.length, output, output.length),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
+    graphNodeNs: (graph, out) => cz.cz_graph_node_ns(toPointer(graph), out, out.length),
     graphLastError: (graph) =>
       lastMessage(cz.cz_graph_last_error(toPointer(graph), message, message.length)),
   };

@@ -46,6 +46,7 @@ const symbols = {
     result: "u32",
   },
   cz_graph_reset: { parameters: ["pointer"], result: "u32" },
+  cz_graph_node_ns: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
   cz_graph_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
@@ -96,6 +97,7 @@ interface Symbols {
     y_len: bigint,
   ): number;
   cz_graph_reset(graph: Ptr): number;
+  cz_graph_node_ns(graph: Ptr, out: Buf, out_len: bigint): number;
   cz_graph_last_error(graph: Ptr, buf: Buf, buf_len: bigint): number | bigint;
 }
 
@@ -167,6 +169,7 @@ export function openDeno(library_path: string): NativeApi {
     graphStepFrom: (graph, node, values, output) =>
       cz.cz_graph_step_from(toPointer(graph), node, values, len(values), output, len(output)),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
+    graphNodeNs: (graph, out) => cz.cz_graph_node_ns(toPointer(graph), out, len(out)),
     graphLastError: (graph) =>
       lastMessage(cz.cz_graph_last_error(toPointer(graph), message, len(message))),
   };

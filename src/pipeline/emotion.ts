@@ -245,11 +245,17 @@ export class EmotionPipeline {
   readonly models: Readonly<Record<EmotionModelName, PipelineModel>>;
   readonly #emotionIndex: number;
 
-  /** Builds the graph over five loaded models; the pipeline owns them from now on. */
-  constructor(models: Record<EmotionModelName, PipelineModel>) {
+  /**
+   * Builds the graph over five loaded models; the pipeline owns them from now on. `timed`:
+   * every step times each node into `pipeline.nodeNs` (see PipelineOptions.timed).
+   */
+  constructor(models: Record<EmotionModelName, PipelineModel>, options: { timed?: boolean } = {}) {
     checkWidths(models);
     const nodes = structuredClone(EMOTION_GRAPH) as PipelineNode[];
-    this.pipeline = new Pipeline<EmotionOutputs>(nodes, models, { inputSize: FEATURE_SIZE });
+    this.pipeline = new Pipeline<EmotionOutputs>(nodes, models, {
+      inputSize: FEATURE_SIZE,
+      timed: options.timed,
+    });
     this.models = models;
     this.#emotionIndex = this.pipeline.indexOf("emotion");
   }

@@ -10,9 +10,19 @@
  * const out = engine.createBuffers();                  // once, outside the audio callback
  * // in the callback, every block:
  * engine.submit(features);                             // 128 audio features, copied in
- * const seq = engine.latest(out);                      // newest result copied into out, or -1
+ * const seq = engine.latest(out);                      // newest result's input number, or < 0
  * // ...
  * await engine.stop();
+ * ```
+ *
+ * With `input: "emotion"` the engine takes a 64-value emotion vector per submit instead (text,
+ * biometrics or a generator choosing the mood) and runs the pipeline from it
+ * (EmotionPipeline.stepFromEmotion): the recognizer does not run, and `emotion` in each result
+ * is the vector submitted.
+ *
+ * ```ts
+ * const engine = await RealtimeEngine.start({ input: "emotion" });
+ * engine.submit(emotionVector);                        // 64 values (engine.inputSize)
  * ```
  *
  * Sequence numbers count accepted submits from 0 (modulo 2^31): `latest` returns the number of
@@ -46,10 +56,11 @@ import {
   WORKER_RECORDS,
   WORKER_STATE_NAMES,
 } from "./layout.ts";
-import type { GraphConfig, RunnerConfig } from "./runner.ts";
+import type { GraphConfig, InputMode, RunnerConfig } from "./runner.ts";
 import type { Policy } from "./worker.ts";
 
 export type { Policy } from "./worker.ts";
+export type { InputMode } from "./runner.ts";
 
 /** What `latest()` returns before the first result is published. */
 export const NO_RESULT = -1;
@@ -71,6 +82,12 @@ export interface RealtimeOptions {
   runner?: string | URL;
   /** "latest" (default): the Worker skips to the newest input. "every": it runs each one. */
   policy?: Policy;
+  /**
+   * What submit() takes: "features" (default), 128 audio features (a graph's input with
+   * `graph`), or "emotion", a 64-value emotion vector run with stepFromEmotion (emotion
+   * pipeline only). `engine.inputSize` says how many values.
+   */
+  input?: InputMode;
   /** Input ring slots, a power of two (default 8). */
   slots?: number;
   /** A running Worker whose heartbeat stalls this long is replaced (default 2000 ms). */
@@ -99,6 +116,9 @@ export interface RealtimeStats {
   slots: number;
   state: EngineState;
   workerState: string;
+  input: InputMode;
+  /** Whether the Worker runs the native graph: one native call per step. */
+  nativeGraph: boolean;
   /** Accepted submits. */
   submitted: number;
   /** Submits refused because the ring was full (or the engine stopped). */
@@ -151,6 +171,7 @@ const OPTION_KEYS: readonly string[] = [
   "graph",
   "runner",
   "policy",
+  "input",
   "slots",
   "watchdogMs",
   "maxRestarts",
@@ -201,10 +222,12 @@ interface Loaded {
   modelNames: string[];
   loadMs: number;
   weightBytes: number;
+  native: boolean;
 }
 
 interface Settings {
   policy: Policy;
+  input: InputMode;
   slots: number;
   watchdogMs: number;
   maxRestarts: number;
@@ -305,7 +328,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   }
 
   /**
-   * Copies `features` into the next input slot and wakes the Worker if it sleeps. Returns
+   * Copies `features` (inputSize values: 128 audio features, or a 64-value emotion vector with
+   * input "emotion") into the next input slot and wakes the Worker if it sleeps. Returns
    * false, copying nothing, when the ring is full or the engine is stopped. Never waits and
    * allocates nothing.
    */
@@ -423,6 +447,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       slots: this.#layout.slots,
       state: this.#state,
       workerState: WORKER_STATE_NAMES[Atomics.load(control, Control.STATE)] ?? "unknown",
+      input: this.#settings.input,
+      nativeGraph: this.#loaded.native,
       submitted,
       rejected,
       skipped,
@@ -486,9 +512,10 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   }
 
   #throwInputLength(features: unknown): never {
+    const what = this.#settings.input === "emotion" ? "an emotion vector" : "features";
     throw new CadenzaError(
       "E_ARGUMENT",
-      `RealtimeEngine.submit: features: expected ${this.#inputSize} values (a Float32Array), ` +
+      `RealtimeEngine.submit: ${what}: expected ${this.#inputSize} values (a Float32Array), ` +
         `got ${describe(features)}`,
     );
   }
@@ -696,6 +723,14 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (policy !== "latest" && policy !== "every") {
     fail(`policy is ${JSON.stringify(policy)}, expected "latest" or "every"`);
   }
+  const input = options.input ?? "features";
+  if (input !== "features" && input !== "emotion") {
+    fail(`input is ${JSON.stringify(input)}, expected "features" or "emotion"`);
+  }
+  // A runner module of the caller's own receives `input` in its config and decides.
+  if (input === "emotion" && options.graph !== undefined) {
+    fail('input "emotion" runs the emotion pipeline; it cannot be combined with graph');
+  }
   const slots = options.slots ?? DEFAULTS.slots;
   const problem = checkShape({ slots, inputSize: 1, outputSizes: [1], modelCount: 0 });
   if (problem !== null) fail(problem);
@@ -713,7 +748,8 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (options.runner !== undefined) config.runner = String(options.runner);
   if (options.library !== undefined) config.library = options.library;
   if (options.precision !== undefined) config.precision = options.precision;
-  return { policy, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
+  config.input = input;
+  return { policy, input, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
 }
 
 function watchdogTick(settings: Settings): number {

@@ -5,8 +5,11 @@
 
 export {
   type EngineState,
+  type InputMode,
+  NO_RESULT,
   type PipelineBuffers,
   type Policy,
+  READ_FAILED,
   RealtimeEngine,
   type RealtimeOptions,
   type RealtimeStats,

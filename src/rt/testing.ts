@@ -4,11 +4,7 @@
  * (layout.ts) as the engine's own supervision would.
  */
 
-import {
-  type EngineInternals,
-  engineInternals,
-  type RealtimeEngine,
-} from "./engine.ts";
+import { type EngineInternals, engineInternals, type RealtimeEngine } from "./engine.ts";
 
 // deno-lint-ignore no-explicit-any
 type AnyEngine = RealtimeEngine<any>;

@@ -82,6 +82,7 @@ async function load(config: RunnerConfig): Promise<void> {
     modelNames: [...runner.modelNames],
     loadMs: runner.loadMs,
     weightBytes: runner.weightBytes,
+    native: runner.native === true,
   });
 }
 

@@ -12,8 +12,10 @@ import { fileURLToPath } from "node:url";
 import { CadenzaError } from "../../src/errors.ts";
 import {
   EMOTION_MODELS,
+  EMOTION_SIZE,
   type EmotionOutputs,
   EmotionPipeline,
+  FEATURE_SIZE,
   modelFile,
 } from "../../src/pipeline/emotion.ts";
 import {
@@ -374,6 +376,18 @@ export const argumentsCase: Case = {
       "policy",
     );
     await rejectsCadenza(
+      () => RealtimeEngine.start({ input: "mood" as "emotion" }),
+      "E_ARGUMENT",
+      /input is "mood", expected "features" or "emotion"/,
+      "input",
+    );
+    await rejectsCadenza(
+      () => RealtimeEngine.start({ input: "emotion", graph: { nodes: [], files: {} } }),
+      "E_ARGUMENT",
+      /input "emotion" runs the emotion pipeline/,
+      "input emotion with a graph",
+    );
+    await rejectsCadenza(
       () => RealtimeEngine.start({ polcy: "every" } as RealtimeOptions),
       "E_ARGUMENT",
       /options\.polcy: expected no such option \(the options are .*policy/,
@@ -472,30 +486,58 @@ export const policyCases: Case[] = [policyCase("latest"), policyCase("every")];
  * The engine's Worker runs the models node by node, EmotionPipeline in one native graph call:
  * the same kernels on the same weights, so the results must be the same bits.
  */
-function pipelineCase(precision: "f32" | "bf16"): Case {
+function pipelineCase(precision: "f32" | "bf16" | "int8", input: "features" | "emotion"): Case {
+  const method = input === "emotion" ? "stepFromEmotion" : "step";
   return {
-    name: `rt: ${precision}: the engine's results equal EmotionPipeline.step (loaded with ` +
-      `${precision}) on the same inputs, in order`,
+    name: `rt: ${precision}, input ${input}: the engine runs the native graph and its results ` +
+      `equal EmotionPipeline.${method} (loaded with ${precision}) on the same inputs, in order; ` +
+      "every model is timed",
     run: async () => {
       const dir = modelsDir();
       const reference = await EmotionPipeline.load(dir, { precision });
+      const steps = 24;
       try {
-        await withEngine({ models: dir, policy: "every", precision }, async (engine) => {
+        await withEngine({ models: dir, policy: "every", precision, input }, async (engine) => {
           const rng = new Rng(2024);
           const into = engine.createBuffers();
           check(engine.outputNames.join() === EMOTION_OUTPUTS.join(), () => "output order");
+          const width = input === "emotion" ? EMOTION_SIZE : FEATURE_SIZE;
+          check(engine.inputSize === width, () => `inputSize ${engine.inputSize}`);
+          const s0 = engine.stats();
+          check(s0.nativeGraph && s0.input === input, () => `nativeGraph ${s0.nativeGraph}`);
           check(
-            engine.stats().weightBytes === reference.weightBytes,
-            () => `weightBytes ${engine.stats().weightBytes}, expected ${reference.weightBytes}`,
+            s0.weightBytes === reference.weightBytes,
+            () => `weightBytes ${s0.weightBytes}, expected ${reference.weightBytes}`,
           );
-          for (let seq = 0; seq < 24; seq++) {
-            const input = features(rng);
-            await submitSurely(engine, input);
+          throwsCadenza(
+            () => engine.submit(new Float32Array(width === 64 ? 128 : 64)),
+            "E_ARGUMENT",
+            new RegExp(`expected ${width} values`),
+            "an input of the other mode's width",
+          );
+          for (let seq = 0; seq < steps; seq++) {
+            const values = rng.floats(width, -1, 1);
+            await submitSurely(engine, values);
             check(await latestAtLeast(engine, into, seq) === seq, () => `result ${seq} skipped`);
-            const want = reference.step(input);
+            const want = input === "emotion"
+              ? reference.stepFromEmotion(values)
+              : reference.step(values);
             for (const name of EMOTION_OUTPUTS) {
               check(sameValues(into[name], want[name]), () => `step ${seq}: ${name} differs`);
             }
+            if (input === "emotion") {
+              check(sameValues(into.emotion, values), () => "emotion is not the vector given");
+            }
+          }
+          // Native per-node timestamps: every model timed each step; the recognizer does not
+          // run from an emotion vector, so its time is 0.
+          const models = engine.stats().latencyUs.models;
+          for (const info of EMOTION_MODELS) {
+            const m = models[info.name];
+            check(m.count === steps, () => `${info.name}: ${m.count} timings`);
+            const skipped = input === "emotion" && info.node === "emotion";
+            check(skipped ? m.maxUs === 0 : m.p50Us > 0, () =>
+              `${info.name}: p50 ${m.p50Us} us, max ${m.maxUs} us`);
           }
         });
       } finally {
@@ -505,7 +547,13 @@ function pipelineCase(precision: "f32" | "bf16"): Case {
   };
 }
 
-export const pipelineCases: Case[] = [pipelineCase("f32"), pipelineCase("bf16")];
+export const pipelineCases: Case[] = [
+  pipelineCase("f32", "features"),
+  pipelineCase("bf16", "features"),
+  pipelineCase("int8", "features"),
+  pipelineCase("f32", "emotion"),
+  pipelineCase("int8", "emotion"),
+];
 
 export const precisionCase: Case = {
   name: "rt: an unknown precision fails the start with E_ARGUMENT naming it",
