@@ -262,18 +262,23 @@ export class EmotionPipeline {
 
   /**
    * Loads `<dir>/<ModelName>.safetensors` for each of the five (default: models/); `options`
-   * go to every loadModel call (e.g. `{ library: "fast", precision: "bf16" }`).
+   * go to every loadModel call (e.g. `{ library: "fast", precision: "bf16" }`),
+   * `pipelineOptions` to the constructor.
    */
   static async load(
     dir: string = defaultModelsDir(),
     options: LoadOptions = {},
+    pipelineOptions: { timed?: boolean } = {},
   ): Promise<EmotionPipeline> {
     const models: Partial<Record<EmotionModelName, PipelineModel>> = {};
     try {
       for (const info of EMOTION_MODELS) {
         models[info.name] = await loadModel(modelFile(dir, info.name), options);
       }
-      return new EmotionPipeline(models as Record<EmotionModelName, PipelineModel>);
+      return new EmotionPipeline(
+        models as Record<EmotionModelName, PipelineModel>,
+        pipelineOptions,
+      );
     } catch (err) {
       for (const model of Object.values(models)) model.dispose();
       throw err;

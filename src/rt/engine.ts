@@ -57,9 +57,9 @@ import {
   WORKER_STATE_NAMES,
 } from "./layout.ts";
 import type { GraphConfig, InputMode, RunnerConfig } from "./runner.ts";
-import type { Policy } from "./worker.ts";
+import type { Policy, WakeMode } from "./worker.ts";
 
-export type { Policy } from "./worker.ts";
+export type { Policy, WakeMode } from "./worker.ts";
 export type { InputMode } from "./runner.ts";
 
 /** What `latest()` returns before the first result is published. */
@@ -90,6 +90,16 @@ export interface RealtimeOptions {
   input?: InputMode;
   /** Input ring slots, a power of two (default 8). */
   slots?: number;
+  /**
+   * How the Worker waits for input (default "cadence"): "cadence" learns the block period from
+   * the submit times (or takes `blockMs`) and wakes just before each block is due, so that
+   * submit() at a steady cadence makes no system call; "notify" sleeps until submit() wakes
+   * it with Atomics.notify. The cadence costs CPU: the Worker polls for up to a few hundred
+   * microseconds around each block (docs/PERFORMANCE.md).
+   */
+  wake?: WakeMode;
+  /** The caller's block period in ms (e.g. 128 / 48000 * 1000); default: learned. */
+  blockMs?: number;
   /** A running Worker whose heartbeat stalls this long is replaced (default 2000 ms). */
   watchdogMs?: number;
   /** Failed replacements in a row before the engine gives up (default 5). */
@@ -119,6 +129,15 @@ export interface RealtimeStats {
   input: InputMode;
   /** Whether the Worker runs the native graph: one native call per step. */
   nativeGraph: boolean;
+  wake: WakeMode;
+  /** The block period the Worker works with (ms; 0 until learned, or with wake "notify"). */
+  blockMs: number;
+  /** Submits that woke the Worker with Atomics.notify (a system call on the caller's thread). */
+  notifies: number;
+  /** Steps whose input the Worker was already awake for (wake "cadence"). */
+  wokenEarly: number;
+  /** Milliseconds the Worker spent polling for inputs (the CPU the cadence costs). */
+  pollMs: number;
   /** Accepted submits. */
   submitted: number;
   /** Submits refused because the ring was full (or the engine stopped). */
@@ -173,6 +192,8 @@ const OPTION_KEYS: readonly string[] = [
   "policy",
   "input",
   "slots",
+  "wake",
+  "blockMs",
   "watchdogMs",
   "maxRestarts",
   "loadTimeoutMs",
@@ -187,6 +208,8 @@ const STOP_TIMEOUT_MS = 2000;
 const TIMER_MS_MAX = 0x7fffffff;
 /** Copies latest() tries before giving up; each retry needs the Worker to lap the reader. */
 const READ_ATTEMPTS = 4;
+/** A submit this much (ms) before a dozing Worker's wake time lets it wake by itself. */
+const EARLY_SLACK_MS = 0.05;
 /** How long a replaced Worker has to leave on its own before it is terminated. */
 const GRACE_MS = 1000;
 
@@ -228,6 +251,8 @@ interface Loaded {
 interface Settings {
   policy: Policy;
   input: InputMode;
+  wake: WakeMode;
+  blockMs: number;
   slots: number;
   watchdogMs: number;
   maxRestarts: number;
@@ -240,6 +265,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   readonly #control: Int32Array;
   readonly #input: Float32Array;
   readonly #submittedMs: Float64Array;
+  /** When a dozing Worker wakes (layout.ts, SLEEPING 2). */
+  readonly #wakeAtMs: Float64Array;
   readonly #slotMask: number;
   readonly #inputSize: number;
   readonly #outputNames: readonly string[];
@@ -287,6 +314,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     this.#control = this.#views.control;
     this.#input = this.#views.input;
     this.#submittedMs = this.#views.submittedMs;
+    this.#wakeAtMs = this.#views.wakeAtMs;
     this.#slotMask = layout.slots - 1;
     this.#inputSize = layout.inputSize;
     this.#outputNames = loaded.outputNames;
@@ -344,9 +372,14 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     }
     const slot = write & this.#slotMask;
     this.#input.set(features, slot * this.#inputSize);
-    this.#submittedMs[slot] = performance.now();
+    const now = performance.now();
+    this.#submittedMs[slot] = now;
     Atomics.store(control, Control.WRITE_SEQ, (write + 1) | 0);
-    if (Atomics.load(control, Control.SLEEPING) !== 0) {
+    // Asleep (1), or dozing (2) until after this input: wake it. A Worker dozing until just
+    // before the block is due finds a punctual input itself: no system call here.
+    const sleeping = Atomics.load(control, Control.SLEEPING);
+    if (sleeping === 1 || (sleeping === 2 && now < this.#wakeAtMs[0] - EARLY_SLACK_MS)) {
+      Atomics.add(control, Control.NOTIFIES, 1);
       Atomics.notify(control, Control.WRITE_SEQ, 1);
     }
     return true;
@@ -449,6 +482,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       workerState: WORKER_STATE_NAMES[Atomics.load(control, Control.STATE)] ?? "unknown",
       input: this.#settings.input,
       nativeGraph: this.#loaded.native,
+      wake: this.#settings.wake,
+      blockMs: count(Control.LEARNED_PERIOD_US) / 1000,
+      notifies: count(Control.NOTIFIES),
+      wokenEarly: count(Control.WOKEN_EARLY),
+      pollMs: count(Control.POLL_US) / 1000,
       submitted,
       rejected,
       skipped,
@@ -509,6 +547,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   #command(command: number): void {
     Atomics.store(this.#control, Control.COMMAND, command);
     Atomics.notify(this.#control, Control.WRITE_SEQ);
+    Atomics.notify(this.#control, Control.EPOCH);
   }
 
   #throwInputLength(features: unknown): never {
@@ -541,6 +580,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       buffer: this.#control.buffer,
       shape: shapeOf(this.#settings, this.#loaded),
       policy: this.#settings.policy,
+      wake: this.#settings.wake,
+      blockMs: this.#settings.blockMs,
       epoch,
       timeOriginMs: performance.timeOrigin,
     });
@@ -731,6 +772,14 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (input === "emotion" && options.graph !== undefined) {
     fail('input "emotion" runs the emotion pipeline; it cannot be combined with graph');
   }
+  const wake = options.wake ?? "cadence";
+  if (wake !== "cadence" && wake !== "notify") {
+    fail(`wake is ${JSON.stringify(wake)}, expected "cadence" or "notify"`);
+  }
+  const blockMs = options.blockMs ?? 0;
+  if (!(blockMs >= 0 && blockMs <= 1000)) {
+    fail(`blockMs is ${blockMs}, expected a period in ms, 0..1000 (0: learn it)`);
+  }
   const slots = options.slots ?? DEFAULTS.slots;
   const problem = checkShape({ slots, inputSize: 1, outputSizes: [1], modelCount: 0 });
   if (problem !== null) fail(problem);
@@ -749,7 +798,7 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (options.library !== undefined) config.library = options.library;
   if (options.precision !== undefined) config.precision = options.precision;
   config.input = input;
-  return { policy, input, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
+  return { policy, input, wake, blockMs, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
 }
 
 function watchdogTick(settings: Settings): number {

@@ -13,6 +13,7 @@ export {
   RealtimeEngine,
   type RealtimeOptions,
   type RealtimeStats,
+  type WakeMode,
 } from "./engine.ts";
 export { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 export { resultChecksum } from "./layout.ts";

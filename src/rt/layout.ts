@@ -6,6 +6,7 @@
  * ```
  * control   Int32 x CONTROL_WORDS   sequence numbers, state, counters, result headers
  * submitted Float64 x slots         caller's performance.now() (ms) per input slot
+ * wakeAt    Float64 x 1             when a dozing Worker wakes (engine clock, ms)
  * input     Float32 x slots x inputSize          the input ring
  * results   Float32 x RESULT_BUFFERS x resultSize  outputs, concatenated in output order
  * latency   Int32 x histograms x HISTOGRAM_WORDS  [pipeline, end-to-end, model 0, model 1...]
@@ -82,7 +83,11 @@ export const Control = {
 
   // Written by the Worker.
   READ_SEQ: 16,
-  /** 1 while the Worker waits, so submit() notifies only then. */
+  /**
+   * 1 while the Worker sleeps until notified: submit() notifies. 2 while it dozes until just
+   * before the next block is due (its wake time in the wakeAt word): submit() notifies only an
+   * input that comes earlier than that, so at a steady cadence it never does.
+   */
   SLEEPING: 17,
   HEARTBEAT: 18,
   STATE: 19,
@@ -221,6 +226,7 @@ export interface Layout extends LayoutShape {
   histogramCount: number;
   /** Byte offsets of the regions. */
   submittedAt: number;
+  wakeAtAt: number;
   inputAt: number;
   resultsAt: number;
   latencyAt: number;
@@ -231,6 +237,8 @@ export interface Layout extends LayoutShape {
 export interface Views {
   control: Int32Array;
   submittedMs: Float64Array;
+  /** One value: when a dozing Worker (SLEEPING 2) wakes, engine clock ms. */
+  wakeAtMs: Float64Array;
   input: Float32Array;
   results: Float32Array;
   /** The same memory as `results`, as bits, for the checksum. */
@@ -252,7 +260,8 @@ export function computeLayout(shape: LayoutShape): Layout {
   }
   const histogramCount = Histogram.FIRST_MODEL + shape.modelCount;
   const submittedAt = CONTROL_WORDS * 4;
-  const inputAt = submittedAt + shape.slots * 8;
+  const wakeAtAt = submittedAt + shape.slots * 8;
+  const inputAt = wakeAtAt + 8;
   const resultsAt = align8(inputAt + shape.slots * shape.inputSize * 4);
   const latencyAt = align8(resultsAt + RESULT_BUFFERS * resultSize * 4);
   const byteLength = align8(latencyAt + histogramCount * HISTOGRAM_WORDS * 4);
@@ -263,6 +272,7 @@ export function computeLayout(shape: LayoutShape): Layout {
     outputOffsets,
     histogramCount,
     submittedAt,
+    wakeAtAt,
     inputAt,
     resultsAt,
     latencyAt,
@@ -312,6 +322,7 @@ export function createViews(buffer: SharedArrayBuffer, layout: Layout): Views {
   return {
     control: new Int32Array(buffer, 0, CONTROL_WORDS),
     submittedMs: new Float64Array(buffer, layout.submittedAt, layout.slots),
+    wakeAtMs: new Float64Array(buffer, layout.wakeAtAt, 1),
     input: new Float32Array(buffer, layout.inputAt, layout.slots * layout.inputSize),
     results: new Float32Array(buffer, layout.resultsAt, resultFloats),
     resultWords: new Uint32Array(buffer, layout.resultsAt, resultFloats),

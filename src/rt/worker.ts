@@ -35,17 +35,29 @@ import {
   WorkerState,
 } from "./layout.ts";
 import { createStepRunner, type RunnerConfig, type StepRunner } from "./runner.ts";
+import { Cadence, POLL_AFTER_MS } from "./cadence.ts";
 
 /** How long one wait lasts before the Worker beats its heart and looks at COMMAND again. */
 export const WAIT_MS = 20;
 
 export type Policy = "latest" | "every";
 
+/**
+ * How the Worker waits for input: "cadence" learns the caller's block period and sleeps until
+ * just before the next block is due, then polls, so submit() at a steady cadence finds it
+ * awake and never notifies; "notify" sleeps until submit() wakes it (a system call on the
+ * caller's thread each block).
+ */
+export type WakeMode = "cadence" | "notify";
+
 export interface StartMessage {
   type: "start";
   buffer: SharedArrayBuffer;
   shape: LayoutShape;
   policy: Policy;
+  wake: WakeMode;
+  /** The caller's block period hint (ms); 0 to learn it. */
+  blockMs: number;
   epoch: number;
   /** The engine thread's performance.timeOrigin, to put submit times on this clock. */
   timeOriginMs: number;
@@ -146,6 +158,10 @@ class ServeLoop {
   #lastBuffer: number;
   /** This Worker's publications, for the test pause. */
   #published = 0;
+  /** The caller's cadence, or null in wake mode "notify". */
+  readonly #cadence: Cadence | null;
+  /** Whether the input being taken was found by polling (the Worker was awake for it). */
+  #caught = false;
 
   constructor(runner: StepRunner, message: StartMessage) {
     this.#layout = computeLayout(message.shape);
@@ -158,6 +174,7 @@ class ServeLoop {
     this.#epochField = newestEpoch(packNewest(0, message.epoch, 0));
     this.#clockOffsetMs = performance.timeOrigin - message.timeOriginMs;
     this.#input = new Float32Array(this.#layout.inputSize);
+    this.#cadence = message.wake === "cadence" ? new Cadence(message.blockMs) : null;
     const newest = newestBuffer(Atomics.load(this.control, Control.NEWEST));
     this.#lastBuffer = newest === NO_BUFFER ? RESULT_BUFFERS - 1 : newest;
     checkRunnerFits(runner, this.#layout);
@@ -228,7 +245,63 @@ class ServeLoop {
     this.setState(WorkerState.IDLE);
   }
 
+  /**
+   * Waits for input. With a steady cadence: sleeps (without asking to be notified) until
+   * `leadMs` before the next input is due, then polls until it comes or POLL_AFTER_MS past due;
+   * otherwise, or after that, sleeps until submit() notifies it.
+   */
   #idle(write: number): void {
+    const cadence = this.#cadence;
+    if (cadence !== null) {
+      const now = performance.now();
+      const due = cadence.dueMs(now);
+      if (due === due) {
+        const wakeAt = due - cadence.leadMs;
+        if (now < wakeAt) {
+          this.#doze(write, wakeAt, Math.min(wakeAt - now, WAIT_MS));
+          return;
+        }
+        if (now < due + POLL_AFTER_MS) {
+          this.#poll(write, due + POLL_AFTER_MS, now);
+          return;
+        }
+      }
+    }
+    this.#sleep(write);
+  }
+
+  /** Spins until WRITE_SEQ moves past `write`, a command or a replacement, or `untilMs`. */
+  #poll(write: number, untilMs: number, startMs: number): void {
+    const control = this.control;
+    let now = startMs;
+    while (now < untilMs) {
+      if (Atomics.load(control, Control.WRITE_SEQ) !== write) {
+        this.#caught = true;
+        break;
+      }
+      if (Atomics.load(control, Control.COMMAND) !== Command.NONE || !this.#current()) break;
+      now = performance.now();
+    }
+    Atomics.add(control, Control.POLL_US, Math.round((now - startMs) * 1000));
+  }
+
+  /**
+   * Sleeps until `wakeAtMs` (this clock) without asking a punctual submit() to notify: one that
+   * comes earlier than that does (SLEEPING 2, layout.ts), as do commands and replacements.
+   */
+  #doze(write: number, wakeAtMs: number, dozeMs: number): void {
+    const control = this.control;
+    this.#views.wakeAtMs[0] = wakeAtMs + this.#clockOffsetMs;
+    Atomics.store(control, Control.SLEEPING, 2);
+    let woke = "not-equal";
+    if (Atomics.load(control, Control.COMMAND) === Command.NONE && this.#current()) {
+      woke = Atomics.wait(control, Control.WRITE_SEQ, write, dozeMs);
+    }
+    Atomics.store(control, Control.SLEEPING, 0);
+    if (woke === "timed-out") this.#cadence!.woke(wakeAtMs, performance.now());
+  }
+
+  #sleep(write: number): void {
     const control = this.control;
     // submit() stores WRITE_SEQ and then reads SLEEPING; we store SLEEPING and then wait on
     // WRITE_SEQ, which re-reads it atomically: one of the two sides always sees the other.
@@ -255,9 +328,17 @@ class ServeLoop {
     const next = (seq + 1) | 0;
     const control = this.control;
     Atomics.store(control, Control.HELD + this.#recordIndex, 1);
-    if (Atomics.compareExchange(control, Control.READ_SEQ, read, next) === read) return true;
-    Atomics.store(control, Control.HELD + this.#recordIndex, 0);
-    return false;
+    if (Atomics.compareExchange(control, Control.READ_SEQ, read, next) !== read) {
+      Atomics.store(control, Control.HELD + this.#recordIndex, 0);
+      return false;
+    }
+    this.#cadence?.observe(this.#submittedMs - this.#clockOffsetMs);
+    if (this.#caught) Atomics.add(control, Control.WOKEN_EARLY, 1);
+    this.#caught = false;
+    if (this.#cadence !== null) {
+      Atomics.store(control, Control.LEARNED_PERIOD_US, Math.round(this.#cadence.periodMs * 1000));
+    }
+    return true;
   }
 
   /** Runs and publishes one step; false when this Worker turned out to be replaced. */
