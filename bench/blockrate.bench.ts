@@ -18,7 +18,7 @@
  *
  * Environment: CADENZA_MODELS (models/), CADENZA_BLOCKS (blocks per run, default 1500 = 4 s),
  * CADENZA_BLOCK_MS (default 128/48 = 2.667), CADENZA_PRECISIONS (default f32,bf16,int8),
- * CADENZA_WAKE (default cadence,notify), CADENZA_JSON=1 for one JSON line at the end.
+ * CADENZA_WAKE (default notify,cadence,cadence+prefetch), CADENZA_JSON=1 for one JSON line at the end.
  */
 import process from "node:process";
 import { defaultModelsDir, EMOTION_MODELS, EmotionPipeline } from "../src/pipeline/emotion.ts";
@@ -31,7 +31,8 @@ const library = benchLibrary();
 const blocks = Number(process.env.CADENZA_BLOCKS ?? 1500);
 const blockMs = Number(process.env.CADENZA_BLOCK_MS ?? 128 / 48);
 const precisions = (process.env.CADENZA_PRECISIONS ?? "f32,bf16,int8").split(",") as Precision[];
-const wakes = (process.env.CADENZA_WAKE ?? "cadence,notify").split(",") as WakeMode[];
+/** "cadence", "cadence+prefetch" or "notify" (RealtimeOptions wake and prefetch). */
+const wakes = (process.env.CADENZA_WAKE ?? "notify,cadence,cadence+prefetch").split(",");
 const WARM_BLOCKS = 200;
 const HOT_STEPS = 3000;
 
@@ -108,8 +109,10 @@ function hot(precision: Precision, pipeline: EmotionPipeline): Row["hot"] {
   return { stepP50Us: p.p50, stepP99Us: p.p99, modelsP50Us };
 }
 
-async function blockRate(precision: Precision, wake: WakeMode): Promise<Row["block"][string]> {
-  const engine = await RealtimeEngine.start({ models: dir, library, precision, wake });
+async function blockRate(precision: Precision, mode: string): Promise<Row["block"][string]> {
+  const wake = mode.split("+")[0] as WakeMode;
+  const prefetch = mode.endsWith("+prefetch");
+  const engine = await RealtimeEngine.start({ models: dir, library, precision, wake, prefetch });
   const into = engine.createBuffers();
   try {
     paced(WARM_BLOCKS, (b) => {

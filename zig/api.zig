@@ -414,6 +414,16 @@ pub export fn cz_graph_node_ns(handle: ?*anyopaque, out: ?*anyopaque, out_len: u
     return @intFromEnum(Status.ok);
 }
 
+/// Prefetches every member model's memory into the caches (graph.Graph.prefetch) and writes
+/// the bytes covered to `bytes_out` (8 bytes, any alignment; may be null).
+pub export fn cz_graph_prefetch(handle: ?*anyopaque, bytes_out: ?*anyopaque) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (staleMember(g, "cz_graph_prefetch")) |status| return status;
+    const bytes = g.prefetch();
+    if (bytes_out) |out| @as(*align(1) u64, @ptrCast(out)).* = bytes;
+    return @intFromEnum(Status.ok);
+}
+
 /// As cz_last_error, for a graph.
 pub export fn cz_graph_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) usize {
     const msg = if (liveGraph(handle)) |g| g.diag.message() else invalid_graph_message;

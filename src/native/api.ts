@@ -72,6 +72,8 @@ export interface NativeApi {
    * the last graphStep or graphStepFrom (0 for nodes it did not run); returns the status.
    */
   graphNodeNs(graph: NativeGraph, out: Float64Array): number;
+  /** Prefetches every member model's memory into the caches; returns the status. */
+  graphPrefetch(graph: NativeGraph): number;
   graphLastError(graph: NativeGraph): string;
 }
 

@@ -349,6 +349,19 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     }
   }
 
+  /**
+   * Asks the CPU to bring the models' memory into the caches without waiting for it (native
+   * graph only; otherwise nothing): a caller that slept between steps calls this shortly
+   * before the next one.
+   */
+  prefetch(): void {
+    this.#checkLive();
+    const run = this.#native;
+    if (run === null) return;
+    this.#checkMembers(run);
+    this.#checkStatus(run, run.api.graphPrefetch(run.graph), "prefetch");
+  }
+
   /** Index in run order of node `name` (-1 if none), for stepFromIndex. */
   indexOf(name: string): number {
     return this.order.indexOf(name);

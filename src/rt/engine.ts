@@ -100,6 +100,11 @@ export interface RealtimeOptions {
   wake?: WakeMode;
   /** The caller's block period in ms (e.g. 128 / 48000 * 1000); default: learned. */
   blockMs?: number;
+  /**
+   * With wake "cadence": on waking before a block, ask the CPU to bring the models' memory
+   * back into the caches before the input comes (default false; see docs/PERFORMANCE.md).
+   */
+  prefetch?: boolean;
   /** A running Worker whose heartbeat stalls this long is replaced (default 2000 ms). */
   watchdogMs?: number;
   /** Failed replacements in a row before the engine gives up (default 5). */
@@ -194,6 +199,7 @@ const OPTION_KEYS: readonly string[] = [
   "slots",
   "wake",
   "blockMs",
+  "prefetch",
   "watchdogMs",
   "maxRestarts",
   "loadTimeoutMs",
@@ -253,6 +259,7 @@ interface Settings {
   input: InputMode;
   wake: WakeMode;
   blockMs: number;
+  prefetch: boolean;
   slots: number;
   watchdogMs: number;
   maxRestarts: number;
@@ -582,6 +589,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       policy: this.#settings.policy,
       wake: this.#settings.wake,
       blockMs: this.#settings.blockMs,
+      prefetch: this.#settings.prefetch,
       epoch,
       timeOriginMs: performance.timeOrigin,
     });
@@ -780,6 +788,8 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (!(blockMs >= 0 && blockMs <= 1000)) {
     fail(`blockMs is ${blockMs}, expected a period in ms, 0..1000 (0: learn it)`);
   }
+  const prefetch = options.prefetch ?? false;
+  if (typeof prefetch !== "boolean") fail(`prefetch is ${String(prefetch)}, expected a boolean`);
   const slots = options.slots ?? DEFAULTS.slots;
   const problem = checkShape({ slots, inputSize: 1, outputSizes: [1], modelCount: 0 });
   if (problem !== null) fail(problem);
@@ -798,7 +808,18 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (options.library !== undefined) config.library = options.library;
   if (options.precision !== undefined) config.precision = options.precision;
   config.input = input;
-  return { policy, input, wake, blockMs, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
+  return {
+    policy,
+    input,
+    wake,
+    blockMs,
+    prefetch,
+    slots,
+    watchdogMs,
+    maxRestarts,
+    loadTimeoutMs,
+    config,
+  };
 }
 
 function watchdogTick(settings: Settings): number {

@@ -58,6 +58,8 @@ export interface StepRunner {
   /** Whether a step is one native call (the native graph); absent means false. */
   readonly native?: boolean;
   step(input: Float32Array): void;
+  /** Optional: warm the caches for the next step (called shortly before it is due). */
+  prefetch?(): void;
   dispose(): void;
 }
 
@@ -195,6 +197,7 @@ function timedRunner(
     native: pipeline.native,
     outputs: timing.outputNames.map((name) => views[name]),
     weightBytes: pipeline.weightBytes,
+    prefetch: () => graph.prefetch(),
     step: (input) => {
       step(input);
       for (let m = 0; m < nodesOf.length; m++) {

@@ -35,7 +35,7 @@ import {
   WorkerState,
 } from "./layout.ts";
 import { createStepRunner, type RunnerConfig, type StepRunner } from "./runner.ts";
-import { Cadence, POLL_AFTER_MS } from "./cadence.ts";
+import { Cadence } from "./cadence.ts";
 
 /** How long one wait lasts before the Worker beats its heart and looks at COMMAND again. */
 export const WAIT_MS = 20;
@@ -58,6 +58,8 @@ export interface StartMessage {
   wake: WakeMode;
   /** The caller's block period hint (ms); 0 to learn it. */
   blockMs: number;
+  /** Wake "cadence": warm the caches (StepRunner.prefetch) on waking before a block. */
+  prefetch: boolean;
   epoch: number;
   /** The engine thread's performance.timeOrigin, to put submit times on this clock. */
   timeOriginMs: number;
@@ -162,6 +164,11 @@ class ServeLoop {
   readonly #cadence: Cadence | null;
   /** Whether the input being taken was found by polling (the Worker was awake for it). */
   #caught = false;
+  readonly #prefetch: boolean;
+  /** Submit times of the inputs being taken (#take), one per ring slot at most. */
+  readonly #takenMs: Float64Array;
+  /** The caller's clock minus this thread's, ms, as measured (#observe). */
+  #callerOffsetMs = Number.NEGATIVE_INFINITY;
 
   constructor(runner: StepRunner, message: StartMessage) {
     this.#layout = computeLayout(message.shape);
@@ -175,6 +182,8 @@ class ServeLoop {
     this.#clockOffsetMs = performance.timeOrigin - message.timeOriginMs;
     this.#input = new Float32Array(this.#layout.inputSize);
     this.#cadence = message.wake === "cadence" ? new Cadence(message.blockMs) : null;
+    this.#takenMs = new Float64Array(this.#layout.slots);
+    this.#prefetch = message.prefetch && typeof runner.prefetch === "function";
     const newest = newestBuffer(Atomics.load(this.control, Control.NEWEST));
     this.#lastBuffer = newest === NO_BUFFER ? RESULT_BUFFERS - 1 : newest;
     checkRunnerFits(runner, this.#layout);
@@ -247,7 +256,7 @@ class ServeLoop {
 
   /**
    * Waits for input. With a steady cadence: sleeps (without asking to be notified) until
-   * `leadMs` before the next input is due, then polls until it comes or POLL_AFTER_MS past due;
+   * `leadMs` before the next input is due, then polls until it comes or a little past due (Cadence.pollAfterMs);
    * otherwise, or after that, sleeps until submit() notifies it.
    */
   #idle(write: number): void {
@@ -261,8 +270,8 @@ class ServeLoop {
           this.#doze(write, wakeAt, Math.min(wakeAt - now, WAIT_MS));
           return;
         }
-        if (now < due + POLL_AFTER_MS) {
-          this.#poll(write, due + POLL_AFTER_MS, now);
+        if (now < due + cadence.pollAfterMs) {
+          this.#poll(write, due + cadence.pollAfterMs, now);
           return;
         }
       }
@@ -291,14 +300,16 @@ class ServeLoop {
    */
   #doze(write: number, wakeAtMs: number, dozeMs: number): void {
     const control = this.control;
-    this.#views.wakeAtMs[0] = wakeAtMs + this.#clockOffsetMs;
+    this.#views.wakeAtMs[0] = wakeAtMs + this.#callerOffsetMs;
     Atomics.store(control, Control.SLEEPING, 2);
     let woke = "not-equal";
     if (Atomics.load(control, Control.COMMAND) === Command.NONE && this.#current()) {
       woke = Atomics.wait(control, Control.WRITE_SEQ, write, dozeMs);
     }
     Atomics.store(control, Control.SLEEPING, 0);
-    if (woke === "timed-out") this.#cadence!.woke(wakeAtMs, performance.now());
+    if (woke !== "timed-out") return;
+    this.#cadence!.woke(wakeAtMs, performance.now());
+    if (this.#prefetch) this.#runner.prefetch!();
   }
 
   #sleep(write: number): void {
@@ -326,19 +337,41 @@ class ServeLoop {
     for (let i = 0; i < inputSize; i++) this.#input[i] = input[at + i];
     this.#submittedMs = this.#views.submittedMs[slot];
     const next = (seq + 1) | 0;
+    // The submit times of every input taken (skipped ones too), before their slots are freed.
+    let taken = 0;
+    if (this.#cadence !== null) {
+      const submitted = this.#views.submittedMs;
+      for (let s = read; s !== next; s = (s + 1) | 0) {
+        this.#takenMs[taken++] = submitted[s & (slots - 1)];
+      }
+    }
     const control = this.control;
     Atomics.store(control, Control.HELD + this.#recordIndex, 1);
     if (Atomics.compareExchange(control, Control.READ_SEQ, read, next) !== read) {
       Atomics.store(control, Control.HELD + this.#recordIndex, 0);
       return false;
     }
-    this.#cadence?.observe(this.#submittedMs - this.#clockOffsetMs);
+    if (this.#cadence !== null) this.#observe(taken);
+    return true;
+  }
+
+  /**
+   * Feeds the cadence the submit times of the `count` inputs just taken (the skipped ones too:
+   * the caller's cadence, not the Worker's).
+   */
+  #observe(count: number): void {
+    const cadence = this.#cadence!;
+    const control = this.control;
+    // The caller's clock minus this one: at least a submit time minus when it was taken.
+    // Runtimes do not all give Workers a timeOrigin that agrees to the microsecond, so it is
+    // measured: the largest such difference, decaying by 1 us a sample to follow any drift.
+    const sample = this.#submittedMs - performance.now();
+    const decayed = this.#callerOffsetMs - 0.001;
+    this.#callerOffsetMs = sample > decayed ? sample : decayed;
+    for (let k = 0; k < count; k++) cadence.observe(this.#takenMs[k] - this.#callerOffsetMs);
     if (this.#caught) Atomics.add(control, Control.WOKEN_EARLY, 1);
     this.#caught = false;
-    if (this.#cadence !== null) {
-      Atomics.store(control, Control.LEARNED_PERIOD_US, Math.round(this.#cadence.periodMs * 1000));
-    }
-    return true;
+    Atomics.store(control, Control.LEARNED_PERIOD_US, Math.round(cadence.periodMs * 1000));
   }
 
   /** Runs and publishes one step; false when this Worker turned out to be replaced. */
