@@ -7,7 +7,10 @@
  *
  * For each precision:
  * - hot: EmotionPipeline.step (the native graph, timed per node) in a tight loop on this
- *   thread, after a warm-up: the figure the other benchmark tables show;
+ *   thread, after a warm-up: the figure the other benchmark tables show; beside it the same
+ *   on this thread sleeping one block period between steps (no Worker: what sleeping alone
+ *   costs), and without sleeping but with 32 MB written between steps (what cold caches
+ *   alone cost);
  * - block rate: a RealtimeEngine fed one input per block period, this thread sleeping between
  *   blocks as an audio callback does, once per wake mode ("cadence": the Worker wakes itself
  *   just before each block; "notify": submit() wakes it). The Worker's own histograms give the
@@ -31,7 +34,7 @@ const library = benchLibrary();
 const blocks = Number(process.env.CADENZA_BLOCKS ?? 1500);
 const blockMs = Number(process.env.CADENZA_BLOCK_MS ?? 128 / 48);
 const precisions = (process.env.CADENZA_PRECISIONS ?? "f32,bf16,int8").split(",") as Precision[];
-/** "cadence", "cadence+prefetch" or "notify" (RealtimeOptions wake and prefetch). */
+/** "notify", "cadence" (no prefetch) or "cadence+prefetch" (RealtimeOptions wake, prefetch). */
 const wakes = (process.env.CADENZA_WAKE ?? "notify,cadence,cadence+prefetch").split(",");
 const WARM_BLOCKS = 200;
 const HOT_STEPS = 3000;
@@ -73,6 +76,10 @@ function paced(count: number, body: (block: number) => void): number {
 interface Row {
   precision: Precision;
   hot: { stepP50Us: number; stepP99Us: number; modelsP50Us: Record<string, number> };
+  /** This thread, one step per block period, sleeping in between (no Worker, no engine). */
+  slept: { stepP50Us: number; modelsP50Us: Record<string, number> };
+  /** This thread, no sleep, but 32 MB written between steps (the caches evicted). */
+  evicted: { stepP50Us: number; modelsP50Us: Record<string, number> };
   block: Record<string, {
     stepP50Us: number;
     stepP99Us: number;
@@ -88,11 +95,18 @@ interface Row {
   }>;
 }
 
-function hot(precision: Precision, pipeline: EmotionPipeline): Row["hot"] {
-  for (let i = 0; i < 500; i++) pipeline.step(features[i & 15]);
-  const steps = new Float64Array(HOT_STEPS);
-  const nodes = pipeline.pipeline.order.map(() => new Float64Array(HOT_STEPS));
-  for (let i = 0; i < HOT_STEPS; i++) {
+const evictor = new Float64Array(4 << 20);
+
+/**
+ * `count` steps on this thread, each timed with its nodes; `between` runs before each step
+ * (untimed).
+ */
+function timedSteps(pipeline: EmotionPipeline, count: number, between: () => void) {
+  for (let i = 0; i < 200; i++) pipeline.step(features[i & 15]);
+  const steps = new Float64Array(count);
+  const nodes = pipeline.pipeline.order.map(() => new Float64Array(count));
+  for (let i = 0; i < count; i++) {
+    between();
     const start = performance.now();
     pipeline.step(features[i & 15]);
     steps[i] = (performance.now() - start) * 1000;
@@ -102,11 +116,18 @@ function hot(precision: Precision, pipeline: EmotionPipeline): Row["hot"] {
   const modelsP50Us: Record<string, number> = {};
   for (const info of EMOTION_MODELS) {
     const k = pipeline.pipeline.order.indexOf(info.node);
-    modelsP50Us[info.name] = percentiles(nodes[k], HOT_STEPS).p50;
+    modelsP50Us[info.name] = percentiles(nodes[k], count).p50;
   }
-  const p = percentiles(steps, HOT_STEPS);
-  void precision;
+  const p = percentiles(steps, count);
   return { stepP50Us: p.p50, stepP99Us: p.p99, modelsP50Us };
+}
+
+function onThisThread(pipeline: EmotionPipeline): Pick<Row, "hot" | "slept" | "evicted"> {
+  const hot = timedSteps(pipeline, HOT_STEPS, () => {});
+  const slept = timedSteps(pipeline, 600, () => Atomics.wait(pace, 0, 0, blockMs));
+  let fill = 0;
+  const evicted = timedSteps(pipeline, 300, () => evictor.fill(fill++));
+  return { hot, slept, evicted };
 }
 
 async function blockRate(precision: Precision, mode: string): Promise<Row["block"][string]> {
@@ -159,7 +180,7 @@ const jitter = percentiles(empty, blocks);
 const rows: Row[] = [];
 for (const precision of precisions) {
   const pipeline = await EmotionPipeline.load(dir, { library, precision }, { timed: true });
-  const row: Row = { precision, hot: hot(precision, pipeline), block: {} };
+  const row: Row = { precision, ...onThisThread(pipeline), block: {} };
   pipeline.dispose();
   for (const wake of wakes) row.block[wake] = await blockRate(precision, wake);
   rows.push(row);
@@ -186,17 +207,31 @@ printTable(
     ])
   ),
 );
-console.log("\nPer model, p50 us: hot / block rate (each wake mode)");
+console.log(
+  "\nPer model, p50 us: on this thread hot, sleeping a block period between steps, with the " +
+    "caches evicted between steps; then in the engine at block rate (each wake mode)",
+);
+const stepRow = (r: Row) => [
+  r.precision,
+  "(whole step)",
+  us(r.hot.stepP50Us),
+  us(r.slept.stepP50Us),
+  us(r.evicted.stepP50Us),
+  ...wakes.map((w) => us(r.block[w].stepP50Us)),
+];
 printTable(
-  ["precision", "model", "hot", ...wakes],
-  rows.flatMap((r) =>
-    EMOTION_MODELS.map((info) => [
+  ["precision", "model", "hot", "slept", "evicted", ...wakes],
+  rows.flatMap((r) => [
+    stepRow(r),
+    ...EMOTION_MODELS.map((info) => [
       r.precision,
       info.name,
       us(r.hot.modelsP50Us[info.name]),
+      us(r.slept.modelsP50Us[info.name]),
+      us(r.evicted.modelsP50Us[info.name]),
       ...wakes.map((w) => us(r.block[w].modelsP50Us[info.name])),
-    ])
-  ),
+    ]),
+  ]),
 );
 console.log(
   "\nCaller side (submit + latest, us) and cost; process CPU includes this thread's loop " +

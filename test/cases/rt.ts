@@ -57,10 +57,16 @@ export function modelsDir(): string | undefined {
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Polls `condition` every few ms; fails with `what` if it is still false after `limitMs`. */
-export async function waitFor(condition: () => boolean, what: string, limitMs = 10_000) {
+export async function waitFor(
+  condition: () => boolean,
+  what: string | (() => string),
+  limitMs = 10_000,
+) {
   const deadline = performance.now() + limitMs;
   while (!condition()) {
-    if (performance.now() > deadline) fail(`gave up after ${limitMs} ms waiting for ${what}`);
+    if (performance.now() > deadline) {
+      fail(`gave up after ${limitMs} ms waiting for ${typeof what === "string" ? what : what()}`);
+    }
     await sleep(2);
   }
 }
@@ -448,7 +454,12 @@ function policyCase(policy: "latest" | "every"): Case {
         const into = engine.createBuffers();
         const input = new Float32Array(FAKE_INPUT_SIZE);
         stallWorker(engine, 400);
-        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+        await waitFor(() => engine.stats().workerState === "stalled", () => {
+          const { state, workerState, workerRestarts, lastError } = engine.stats();
+          return `the Worker to stall (${
+            JSON.stringify({ state, workerState, workerRestarts, lastError })
+          })`;
+        });
         for (let i = 0; i < 8; i++) {
           input[0] = i;
           check(engine.submit(input), () => `submit ${i} refused with a free slot`);
@@ -536,8 +547,10 @@ function pipelineCase(precision: "f32" | "bf16" | "int8", input: "features" | "e
             const m = models[info.name];
             check(m.count === steps, () => `${info.name}: ${m.count} timings`);
             const skipped = input === "emotion" && info.node === "emotion";
-            check(skipped ? m.maxUs === 0 : m.p50Us > 0, () =>
-              `${info.name}: p50 ${m.p50Us} us, max ${m.maxUs} us`);
+            check(
+              skipped ? m.maxUs === 0 : m.p50Us > 0,
+              () => `${info.name}: p50 ${m.p50Us} us, max ${m.maxUs} us`,
+            );
           }
         });
       } finally {
@@ -694,7 +707,12 @@ export const failedReadCase: Case = {
       const into = engine.createBuffers();
       await latestAtLeast(engine, into, 0);
       stallWorker(engine, 2000);
-      await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+      await waitFor(() => engine.stats().workerState === "stalled", () => {
+        const { state, workerState, workerRestarts, lastError } = engine.stats();
+        return `the Worker to stall (${
+          JSON.stringify({ state, workerState, workerRestarts, lastError })
+        })`;
+      });
       const control = controlOf(engine);
       const newest = newestBuffer(Atomics.load(control, Control.NEWEST));
       check(newest >= 0 && newest < RESULT_BUFFERS, () => `NEWEST names buffer ${newest}`);
@@ -744,7 +762,12 @@ function wrapCase(policy: "latest" | "every"): Case {
         const control = controlOf(engine);
         const start = 0x7ffffffd;
         stallWorker(engine, 400);
-        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+        await waitFor(() => engine.stats().workerState === "stalled", () => {
+          const { state, workerState, workerRestarts, lastError } = engine.stats();
+          return `the Worker to stall (${
+            JSON.stringify({ state, workerState, workerRestarts, lastError })
+          })`;
+        });
         Atomics.store(control, Control.READ_SEQ, start);
         Atomics.store(control, Control.WRITE_SEQ, start);
         const input = new Float32Array(FAKE_INPUT_SIZE);
@@ -878,8 +901,10 @@ async function killAndRecover(engine: RealtimeEngine, killer: Killer): Promise<v
   }, "the replaced Worker to be gone");
   const s2 = engine.stats();
   const exited = killer === "terminate" ? 0 : 1;
-  check(s2.workersExited === exited && s2.workersTerminated === 1 - exited, () =>
-    `${s2.workersExited} Workers left on their own, ${s2.workersTerminated} were terminated`);
+  check(
+    s2.workersExited === exited && s2.workersTerminated === 1 - exited,
+    () => `${s2.workersExited} Workers left on their own, ${s2.workersTerminated} were terminated`,
+  );
 }
 
 export const startFailureCase: Case = {
@@ -991,16 +1016,23 @@ export function restartStressCase(options: RestartStressOptions): Case {
         check(reads > 0, () => "no reads");
         // Every replaced Worker leaves (on its own, or terminated past the grace period), and
         // every accepted input is accounted for.
-        await waitFor(() => {
-          const s = engine.stats();
-          return s.state === "running" && s.pending === 0 && s.inFlight === 0 &&
-            s.workersExited + s.workersTerminated === s.workerRestarts;
-        }, "the replaced Workers to leave and the ring to drain", 30_000);
+        await waitFor(
+          () => {
+            const s = engine.stats();
+            return s.state === "running" && s.pending === 0 && s.inFlight === 0 &&
+              s.workersExited + s.workersTerminated === s.workerRestarts;
+          },
+          "the replaced Workers to leave and the ring to drain",
+          30_000,
+        );
         const s = engine.stats();
         check(s.submitted === accepted, () => `submitted ${s.submitted}, accepted ${accepted}`);
-        check(s.submitted === s.completed + s.skipped + s.lost, () =>
-          `submitted ${s.submitted} != completed ${s.completed} + skipped ${s.skipped} + ` +
-          `lost ${s.lost}`);
+        check(
+          s.submitted === s.completed + s.skipped + s.lost,
+          () =>
+            `submitted ${s.submitted} != completed ${s.completed} + skipped ${s.skipped} + ` +
+            `lost ${s.lost}`,
+        );
         if (envVar("CADENZA_RT_VERBOSE")) {
           console.log(JSON.stringify({ reads, accepted, stats: engine.stats().workerRestarts }));
         }
