@@ -56,10 +56,13 @@ export {
   inspectEmotionModels,
 } from "./pipeline/emotion.ts";
 export {
+  type InputMode,
   LatencyHistogram,
   type LatencySummary,
+  NO_RESULT,
   type PipelineBuffers,
   type Policy,
+  READ_FAILED,
   RealtimeEngine,
   type RealtimeOptions,
   type RealtimeStats,

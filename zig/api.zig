@@ -484,6 +484,33 @@ pub export fn cz_graph_reset(handle: ?*anyopaque) u32 {
     return @intFromEnum(Status.ok);
 }
 
+/// Writes min(out_len, node_count) f64 values (any alignment): the nanoseconds each node took
+/// in the graph's last step or step_from, in node order (0 for a node step_from did not run,
+/// and for every node before the first step).
+pub export fn cz_graph_node_ns(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    const dst: [*]align(1) f64 = @ptrCast(out orelse {
+        return fail(&g.diag, .bad_argument, "cz_graph_node_ns: out is null", .{});
+    });
+    if (out_len == 0) {
+        return fail(&g.diag, .bad_argument, "cz_graph_node_ns: out_len is 0, expected at " ++
+            "least 1", .{});
+    }
+    const n = @min(out_len, g.node_ns.len);
+    for (dst[0..n], g.node_ns[0..n]) |*d, v| d.* = v;
+    return @intFromEnum(Status.ok);
+}
+
+/// Prefetches every member model's memory into the caches (graph.Graph.prefetch) and writes
+/// the bytes covered to `bytes_out` (8 bytes, any alignment; may be null).
+pub export fn cz_graph_prefetch(handle: ?*anyopaque, bytes_out: ?*anyopaque) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (staleMember(g, "cz_graph_prefetch")) |status| return status;
+    const bytes = g.prefetch();
+    if (bytes_out) |out| @as(*align(1) u64, @ptrCast(out)).* = bytes;
+    return @intFromEnum(Status.ok);
+}
+
 /// As cz_last_error, for a graph.
 pub export fn cz_graph_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: usize) usize {
     const msg = if (liveGraph(handle)) |g| g.diag.message() else invalid_graph_message;

@@ -94,6 +94,9 @@ pub const Graph = struct {
     outs: []f32,
     /// stepFrom's mark of the nodes downstream of its start node.
     reached: []bool,
+    /// Nanoseconds each node took in the last step or stepFrom (0 for a node it did not run),
+    /// on the monotonic clock (the vDSO's, so no system call): cz_graph_node_ns.
+    node_ns: []f64,
     /// The last error on this handle (cz_graph_last_error).
     diag: Diag = .{},
     /// Node i's model as the C ABI's handle (zig/api.zig sets them after create and checks
@@ -130,6 +133,7 @@ pub const Graph = struct {
             .input_size = plan.input_size,
             .outs = &.{},
             .reached = &.{},
+            .node_ns = &.{},
         };
         const bytes = arenaBytes(&plan);
         const a = g.counting.allocator();
@@ -151,7 +155,13 @@ pub const Graph = struct {
     /// Runs every node in order; y receives every node's output (y.len >= outs.len).
     pub fn step(g: *Graph, x: []const f32, y: []f32) void {
         std.debug.assert(x.len == g.input_size and y.len >= g.outs.len);
-        for (g.nodes) |*node| g.run(node, x);
+        var last = nowNs();
+        for (g.nodes, g.node_ns) |*node, *ns| {
+            g.run(node, x);
+            const after = nowNs();
+            ns.* = @floatFromInt(after -% last);
+            last = after;
+        }
         @memcpy(y[0..g.outs.len], g.outs);
     }
 
@@ -164,8 +174,12 @@ pub const Graph = struct {
         std.debug.assert(y.len >= g.outs.len);
         @memcpy(g.outs[first.out_at..][0..first.out_len], values);
         g.markDownstream(start);
-        for (g.nodes[start + 1 ..], g.reached[start + 1 ..]) |*node, reached| {
-            if (reached) g.run(node, &.{});
+        @memset(g.node_ns, 0);
+        for (g.nodes[start + 1 ..], g.reached[start + 1 ..], g.node_ns[start + 1 ..]) |*node, reached, *ns| {
+            if (!reached) continue;
+            const before = nowNs();
+            g.run(node, &.{});
+            ns.* = @floatFromInt(nowNs() -% before);
         }
         @memcpy(y[0..g.outs.len], g.outs);
     }
@@ -177,6 +191,22 @@ pub const Graph = struct {
             @memset(node.input, 0);
         }
         @memset(g.outs, 0);
+    }
+
+    /// Asks the CPU to bring every cache line of every member model's memory (weights, state,
+    /// scratch) into the caches, without waiting for it: a caller that slept calls this a
+    /// little before its next step. Returns the bytes covered.
+    pub fn prefetch(g: *const Graph) usize {
+        var total: usize = 0;
+        for (g.nodes) |*node| {
+            const arena = node.model.arena;
+            var i: usize = 0;
+            while (i < arena.len) : (i += 64) {
+                @prefetch(arena.ptr + i, .{ .rw = .read, .locality = 3, .cache = .data });
+            }
+            total += arena.len;
+        }
+        return total;
     }
 
     /// The cz_graph_info fields; see docs/DESIGN.md.
@@ -236,6 +266,7 @@ pub const Graph = struct {
         g.outs = carve(f32, g.arena, &at, plan.out_floats);
         const inputs = carve(f32, g.arena, &at, plan.gather_floats);
         g.reached = carve(bool, g.arena, &at, plan.node_count);
+        g.node_ns = carve(f64, g.arena, &at, plan.node_count);
         std.debug.assert(at <= g.arena.len);
         var w: usize = header_words;
         var edge_at: usize = 0;
@@ -282,6 +313,13 @@ pub const Graph = struct {
         return false;
     }
 };
+
+/// The monotonic clock in nanoseconds (0 if it cannot be read). Without libc, Zig's std finds
+/// the vDSO through the host process's getauxval, so this makes no system call.
+fn nowNs() u64 {
+    const ts = std.posix.clock_gettime(.MONOTONIC) catch return 0;
+    return @as(u64, @intCast(ts.sec)) *% 1_000_000_000 +% @as(u64, @intCast(ts.nsec));
+}
 
 /// One copy edge hands the model its source slice in place; anything else is gathered.
 fn needsGather(edges: []const Edge) bool {
@@ -348,6 +386,7 @@ fn arenaBytes(plan: *const Plan) usize {
         plan.out_floats * 4,
         plan.gather_floats * 4,
         plan.node_count,
+        plan.node_count * @sizeOf(f64),
     };
     var total: usize = 0;
     for (regions) |r| total += std.mem.alignForward(usize, r, region_align);
@@ -703,6 +742,34 @@ test "graph: stepFrom runs only downstream nodes; reset restores the first step"
     g.step(&x, &got);
     byHand(&f.hand, &x, &.{}, &want);
     try testing.expectEqualSlices(f32, &want, &got);
+}
+
+test "graph: node_ns times each node run, within the step's own duration; 0 for nodes not run" {
+    var f = try Fixture.init(60);
+    defer f.deinit();
+    const g = try f.createGraph();
+    defer g.destroy();
+    try testing.expect(std.mem.allEqual(f64, g.node_ns, 0));
+    var prng = std.Random.DefaultPrng.init(3);
+    var x: [12]f32 = undefined;
+    var got: [hand_total]f32 = undefined;
+    for (0..20) |_| {
+        features(prng.random(), &x);
+        const before = nowNs();
+        g.step(&x, &got);
+        const elapsed: f64 = @floatFromInt(nowNs() - before);
+        var sum: f64 = 0;
+        for (g.node_ns) |ns| {
+            try testing.expect(ns > 0);
+            sum += ns;
+        }
+        try testing.expect(sum <= elapsed);
+    }
+    // stepFrom(groove) runs dynamics (node 4) only.
+    var groove: [6]f32 = .{ 0.5, -0.25, 1, 0, 0.75, -1 };
+    g.stepFrom(2, &groove, &got);
+    try testing.expectEqualSlices(f64, &.{ 0, 0, 0, 0 }, g.node_ns[0..4]);
+    try testing.expect(g.node_ns[4] > 0);
 }
 
 test "graph: 1000 steps, stepFroms and resets allocate nothing" {

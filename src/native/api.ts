@@ -78,6 +78,13 @@ export interface NativeApi {
   ): number;
   /** Resets every member model and zeroes every node output. */
   graphReset(graph: NativeGraph): number;
+  /**
+   * Fills `out` (up to one value per node, node order) with the nanoseconds each node took in
+   * the last graphStep or graphStepFrom (0 for nodes it did not run); returns the status.
+   */
+  graphNodeNs(graph: NativeGraph, out: Float64Array): number;
+  /** Prefetches every member model's memory into the caches; returns the status. */
+  graphPrefetch(graph: NativeGraph): number;
   graphLastError(graph: NativeGraph): string;
   /**
    * The training ABI (docs/DESIGN.md, "Training ABI"). trainerCreate validates the image and

@@ -34,6 +34,8 @@ const symbols = {
   cz_graph_step: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
   cz_graph_step_from: { args: [ptr, u32, ptr, usize, ptr, usize], returns: u32 },
   cz_graph_reset: { args: [ptr], returns: u32 },
+  cz_graph_node_ns: { args: [ptr, ptr, usize], returns: u32 },
+  cz_graph_prefetch: { args: [ptr, ptr], returns: u32 },
   cz_graph_last_error: { args: [ptr, ptr, usize], returns: usize },
   cz_trainer_create: { args: [ptr, usize, ptr, usize, ptr, ptr, usize], returns: u32 },
   cz_trainer_destroy: { args: [ptr], returns: none },
@@ -109,6 +111,8 @@ export function openBun(library_path: string): NativeApi {
     graphStepFrom: (graph, node, values, output) =>
       cz.cz_graph_step_from(toPointer(graph), node, values, values.length, output, output.length),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
+    graphNodeNs: (graph, out) => cz.cz_graph_node_ns(toPointer(graph), out, out.length),
+    graphPrefetch: (graph) => cz.cz_graph_prefetch(toPointer(graph), null),
     graphLastError: (graph) =>
       lastMessage(cz.cz_graph_last_error(toPointer(graph), message, message.length)),
     trainerCreate: (image, config) =>

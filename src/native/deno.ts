@@ -51,6 +51,8 @@ const symbols = {
     result: "u32",
   },
   cz_graph_reset: { parameters: ["pointer"], result: "u32" },
+  cz_graph_node_ns: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_graph_prefetch: { parameters: ["pointer", "pointer"], result: "u32" },
   cz_graph_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
   cz_trainer_create: {
     parameters: ["buffer", "usize", "buffer", "usize", "buffer", "buffer", "usize"],
@@ -157,6 +159,8 @@ interface Symbols {
     y_len: bigint,
   ): number;
   cz_graph_reset(graph: Ptr): number;
+  cz_graph_node_ns(graph: Ptr, out: Buf, out_len: bigint): number;
+  cz_graph_prefetch(graph: Ptr, bytes_out: Ptr): number;
   cz_graph_last_error(graph: Ptr, buf: Buf, buf_len: bigint): number | bigint;
   cz_trainer_create(
     image: Buf,
@@ -282,6 +286,8 @@ export function openDeno(library_path: string): NativeApi {
     graphStepFrom: (graph, node, values, output) =>
       cz.cz_graph_step_from(toPointer(graph), node, values, len(values), output, len(output)),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
+    graphNodeNs: (graph, out) => cz.cz_graph_node_ns(toPointer(graph), out, len(out)),
+    graphPrefetch: (graph) => cz.cz_graph_prefetch(toPointer(graph), null),
     graphLastError: (graph) =>
       lastMessage(cz.cz_graph_last_error(toPointer(graph), message, len(message))),
     trainerCreate: (image, config) =>

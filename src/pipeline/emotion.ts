@@ -245,29 +245,40 @@ export class EmotionPipeline {
   readonly models: Readonly<Record<EmotionModelName, PipelineModel>>;
   readonly #emotionIndex: number;
 
-  /** Builds the graph over five loaded models; the pipeline owns them from now on. */
-  constructor(models: Record<EmotionModelName, PipelineModel>) {
+  /**
+   * Builds the graph over five loaded models; the pipeline owns them from now on. `timed`:
+   * every step times each node into `pipeline.nodeNs` (see PipelineOptions.timed).
+   */
+  constructor(models: Record<EmotionModelName, PipelineModel>, options: { timed?: boolean } = {}) {
     checkWidths(models);
     const nodes = structuredClone(EMOTION_GRAPH) as PipelineNode[];
-    this.pipeline = new Pipeline<EmotionOutputs>(nodes, models, { inputSize: FEATURE_SIZE });
+    this.pipeline = new Pipeline<EmotionOutputs>(nodes, models, {
+      inputSize: FEATURE_SIZE,
+      timed: options.timed,
+    });
     this.models = models;
     this.#emotionIndex = this.pipeline.indexOf("emotion");
   }
 
   /**
    * Loads `<dir>/<ModelName>.safetensors` for each of the five (default: models/); `options`
-   * go to every loadModel call (e.g. `{ library: "fast", precision: "bf16" }`).
+   * go to every loadModel call (e.g. `{ library: "fast", precision: "bf16" }`),
+   * `pipelineOptions` to the constructor.
    */
   static async load(
     dir: string = defaultModelsDir(),
     options: LoadOptions = {},
+    pipelineOptions: { timed?: boolean } = {},
   ): Promise<EmotionPipeline> {
     const models: Partial<Record<EmotionModelName, PipelineModel>> = {};
     try {
       for (const info of EMOTION_MODELS) {
         models[info.name] = await loadModel(modelFile(dir, info.name), options);
       }
-      return new EmotionPipeline(models as Record<EmotionModelName, PipelineModel>);
+      return new EmotionPipeline(
+        models as Record<EmotionModelName, PipelineModel>,
+        pipelineOptions,
+      );
     } catch (err) {
       for (const model of Object.values(models)) model.dispose();
       throw err;

@@ -94,6 +94,12 @@ export interface PipelineModel {
 export interface PipelineOptions {
   /** Length of the array `step` takes; inferred from the edges that read "input" if absent. */
   inputSize?: number;
+  /**
+   * Time every node of every step into `nodeNs` (default false): the native graph's own
+   * monotonic timestamps (one more native call per step), or performance.now() around each
+   * model on the node-by-node path.
+   */
+  timed?: boolean;
 }
 
 /** What the native graph reports (cz_graph_info), for tests and diagnostics. */
@@ -153,6 +159,12 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
   readonly order: readonly string[];
   readonly inputSize: number;
   readonly outputs: Outputs;
+  /**
+   * With `timed`, the nanoseconds each node took in the last step or stepFrom, in run order
+   * (0 for nodes a stepFrom did not run); all 0 otherwise.
+   */
+  readonly nodeNs: Float64Array;
+  readonly #timed: boolean;
   readonly #compiled: CompiledNode[];
   /** Every node's output, in run order; `outputs` holds views of it. */
   readonly #all: Float32Array;
@@ -175,6 +187,8 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     this.inputSize = opts.inputSize ?? inferInputSize(ordered, models);
     this.#all = new Float32Array(ordered.reduce((n, node) => n + models[node.model].outputSize, 0));
     this.#input = new Float32Array(this.inputSize);
+    this.nodeNs = new Float64Array(ordered.length);
+    this.#timed = opts.timed === true;
     this.#compiled = compile(ordered, models, this.inputSize, this.#all);
     const outputs: Record<string, Float32Array> = {};
     for (const node of this.#compiled) setOwn(outputs, node.name, node.output);
@@ -253,6 +267,7 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     if (run !== null) {
       this.#checkMembers(run);
       this.#checkStatus(run, run.api.graphStep(run.graph, input, this.#all), "step");
+      if (this.#timed) this.#checkStatus(run, run.api.graphNodeNs(run.graph, this.nodeNs), "step");
       return this.outputs;
     }
     // The input may be memory a node writes during the step (one of `outputs`, or a member
@@ -260,7 +275,7 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     const copy = this.#input;
     copy.set(input);
     const nodes = this.#compiled;
-    for (let i = 0; i < nodes.length; i++) this.#run(nodes[i], copy);
+    for (let i = 0; i < nodes.length; i++) this.#runTimed(i, copy);
     return this.outputs;
   }
 
@@ -304,12 +319,16 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
       this.#checkMembers(run);
       const status = run.api.graphStepFrom(run.graph, index, values, this.#all);
       this.#checkStatus(run, status, "stepFrom");
+      if (this.#timed) {
+        this.#checkStatus(run, run.api.graphNodeNs(run.graph, this.nodeNs), "stepFrom");
+      }
       return this.outputs;
     }
     start.output.set(values);
     const downstream = start.downstream;
+    if (this.#timed) this.nodeNs.fill(0);
     // downstream[0] is the start node itself, whose output was just set.
-    for (let i = 1; i < downstream.length; i++) this.#run(nodes[downstream[i]], null);
+    for (let i = 1; i < downstream.length; i++) this.#runTimed(downstream[i], null);
     return this.outputs;
   }
 
@@ -378,6 +397,19 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
     return node;
   }
 
+  /**
+   * Asks the CPU to bring the models' memory into the caches without waiting for it (native
+   * graph only; otherwise nothing): a caller that slept between steps calls this shortly
+   * before the next one.
+   */
+  prefetch(): void {
+    this.#checkLive();
+    const run = this.#native;
+    if (run === null) return;
+    this.#checkMembers(run);
+    this.#checkStatus(run, run.api.graphPrefetch(run.graph), "prefetch");
+  }
+
   /** Index in run order of node `name` (-1 if none), for stepFromIndex. */
   indexOf(name: string): number {
     return this.order.indexOf(name);
@@ -408,6 +440,18 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
       run.api.graphDestroy(run.graph);
     }
     for (const model of Object.values(this.models)) model.dispose();
+  }
+
+  /** Runs node `index` (run order), timing it into nodeNs when timed. */
+  #runTimed(index: number, input: Float32Array | null): void {
+    const node = this.#compiled[index];
+    if (!this.#timed) {
+      this.#run(node, input);
+      return;
+    }
+    const start = performance.now();
+    this.#run(node, input);
+    this.nodeNs[index] = (performance.now() - start) * 1e6;
   }
 
   #run(node: CompiledNode, input: Float32Array | null): void {

@@ -10,9 +10,19 @@
  * const out = engine.createBuffers();                  // once, outside the audio callback
  * // in the callback, every block:
  * engine.submit(features);                             // 128 audio features, copied in
- * const seq = engine.latest(out);                      // newest result copied into out, or -1
+ * const seq = engine.latest(out);                      // newest result's input number, or < 0
  * // ...
  * await engine.stop();
+ * ```
+ *
+ * With `input: "emotion"` the engine takes a 64-value emotion vector per submit instead (text,
+ * biometrics or a generator choosing the mood) and runs the pipeline from it
+ * (EmotionPipeline.stepFromEmotion): the recognizer does not run, and `emotion` in each result
+ * is the vector submitted.
+ *
+ * ```ts
+ * const engine = await RealtimeEngine.start({ input: "emotion" });
+ * engine.submit(emotionVector);                        // 64 values (engine.inputSize)
  * ```
  *
  * Sequence numbers count accepted submits from 0 (modulo 2^31): `latest` returns the number of
@@ -34,17 +44,31 @@ import {
   Control,
   createBuffer,
   createViews,
+  fenceNewest,
   Histogram,
   type Layout,
   type LayoutShape,
+  NO_BUFFER,
+  publicationId,
+  recordOf,
   RESULT_BUFFERS,
   type Views,
+  WORKER_RECORDS,
   WORKER_STATE_NAMES,
 } from "./layout.ts";
-import type { GraphConfig, RunnerConfig } from "./runner.ts";
-import type { Policy } from "./worker.ts";
+import type { GraphConfig, InputMode, RunnerConfig } from "./runner.ts";
+import type { Policy, WakeMode } from "./worker.ts";
 
-export type { Policy } from "./worker.ts";
+export type { Policy, WakeMode } from "./worker.ts";
+export type { InputMode } from "./runner.ts";
+
+/** What `latest()` returns before the first result is published. */
+export const NO_RESULT = -1;
+/**
+ * What `latest()` returns when every attempt found the result being overwritten (the Worker
+ * lapped the reader); counted in stats().readFailures. `into` keeps the last good result.
+ */
+export const READ_FAILED = -2;
 
 /** Output name -> values; `createBuffers()` makes one to pass to `latest()`. */
 export type PipelineBuffers = Record<string, Float32Array>;
@@ -58,8 +82,30 @@ export interface RealtimeOptions {
   runner?: string | URL;
   /** "latest" (default): the Worker skips to the newest input. "every": it runs each one. */
   policy?: Policy;
+  /**
+   * What submit() takes: "features" (default), 128 audio features (a graph's input with
+   * `graph`), or "emotion", a 64-value emotion vector run with stepFromEmotion (emotion
+   * pipeline only). `engine.inputSize` says how many values.
+   */
+  input?: InputMode;
   /** Input ring slots, a power of two (default 8). */
   slots?: number;
+  /**
+   * How the Worker waits for input (default "cadence"): "cadence" learns the block period from
+   * the submit times (or takes `blockMs`) and wakes just before each block is due, so that
+   * submit() at a steady cadence makes no system call; "notify" sleeps until submit() wakes
+   * it with Atomics.notify. The cadence costs CPU: the Worker polls for up to a few hundred
+   * microseconds around each block (docs/PERFORMANCE.md).
+   */
+  wake?: WakeMode;
+  /** The caller's block period in ms (e.g. 128 / 48000 * 1000); default: learned. */
+  blockMs?: number;
+  /**
+   * With wake "cadence": on waking before a block, ask the CPU to bring the models' memory
+   * back into the caches before the input comes (default true: the int8 step at block rate
+   * took 27% less, bf16 12%, f32 the same; docs/PERFORMANCE.md, "Block rate").
+   */
+  prefetch?: boolean;
   /** A running Worker whose heartbeat stalls this long is replaced (default 2000 ms). */
   watchdogMs?: number;
   /** Failed replacements in a row before the engine gives up (default 5). */
@@ -86,6 +132,18 @@ export interface RealtimeStats {
   slots: number;
   state: EngineState;
   workerState: string;
+  input: InputMode;
+  /** Whether the Worker runs the native graph: one native call per step. */
+  nativeGraph: boolean;
+  wake: WakeMode;
+  /** The block period the Worker works with (ms; 0 until learned, or with wake "notify"). */
+  blockMs: number;
+  /** Submits that woke the Worker with Atomics.notify (a system call on the caller's thread). */
+  notifies: number;
+  /** Steps whose input the Worker was already awake for (wake "cadence"). */
+  wokenEarly: number;
+  /** Milliseconds the Worker spent polling for inputs (the CPU the cadence costs). */
+  pollMs: number;
   /** Accepted submits. */
   submitted: number;
   /** Submits refused because the ring was full (or the engine stopped). */
@@ -93,10 +151,16 @@ export interface RealtimeStats {
   /** Inputs the "latest" policy passed over for a newer one. */
   skipped: number;
   /**
-   * Inputs a Worker took and never published because it died or hung mid-step (counted when
-   * its replacement starts): submitted = completed + skipped + lost + pending + in flight.
+   * Inputs a Worker took and never published: it was replaced (it died, hung, or was paused
+   * past the watchdog) while holding them, counted by that Worker as it leaves or by the engine
+   * once it is known dead. submitted = completed + skipped + lost + pending + inFlight.
    */
   lost: number;
+  /**
+   * Inputs taken and not yet published or counted lost: the one the Worker is stepping, and
+   * any held by a replaced Worker that has not left yet.
+   */
+  inFlight: number;
   /** rejected + skipped + lost: inputs that never produced a result. */
   dropped: number;
   completed: number;
@@ -105,6 +169,13 @@ export interface RealtimeStats {
   /** latest() calls that found only torn copies (the Worker outran the reader twice). */
   readFailures: number;
   workerRestarts: number;
+  /** Replaced Workers that left on their own, their models disposed. */
+  workersExited: number;
+  /**
+   * Replaced Workers that were terminated before they could leave (hung in JavaScript past the
+   * grace period): their models' native memory could not be freed.
+   */
+  workersTerminated: number;
   lastError: string | null;
   latencyUs: {
     /** One whole pipeline step. */
@@ -125,7 +196,11 @@ const OPTION_KEYS: readonly string[] = [
   "graph",
   "runner",
   "policy",
+  "input",
   "slots",
+  "wake",
+  "blockMs",
+  "prefetch",
   "watchdogMs",
   "maxRestarts",
   "loadTimeoutMs",
@@ -140,6 +215,36 @@ const STOP_TIMEOUT_MS = 2000;
 const TIMER_MS_MAX = 0x7fffffff;
 /** Copies latest() tries before giving up; each retry needs the Worker to lap the reader. */
 const READ_ATTEMPTS = 4;
+/** A submit this much (ms) before a dozing Worker's wake time lets it wake by itself. */
+const EARLY_SLACK_MS = 0.05;
+/** A dozing Worker this far (ms) past its wake time overslept: a submit wakes it. */
+const OVERSLEPT_MS = 0.2;
+/** How long a replaced Worker has to leave on its own before it is terminated. */
+const GRACE_MS = 1000;
+
+/** A replaced Worker not yet known to be gone. */
+interface Retired {
+  worker: Worker;
+  epoch: number;
+  sinceMs: number;
+  terminated: boolean;
+}
+
+/** What src/rt/testing.ts reaches: kept off the public class. */
+export interface EngineInternals {
+  control: Int32Array;
+  command(command: number): void;
+  worker(): Worker | null;
+}
+
+const internalsOf = new WeakMap<object, EngineInternals>();
+
+/** For src/rt/testing.ts only: not exported from src/rt/index.ts or src/index.ts. */
+export function engineInternals(engine: object): EngineInternals {
+  const internals = internalsOf.get(engine);
+  if (internals === undefined) throw new CadenzaError("E_ARGUMENT", "not a RealtimeEngine");
+  return internals;
+}
 
 /** What the Worker reports once its models are loaded. */
 interface Loaded {
@@ -149,10 +254,15 @@ interface Loaded {
   modelNames: string[];
   loadMs: number;
   weightBytes: number;
+  native: boolean;
 }
 
 interface Settings {
   policy: Policy;
+  input: InputMode;
+  wake: WakeMode;
+  blockMs: number;
+  prefetch: boolean;
   slots: number;
   watchdogMs: number;
   maxRestarts: number;
@@ -165,6 +275,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   readonly #control: Int32Array;
   readonly #input: Float32Array;
   readonly #submittedMs: Float64Array;
+  /** When a dozing Worker wakes (layout.ts, SLEEPING 2). */
+  readonly #wakeAtMs: Float64Array;
   readonly #slotMask: number;
   readonly #inputSize: number;
   readonly #outputNames: readonly string[];
@@ -191,8 +303,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   #restarts = 0;
   #failuresInRow = 0;
   #lastError: string | null = null;
-  /** Inputs lost with Workers that died mid-step (RealtimeStats.lost). */
-  #lost = 0;
+  /** Inputs held by Workers killed before they could count them (RealtimeStats.lost). */
+  #lostKilled = 0;
+  #retired: Retired[] = [];
+  #exited = 0;
+  #terminated = 0;
   #stopping: Promise<void> | null = null;
   #launching: Promise<void> | null = null;
   #restartTimer: ReturnType<typeof setTimeout> | null = null;
@@ -209,6 +324,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     this.#control = this.#views.control;
     this.#input = this.#views.input;
     this.#submittedMs = this.#views.submittedMs;
+    this.#wakeAtMs = this.#views.wakeAtMs;
     this.#slotMask = layout.slots - 1;
     this.#inputSize = layout.inputSize;
     this.#outputNames = loaded.outputNames;
@@ -223,6 +339,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     this.#stagingViews = loaded.outputSizes.map((width, k) =>
       this.#staging.subarray(layout.outputOffsets[k], layout.outputOffsets[k] + width)
     );
+    internalsOf.set(this, {
+      control: this.#control,
+      command: (command) => this.#command(command),
+      worker: () => this.#worker,
+    });
   }
 
   /** Starts the Worker, waits for its models to load and for it to serve. */
@@ -245,7 +366,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   }
 
   /**
-   * Copies `features` into the next input slot and wakes the Worker if it sleeps. Returns
+   * Copies `features` (inputSize values: 128 audio features, or a 64-value emotion vector with
+   * input "emotion") into the next input slot and wakes the Worker if it sleeps. Returns
    * false, copying nothing, when the ring is full or the engine is stopped. Never waits and
    * allocates nothing.
    */
@@ -260,9 +382,19 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     }
     const slot = write & this.#slotMask;
     this.#input.set(features, slot * this.#inputSize);
-    this.#submittedMs[slot] = performance.now();
+    const now = performance.now();
+    this.#submittedMs[slot] = now;
     Atomics.store(control, Control.WRITE_SEQ, (write + 1) | 0);
-    if (Atomics.load(control, Control.SLEEPING) !== 0) {
+    // Asleep (1), or dozing (2) until after this input, or past its wake time (the timer fired
+    // late): wake it. A Worker dozing until just before the block is due finds a punctual
+    // input itself: no system call here.
+    const sleeping = Atomics.load(control, Control.SLEEPING);
+    if (
+      sleeping === 1 ||
+      (sleeping === 2 &&
+        (now < this.#wakeAtMs[0] - EARLY_SLACK_MS || now > this.#wakeAtMs[0] + OVERSLEPT_MS))
+    ) {
+      Atomics.add(control, Control.NOTIFIES, 1);
       Atomics.notify(control, Control.WRITE_SEQ, 1);
     }
     return true;
@@ -270,10 +402,10 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
 
   /**
    * Copies the newest complete result into `into` (from `createBuffers()`) and returns the
-   * sequence number of the input it came from. Returns -1 before the first result, and -1 in
-   * the rare case that every attempt found the Worker writing over the result being read; in
-   * both cases, and when it throws, `into` is left as it was (the last good result stays).
-   * Never waits and allocates nothing.
+   * sequence number of the input it came from (>= 0). Returns NO_RESULT (-1) before the first
+   * result, and READ_FAILED (-2) in the rare case that every attempt found the result being
+   * overwritten; in both cases, and when it throws, `into` is left as it was (the last good
+   * result stays). Never waits and allocates nothing.
    */
   latest(into: B): number {
     const names = this.#outputNames;
@@ -286,10 +418,13 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     }
     const control = this.#control;
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-      const buffer = Atomics.load(control, Control.NEWEST);
-      if (buffer < 0) return -1;
+      const newest = Atomics.load(control, Control.NEWEST);
+      const buffer = newest & 3;
+      if (buffer === NO_BUFFER) return NO_RESULT;
       const version = Atomics.load(control, Control.VERSION + buffer);
       if ((version & 1) !== 0) continue;
+      // Written for another publication than the one NEWEST names: rewritten since.
+      if (Atomics.load(control, Control.PUB_ID + buffer) !== publicationId(newest)) continue;
       const seq = Atomics.load(control, Control.RESULT_SEQ + buffer);
       const checksum = Atomics.load(control, Control.CHECKSUM + buffer);
       this.#staging.set(this.#resultBuffers[buffer]);
@@ -307,7 +442,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       }
     }
     Atomics.add(control, Control.READ_FAILURES, 1);
-    return -1;
+    return READ_FAILED;
   }
 
   /**
@@ -346,7 +481,9 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     const submitted = count(Control.WRITE_SEQ);
     const rejected = count(Control.REJECTED);
     const skipped = count(Control.SKIPPED);
-    const lost = this.#lost;
+    const lost = count(Control.LOST) + this.#lostKilled;
+    let inFlight = 0;
+    for (let r = 0; r < WORKER_RECORDS; r++) inFlight += count(Control.HELD + r);
     const summary = (h: number) => histogramSummary(this.#views.latency, h * HISTOGRAM_WORDS);
     const models: Record<string, LatencySummary> = {};
     for (const [m, name] of this.#loaded.modelNames.entries()) {
@@ -358,15 +495,25 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       slots: this.#layout.slots,
       state: this.#state,
       workerState: WORKER_STATE_NAMES[Atomics.load(control, Control.STATE)] ?? "unknown",
+      input: this.#settings.input,
+      nativeGraph: this.#loaded.native,
+      wake: this.#settings.wake,
+      blockMs: count(Control.LEARNED_PERIOD_US) / 1000,
+      notifies: count(Control.NOTIFIES),
+      wokenEarly: count(Control.WOKEN_EARLY),
+      pollMs: count(Control.POLL_US) / 1000,
       submitted,
       rejected,
       skipped,
       lost,
+      inFlight,
       dropped: rejected + skipped + lost,
       completed: count(Control.COMPLETED),
       pending: (submitted - count(Control.READ_SEQ)) >>> 0,
       readFailures: count(Control.READ_FAILURES),
       workerRestarts: this.#restarts,
+      workersExited: this.#exited,
+      workersTerminated: this.#terminated,
       lastError: this.#lastError,
       latencyUs: {
         pipeline: summary(Histogram.PIPELINE),
@@ -399,46 +546,30 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     if (worker !== null) {
       const stopped = nextMessage(worker, "stopped", STOP_TIMEOUT_MS);
       this.#command(Command.STOP);
-      await stopped.catch(() => undefined);
-      worker.terminate();
+      if (await stopped.then(() => true, () => false)) worker.terminate();
+      else this.#retire(worker, Atomics.load(this.#control, Control.EPOCH));
     }
     // A Worker that still serves this buffer (one a restart had handed it to when stop came,
     // or one Deno could not terminate) leaves its loop at its next turn and publishes nothing.
     this.#command(Command.STOP);
-    Atomics.add(this.#control, Control.EPOCH, 1);
-    this.#countLost();
+    this.#fence(this.#nextEpoch() ?? Atomics.load(this.#control, Control.EPOCH) + 1);
+    for (const retired of this.#retired) {
+      if (!this.#checkGone(retired)) retired.worker.terminate();
+    }
     this.#state = "stopped";
-  }
-
-  /** Test hook: makes the Worker throw from inside its loop, as a failing step would. */
-  __crashWorkerForTest(): void {
-    this.#command(Command.CRASH);
-  }
-
-  /** Test hook: the Worker hangs for `ms` without a heartbeat (a stuck native call). */
-  __stallWorkerForTest(ms: number): void {
-    Atomics.store(this.#control, Control.COMMAND_ARG, ms);
-    this.#command(Command.STALL);
-  }
-
-  /**
-   * Test hook: `worker.terminate()`. Bun stops the Worker and the missing heartbeat reveals it;
-   * Deno (2.9) does not stop a Worker that never returns to its event loop, so there the Worker
-   * keeps serving.
-   */
-  __terminateWorkerForTest(): void {
-    this.#worker?.terminate();
   }
 
   #command(command: number): void {
     Atomics.store(this.#control, Control.COMMAND, command);
     Atomics.notify(this.#control, Control.WRITE_SEQ);
+    Atomics.notify(this.#control, Control.EPOCH);
   }
 
   #throwInputLength(features: unknown): never {
+    const what = this.#settings.input === "emotion" ? "an emotion vector" : "features";
     throw new CadenzaError(
       "E_ARGUMENT",
-      `RealtimeEngine.submit: features: expected ${this.#inputSize} values (a Float32Array), ` +
+      `RealtimeEngine.submit: ${what}: expected ${this.#inputSize} values (a Float32Array), ` +
         `got ${describe(features)}`,
     );
   }
@@ -451,17 +582,9 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     );
   }
 
-  /**
-   * Test hook: the control block (layout.ts, Control), so that tests can put the sequence
-   * numbers near their wrap or act as a Worker would between two reads.
-   */
-  __controlForTest(): Int32Array {
-    return this.#control;
-  }
-
   /** Hands the buffer to a loaded Worker under `epoch` and waits until it serves. */
   async #serve(worker: Worker, epoch: number): Promise<void> {
-    Atomics.store(this.#control, Control.EPOCH, epoch);
+    this.#fence(epoch);
     // A crash or stall request aimed at the Worker being replaced must not reach this one.
     if (Atomics.load(this.#control, Control.COMMAND) !== Command.STOP) {
       Atomics.store(this.#control, Control.COMMAND, Command.NONE);
@@ -472,6 +595,9 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       buffer: this.#control.buffer,
       shape: shapeOf(this.#settings, this.#loaded),
       policy: this.#settings.policy,
+      wake: this.#settings.wake,
+      blockMs: this.#settings.blockMs,
+      prefetch: this.#settings.prefetch,
       epoch,
       timeOriginMs: performance.timeOrigin,
     });
@@ -484,21 +610,86 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       event.preventDefault();
       this.#onDeath(worker, `the Worker threw: ${event.message}`);
     };
+    // Bun reports a Worker that is gone (terminated, or closed after a failure); Deno does not.
+    worker.addEventListener("close", () => this.#onDeath(worker, "the Worker exited", true));
     this.#beat = -1;
   }
 
   /**
-   * Called once the epoch has moved on, when no Worker can publish: every input taken so far
-   * was completed, skipped, or lost with a Worker that died or hung holding it.
+   * Hands the buffer to `epoch` (layout.ts): reserves its record, and moves EPOCH and NEWEST's
+   * epoch field to it, so no Worker of another epoch can publish from now on; wakes any Worker
+   * that waits, so a replaced one notices at once.
    */
-  #countLost(): void {
+  #fence(epoch: number): void {
     const control = this.#control;
-    const taken = Atomics.load(control, Control.READ_SEQ);
-    const done = Atomics.load(control, Control.COMPLETED) + Atomics.load(control, Control.SKIPPED);
-    this.#lost = Math.max(0, (taken - done) | 0);
+    Atomics.store(control, Control.OWNER + recordOf(epoch), epoch);
+    Atomics.store(control, Control.EPOCH, epoch);
+    fenceNewest(control, epoch);
+    Atomics.notify(control, Control.EPOCH);
+    Atomics.notify(control, Control.WRITE_SEQ);
+  }
+
+  /**
+   * The epoch after the current one whose record no Worker still owns (a replaced Worker that
+   * has not left keeps its record), or null when all are owned.
+   */
+  #nextEpoch(): number | null {
+    const control = this.#control;
+    const current = Atomics.load(control, Control.EPOCH);
+    for (let step = 1; step <= WORKER_RECORDS; step++) {
+      const epoch = (current + step) | 0;
+      if (epoch !== 0 && Atomics.load(control, Control.OWNER + recordOf(epoch)) === 0) {
+        return epoch;
+      }
+    }
+    return null;
+  }
+
+  /** Watches a replaced Worker until it is gone; it has GRACE_MS to leave on its own. */
+  #retire(worker: Worker, epoch: number, closed = false): void {
+    const retired: Retired = { worker, epoch, sinceMs: performance.now(), terminated: false };
+    this.#retired.push(retired);
+    worker.addEventListener("close", () => this.#checkGone(retired, true));
+    this.#checkGone(retired, closed);
+  }
+
+  /**
+   * Whether a replaced Worker is gone. It is once it cleared its record (it counted what it
+   * held and disposed its models), or once Bun reports it closed: then, if it had not cleared
+   * its record, it was killed first, and the engine counts what it held and frees its claims.
+   * Past the grace period a Worker still there is terminated (Bun stops it; Deno cannot stop
+   * one that never yields, which then leaves at its next turn).
+   */
+  #checkGone(retired: Retired, closed = false): boolean {
+    const at = this.#retired.indexOf(retired);
+    if (at < 0) return true;
+    const control = this.#control;
+    const record = recordOf(retired.epoch);
+    const cleared = Atomics.load(control, Control.OWNER + record) !== retired.epoch;
+    if (!cleared && !closed) {
+      if (!retired.terminated && performance.now() - retired.sinceMs > GRACE_MS) {
+        retired.terminated = true;
+        retired.worker.terminate();
+      }
+      return false;
+    }
+    this.#retired.splice(at, 1);
+    if (cleared) {
+      this.#exited++;
+    } else {
+      this.#terminated++;
+      this.#lostKilled += Atomics.exchange(control, Control.HELD + record, 0);
+      for (let b = 0; b < RESULT_BUFFERS; b++) {
+        Atomics.compareExchange(control, Control.CLAIM + b, retired.epoch, 0);
+      }
+      Atomics.compareExchange(control, Control.OWNER + record, retired.epoch, 0);
+    }
+    retired.worker.terminate();
+    return true;
   }
 
   #checkHeartbeat(): void {
+    for (const retired of [...this.#retired]) this.#checkGone(retired);
     if (this.#state !== "running" || this.#worker === null) return;
     const beat = Atomics.load(this.#control, Control.HEARTBEAT);
     const now = performance.now();
@@ -513,16 +704,26 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     }
   }
 
-  #onDeath(worker: Worker, reason: string): void {
+  /** `closed`: Bun reported the Worker gone (it can no longer clear its own record). */
+  #onDeath(worker: Worker, reason: string, closed = false): void {
     if (worker !== this.#worker || this.#state !== "running") return;
     this.#lastError = reason;
     this.#state = "restarting";
     this.#worker = null;
-    worker.terminate();
-    // terminate() does not stop a Worker that never yields under Deno, and under Bun it may
-    // finish its step first: the new epoch makes it stop serving without publishing again.
-    Atomics.add(this.#control, Control.EPOCH, 1);
-    this.#countLost();
+    // Not terminated at once: fenced out by the next epoch, the Worker leaves at its next turn
+    // and disposes its models itself (#retire terminates it only past the grace period).
+    const replaced = Atomics.load(this.#control, Control.EPOCH);
+    const next = this.#nextEpoch();
+    if (next === null) {
+      this.#fence((replaced + 1) | 0);
+      this.#retire(worker, replaced, closed);
+      this.#lastError = `${reason}; no replacement: ${WORKER_RECORDS} replaced Workers have ` +
+        "not left yet";
+      this.#state = "failed";
+      return;
+    }
+    this.#fence(next);
+    this.#retire(worker, replaced, closed);
     this.#scheduleRestart();
   }
 
@@ -541,8 +742,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       worker = spawned.worker;
       checkSameShape(this.#loaded, spawned.loaded);
       if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
-      this.#countLost();
-      await this.#serve(worker, Atomics.load(this.#control, Control.EPOCH) + 1);
+      // The epoch #onDeath reserved.
+      await this.#serve(worker, Atomics.load(this.#control, Control.EPOCH));
       if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
     } catch (err) {
       worker?.terminate();
@@ -579,6 +780,24 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (policy !== "latest" && policy !== "every") {
     fail(`policy is ${JSON.stringify(policy)}, expected "latest" or "every"`);
   }
+  const input = options.input ?? "features";
+  if (input !== "features" && input !== "emotion") {
+    fail(`input is ${JSON.stringify(input)}, expected "features" or "emotion"`);
+  }
+  // A runner module of the caller's own receives `input` in its config and decides.
+  if (input === "emotion" && options.graph !== undefined) {
+    fail('input "emotion" runs the emotion pipeline; it cannot be combined with graph');
+  }
+  const wake = options.wake ?? "cadence";
+  if (wake !== "cadence" && wake !== "notify") {
+    fail(`wake is ${JSON.stringify(wake)}, expected "cadence" or "notify"`);
+  }
+  const blockMs = options.blockMs ?? 0;
+  if (!(blockMs >= 0 && blockMs <= 1000)) {
+    fail(`blockMs is ${blockMs}, expected a period in ms, 0..1000 (0: learn it)`);
+  }
+  const prefetch = options.prefetch ?? true;
+  if (typeof prefetch !== "boolean") fail(`prefetch is ${String(prefetch)}, expected a boolean`);
   const slots = options.slots ?? DEFAULTS.slots;
   const problem = checkShape({ slots, inputSize: 1, outputSizes: [1], modelCount: 0 });
   if (problem !== null) fail(problem);
@@ -596,7 +815,19 @@ function checkOptions(options: RealtimeOptions): Settings {
   if (options.runner !== undefined) config.runner = String(options.runner);
   if (options.library !== undefined) config.library = options.library;
   if (options.precision !== undefined) config.precision = options.precision;
-  return { policy, slots, watchdogMs, maxRestarts, loadTimeoutMs, config };
+  config.input = input;
+  return {
+    policy,
+    input,
+    wake,
+    blockMs,
+    prefetch,
+    slots,
+    watchdogMs,
+    maxRestarts,
+    loadTimeoutMs,
+    config,
+  };
 }
 
 function watchdogTick(settings: Settings): number {

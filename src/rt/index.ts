@@ -5,11 +5,15 @@
 
 export {
   type EngineState,
+  type InputMode,
+  NO_RESULT,
   type PipelineBuffers,
   type Policy,
+  READ_FAILED,
   RealtimeEngine,
   type RealtimeOptions,
   type RealtimeStats,
+  type WakeMode,
 } from "./engine.ts";
 export { LatencyHistogram, type LatencySummary } from "./histogram.ts";
 export { resultChecksum } from "./layout.ts";

@@ -6,6 +6,7 @@
  * ```
  * control   Int32 x CONTROL_WORDS   sequence numbers, state, counters, result headers
  * submitted Float64 x slots         caller's performance.now() (ms) per input slot
+ * wakeAt    Float64 x 1             when a dozing Worker wakes (engine clock, ms)
  * input     Float32 x slots x inputSize          the input ring
  * results   Float32 x RESULT_BUFFERS x resultSize  outputs, concatenated in output order
  * latency   Int32 x histograms x HISTOGRAM_WORDS  [pipeline, end-to-end, model 0, model 1...]
@@ -15,15 +16,41 @@
  * copies a slot out and then bumps READ_SEQ, which frees every slot before it. Sequence numbers
  * are Int32 and wrap; only their differences are used, so `slots` is a power of two.
  *
- * Results: a sequence lock over RESULT_BUFFERS (3) buffers. The Worker writes the buffer after
- * the newest, its version odd while it writes, even when done, and then points NEWEST at it.
- * A reader copies NEWEST's buffer and keeps the copy only if the version was even and did not
- * change; a reader is torn only if the Worker finishes two whole results during one copy,
- * and then the version check rejects the copy. The reader re-checks the version with a
- * compare-exchange that writes it back unchanged, and the Worker makes it odd with an
- * exchange that reads from that write: so the copy happens before the Worker's next writes
- * in the JavaScript memory model itself, not only on CPUs that keep loads in order. Each result carries the checksum of its values
- * and its sequence number, so a test can prove that no accepted copy was torn.
+ * Results: RESULT_BUFFERS (3) buffers under a sequence lock each, and one word, NEWEST, that
+ * names the newest published result. NEWEST packs three fields (see `packNewest`): the buffer
+ * (3: none yet), the low bits of the epoch of the Worker allowed to publish, and a count of
+ * publications. The epoch fences out replaced Workers at every step that matters, not only at
+ * a check made before it (a Worker can pause anywhere: a collection, the VM descheduling it):
+ *
+ * - A Worker writes only a buffer it has claimed (CLAIM[b]: compare-exchange 0 -> its epoch,
+ *   released after), and only one that NEWEST does not name once claimed: so no two Workers
+ *   ever write one buffer, and nobody writes the buffer NEWEST names.
+ * - It publishes with a compare-exchange of NEWEST from the value it read after claiming to
+ *   (its epoch, count + 1, buffer). Before a replacement starts, the engine rewrites NEWEST's
+ *   epoch field (`fenceNewest`), so every later publication by a replaced Worker fails: NEWEST
+ *   never moves backwards and never names a replaced Worker's result.
+ * - Each buffer records the publication it was written for (PUB_ID: count and buffer, as in
+ *   NEWEST) under its version. A reader keeps a copy only if the version was even and did not
+ *   change and PUB_ID equals what NEWEST said when the read began: a buffer rewritten since
+ *   (by a replaced Worker that can no longer publish it, or by the next publication) is
+ *   refused rather than taken for the result NEWEST named.
+ *
+ * The reader re-checks the version with a compare-exchange that writes it back unchanged, and
+ * the Worker makes it odd with an exchange that reads from that write: so the copy happens
+ * before the Worker's next writes in the JavaScript memory model itself, not only on CPUs that
+ * keep loads in order. Each result also carries the checksum of its values and its sequence
+ * number, so a test can prove that no accepted copy was torn.
+ *
+ * Worker records (WORKER_RECORDS of them, record `epoch & 7`): OWNER (the epoch using it, 0
+ * when free) and HELD (1 while that Worker holds an input it has taken and not yet published
+ * or counted). A Worker that finds itself replaced counts what it holds in LOST itself and
+ * clears its record as its last act; for a Worker killed before it could, the engine does it
+ * (src/rt/engine.ts). The engine never starts an epoch whose record is still owned, so epochs
+ * equal modulo 256 (NEWEST's field) are never alive at once.
+ *
+ * Cadence (issue 16): the caller's side stores nothing extra; the Worker learns the block
+ * period from the submit times and sleeps until just before the next block is due, so that
+ * at a steady cadence submit() finds it awake (SLEEPING 0) and makes no system call.
  */
 
 import { CadenzaError } from "../errors.ts";
@@ -42,26 +69,65 @@ export const Control = {
   EPOCH: 4,
   /** The argument of COMMAND (STALL: milliseconds). */
   COMMAND_ARG: 5,
+  /**
+   * Test hook (src/rt/testing.ts): each Worker pauses once in the middle of writing a result,
+   * on its own publication number TEST_PAUSE_EVERY (0: never), until a replacement has
+   * published 3 results or TEST_PAUSE_MS passed.
+   */
+  TEST_PAUSE_MS: 6,
+  TEST_PAUSE_EVERY: 7,
+  /** Notifies submit() made because the Worker slept (the fallback; 0 at a steady cadence). */
+  NOTIFIES: 8,
+  /** The caller's block period hint in microseconds (0: learn it from the submit times). */
+  PERIOD_US: 9,
 
   // Written by the Worker.
   READ_SEQ: 16,
-  /** 1 while the Worker waits, so submit() notifies only then. */
+  /**
+   * 1 while the Worker sleeps until notified: submit() notifies. 2 while it dozes until just
+   * before the next block is due (its wake time in the wakeAt word): submit() notifies only an
+   * input that comes earlier than that, so at a steady cadence it never does.
+   */
   SLEEPING: 17,
   HEARTBEAT: 18,
   STATE: 19,
   COMPLETED: 20,
   /** Inputs passed over by the "latest" policy. */
   SKIPPED: 21,
-  /** Index of the newest complete result buffer; -1 before the first. */
+  /** The newest published result: buffer, epoch and count packed (packNewest). */
   NEWEST: 22,
+  /** Inputs that a replaced Worker took and could not publish, counted by that Worker. */
+  LOST: 23,
+  /** Results the Worker computed but found no free buffer for (every other one claimed). */
+  UNPUBLISHED: 24,
+  /** Steps that began with the Worker awake (it woke before the block was due). */
+  WOKEN_EARLY: 25,
+  /** The block period the Worker works with, microseconds (0: none learned yet). */
+  LEARNED_PERIOD_US: 26,
+  /** Microseconds the Worker spent polling for inputs (awake, not in a step). */
+  POLL_US: 27,
 
   // Result headers, one word per buffer each, written by the Worker under the version.
   VERSION: 32,
   RESULT_SEQ: 36,
   CHECKSUM: 40,
+  /** The publication (packNewest's count and buffer fields) the buffer was written for. */
+  PUB_ID: 44,
+  /** The epoch of the Worker writing the buffer; 0 when free. */
+  CLAIM: 48,
+
+  // Worker records, WORKER_RECORDS each.
+  OWNER: 64,
+  HELD: 72,
 } as const;
 
-export const CONTROL_WORDS = 64;
+export const CONTROL_WORDS = 80;
+export const WORKER_RECORDS = 8;
+
+/** The record of the Worker serving `epoch`. */
+export function recordOf(epoch: number): number {
+  return epoch & (WORKER_RECORDS - 1);
+}
 
 /** Values of Control.COMMAND. */
 export const Command = {
@@ -95,6 +161,48 @@ export const WORKER_STATE_NAMES = [
 
 export const RESULT_BUFFERS = 3;
 
+/** NEWEST's buffer field when nothing is published yet. */
+export const NO_BUFFER = 3;
+const EPOCH_BITS = 8;
+const EPOCH_MASK = (1 << EPOCH_BITS) - 1;
+const COUNT_SHIFT = 2 + EPOCH_BITS;
+/** Publications counted modulo 2^21: a reader would have to pause across 2^21 to be fooled. */
+const COUNT_MASK = (1 << (31 - COUNT_SHIFT)) - 1;
+
+/** NEWEST as one non-negative Int32: buffer in bits 0-1, epoch 2-9, count 10-30. */
+export function packNewest(buffer: number, epoch: number, count: number): number {
+  return buffer | ((epoch & EPOCH_MASK) << 2) | ((count & COUNT_MASK) << COUNT_SHIFT);
+}
+
+export function newestBuffer(newest: number): number {
+  return newest & 3;
+}
+
+export function newestEpoch(newest: number): number {
+  return (newest >>> 2) & EPOCH_MASK;
+}
+
+export function newestCount(newest: number): number {
+  return (newest >>> COUNT_SHIFT) & COUNT_MASK;
+}
+
+/** NEWEST without its epoch field: what PUB_ID holds for the buffer it names. */
+export function publicationId(newest: number): number {
+  return newest & ~(EPOCH_MASK << 2);
+}
+
+/**
+ * Moves NEWEST's epoch field to `epoch`, keeping the result it names: every compare-exchange
+ * a Worker of another epoch makes on it fails from now on.
+ */
+export function fenceNewest(control: Int32Array, epoch: number): void {
+  for (;;) {
+    const newest = Atomics.load(control, Control.NEWEST);
+    const fenced = packNewest(newestBuffer(newest), epoch, newestCount(newest));
+    if (Atomics.compareExchange(control, Control.NEWEST, newest, fenced) === newest) return;
+  }
+}
+
 /** Result sequence numbers are reported modulo 2^31, so -1 always means "none". */
 export const SEQ_MASK = 0x7fffffff;
 
@@ -118,6 +226,7 @@ export interface Layout extends LayoutShape {
   histogramCount: number;
   /** Byte offsets of the regions. */
   submittedAt: number;
+  wakeAtAt: number;
   inputAt: number;
   resultsAt: number;
   latencyAt: number;
@@ -128,6 +237,8 @@ export interface Layout extends LayoutShape {
 export interface Views {
   control: Int32Array;
   submittedMs: Float64Array;
+  /** One value: when a dozing Worker (SLEEPING 2) wakes, engine clock ms. */
+  wakeAtMs: Float64Array;
   input: Float32Array;
   results: Float32Array;
   /** The same memory as `results`, as bits, for the checksum. */
@@ -149,7 +260,8 @@ export function computeLayout(shape: LayoutShape): Layout {
   }
   const histogramCount = Histogram.FIRST_MODEL + shape.modelCount;
   const submittedAt = CONTROL_WORDS * 4;
-  const inputAt = submittedAt + shape.slots * 8;
+  const wakeAtAt = submittedAt + shape.slots * 8;
+  const inputAt = wakeAtAt + 8;
   const resultsAt = align8(inputAt + shape.slots * shape.inputSize * 4);
   const latencyAt = align8(resultsAt + RESULT_BUFFERS * resultSize * 4);
   const byteLength = align8(latencyAt + histogramCount * HISTOGRAM_WORDS * 4);
@@ -160,6 +272,7 @@ export function computeLayout(shape: LayoutShape): Layout {
     outputOffsets,
     histogramCount,
     submittedAt,
+    wakeAtAt,
     inputAt,
     resultsAt,
     latencyAt,
@@ -194,7 +307,7 @@ function align8(n: number): number {
 /** A zeroed buffer for `layout`, with NEWEST set to "no result yet". */
 export function createBuffer(layout: Layout): SharedArrayBuffer {
   const buffer = new SharedArrayBuffer(layout.byteLength);
-  new Int32Array(buffer, 0, CONTROL_WORDS)[Control.NEWEST] = -1;
+  new Int32Array(buffer, 0, CONTROL_WORDS)[Control.NEWEST] = packNewest(NO_BUFFER, 0, 0);
   return buffer;
 }
 
@@ -209,6 +322,7 @@ export function createViews(buffer: SharedArrayBuffer, layout: Layout): Views {
   return {
     control: new Int32Array(buffer, 0, CONTROL_WORDS),
     submittedMs: new Float64Array(buffer, layout.submittedAt, layout.slots),
+    wakeAtMs: new Float64Array(buffer, layout.wakeAtAt, 1),
     input: new Float32Array(buffer, layout.inputAt, layout.slots * layout.inputSize),
     results: new Float32Array(buffer, layout.resultsAt, resultFloats),
     resultWords: new Uint32Array(buffer, layout.resultsAt, resultFloats),

@@ -1,14 +1,23 @@
 /**
  * What the real-time Worker runs each step: a `StepRunner`. The default runs the five-model
- * `EmotionPipeline` (src/pipeline/emotion.ts); `graph` runs a user graph of model files through
- * the generic `Pipeline`; `runner` names a module of the caller's own that exports
- * `createStepRunner(config)`. Every model is wrapped so its forward call is timed on the
- * Worker's clock, which feeds the per-model latency histograms.
+ * `EmotionPipeline` (src/pipeline/emotion.ts) from 128 audio features, or (input "emotion")
+ * from a 64-value emotion vector with `stepFromEmotion`; `graph` runs a user graph of model
+ * files through the generic `Pipeline`; `runner` names a module of the caller's own that
+ * exports `createStepRunner(config)`. The pipelines run as the native graph when their models
+ * allow (one native call per step), timed per node by native timestamps, which feed the
+ * per-model latency histograms.
  */
 
 import { CadenzaError } from "../errors.ts";
 import type { Precision } from "../model/model.ts";
-import type { PipelineModel, PipelineNode } from "../pipeline/pipeline.ts";
+import type { Pipeline, PipelineModel, PipelineNode } from "../pipeline/pipeline.ts";
+
+/**
+ * What the caller submits: "features" (default), the 128 audio features the emotion pipeline
+ * starts from (or a graph's input), or "emotion", a 64-value emotion vector (from text,
+ * biometrics, a generator) that the pipeline takes in place of the recognizer's output.
+ */
+export type InputMode = "features" | "emotion";
 
 /** The five outputs of the emotion pipeline, in the order results store them. */
 export const EMOTION_OUTPUTS = ["emotion", "melody", "harmony", "dynamics", "groove"] as const;
@@ -32,6 +41,8 @@ export interface RunnerConfig {
   library?: string;
   /** How the models hold their weight matrices (loadModel's `precision`; default "f32"). */
   precision?: Precision;
+  /** What each input is (default "features"); "emotion" only with the emotion pipeline. */
+  input?: InputMode;
 }
 
 export interface StepRunner {
@@ -44,52 +55,29 @@ export interface StepRunner {
   readonly modelMs: Float64Array;
   readonly loadMs: number;
   readonly weightBytes: number;
+  /** Whether a step is one native call (the native graph); absent means false. */
+  readonly native?: boolean;
   step(input: Float32Array): void;
+  /** Optional: warm the caches for the next step (called shortly before it is due). */
+  prefetch?(): void;
   dispose(): void;
-}
-
-/** A model whose forward records its duration in `timings[index]`. */
-class TimedModel implements PipelineModel {
-  readonly inputSize: number;
-  readonly outputSize: number;
-  readonly parameterCount: number;
-  readonly weightBytes: number;
-  readonly #model: PipelineModel;
-  readonly #timings: Float64Array;
-  readonly #index: number;
-
-  constructor(model: PipelineModel, timings: Float64Array, index: number) {
-    this.inputSize = model.inputSize;
-    this.outputSize = model.outputSize;
-    this.parameterCount = model.parameterCount;
-    this.weightBytes = model.weightBytes;
-    this.#model = model;
-    this.#timings = timings;
-    this.#index = index;
-  }
-
-  forward(input: Float32Array): Float32Array {
-    const start = performance.now();
-    const output = this.#model.forward(input);
-    this.#timings[this.#index] = performance.now() - start;
-    return output;
-  }
-
-  reset(): void {
-    this.#model.reset();
-  }
-
-  dispose(): void {
-    this.#model.dispose();
-  }
 }
 
 /** Builds the runner `config` asks for. */
 export async function createStepRunner(config: RunnerConfig): Promise<StepRunner> {
   if (config.runner !== undefined) return await moduleRunner(config);
   const options = { library: config.library, precision: config.precision };
-  if (config.graph !== undefined) return await graphRunner(config.graph, options);
-  return await emotionRunner(config.models, options);
+  const input = config.input ?? "features";
+  if (config.graph !== undefined) {
+    if (input !== "features") {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `src/rt/runner.ts: input "${input}" needs the emotion pipeline; a graph takes its input`,
+      );
+    }
+    return await graphRunner(config.graph, options);
+  }
+  return await emotionRunner(config.models, options, input);
 }
 
 /** What every model the Worker loads is loaded with. */
@@ -116,67 +104,109 @@ async function moduleRunner(config: RunnerConfig): Promise<StepRunner> {
 async function emotionRunner(
   dir: string | undefined,
   options: ModelLoadOptions,
+  input: InputMode,
 ): Promise<StepRunner> {
   const emotion = await import("../pipeline/emotion.ts");
   const { loadModel } = await import("../model/load.ts");
   const folder = dir ?? emotion.defaultModelsDir();
   const modelNames = emotion.EMOTION_MODELS.map((info) => info.name);
-  const modelMs = new Float64Array(modelNames.length);
   const started = performance.now();
   const models: Record<string, PipelineModel> = {};
   let pipeline;
   try {
-    for (const [i, name] of modelNames.entries()) {
-      const model = await loadModel(emotion.modelFile(folder, name), options);
-      models[name] = new TimedModel(model, modelMs, i);
+    for (const name of modelNames) {
+      models[name] = await loadModel(emotion.modelFile(folder, name), options);
     }
-    pipeline = new emotion.EmotionPipeline(models);
+    pipeline = new emotion.EmotionPipeline(models, { timed: true });
   } catch (err) {
     for (const model of Object.values(models)) model.dispose();
     throw err;
   }
   const loadMs = performance.now() - started;
-  const inputSize = emotion.FEATURE_SIZE;
-  const timing = { inputSize, outputNames: EMOTION_OUTPUTS, modelNames, modelMs, loadMs };
-  return pipelineRunner(pipeline, timing, "EmotionPipeline");
+  const fromEmotion = input === "emotion";
+  const inputSize = fromEmotion ? emotion.EMOTION_SIZE : emotion.FEATURE_SIZE;
+  const step = fromEmotion
+    ? (values: Float32Array) => pipeline.stepFromEmotion(values)
+    : (values: Float32Array) => pipeline.step(values);
+  return timedRunner(pipeline.pipeline, pipeline, step, {
+    inputSize,
+    outputNames: EMOTION_OUTPUTS,
+    modelNames,
+    loadMs,
+  }, "EmotionPipeline");
 }
 
 async function graphRunner(graph: GraphConfig, options: ModelLoadOptions): Promise<StepRunner> {
   const { Pipeline } = await import("../pipeline/pipeline.ts");
   const { loadModel } = await import("../model/load.ts");
   const modelNames = Object.keys(graph.files);
-  const modelMs = new Float64Array(modelNames.length);
   const started = performance.now();
-  let loaded = 0;
-  const pipeline = await Pipeline.fromGraph(
-    graph,
-    async (source) => new TimedModel(await loadModel(source, options), modelMs, loaded++),
-  );
+  const models: Record<string, PipelineModel> = {};
+  let pipeline;
+  try {
+    for (const name of modelNames) models[name] = await loadModel(graph.files[name], options);
+    pipeline = new Pipeline(graph.nodes, models, { inputSize: graph.inputSize, timed: true });
+  } catch (err) {
+    for (const model of Object.values(models)) model.dispose();
+    throw err;
+  }
   const loadMs = performance.now() - started;
   const { inputSize, order: outputNames } = pipeline;
-  return pipelineRunner(pipeline, { inputSize, outputNames, modelNames, modelMs, loadMs }, "graph");
+  const step = (values: Float32Array) => pipeline.step(values);
+  return timedRunner(
+    pipeline,
+    pipeline,
+    step,
+    { inputSize, outputNames, modelNames, loadMs },
+    "graph",
+  );
 }
 
-/** What a pipeline runner needs from EmotionPipeline or Pipeline. */
+/** What a runner needs from EmotionPipeline or Pipeline. */
 interface RunnablePipeline {
   readonly outputs: Readonly<Record<string, Float32Array>>;
   readonly weightBytes: number;
-  step(input: Float32Array): unknown;
+  readonly native: boolean;
   dispose(): void;
 }
 
-/** The runner over a built pipeline, its outputs in `outputNames` order. */
-function pipelineRunner(
+/**
+ * The runner over a built pipeline (timed), its outputs in `outputNames` order; each model's
+ * time is the sum of its nodes' in `graph.nodeNs`.
+ */
+function timedRunner(
+  graph: Pipeline,
   pipeline: RunnablePipeline,
-  timing: Pick<StepRunner, "inputSize" | "outputNames" | "modelNames" | "modelMs" | "loadMs">,
+  step: (input: Float32Array) => unknown,
+  timing: Pick<StepRunner, "inputSize" | "outputNames" | "modelNames" | "loadMs">,
   source: string,
 ): StepRunner {
   const views = pipeline.outputs;
+  const modelMs = new Float64Array(timing.modelNames.length);
+  // For each model, the run-order indices of the nodes that run it.
+  const byName = new Map(graph.nodes.map((node) => [node.name, node.model]));
+  const nodesOf = timing.modelNames.map((model) =>
+    Int32Array.from(
+      graph.order.flatMap((name, index) => (byName.get(name) === model ? [index] : [])),
+    )
+  );
+  const nodeNs = graph.nodeNs;
   const runner: StepRunner = {
     ...timing,
+    modelMs,
+    native: pipeline.native,
     outputs: timing.outputNames.map((name) => views[name]),
     weightBytes: pipeline.weightBytes,
-    step: (input) => pipeline.step(input),
+    prefetch: () => graph.prefetch(),
+    step: (input) => {
+      step(input);
+      for (let m = 0; m < nodesOf.length; m++) {
+        const nodes = nodesOf[m];
+        let ns = 0;
+        for (let k = 0; k < nodes.length; k++) ns += nodeNs[nodes[k]];
+        modelMs[m] = ns / 1e6;
+      }
+    },
     dispose: () => pipeline.dispose(),
   };
   checkRunner(runner, source);

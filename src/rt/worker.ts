@@ -21,6 +21,13 @@ import {
   Histogram,
   type Layout,
   type LayoutShape,
+  newestBuffer,
+  newestCount,
+  newestEpoch,
+  NO_BUFFER,
+  packNewest,
+  publicationId,
+  recordOf,
   RESULT_BUFFERS,
   resultChecksum,
   SEQ_MASK,
@@ -28,17 +35,31 @@ import {
   WorkerState,
 } from "./layout.ts";
 import { createStepRunner, type RunnerConfig, type StepRunner } from "./runner.ts";
+import { Cadence } from "./cadence.ts";
 
 /** How long one wait lasts before the Worker beats its heart and looks at COMMAND again. */
 export const WAIT_MS = 20;
 
 export type Policy = "latest" | "every";
 
+/**
+ * How the Worker waits for input: "cadence" learns the caller's block period and sleeps until
+ * just before the next block is due, then polls, so submit() at a steady cadence finds it
+ * awake and never notifies; "notify" sleeps until submit() wakes it (a system call on the
+ * caller's thread each block).
+ */
+export type WakeMode = "cadence" | "notify";
+
 export interface StartMessage {
   type: "start";
   buffer: SharedArrayBuffer;
   shape: LayoutShape;
   policy: Policy;
+  wake: WakeMode;
+  /** The caller's block period hint (ms); 0 to learn it. */
+  blockMs: number;
+  /** Wake "cadence": warm the caches (StepRunner.prefetch) on waking before a block. */
+  prefetch: boolean;
   epoch: number;
   /** The engine thread's performance.timeOrigin, to put submit times on this clock. */
   timeOriginMs: number;
@@ -75,6 +96,7 @@ async function load(config: RunnerConfig): Promise<void> {
     modelNames: [...runner.modelNames],
     loadMs: runner.loadMs,
     weightBytes: runner.weightBytes,
+    native: runner.native === true,
   });
 }
 
@@ -86,11 +108,16 @@ function serve(message: StartMessage): void {
     loop.run();
   } catch (err) {
     loop?.setState(WorkerState.FAILED);
+    loop?.leave(false);
     disposeAfterFailure();
+    loop?.leave(true);
     fail("run", err);
     return;
   }
+  loop.leave(false);
   runner!.dispose();
+  // Last: the engine takes a cleared record to mean this Worker is gone, its models freed.
+  loop.leave(true);
   scope.postMessage({ type: "stopped" });
   scope.close();
 }
@@ -111,6 +138,9 @@ function fail(phase: "load" | "run", err: unknown): void {
   scope.close();
 }
 
+/** What #publish did with a result. */
+const Published = { YES: 0, REPLACED: 1, NO_BUFFER: 2 } as const;
+
 class ServeLoop {
   readonly control: Int32Array;
   readonly #views: Views;
@@ -118,10 +148,27 @@ class ServeLoop {
   readonly #runner: StepRunner;
   readonly #latest: boolean;
   readonly #epoch: number;
+  /** This Worker's record (layout.ts, Control.OWNER and HELD). */
+  readonly #recordIndex: number;
+  /** The epoch as NEWEST holds it. */
+  readonly #epochField: number;
   readonly #clockOffsetMs: number;
   readonly #input: Float32Array;
   /** Submit time (engine clock, ms) of the input in #input. */
   #submittedMs = 0;
+  /** The buffer this Worker published last; the next write tries the ones after it. */
+  #lastBuffer: number;
+  /** This Worker's publications, for the test pause. */
+  #published = 0;
+  /** The caller's cadence, or null in wake mode "notify". */
+  readonly #cadence: Cadence | null;
+  /** Whether the input being taken was found by polling (the Worker was awake for it). */
+  #caught = false;
+  readonly #prefetch: boolean;
+  /** Submit times of the inputs being taken (#take), one per ring slot at most. */
+  readonly #takenMs: Float64Array;
+  /** The caller's clock minus this thread's, ms, as measured (#observe). */
+  #callerOffsetMs = Number.NEGATIVE_INFINITY;
 
   constructor(runner: StepRunner, message: StartMessage) {
     this.#layout = computeLayout(message.shape);
@@ -130,8 +177,15 @@ class ServeLoop {
     this.#runner = runner;
     this.#latest = message.policy === "latest";
     this.#epoch = message.epoch;
+    this.#recordIndex = recordOf(message.epoch);
+    this.#epochField = newestEpoch(packNewest(0, message.epoch, 0));
     this.#clockOffsetMs = performance.timeOrigin - message.timeOriginMs;
     this.#input = new Float32Array(this.#layout.inputSize);
+    this.#cadence = message.wake === "cadence" ? new Cadence(message.blockMs) : null;
+    this.#takenMs = new Float64Array(this.#layout.slots);
+    this.#prefetch = message.prefetch && typeof runner.prefetch === "function";
+    const newest = newestBuffer(Atomics.load(this.control, Control.NEWEST));
+    this.#lastBuffer = newest === NO_BUFFER ? RESULT_BUFFERS - 1 : newest;
     checkRunnerFits(runner, this.#layout);
   }
 
@@ -154,9 +208,25 @@ class ServeLoop {
       const seq = this.#latest ? (write - 1) | 0 : read;
       if (!this.#take(read, seq)) continue;
       if (seq !== read) Atomics.add(control, Control.SKIPPED, (seq - read) | 0);
-      this.#step(seq);
+      // Replaced between the check above and the take: what it holds is counted by leave().
+      if (!this.#current() || !this.#step(seq)) break;
     }
     this.setState(WorkerState.STOPPED);
+  }
+
+  /**
+   * The Worker's last act on the buffer, however it leaves: an input it holds and will never
+   * publish is counted in LOST, and any buffer it still claims is released. `free` also clears
+   * its record, which tells the engine it is gone (call it after disposing the models).
+   */
+  leave(free: boolean): void {
+    const control = this.control;
+    const held = Atomics.exchange(control, Control.HELD + this.#recordIndex, 0);
+    if (held !== 0) Atomics.add(control, Control.LOST, held);
+    for (let b = 0; b < RESULT_BUFFERS; b++) {
+      Atomics.compareExchange(control, Control.CLAIM + b, this.#epoch, 0);
+    }
+    if (free) Atomics.compareExchange(control, Control.OWNER + this.#recordIndex, this.#epoch, 0);
   }
 
   /** Sets the shared state word, unless a replacement owns it now. */
@@ -174,16 +244,75 @@ class ServeLoop {
     throw new Error("src/rt/worker.ts: crash requested by the engine's test hook");
   }
 
+  /** The STALL test hook: no heartbeat for COMMAND_ARG ms, or until this Worker is replaced. */
   #stall(): void {
     const control = this.control;
     const stallMs = Atomics.load(control, Control.COMMAND_ARG);
     Atomics.compareExchange(control, Control.COMMAND, Command.STALL, Command.NONE);
     this.setState(WorkerState.STALLED);
-    Atomics.wait(control, Control.COMMAND_ARG, stallMs, stallMs);
+    Atomics.wait(control, Control.EPOCH, this.#epoch, stallMs);
     this.setState(WorkerState.IDLE);
   }
 
+  /**
+   * Waits for input. With a steady cadence: sleeps (without asking to be notified) until
+   * `leadMs` before the next input is due, then polls until it comes or a little past due (Cadence.pollAfterMs);
+   * otherwise, or after that, sleeps until submit() notifies it.
+   */
   #idle(write: number): void {
+    const cadence = this.#cadence;
+    if (cadence !== null) {
+      const now = performance.now();
+      const due = cadence.dueMs(now);
+      if (due === due) {
+        const wakeAt = due - cadence.leadMs;
+        if (now < wakeAt) {
+          this.#doze(write, wakeAt, Math.min(wakeAt - now, WAIT_MS));
+          return;
+        }
+        if (now < due + cadence.pollAfterMs) {
+          this.#poll(write, due + cadence.pollAfterMs, now);
+          return;
+        }
+      }
+    }
+    this.#sleep(write);
+  }
+
+  /** Spins until WRITE_SEQ moves past `write`, a command or a replacement, or `untilMs`. */
+  #poll(write: number, untilMs: number, startMs: number): void {
+    const control = this.control;
+    let now = startMs;
+    while (now < untilMs) {
+      if (Atomics.load(control, Control.WRITE_SEQ) !== write) {
+        this.#caught = true;
+        break;
+      }
+      if (Atomics.load(control, Control.COMMAND) !== Command.NONE || !this.#current()) break;
+      now = performance.now();
+    }
+    Atomics.add(control, Control.POLL_US, Math.round((now - startMs) * 1000));
+  }
+
+  /**
+   * Sleeps until `wakeAtMs` (this clock) without asking a punctual submit() to notify: one that
+   * comes earlier than that does (SLEEPING 2, layout.ts), as do commands and replacements.
+   */
+  #doze(write: number, wakeAtMs: number, dozeMs: number): void {
+    const control = this.control;
+    this.#views.wakeAtMs[0] = wakeAtMs + this.#callerOffsetMs;
+    Atomics.store(control, Control.SLEEPING, 2);
+    let woke = "not-equal";
+    if (Atomics.load(control, Control.COMMAND) === Command.NONE && this.#current()) {
+      woke = Atomics.wait(control, Control.WRITE_SEQ, write, dozeMs);
+    }
+    Atomics.store(control, Control.SLEEPING, 0);
+    if (woke !== "timed-out") return;
+    this.#cadence!.woke(wakeAtMs, performance.now());
+    if (this.#prefetch) this.#runner.prefetch!();
+  }
+
+  #sleep(write: number): void {
     const control = this.control;
     // submit() stores WRITE_SEQ and then reads SLEEPING; we store SLEEPING and then wait on
     // WRITE_SEQ, which re-reads it atomically: one of the two sides always sees the other.
@@ -196,8 +325,9 @@ class ServeLoop {
 
   /**
    * Copies input `seq` and its submit time out of the ring, then frees every slot up to it.
-   * The compare-exchange fails only if a replaced Worker still running (Deno cannot kill one
-   * that never yields) took the input first; then this copy is dropped.
+   * HELD is set before the compare-exchange, so an input taken is always one held until it is
+   * published or counted. The compare-exchange fails only if a replaced Worker still running
+   * (Deno cannot kill one that never yields) took the input first; then this copy is dropped.
    */
   #take(read: number, seq: number): boolean {
     const { slots, inputSize } = this.#layout;
@@ -207,25 +337,103 @@ class ServeLoop {
     for (let i = 0; i < inputSize; i++) this.#input[i] = input[at + i];
     this.#submittedMs = this.#views.submittedMs[slot];
     const next = (seq + 1) | 0;
-    return Atomics.compareExchange(this.control, Control.READ_SEQ, read, next) === read;
+    // The submit times of every input taken (skipped ones too), before their slots are freed.
+    let taken = 0;
+    if (this.#cadence !== null) {
+      const submitted = this.#views.submittedMs;
+      for (let s = read; s !== next; s = (s + 1) | 0) {
+        this.#takenMs[taken++] = submitted[s & (slots - 1)];
+      }
+    }
+    const control = this.control;
+    Atomics.store(control, Control.HELD + this.#recordIndex, 1);
+    if (Atomics.compareExchange(control, Control.READ_SEQ, read, next) !== read) {
+      Atomics.store(control, Control.HELD + this.#recordIndex, 0);
+      return false;
+    }
+    if (this.#cadence !== null) this.#observe(taken);
+    return true;
   }
 
-  #step(seq: number): void {
+  /**
+   * Feeds the cadence the submit times of the `count` inputs just taken (the skipped ones too:
+   * the caller's cadence, not the Worker's).
+   */
+  #observe(count: number): void {
+    const cadence = this.#cadence!;
+    const control = this.control;
+    // The caller's clock minus this one: at least a submit time minus when it was taken.
+    // Runtimes do not all give Workers a timeOrigin that agrees to the microsecond, so it is
+    // measured: the largest such difference, decaying by 1 us a sample to follow any drift.
+    const sample = this.#submittedMs - performance.now();
+    const decayed = this.#callerOffsetMs - 0.001;
+    this.#callerOffsetMs = sample > decayed ? sample : decayed;
+    for (let k = 0; k < count; k++) cadence.observe(this.#takenMs[k] - this.#callerOffsetMs);
+    if (this.#caught) Atomics.add(control, Control.WOKEN_EARLY, 1);
+    this.#caught = false;
+    Atomics.store(control, Control.LEARNED_PERIOD_US, Math.round(cadence.periodMs * 1000));
+  }
+
+  /** Runs and publishes one step; false when this Worker turned out to be replaced. */
+  #step(seq: number): boolean {
     this.setState(WorkerState.BUSY);
     const started = performance.now();
     this.#runner.step(this.#input);
     const stepped = performance.now();
-    if (!this.#current()) return;
-    this.#publish(seq & SEQ_MASK);
-    const published = performance.now();
+    const published = this.#publish(seq & SEQ_MASK);
+    if (published === Published.REPLACED) return false;
+    const control = this.control;
+    if (published === Published.NO_BUFFER) {
+      Atomics.add(control, Control.UNPUBLISHED, 1);
+      Atomics.add(
+        control,
+        Control.LOST,
+        Atomics.exchange(control, Control.HELD + this.#recordIndex, 0),
+      );
+    }
+    const done = performance.now();
     this.setState(WorkerState.IDLE);
-    this.#record(stepped - started, published + this.#clockOffsetMs - this.#submittedMs);
+    this.#record(stepped - started, done + this.#clockOffsetMs - this.#submittedMs);
+    return true;
   }
 
-  #publish(seq: number): void {
+  /**
+   * Writes the runner's outputs into a buffer this Worker claimed and publishes it with one
+   * compare-exchange of NEWEST that includes the epoch (layout.ts explains the protocol).
+   */
+  #publish(seq: number): number {
     const control = this.control;
-    const newest = Atomics.load(control, Control.NEWEST);
-    const buffer = newest < 0 ? 0 : (newest + 1) % RESULT_BUFFERS;
+    const epoch = this.#epoch;
+    for (let i = 1; i <= RESULT_BUFFERS; i++) {
+      const buffer = (this.#lastBuffer + i) % RESULT_BUFFERS;
+      if (Atomics.compareExchange(control, Control.CLAIM + buffer, 0, epoch) !== 0) continue;
+      const newest = Atomics.load(control, Control.NEWEST);
+      if (newestEpoch(newest) !== this.#epochField) {
+        Atomics.store(control, Control.CLAIM + buffer, 0);
+        return Published.REPLACED;
+      }
+      // Claimed, and not the buffer NEWEST names: no one else writes it until released, and
+      // only its claimant could make NEWEST name it.
+      if (newestBuffer(newest) === buffer) {
+        Atomics.store(control, Control.CLAIM + buffer, 0);
+        continue;
+      }
+      const next = packNewest(buffer, epoch, newestCount(newest) + 1);
+      this.#write(buffer, seq, publicationId(next));
+      const won = Atomics.compareExchange(control, Control.NEWEST, newest, next) === newest;
+      Atomics.store(control, Control.CLAIM + buffer, 0);
+      // Only the engine's fence changes NEWEST under the current Worker.
+      if (!won) return Published.REPLACED;
+      this.#lastBuffer = buffer;
+      Atomics.store(control, Control.HELD + this.#recordIndex, 0);
+      Atomics.add(control, Control.COMPLETED, 1);
+      return Published.YES;
+    }
+    return Published.NO_BUFFER;
+  }
+
+  #write(buffer: number, seq: number, publication: number): void {
+    const control = this.control;
     // A Worker that died mid-write can leave the version odd: start from the next odd value.
     const version = Atomics.load(control, Control.VERSION + buffer) | 1;
     // An exchange, not a store: it reads from a reader's re-check (engine.ts latest), so that
@@ -236,13 +444,26 @@ class ServeLoop {
     const outputs = this.#runner.outputs;
     for (let k = 0; k < outputs.length; k++) {
       this.#views.results.set(outputs[k], base + outputOffsets[k]);
+      if (k === 0) this.#testPause();
     }
     const checksum = resultChecksum(this.#views.resultWords, base, resultSize, seq);
     Atomics.store(control, Control.RESULT_SEQ + buffer, seq);
     Atomics.store(control, Control.CHECKSUM + buffer, checksum);
+    Atomics.store(control, Control.PUB_ID + buffer, publication);
     Atomics.store(control, Control.VERSION + buffer, (version + 1) | 0);
-    Atomics.store(control, Control.NEWEST, buffer);
-    Atomics.add(control, Control.COMPLETED, 1);
+  }
+
+  /** The test pause (layout.ts, TEST_PAUSE_EVERY): one load per publication otherwise. */
+  #testPause(): void {
+    const control = this.control;
+    const every = Atomics.load(control, Control.TEST_PAUSE_EVERY);
+    if (every > 0 && ++this.#published === every) {
+      const base = Atomics.load(control, Control.COMPLETED);
+      const until = performance.now() + Atomics.load(control, Control.TEST_PAUSE_MS);
+      while (Atomics.load(control, Control.COMPLETED) - base < 3 && performance.now() < until) {
+        Atomics.wait(control, Control.TEST_PAUSE_EVERY, every, 2);
+      }
+    }
   }
 
   #record(stepMs: number, endToEndMs: number): void {

@@ -12,14 +12,35 @@ import { fileURLToPath } from "node:url";
 import { CadenzaError } from "../../src/errors.ts";
 import {
   EMOTION_MODELS,
+  EMOTION_SIZE,
   type EmotionOutputs,
   EmotionPipeline,
+  FEATURE_SIZE,
   modelFile,
 } from "../../src/pipeline/emotion.ts";
-import { type PipelineBuffers, RealtimeEngine, type RealtimeOptions } from "../../src/rt/engine.ts";
+import {
+  NO_RESULT,
+  type PipelineBuffers,
+  READ_FAILED,
+  RealtimeEngine,
+  type RealtimeOptions,
+} from "../../src/rt/engine.ts";
 import { LatencyHistogram } from "../../src/rt/histogram.ts";
-import { Control, RESULT_BUFFERS, resultChecksum, SEQ_MASK } from "../../src/rt/layout.ts";
+import {
+  Control,
+  newestBuffer,
+  RESULT_BUFFERS,
+  resultChecksum,
+  SEQ_MASK,
+} from "../../src/rt/layout.ts";
 import { EMOTION_OUTPUTS } from "../../src/rt/runner.ts";
+import {
+  controlOf,
+  crashWorker,
+  pauseInPublish,
+  stallWorker,
+  terminateWorker,
+} from "../../src/rt/testing.ts";
 import { envVar } from "../../src/native/io.ts";
 import { Rng } from "../helpers.ts";
 import { type Case, check, fail, rejectsCadenza, throwsCadenza } from "./check.ts";
@@ -36,10 +57,16 @@ export function modelsDir(): string | undefined {
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Polls `condition` every few ms; fails with `what` if it is still false after `limitMs`. */
-export async function waitFor(condition: () => boolean, what: string, limitMs = 10_000) {
+export async function waitFor(
+  condition: () => boolean,
+  what: string | (() => string),
+  limitMs = 10_000,
+) {
   const deadline = performance.now() + limitMs;
   while (!condition()) {
-    if (performance.now() > deadline) fail(`gave up after ${limitMs} ms waiting for ${what}`);
+    if (performance.now() > deadline) {
+      fail(`gave up after ${limitMs} ms waiting for ${typeof what === "string" ? what : what()}`);
+    }
     await sleep(2);
   }
 }
@@ -355,6 +382,18 @@ export const argumentsCase: Case = {
       "policy",
     );
     await rejectsCadenza(
+      () => RealtimeEngine.start({ input: "mood" as "emotion" }),
+      "E_ARGUMENT",
+      /input is "mood", expected "features" or "emotion"/,
+      "input",
+    );
+    await rejectsCadenza(
+      () => RealtimeEngine.start({ input: "emotion", graph: { nodes: [], files: {} } }),
+      "E_ARGUMENT",
+      /input "emotion" runs the emotion pipeline/,
+      "input emotion with a graph",
+    );
+    await rejectsCadenza(
       () => RealtimeEngine.start({ polcy: "every" } as RealtimeOptions),
       "E_ARGUMENT",
       /options\.polcy: expected no such option \(the options are .*policy/,
@@ -414,14 +453,19 @@ function policyCase(policy: "latest" | "every"): Case {
       withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
         const into = engine.createBuffers();
         const input = new Float32Array(FAKE_INPUT_SIZE);
-        engine.__stallWorkerForTest(400);
-        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+        stallWorker(engine, 400);
+        await waitFor(() => engine.stats().workerState === "stalled", () => {
+          const { state, workerState, workerRestarts, lastError } = engine.stats();
+          return `the Worker to stall (${
+            JSON.stringify({ state, workerState, workerRestarts, lastError })
+          })`;
+        });
         for (let i = 0; i < 8; i++) {
           input[0] = i;
           check(engine.submit(input), () => `submit ${i} refused with a free slot`);
         }
         check(!engine.submit(input), () => "a ninth submit into 8 slots was accepted");
-        check(engine.latest(into) === -1, () => "a result before the Worker ran");
+        check(engine.latest(into) === NO_RESULT, () => "a result before the Worker ran");
         check(await latestAtLeast(engine, into, 7) === 7, () => "the last result is not 7");
         checkFakeValues(EMOTION_OUTPUTS.map((name) => into[name]), 7, 0);
         const s = engine.stats();
@@ -453,30 +497,60 @@ export const policyCases: Case[] = [policyCase("latest"), policyCase("every")];
  * The engine's Worker runs the models node by node, EmotionPipeline in one native graph call:
  * the same kernels on the same weights, so the results must be the same bits.
  */
-function pipelineCase(precision: "f32" | "bf16"): Case {
+function pipelineCase(precision: "f32" | "bf16" | "int8", input: "features" | "emotion"): Case {
+  const method = input === "emotion" ? "stepFromEmotion" : "step";
   return {
-    name: `rt: ${precision}: the engine's results equal EmotionPipeline.step (loaded with ` +
-      `${precision}) on the same inputs, in order`,
+    name: `rt: ${precision}, input ${input}: the engine runs the native graph and its results ` +
+      `equal EmotionPipeline.${method} (loaded with ${precision}) on the same inputs, in order; ` +
+      "every model is timed",
     run: async () => {
       const dir = modelsDir();
       const reference = await EmotionPipeline.load(dir, { precision });
+      const steps = 24;
       try {
-        await withEngine({ models: dir, policy: "every", precision }, async (engine) => {
+        await withEngine({ models: dir, policy: "every", precision, input }, async (engine) => {
           const rng = new Rng(2024);
           const into = engine.createBuffers();
           check(engine.outputNames.join() === EMOTION_OUTPUTS.join(), () => "output order");
+          const width = input === "emotion" ? EMOTION_SIZE : FEATURE_SIZE;
+          check(engine.inputSize === width, () => `inputSize ${engine.inputSize}`);
+          const s0 = engine.stats();
+          check(s0.nativeGraph && s0.input === input, () => `nativeGraph ${s0.nativeGraph}`);
           check(
-            engine.stats().weightBytes === reference.weightBytes,
-            () => `weightBytes ${engine.stats().weightBytes}, expected ${reference.weightBytes}`,
+            s0.weightBytes === reference.weightBytes,
+            () => `weightBytes ${s0.weightBytes}, expected ${reference.weightBytes}`,
           );
-          for (let seq = 0; seq < 24; seq++) {
-            const input = features(rng);
-            await submitSurely(engine, input);
+          throwsCadenza(
+            () => engine.submit(new Float32Array(width === 64 ? 128 : 64)),
+            "E_ARGUMENT",
+            new RegExp(`expected ${width} values`),
+            "an input of the other mode's width",
+          );
+          for (let seq = 0; seq < steps; seq++) {
+            const values = rng.floats(width, -1, 1);
+            await submitSurely(engine, values);
             check(await latestAtLeast(engine, into, seq) === seq, () => `result ${seq} skipped`);
-            const want = reference.step(input);
+            const want = input === "emotion"
+              ? reference.stepFromEmotion(values)
+              : reference.step(values);
             for (const name of EMOTION_OUTPUTS) {
               check(sameValues(into[name], want[name]), () => `step ${seq}: ${name} differs`);
             }
+            if (input === "emotion") {
+              check(sameValues(into.emotion, values), () => "emotion is not the vector given");
+            }
+          }
+          // Native per-node timestamps: every model timed each step; the recognizer does not
+          // run from an emotion vector, so its time is 0.
+          const models = engine.stats().latencyUs.models;
+          for (const info of EMOTION_MODELS) {
+            const m = models[info.name];
+            check(m.count === steps, () => `${info.name}: ${m.count} timings`);
+            const skipped = input === "emotion" && info.node === "emotion";
+            check(
+              skipped ? m.maxUs === 0 : m.p50Us > 0,
+              () => `${info.name}: p50 ${m.p50Us} us, max ${m.maxUs} us`,
+            );
           }
         });
       } finally {
@@ -486,7 +560,13 @@ function pipelineCase(precision: "f32" | "bf16"): Case {
   };
 }
 
-export const pipelineCases: Case[] = [pipelineCase("f32"), pipelineCase("bf16")];
+export const pipelineCases: Case[] = [
+  pipelineCase("f32", "features"),
+  pipelineCase("bf16", "features"),
+  pipelineCase("int8", "features"),
+  pipelineCase("f32", "emotion"),
+  pipelineCase("int8", "emotion"),
+];
 
 export const precisionCase: Case = {
   name: "rt: an unknown precision fails the start with E_ARGUMENT naming it",
@@ -593,7 +673,7 @@ export async function failedRestart(dir: string, remove: () => void): Promise<vo
     await submitSurely(engine, features(new Rng(5)));
     await latestAtLeast(engine, into, 0);
     remove();
-    engine.__crashWorkerForTest();
+    crashWorker(engine);
     await waitFor(() => engine.stats().state === "failed", "the engine to give up");
     const s = engine.stats();
     check(
@@ -606,42 +686,46 @@ export async function failedRestart(dir: string, remove: () => void): Promise<vo
 }
 
 /**
- * latest() that returns -1 after a result existed must leave `into` as it was. The Worker's
- * lapping of the reader is played here by a getter on `into` that rewrites the version of
- * the result being read (as a Worker finishing two results would) each time it is read.
+ * latest() tells "no result yet" (NO_RESULT) from "every attempt found the result being
+ * rewritten" (READ_FAILED), and leaves `into` as it was in both cases. A Worker caught in the
+ * middle of rewriting the newest buffer is played here by making that buffer's version odd,
+ * as the Worker does while it writes (with the Worker stalled, so that it does not publish).
  */
 export const failedReadCase: Case = {
-  name: "rt: a latest() that fails or throws leaves into untouched (the last good result stays)",
+  name: "rt: latest() returns NO_RESULT before a result and READ_FAILED for a torn one, " +
+    "leaving into untouched",
   run: () =>
-    withEngine({ runner: FAKE_RUNNER }, async (engine) => {
+    withEngine({ runner: FAKE_RUNNER, watchdogMs: 5000 }, async (engine) => {
+      const kept = engine.createBuffers();
+      for (const name of EMOTION_OUTPUTS) kept[name].fill(-7);
+      const untouched = () => EMOTION_OUTPUTS.every((name) => kept[name].every((v) => v === -7));
+      check(engine.latest(kept) === NO_RESULT, () => "a result before any submit");
+      check(untouched(), () => "latest() wrote into before any result");
       const input = new Float32Array(FAKE_INPUT_SIZE);
       input[0] = 5;
       await submitSurely(engine, input);
       const into = engine.createBuffers();
       await latestAtLeast(engine, into, 0);
-      const control = engine.__controlForTest();
-      const newest = Atomics.load(control, Control.NEWEST);
-      check(newest >= 0 && newest < RESULT_BUFFERS, () => `NEWEST is ${newest}`);
-      const kept = engine.createBuffers();
-      for (const name of EMOTION_OUTPUTS) kept[name].fill(-7);
-      const lapping = {
-        ...kept,
-        get melody() {
-          Atomics.add(control, Control.VERSION + newest, 2);
-          return kept.melody;
-        },
-      } as EmotionOutputs;
+      stallWorker(engine, 2000);
+      await waitFor(() => engine.stats().workerState === "stalled", () => {
+        const { state, workerState, workerRestarts, lastError } = engine.stats();
+        return `the Worker to stall (${
+          JSON.stringify({ state, workerState, workerRestarts, lastError })
+        })`;
+      });
+      const control = controlOf(engine);
+      const newest = newestBuffer(Atomics.load(control, Control.NEWEST));
+      check(newest >= 0 && newest < RESULT_BUFFERS, () => `NEWEST names buffer ${newest}`);
+      const version = Atomics.load(control, Control.VERSION + newest);
+      Atomics.store(control, Control.VERSION + newest, version | 1);
       const failures = engine.stats().readFailures;
-      const seq = engine.latest(lapping);
-      if (seq === -1) {
-        check(engine.stats().readFailures === failures + 1, () => "a -1 not counted");
-        for (const name of EMOTION_OUTPUTS) {
-          check(kept[name].every((v) => v === -7), () => `a failed read wrote into.${name}`);
-        }
-      } else {
-        check(seq === 0, () => `latest returned ${seq}, expected 0`);
-        checkFakeValues(EMOTION_OUTPUTS.map((name) => kept[name]), 5, 1);
-      }
+      const seq = engine.latest(kept);
+      Atomics.store(control, Control.VERSION + newest, version);
+      check(seq === READ_FAILED, () => `latest returned ${seq}, expected READ_FAILED`);
+      check(engine.stats().readFailures === failures + 1, () => "the failure was not counted");
+      check(untouched(), () => "a failed read wrote into the buffers");
+      check(engine.latest(kept) === 0, () => "the result is not readable again");
+      checkFakeValues(EMOTION_OUTPUTS.map((name) => kept[name]), 5, 1);
     }),
 };
 
@@ -657,7 +741,7 @@ export const doubleStopCase: Case = {
       () => `second stop settled in ${engine.stats().state}`,
     );
     await first;
-    const control = engine.__controlForTest();
+    const control = controlOf(engine);
     const beat = Atomics.load(control, Control.HEARTBEAT);
     await sleep(100);
     check(Atomics.load(control, Control.HEARTBEAT) === beat, () => "a Worker beats after stop");
@@ -675,10 +759,15 @@ function wrapCase(policy: "latest" | "every"): Case {
     run: () =>
       withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
         const into = engine.createBuffers();
-        const control = engine.__controlForTest();
+        const control = controlOf(engine);
         const start = 0x7ffffffd;
-        engine.__stallWorkerForTest(400);
-        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
+        stallWorker(engine, 400);
+        await waitFor(() => engine.stats().workerState === "stalled", () => {
+          const { state, workerState, workerRestarts, lastError } = engine.stats();
+          return `the Worker to stall (${
+            JSON.stringify({ state, workerState, workerRestarts, lastError })
+          })`;
+        });
         Atomics.store(control, Control.READ_SEQ, start);
         Atomics.store(control, Control.WRITE_SEQ, start);
         const input = new Float32Array(FAKE_INPUT_SIZE);
@@ -726,12 +815,19 @@ export const lostCase: Case = {
       input[0] = 2;
       await submitSurely(engine, input);
       check(await latestAtLeast(engine, into, 2) === 2, () => "no result after the restart");
-      await waitFor(() => engine.stats().pending === 0, "the ring to drain");
+      // The hung Worker still holds input 1 (in flight) until it is gone: it wakes, finds itself
+      // replaced and counts it (Deno), or it is terminated past the grace period and the engine
+      // counts it (Bun).
+      await waitFor(
+        () => engine.stats().pending === 0 && engine.stats().inFlight === 0,
+        "the ring to drain and the hung Worker to leave",
+      );
       const s = engine.stats();
       check(
         s.lost === 1 && s.completed === 2 && s.submitted === 3,
         () => `lost ${s.lost}, completed ${s.completed}, submitted ${s.submitted}`,
       );
+      check(s.workersExited + s.workersTerminated === 1, () => "the hung Worker did not leave");
       check(s.dropped === s.rejected + s.skipped + s.lost, () => `dropped ${s.dropped}`);
       check(
         s.submitted === s.completed + s.skipped + s.lost + s.pending,
@@ -771,9 +867,9 @@ async function killAndRecover(engine: RealtimeEngine, killer: Killer): Promise<v
   }
   const good = await latestAtLeast(engine, into, seq);
   const kept = Object.fromEntries(EMOTION_OUTPUTS.map((n) => [n, into[n].slice()]));
-  if (killer === "crash") engine.__crashWorkerForTest();
-  if (killer === "stall") engine.__stallWorkerForTest(1500);
-  if (killer === "terminate") engine.__terminateWorkerForTest();
+  if (killer === "crash") crashWorker(engine);
+  if (killer === "stall") stallWorker(engine, 1500);
+  if (killer === "terminate") terminateWorker(engine);
   await waitFor(() => engine.stats().state !== "running", "the engine to notice the failure");
   // Meanwhile the caller side works: submits queue, latest returns the last good result.
   const during = engine.latest(into);
@@ -786,12 +882,29 @@ async function killAndRecover(engine: RealtimeEngine, killer: Killer): Promise<v
     "the restart",
   );
   const s = engine.stats();
-  const want = { crash: /crash requested/, stall: /stopped beating/, terminate: /stopped beating/ };
+  const want = {
+    crash: /crash requested/,
+    stall: /stopped beating/,
+    // Bun reports the Worker closed at once; the heartbeat would tell within the watchdog.
+    terminate: /the Worker exited|stopped beating/,
+  };
   check(want[killer].test(s.lastError ?? ""), () => `lastError is ${s.lastError}`);
   await submitSurely(engine, features(rng));
   const after = await latestAtLeast(engine, into, good + 1);
   check(after > good, () => `no new result after the restart (${after})`);
   check(engine.stats().workerRestarts === 1, () => `restarts ${engine.stats().workerRestarts}`);
+  // The replaced Worker leaves on its own and disposes its models (a thrown step, a stall that
+  // ends when it is replaced); only one already killed cannot (Bun's terminate).
+  await waitFor(() => {
+    const s = engine.stats();
+    return s.workersExited + s.workersTerminated === 1;
+  }, "the replaced Worker to be gone");
+  const s2 = engine.stats();
+  const exited = killer === "terminate" ? 0 : 1;
+  check(
+    s2.workersExited === exited && s2.workersTerminated === 1 - exited,
+    () => `${s2.workersExited} Workers left on their own, ${s2.workersTerminated} were terminated`,
+  );
 }
 
 export const startFailureCase: Case = {
@@ -842,3 +955,87 @@ export const rtCases: Case[] = [
   deathCase("stall"),
   deathCase("crash", true),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// Restarts during publication: each Worker pauses once in the middle of writing a result (a
+// test-only hook in the control block), long enough for the watchdog to replace it; the
+// replaced Worker then wakes and finishes its write while its replacement publishes. Every
+// read is checked as in the stress run: the checksum of exactly the values copied, the fake
+// runner's values for that sequence number, and sequence numbers that never go back.
+
+export interface RestartStressOptions {
+  restarts: number;
+  /** Publishes each Worker makes before its pause. */
+  publishesBeforePause: number;
+  pauseMs: number;
+}
+
+export function restartStressCase(options: RestartStressOptions): Case {
+  return {
+    name: `rt stress: ${options.restarts} Worker restarts while paused inside publish, ` +
+      "every read checked",
+    run: () =>
+      withEngine({ runner: FAKE_RUNNER, policy: "latest", watchdogMs: 50 }, async (engine) => {
+        pauseInPublish(engine, options.publishesBeforePause, options.pauseMs);
+        const into = engine.createBuffers();
+        const words = wordsOf(into);
+        const outputs = EMOTION_OUTPUTS.map((name) => into[name]);
+        const input = new Float32Array(engine.inputSize);
+        let accepted = 0;
+        let reads = 0;
+        let last = -1;
+        const deadline = performance.now() + 60_000;
+        while (engine.stats().workerRestarts < options.restarts) {
+          if (performance.now() > deadline) {
+            fail(`only ${engine.stats().workerRestarts} restarts in 60 s`);
+          }
+          for (let i = 0; i < 200; i++) {
+            input[0] = accepted;
+            if (engine.submit(input)) accepted++;
+            for (let r = 0; r < 2; r++) {
+              const seq = engine.latest(into);
+              if (seq < 0) continue;
+              reads++;
+              if (seq < last || seq >= accepted) {
+                fail(`read ${reads}: sequence ${seq} after ${last}, with ${accepted} accepted`);
+              }
+              const sum = resultChecksum(words, 0, words.length, seq);
+              if (sum !== engine.resultChecksum) {
+                fail(
+                  `read ${reads}: torn result ${seq}: checksum ${sum}, ` +
+                    `published ${engine.resultChecksum}`,
+                );
+              }
+              checkFakeValues(outputs, seq, reads);
+              last = seq;
+            }
+          }
+          await sleep(1);
+        }
+        pauseInPublish(engine, 0, 0);
+        check(reads > 0, () => "no reads");
+        // Every replaced Worker leaves (on its own, or terminated past the grace period), and
+        // every accepted input is accounted for.
+        await waitFor(
+          () => {
+            const s = engine.stats();
+            return s.state === "running" && s.pending === 0 && s.inFlight === 0 &&
+              s.workersExited + s.workersTerminated === s.workerRestarts;
+          },
+          "the replaced Workers to leave and the ring to drain",
+          30_000,
+        );
+        const s = engine.stats();
+        check(s.submitted === accepted, () => `submitted ${s.submitted}, accepted ${accepted}`);
+        check(
+          s.submitted === s.completed + s.skipped + s.lost,
+          () =>
+            `submitted ${s.submitted} != completed ${s.completed} + skipped ${s.skipped} + ` +
+            `lost ${s.lost}`,
+        );
+        if (envVar("CADENZA_RT_VERBOSE")) {
+          console.log(JSON.stringify({ reads, accepted, stats: engine.stats().workerRestarts }));
+        }
+      }),
+  };
+}

@@ -1,7 +1,7 @@
 /**
  * The real-time engine under Deno (cases in test/cases/rt.ts), with a short torn-read stress
  * run. Deno's worker.terminate() does not stop a Worker that never returns to its event loop
- * (see RealtimeEngine.__terminateWorkerForTest), so the watchdog is tested here with a hang.
+ * (see src/rt/testing.ts, terminateWorker), so the watchdog is tested here with a hang.
  * The allocation case measures 100 chunks of 1,000 calls with the probe of alloc-probe.ts.
  */
 

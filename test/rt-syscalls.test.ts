@@ -1,0 +1,98 @@
+/**
+ * The caller's thread makes no system call of its own in submit() and latest(): the program
+ * test/cases/rt_syscalls_child.ts (under Bun, then under Deno) runs an engine at block rate,
+ * strace follows only its caller's thread, and between its two markers every system call must
+ * be the thread's own pacing sleep (Bun.sleepSync: clock_nanosleep; Deno's Atomics.wait: a
+ * futex wait) or a futex wake, and the wakes no more than the engine counted as notifies
+ * (stats().notifies: submits that found the Worker asleep, the fallback when it was not awake
+ * for a block; Bun's notify is two futex calls, Deno's one). So in every block the Worker was
+ * awake for, submit() and latest() made none: no allocation-driven mmap, no lock, no write.
+ * How many blocks needed the fallback depends on the machine's load (printed); some must not
+ * (with wake "notify", every one does).
+ *
+ * Needs strace and the right to trace a child (Linux); skipped otherwise. CADENZA_SYSCALL_BLOCKS
+ * sets the blocks in the window (default 750, 2 s).
+ */
+
+import { expect, test } from "bun:test";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const CHILD = fileURLToPath(new URL("./cases/rt_syscalls_child.ts", import.meta.url));
+const DENO = fileURLToPath(new URL("../node_modules/.bin/deno", import.meta.url));
+const haveStrace = spawnSync("strace", ["-V"]).status === 0;
+
+interface Window {
+  syscalls: string[];
+  counters: { blocks: number; notifies: number; wokenEarly: number; completed: number };
+}
+
+/** Runs the child under `command`, traces its caller's thread; the window's system calls. */
+async function traceChild(command: string, args: string[]): Promise<Window> {
+  const dir = mkdtempSync(join(tmpdir(), "cadenza-strace-"));
+  const out = join(dir, "strace.txt");
+  try {
+    const child = spawn(command, [...args, CHILD], {
+      env: { ...process.env, CADENZA_SYSCALL_BLOCKS: process.env.CADENZA_SYSCALL_BLOCKS ?? "750" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let stdout = "";
+    let tracer: ReturnType<typeof spawn> | null = null;
+    child.stdout!.on("data", (chunk) => {
+      stdout += chunk;
+      const tid = /^tid (\d+)$/m.exec(stdout)?.[1];
+      if (tid !== undefined && tracer === null) {
+        tracer = spawn("strace", ["-qq", "-p", tid, "-o", out], { stdio: "ignore" });
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    (tracer as ReturnType<typeof spawn> | null)?.kill();
+    expect(code).toBe(0);
+    const counters = JSON.parse(stdout.trim().split("\n").pop()!);
+    const lines = readFileSync(out, "utf8").split("\n");
+    const begin = lines.findIndex((l) => l.includes("cadenza-syscall-window-begin"));
+    const end = lines.findIndex((l) => l.includes("cadenza-syscall-window-end"));
+    expect(begin).toBeGreaterThanOrEqual(0);
+    expect(end).toBeGreaterThan(begin);
+    return { syscalls: lines.slice(begin + 1, end).filter((l) => l.trim() !== ""), counters };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const PACING = /^(clock_nanosleep|nanosleep)\(|^futex\(0x[0-9a-f]+, FUTEX_WAIT/;
+const WAKE = /^futex\(0x[0-9a-f]+, FUTEX_WAKE/;
+
+for (
+  const [runtime, command, args] of [
+    ["bun", process.execPath, []],
+    ["deno", DENO, ["run", "-A"]],
+  ] as const
+) {
+  test.skipIf(!haveStrace)(
+    `rt: at block rate the caller's thread makes no system call in submit/latest except ` +
+      `the counted notify fallback (${runtime}, strace)`,
+    async () => {
+      const { syscalls, counters } = await traceChild(command, [...args]);
+      const other = syscalls.filter((l) => !PACING.test(l) && !WAKE.test(l));
+      expect(other.slice(0, 5)).toEqual([]);
+      const wakes = syscalls.filter((l) => WAKE.test(l)).length;
+      expect(wakes).toBeLessThanOrEqual(2 * counters.notifies);
+      expect(counters.completed).toBeGreaterThan(0);
+      // The cadence engaged: some blocks found the Worker awake, so some submits made no call
+      // at all (with wake "notify" every submit at block rate notifies).
+      expect(counters.wokenEarly).toBeGreaterThan(0);
+      expect(counters.notifies).toBeLessThan(counters.blocks);
+      console.log(
+        `${runtime}: ${counters.blocks} blocks, Worker awake for ${counters.wokenEarly}, ` +
+          `${counters.notifies} notified (${wakes} futex wakes), ` +
+          `${syscalls.length - wakes} pacing sleeps, nothing else`,
+      );
+    },
+    60_000,
+  );
+}
