@@ -122,13 +122,19 @@ pub fn learningRate(c: *const Config, s: u64) f64 {
 const decay_bit: u8 = 1;
 const frozen_bit: u8 = 2;
 
+const L = std.simd.suggestVectorLength(f32) orelse 4;
+const VF = @Vector(L, f32);
+
 pub const Trainer = struct {
     magic: u64,
     counting: model.CountingAllocator,
     arena: []align(64) u8,
     engine: Engine,
     specs: []LayerSpec,
-    flags: []u8,
+    /// Per parameter: weight_decay on matrices, else 0.
+    decay: []f32,
+    /// Per parameter: 1, or 0 for frozen statistics (never updated).
+    live: []f32,
     m: []f32,
     v: []f32,
     step_count: u64,
@@ -152,7 +158,8 @@ pub const Trainer = struct {
             .arena = &.{},
             .engine = .{},
             .specs = &.{},
-            .flags = &.{},
+            .decay = &.{},
+            .live = &.{},
             .m = &.{},
             .v = &.{},
             .step_count = 0,
@@ -187,9 +194,7 @@ pub const Trainer = struct {
         var sizing = engine.Carver{ .limit = arena_bytes_max };
         t.engine.layout(spec_buf, img.header.input_size, ecfg, &sizing);
         const p: u64 = img.parameter_count;
-        _ = sizing.take(u8, p);
-        _ = sizing.take(f32, p);
-        _ = sizing.take(f32, p);
+        for (0..4) |_| _ = sizing.take(f32, p);
         if (sizing.overflow) {
             return diag.fail(error.Limit, "the trainer needs more memory than the limit of {d} bytes " ++
                 "(batch {d} x seq_len {d})", .{ arena_bytes_max, cfg.batch, cfg.seq_len });
@@ -201,7 +206,8 @@ pub const Trainer = struct {
         var carver = engine.Carver{ .base = t.arena.ptr, .limit = arena_bytes_max };
         t.engine = .{};
         t.engine.layout(spec_buf, img.header.input_size, ecfg, &carver);
-        t.flags = carver.take(u8, p);
+        t.decay = carver.take(f32, p);
+        t.live = carver.take(f32, p);
         t.m = carver.take(f32, p);
         t.v = carver.take(f32, p);
         std.debug.assert(!carver.overflow and carver.at == sizing.at);
@@ -219,7 +225,8 @@ pub const Trainer = struct {
                 var flag: u8 = 0;
                 if (s.matrices >> @intCast(ti) & 1 == 1) flag |= decay_bit;
                 if (s.desc.kind == .batchnorm and ti + 2 >= s.tensor_count) flag |= frozen_bit;
-                @memset(t.flags[t_at..][0..len], flag);
+                @memset(t.decay[t_at..][0..len], if (flag & decay_bit != 0) cfg.weight_decay else 0);
+                @memset(t.live[t_at..][0..len], if (flag & frozen_bit != 0) 0 else 1);
                 t_at += len;
             }
             at += n;
@@ -352,9 +359,7 @@ pub const Trainer = struct {
     pub fn step(t: *Trainer, b: Batch) Error!f64 {
         const r = t.run(b, true);
         const g = t.engine.grads;
-        var sq: f64 = 0;
-        for (g) |x| sq += @as(f64, x) * x;
-        const norm = @sqrt(sq);
+        const norm = @sqrt(sumSquares(g));
         if (!std.math.isFinite(r.loss) or !std.math.isFinite(norm)) {
             return t.diag.fail(error.BadArgument, "cz_trainer_step: the loss ({e}) or the gradient norm ({e}) is not finite; " ++
                 "parameters and state unchanged (lower the learning rate or clip the gradient norm)", .{ r.loss, norm });
@@ -362,35 +367,30 @@ pub const Trainer = struct {
         const clip: f64 = t.config.clip_norm;
         const gscale: f32 = if (clip > 0 and norm > clip) @floatCast(clip / norm) else 1;
         const lr: f32 = @floatCast(learningRate(&t.config, t.step_count));
-        const wd = t.config.weight_decay;
         const p = t.engine.params;
+        const n = p.len;
+        const whole = n / L * L;
         switch (t.config.optimizer) {
             .adamw => {
-                const b1 = t.config.beta1;
-                const b2 = t.config.beta2;
                 const tn: f64 = @floatFromInt(t.step_count + 1);
-                const c1: f32 = @floatCast(1 - std.math.pow(f64, b1, tn));
-                const c2: f32 = @floatCast(1 - std.math.pow(f64, b2, tn));
-                const eps = t.config.eps;
-                for (p, g, t.m, t.v, t.flags) |*w, gv, *m, *v, fl| {
-                    if (fl & frozen_bit != 0) continue;
-                    const gi = gv * gscale;
-                    m.* = b1 * m.* + (1 - b1) * gi;
-                    v.* = b2 * v.* + (1 - b2) * gi * gi;
-                    const update = (m.* / c1) / (@sqrt(v.* / c2) + eps);
-                    const decay: f32 = if (fl & decay_bit != 0) wd * w.* else 0;
-                    w.* -= lr * (update + decay);
-                }
+                const k = AdamW{
+                    .b1 = t.config.beta1,
+                    .b2 = t.config.beta2,
+                    .c1 = @floatCast(1 - std.math.pow(f64, t.config.beta1, tn)),
+                    .c2 = @floatCast(1 - std.math.pow(f64, t.config.beta2, tn)),
+                    .eps = t.config.eps,
+                    .lr = lr,
+                    .gscale = gscale,
+                };
+                var i: usize = 0;
+                while (i < whole) : (i += L) k.update(VF, i, t, g);
+                while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
             },
             .sgd => {
-                const mu = t.config.momentum;
-                for (p, g, t.m, t.flags) |*w, gv, *m, fl| {
-                    if (fl & frozen_bit != 0) continue;
-                    var gi = gv * gscale;
-                    if (fl & decay_bit != 0) gi += wd * w.*;
-                    m.* = mu * m.* + gi;
-                    w.* -= lr * m.*;
-                }
+                const k = Sgd{ .mu = t.config.momentum, .lr = lr, .gscale = gscale };
+                var i: usize = 0;
+                while (i < whole) : (i += L) k.update(VF, i, t, g);
+                while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
             },
         }
         t.step_count += 1;
@@ -423,6 +423,69 @@ pub const Trainer = struct {
         t.step_count = @as(u64, hi) << 32 | lo;
         @memcpy(t.m, values[2..][0..p]);
         @memcpy(t.v, values[2 + p ..][0..p]);
+    }
+};
+
+/// sum g^2 in f64, eight partial sums in a fixed order.
+fn sumSquares(g: []const f32) f64 {
+    const W = @Vector(8, f64);
+    var acc: W = @splat(0);
+    var i: usize = 0;
+    while (i + 8 <= g.len) : (i += 8) {
+        const v: W = @floatCast(@as(@Vector(8, f32), g[i..][0..8].*));
+        acc += v * v;
+    }
+    var total = @reduce(.Add, acc);
+    for (g[i..]) |x| total += @as(f64, x) * x;
+    return total;
+}
+
+/// One AdamW update of the parameters at i.. (a vector of them): frozen ones (live 0) keep
+/// their value; weight decay is decoupled and applies where `decay` is set.
+const AdamW = struct {
+    b1: f32,
+    b2: f32,
+    c1: f32,
+    c2: f32,
+    eps: f32,
+    lr: f32,
+    gscale: f32,
+
+    inline fn update(k: AdamW, comptime V: type, i: usize, t: *Trainer, g: []const f32) void {
+        const n = @typeInfo(V).vector.len;
+        const s = struct {
+            inline fn splat(x: f32) V {
+                return @splat(x);
+            }
+        }.splat;
+        const w: V = t.engine.params[i..][0..n].*;
+        const gi = @as(V, g[i..][0..n].*) * s(k.gscale);
+        const m = s(k.b1) * @as(V, t.m[i..][0..n].*) + s(1 - k.b1) * gi;
+        const v = s(k.b2) * @as(V, t.v[i..][0..n].*) + s(1 - k.b2) * gi * gi;
+        const step = (m / s(k.c1)) / (@sqrt(v / s(k.c2)) + s(k.eps));
+        const decay: V = t.decay[i..][0..n].*;
+        const live: V = t.live[i..][0..n].*;
+        t.m[i..][0..n].* = m;
+        t.v[i..][0..n].* = v;
+        t.engine.params[i..][0..n].* = w - live * s(k.lr) * (step + decay * w);
+    }
+};
+
+/// One SGD-with-momentum update: g + decay w into the momentum, then w -= lr m.
+const Sgd = struct {
+    mu: f32,
+    lr: f32,
+    gscale: f32,
+
+    inline fn update(k: Sgd, comptime V: type, i: usize, t: *Trainer, g: []const f32) void {
+        const n = @typeInfo(V).vector.len;
+        const w: V = t.engine.params[i..][0..n].*;
+        const decay: V = t.decay[i..][0..n].*;
+        const live: V = t.live[i..][0..n].*;
+        const gi = @as(V, g[i..][0..n].*) * @as(V, @splat(k.gscale)) + decay * w;
+        const m = @as(V, @splat(k.mu)) * @as(V, t.m[i..][0..n].*) + gi;
+        t.m[i..][0..n].* = m;
+        t.engine.params[i..][0..n].* = w - live * @as(V, @splat(k.lr)) * m;
     }
 };
 
