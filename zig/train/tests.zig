@@ -204,6 +204,33 @@ test "trainer: an LSTM learns a delayed copy; same seed, same weights bit for bi
     }
 }
 
+test "trainer: held parameters (set_trainable 0) never change; pruned weights stay 0" {
+    const a = testing.allocator;
+    const bytes = try lstmImage(a);
+    defer a.free(bytes);
+    for ([_]u32{ 0, 1 }) |opt| {
+        const words = configWords(8, 12, 1, opt, 0);
+        const t = try createTrainer(bytes, &words);
+        defer t.destroy();
+        const n = t.parameterCount();
+        const mask = try a.alloc(f32, n);
+        defer a.free(mask);
+        const before = try a.dupe(f32, t.engine.params);
+        defer a.free(before);
+        for (mask, 0..) |*m, i| m.* = if (i % 3 == 0) 0 else 1;
+        for (t.engine.params, mask) |*w, m| {
+            if (m == 0) w.* = 0;
+        }
+        try t.setTrainable(mask);
+        mask[5] = 0.5;
+        try testing.expectError(error.BadArgument, t.setTrainable(mask));
+        _ = try train(t, 20, 3);
+        for (t.engine.params, before, 0..) |w, w0, i| {
+            if (i % 3 == 0) try testing.expectEqual(@as(f32, 0), w) else try testing.expect(w != w0);
+        }
+    }
+}
+
 test "trainer: truncated BPTT stops gradients at window boundaries" {
     const a = testing.allocator;
     const layers = [_]helpers.Spec{

@@ -359,7 +359,7 @@ pub const Trainer = struct {
     pub fn step(t: *Trainer, b: Batch) Error!f64 {
         const r = t.run(b, true);
         const g = t.engine.grads;
-        const norm = @sqrt(sumSquares(g));
+        const norm = @sqrt(sumSquares(g, t.live));
         if (!std.math.isFinite(r.loss) or !std.math.isFinite(norm)) {
             return t.diag.fail(error.BadArgument, "cz_trainer_step: the loss ({e}) or the gradient norm ({e}) is not finite; " ++
                 "parameters and state unchanged (lower the learning rate or clip the gradient norm)", .{ r.loss, norm });
@@ -404,6 +404,24 @@ pub const Trainer = struct {
         @memcpy(t.engine.params, values);
     }
 
+    /// Which parameters step may change: 1 trainable, 0 held (pruned weights stay 0, or a
+    /// frozen part of the model); batchnorm statistics stay frozen whatever this says.
+    pub fn setTrainable(t: *Trainer, values: []const f32) Error!void {
+        for (values, 0..) |v, i| {
+            if (v != 0 and v != 1) return t.diag.fail(error.BadArgument, "cz_trainer_set_trainable: in[{d}] is {e}, expected 0 or 1", .{ i, v });
+        }
+        @memcpy(t.live, values);
+        var at: usize = 0;
+        for (t.specs) |*s| {
+            const n = s.paramLen();
+            if (s.desc.kind == .batchnorm) {
+                const stats = s.lens[s.tensor_count - 1] + s.lens[s.tensor_count - 2];
+                @memset(t.live[at + n - stats ..][0..stats], 0);
+            }
+            at += n;
+        }
+    }
+
     pub fn getState(t: *const Trainer, out: []f32) void {
         out[0] = @bitCast(@as(u32, @truncate(t.step_count)));
         out[1] = @bitCast(@as(u32, @truncate(t.step_count >> 32)));
@@ -426,17 +444,18 @@ pub const Trainer = struct {
     }
 };
 
-/// sum g^2 in f64, eight partial sums in a fixed order.
-fn sumSquares(g: []const f32) f64 {
+/// sum (g live)^2 in f64 (the gradient of the parameters that update), eight partial sums in
+/// a fixed order.
+fn sumSquares(g: []const f32, live: []const f32) f64 {
     const W = @Vector(8, f64);
     var acc: W = @splat(0);
     var i: usize = 0;
     while (i + 8 <= g.len) : (i += 8) {
-        const v: W = @floatCast(@as(@Vector(8, f32), g[i..][0..8].*));
+        const v: W = @floatCast(@as(@Vector(8, f32), g[i..][0..8].*) * @as(@Vector(8, f32), live[i..][0..8].*));
         acc += v * v;
     }
     var total = @reduce(.Add, acc);
-    for (g[i..]) |x| total += @as(f64, x) * x;
+    for (g[i..], live[i..]) |x, m| total += @as(f64, x * m) * (x * m);
     return total;
 }
 
