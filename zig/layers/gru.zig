@@ -263,10 +263,12 @@ pub fn Train(comptime T: type) type {
 
         pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
             const base = 2 * c.batch * @as(usize, d.out);
-            if (!c.qat) return base;
+            // backward: every position's previous h, for one product into Wh's gradient
+            const previous = c.rows() * @as(usize, d.out);
+            if (!c.qat) return base + previous;
             const q = qatDesc(d);
             const l = Layout.of(&q);
-            return base + l.weightsLen() + l.scratchLen();
+            return base + @max(previous, l.weightsLen() + l.scratchLen());
         }
 
         inline fn cell(zx: []T, zh: []const T, n: usize, u: usize, h_prev: T) T {
@@ -379,7 +381,6 @@ pub fn Train(comptime T: type) type {
                         zh[2 * n + u] = da_n * rg;
                     }
                 }
-                if (t > 0) G.tn(B, g3, n, zh_all[t * g3 ..], S * g3, y[(t - 1) * n ..], S * n, g_wh, n);
                 if (c.cut(t)) {
                     @memset(next, 0);
                 } else {
@@ -389,6 +390,12 @@ pub fn Train(comptime T: type) type {
                 carry = next;
                 next = tmp;
             }
+            const previous = c.scratch[2 * B * n ..][0 .. rows * n];
+            for (0..rows) |r| {
+                const h = previous[r * n ..][0..n];
+                if (r % S == 0) @memset(h, 0) else @memcpy(h, y[(r - 1) * n ..][0..n]);
+            }
+            G.tn(rows, g3, n, zh_all, g3, previous, n, g_wh, n);
             G.tn(rows, g3, in, zx_all, g3, x, in, g_wx, in);
             G.sumRows(rows, g3, zx_all, g3, g_bx);
             G.sumRows(rows, g3, zh_all, g3, g_bh);

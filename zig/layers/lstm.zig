@@ -246,10 +246,12 @@ pub fn Train(comptime T: type) type {
         pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
             const h: usize = d.out;
             const base = 2 * c.batch * h;
-            if (!c.qat) return base;
+            // backward: every position's previous h, for one product into Wh's gradient
+            const previous = c.rows() * @as(usize, d.out);
+            if (!c.qat) return base + previous;
             const q = qatDesc(d);
             const l = Layout.of(&q);
-            return base + l.weightsLen() + l.scratchLen();
+            return base + @max(previous, l.weightsLen() + l.scratchLen());
         }
 
         /// The cell update of `forward`, one unit: gates from z, c' = f c + i g, h' = o tanh c'.
@@ -361,7 +363,6 @@ pub fn Train(comptime T: type) type {
                         z[3 * n + u] = dhv * tc * o * (1 - o);
                     }
                 }
-                if (t > 0) G.tn(B, g4, n, z_all[t * g4 ..], S * g4, y[(t - 1) * n ..], S * n, g[g4 * in ..][0 .. g4 * n], n);
                 @memset(dh, 0);
                 if (c.cut(t)) {
                     @memset(dc, 0);
@@ -369,6 +370,12 @@ pub fn Train(comptime T: type) type {
                     G.nn(B, g4, n, z_all[t * g4 ..], S * g4, wh, n, dh, n);
                 }
             }
+            const previous = c.scratch[2 * B * n ..][0 .. rows * n];
+            for (0..rows) |r| {
+                const h = previous[r * n ..][0..n];
+                if (r % S == 0) @memset(h, 0) else @memcpy(h, y[(r - 1) * n ..][0..n]);
+            }
+            G.tn(rows, g4, n, z_all, g4, previous, n, g[g4 * in ..][0 .. g4 * n], n);
             G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in);
             G.sumRows(rows, g4, z_all, g4, g[g4 * (in + n) ..][0..g4]);
             if (dx) |v| {
