@@ -480,8 +480,38 @@ async function apiAndRefusals(): Promise<void> {
   });
 }
 
+/** Fine-tuning a pruned model: held zeros stay 0 through steps and through save/resume. */
+async function heldZeros(): Promise<void> {
+  const { train } = markovData(0, 12);
+  const spec = initSpec(lstmArch(10), 2);
+  const w = spec.layers[0].tensors.Wx;
+  for (let i = 0; i < w.length; i += 2) w[i] = 0;
+  const trainer = await Trainer.create(spec, { ...LSTM_OPTIONS, seqLen: 12 });
+  const held = trainer.holdZeros();
+  check(held === w.length / 2, () => `held ${held} of ${w.length}`);
+  await withScratch(async (dir) => {
+    const ckpt = join(dir, "c.safetensors");
+    await fit(trainer, train, null, { epochs: 2, seed: 1, checkpoint: { path: ckpt, every: 0 } });
+    const { trainer: again } = await Trainer.resume(ckpt);
+    const mask = again.trainable();
+    check(mask !== null && mask.every((m, i) => m === trainer.trainable()![i]), () => "mask lost");
+    await fit(again, train, null, { epochs: 3, seed: 1, from: { epoch: 2, batch: 0 } });
+    const after = again.toSpec().layers[0].tensors.Wx;
+    check(
+      after.every((v, i) => (i % 2 === 0 ? v === 0 : v !== w[i])),
+      () => "a held zero moved, or a free weight did not",
+    );
+    again.dispose();
+  });
+  trainer.dispose();
+}
+
 export function trainCases(): Case[] {
   return [
+    {
+      name: "train: held parameters (a pruned model's zeros) stay 0 through steps and resume",
+      run: heldZeros,
+    },
     {
       name: "train: model.trainer() steps a loaded model; bad options, shapes and ids refused",
       run: apiAndRefusals,
