@@ -135,8 +135,8 @@ export async function lstmFigures(): Promise<LearnFigures & { sameBits: boolean 
   const { train, heldOut } = markovData(0);
   const best = markovScores(heldOut);
   const spec = initSpec(lstmArch(24), 3);
-  const epochs = 12;
-  const options = { ...LSTM_OPTIONS, totalSteps: epochs * 8 };
+  const epochs = 16;
+  const options = { ...LSTM_OPTIONS, lr: 3e-2, totalSteps: epochs * 8 };
   const a = await trainOn(spec, train, heldOut.data, options, epochs, 7);
   const b = await trainOn(spec, train, heldOut.data, options, epochs, 7);
   return {
@@ -154,13 +154,13 @@ export async function transformerFigures(): Promise<LearnFigures> {
   const { train, heldOut } = markovData(POSITION);
   const best = markovScores(heldOut);
   const spec = initSpec(transformerArch(), 4);
-  const epochs = 12;
+  const epochs = 16;
   const a = await trainOn(
     spec,
     train,
     heldOut.data,
     {
-      lr: 1e-2,
+      lr: 2e-2,
       batch: 32,
       seqLen: 24,
       loss: "xent",
