@@ -14,6 +14,7 @@ import { loadModel, loadSpec, modelFromSpec } from "../model/load.ts";
 import { type LayerArch, type ModelSpec, parameterCount } from "../model/spec.ts";
 import { readText } from "../native/io.ts";
 import { EMOTION_MODELS } from "../pipeline/emotion.ts";
+import { checkWritable } from "../train/atomic.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import {
   checkDataForModel,
@@ -286,6 +287,8 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
       command,
     );
   }
+  checkWritable(plan.out);
+  checkWritable(checkpoint);
   let trainer: Trainer;
   let from = { epoch: 0, batch: 0 };
   if (args.switches.has("resume")) {
