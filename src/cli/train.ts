@@ -167,7 +167,9 @@ async function dataParts(args: ParsedArgs, seed: number, command: string): Promi
   const data = await readTrainingData(path);
   const evalPath = args.values.get("eval");
   if (evalPath !== undefined) {
-    return { train: data, heldOut: await readTrainingData(evalPath) };
+    // The file's own held-out sequences are not trained on either.
+    const train = data.split === null ? data : splitData(data, 0.1, seed).train;
+    return { train, heldOut: await readTrainingData(evalPath) };
   }
   const holdout = numberFlag(
     args,
