@@ -168,7 +168,7 @@ async function dataParts(args: ParsedArgs, seed: number, command: string): Promi
   const evalPath = args.values.get("eval");
   if (evalPath !== undefined) {
     // The file's own held-out sequences are not trained on either.
-    const train = data.split === null ? data : splitData(data, 0.1, seed).train;
+    const train = data.split?.includes(1) ? splitData(data, 0.1, seed).train : data;
     return { train, heldOut: await readTrainingData(evalPath) };
   }
   const holdout = numberFlag(
