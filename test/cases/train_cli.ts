@@ -283,6 +283,25 @@ async function mlpValues(): Promise<void> {
     check(s.loss === "mse" && s.steps === 30 * 7, () => r.out);
     // The targets' variance is about 0.3: a fit far below it learned the map.
     check(s.heldOut.loss < 0.05, () => `held-out mse ${s.heldOut.loss}`);
+    // --eval FILE: that file is the held-out part (here all 64 rows), the data file all trained.
+    const e = await cli(
+      "train",
+      "--model",
+      arch,
+      "--data",
+      data,
+      "--eval",
+      data,
+      "--batch",
+      "8",
+      "--epochs",
+      "1",
+      "--out",
+      out,
+      "--json",
+    );
+    const es = JSON.parse(e.out);
+    check(e.code === 0 && es.heldOut.weight === 64 && es.steps === 8, () => e.out + e.err);
   });
 }
 
