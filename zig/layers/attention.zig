@@ -893,8 +893,7 @@ fn AttnCore(comptime T: type) type {
             const dp = scratch[4 * rows * d ..][0..S];
             G.tn(rows, d, d, dy, d, o, d, gp[6], d);
             G.sumRows(rows, d, dy, d, gp[7]);
-            @memset(d_o, 0);
-            G.nn(rows, d, d, dy, d, w.wo, d, d_o, d);
+            G.nnSet(rows, d, d, dy, d, w.wo, d, d_o, d);
             @memset(dq, 0);
             @memset(dk, 0);
             @memset(dv, 0);
@@ -924,8 +923,7 @@ fn AttnCore(comptime T: type) type {
             G.tn(rows, d, d, dv, d, x, d, gp[4], d);
             G.sumRows(rows, d, dv, d, gp[5]);
             const out = dx orelse return;
-            @memset(out[0 .. rows * d], 0);
-            G.nn(rows, d, d, dq, d, w.wq, d, out, d);
+            G.nnSet(rows, d, d, dq, d, w.wq, d, out, d);
             G.nn(rows, d, d, dk, d, w.wk, d, out, d);
             G.nn(rows, d, d, dv, d, w.wv, d, out, d);
         }
@@ -1085,13 +1083,11 @@ pub fn TrainTransformer(comptime T: type) type {
             @memcpy(dx1, dy[0..n]);
             G.tn(o.rows, o.d, o.ff, dy, o.d, f, o.ff, g[o.w2At()..][0 .. o.d * o.ff], o.ff);
             G.sumRows(o.rows, o.d, dy, o.d, g[o.b2At()..][0..o.d]);
-            @memset(df, 0);
-            G.nn(o.rows, o.d, o.ff, dy, o.d, p[o.w2At()..][0 .. o.d * o.ff], o.ff, df, o.ff);
+            G.nnSet(o.rows, o.d, o.ff, dy, o.d, p[o.w2At()..][0 .. o.d * o.ff], o.ff, df, o.ff);
             A.backward(d.act, f, u, df, o.ff);
             G.tn(o.rows, o.ff, o.d, df, o.ff, h2, o.d, g[o.w1At()..][0 .. o.ff * o.d], o.d);
             G.sumRows(o.rows, o.ff, df, o.ff, g[o.b1At()..][0..o.ff]);
-            @memset(dh, 0);
-            G.nn(o.rows, o.ff, o.d, df, o.ff, p[o.w1At()..][0 .. o.ff * o.d], o.d, dh, o.d);
+            G.nnSet(o.rows, o.ff, o.d, df, o.ff, p[o.w1At()..][0 .. o.ff * o.d], o.d, dh, o.d);
             const ms2 = saved[o.ms2At()..];
             for (0..o.rows) |r| {
                 LN.rowBackward(x1[r * o.d ..][0..o.d], p[o.ln2At()..][0..o.d], .{ ms2[2 * r], ms2[2 * r + 1] }, dh[r * o.d ..][0..o.d], dtmp[r * o.d ..][0..o.d], g[o.ln2At()..][0..o.d], g[o.ln2At() + o.d ..][0..o.d]);

@@ -214,8 +214,7 @@ pub fn Train(comptime T: type) type {
             G.tn(rows, out, in, dy, out, x, in, g[0 .. out * in], in);
             if (d.p[0] == 1) G.sumRows(rows, out, dy, out, g[out * in ..][0..out]);
             if (dx) |dxv| {
-                @memset(dxv[0 .. rows * in], 0);
-                G.nn(rows, out, in, dy, out, p[0 .. out * in], in, dxv, in);
+                G.nnSet(rows, out, in, dy, out, p[0 .. out * in], in, dxv, in);
             }
         }
     };

@@ -400,8 +400,7 @@ pub fn Train(comptime T: type) type {
             G.sumRows(rows, g3, zx_all, g3, g_bx);
             G.sumRows(rows, g3, zh_all, g3, g_bh);
             if (dx) |v| {
-                @memset(v[0 .. rows * in], 0);
-                G.nn(rows, g3, in, zx_all, g3, wx, in, v, in);
+                G.nnSet(rows, g3, in, zx_all, g3, wx, in, v, in);
             }
         }
     };

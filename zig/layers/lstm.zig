@@ -379,8 +379,7 @@ pub fn Train(comptime T: type) type {
             G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in);
             G.sumRows(rows, g4, z_all, g4, g[g4 * (in + n) ..][0..g4]);
             if (dx) |v| {
-                @memset(v[0 .. rows * in], 0);
-                G.nn(rows, g4, in, z_all, g4, wx, in, v, in);
+                G.nnSet(rows, g4, in, z_all, g4, wx, in, v, in);
             }
         }
     };

@@ -97,6 +97,7 @@ pub fn Gemm(comptime T: type) type {
             C: [*]T,
             ldc: usize,
             cols: usize,
+            set: bool,
         ) void {
             var acc: [mr][nv]VT = @splat(@splat(@splat(0)));
             for (0..K) |k| {
@@ -120,44 +121,44 @@ pub fn Gemm(comptime T: type) type {
                 const dst = C + r * ldc + v * L;
                 if (partial and v == nv - 1) {
                     const part: [L]T = acc[r][v];
-                    for (dst[0 .. cols - v * L], part[0 .. cols - v * L]) |*o, x| o.* += x;
+                    for (dst[0 .. cols - v * L], part[0 .. cols - v * L]) |*o, x| o.* = if (set) x else o.* + x;
                 } else {
-                    store(dst, load(dst) + acc[r][v]);
+                    store(dst, if (set) acc[r][v] else load(dst) + acc[r][v]);
                 }
             };
         }
 
         /// Every row block of one column block (nv vectors, the last `cols` wide).
-        fn rowBlocks(comptime nv: usize, comptime partial: bool, M: usize, K: usize, A: [*]const T, ars: usize, acs: usize, B: [*]const T, ldb: usize, C: [*]T, ldc: usize, cols: usize) void {
+        fn rowBlocks(comptime nv: usize, comptime partial: bool, M: usize, K: usize, A: [*]const T, ars: usize, acs: usize, B: [*]const T, ldb: usize, C: [*]T, ldc: usize, cols: usize, set: bool) void {
             var i: usize = 0;
             while (i + mr_max <= M) : (i += mr_max) {
-                tile(mr_max, nv, partial, K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, cols);
+                tile(mr_max, nv, partial, K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, cols, set);
             }
             switch (M - i) {
                 0 => {},
-                inline 1...mr_max - 1 => |mr| tile(mr, nv, partial, K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, cols),
+                inline 1...mr_max - 1 => |mr| tile(mr, nv, partial, K, A + i * ars, ars, acs, B, ldb, C + i * ldc, ldc, cols, set),
                 else => unreachable,
             }
         }
 
         const mr_max = 8;
 
-        /// C[i][j] += sum_k a(i, k) B[k][j] over M rows, N columns, K terms, where
-        /// a(i, k) = A[i * ars + k * acs] (A or A^T) and B, C are row-major (ldb, ldc). Each
-        /// element sums its K terms in order from 0 and then adds them to C: the same bits
-        /// every run.
-        pub fn gemm(M: usize, N: usize, K: usize, A: [*]const T, ars: usize, acs: usize, B: [*]const T, ldb: usize, C: [*]T, ldc: usize) void {
+        /// C[i][j] (=, or += when !set) sum_k a(i, k) B[k][j] over M rows, N columns, K terms,
+        /// where a(i, k) = A[i * ars + k * acs] (A or A^T) and B, C are row-major (ldb, ldc).
+        /// Each element sums its K terms in order from 0, then is stored or added to C: the
+        /// same bits every run.
+        pub fn gemm(M: usize, N: usize, K: usize, A: [*]const T, ars: usize, acs: usize, B: [*]const T, ldb: usize, C: [*]T, ldc: usize, set: bool) void {
             if (M == 0 or N == 0) return;
             var j: usize = 0;
-            while (j + 2 * L <= N) : (j += 2 * L) rowBlocks(2, false, M, K, A, ars, acs, B + j, ldb, C + j, ldc, 2 * L);
+            while (j + 2 * L <= N) : (j += 2 * L) rowBlocks(2, false, M, K, A, ars, acs, B + j, ldb, C + j, ldc, 2 * L, set);
             if (j < N) {
                 const rest = N - j;
                 if (rest > L) {
-                    rowBlocks(2, true, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest);
+                    rowBlocks(2, true, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest, set);
                 } else if (rest == L) {
-                    rowBlocks(1, false, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest);
+                    rowBlocks(1, false, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest, set);
                 } else {
-                    rowBlocks(1, true, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest);
+                    rowBlocks(1, true, M, K, A, ars, acs, B + j, ldb, C + j, ldc, rest, set);
                 }
             }
         }
@@ -184,8 +185,7 @@ pub fn Gemm(comptime T: type) type {
             if (M == 0 or N == 0) return;
             std.debug.assert(A.len >= (M - 1) * lda + K and Bt.len >= K * N);
             std.debug.assert(C.len >= (M - 1) * ldc + N);
-            if (!accumulate) for (0..M) |m| @memset(C[m * ldc ..][0..N], 0);
-            gemm(M, N, K, A.ptr, lda, 1, Bt.ptr, N, C.ptr, ldc);
+            gemm(M, N, K, A.ptr, lda, 1, Bt.ptr, N, C.ptr, ldc, !accumulate);
         }
 
         /// C[m][n] = (accumulate ? C[m][n] : 0) + sum_k A[m][k] B[n][k]: A [M][K] (row stride
@@ -223,7 +223,19 @@ pub fn Gemm(comptime T: type) type {
             if (M == 0 or N == 0) return;
             std.debug.assert(A.len >= (M - 1) * lda + N and B.len >= (N - 1) * ldb + K);
             std.debug.assert(C.len >= (M - 1) * ldc + K);
-            gemm(M, K, N, A.ptr, lda, 1, B.ptr, ldb, C.ptr, ldc);
+            gemm(M, K, N, A.ptr, lda, 1, B.ptr, ldb, C.ptr, ldc, false);
+        }
+
+        /// C[m][k] = sum_n A[m][n] B[n][k] (nn without reading C).
+        pub fn nnSet(M: usize, N: usize, K: usize, A: []const T, lda: usize, B: []const T, ldb: usize, C: []T, ldc: usize) void {
+            if (M == 0) return;
+            if (N == 0) {
+                for (0..M) |m| @memset(C[m * ldc ..][0..K], 0);
+                return;
+            }
+            std.debug.assert(A.len >= (M - 1) * lda + N and B.len >= (N - 1) * ldb + K);
+            std.debug.assert(C.len >= (M - 1) * ldc + K);
+            gemm(M, K, N, A.ptr, lda, 1, B.ptr, ldb, C.ptr, ldc, true);
         }
 
         /// C[n][k] += sum_m A[m][n] B[m][k]: A [M][N] (lda), B [M][K] (ldb), C [N][K] (ldc).
@@ -241,7 +253,7 @@ pub fn Gemm(comptime T: type) type {
             if (M == 0 or N == 0) return;
             std.debug.assert(A.len >= (M - 1) * lda + N and B.len >= (M - 1) * ldb + K);
             std.debug.assert(C.len >= (N - 1) * ldc + K);
-            gemm(N, K, M, A.ptr, 1, lda, B.ptr, ldb, C.ptr, ldc);
+            gemm(N, K, M, A.ptr, 1, lda, B.ptr, ldb, C.ptr, ldc, false);
         }
 
         /// y[r][o] += b[o] for M rows of width N (stride ld).
@@ -287,6 +299,10 @@ test "gemm: nt, nn and tn against naive loops with strides, odd shapes, f32 and 
                 for (0..N) |n| sum += @as(f64, a[m * ld + n]) * b[n * ld + k];
                 try std.testing.expectApproxEqAbs(sum, c[m * K + k], 1e-4);
             };
+            var c_set: [70 * 80]T = undefined;
+            @memset(&c_set, std.math.nan(T));
+            G.nnSet(M, N, K, &a, ld, &b, ld, &c_set, K);
+            for (0..M * K) |i| try std.testing.expectApproxEqAbs(c[i] - 1, c_set[i], 1e-4);
             // tn: C [N][K] += A^T B, A [M][N], B [M][K]
             @memset(&c, 0);
             G.tn(M, N, K, &a, ld, &b, ld, &c, K);
