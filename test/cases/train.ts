@@ -519,8 +519,78 @@ async function heldZeros(): Promise<void> {
   trainer.dispose();
 }
 
+/**
+ * The QAT forward of the other kinds (transformer, conv1d, layer norm, GRU) equals the int8
+ * model's step-by-step inference bit for bit, through the ABI.
+ */
+async function qatForwardAllKinds(): Promise<void> {
+  const d = 12;
+  const spec = initSpec({
+    inputSize: VOCAB,
+    layers: [
+      {
+        kind: "conv1d",
+        inputSize: VOCAB,
+        outputSize: d,
+        kernelSize: 3,
+        dilation: 2,
+        groups: 1,
+        activation: "tanh",
+      },
+      { kind: "layernorm", inputSize: d, outputSize: d, epsilon: 1e-5 },
+      {
+        kind: "transformer",
+        inputSize: d,
+        outputSize: d,
+        heads: 3,
+        context: 5,
+        ffDim: 20,
+        epsilon: 1e-5,
+        activation: "gelu",
+      },
+      { kind: "gru", inputSize: d, outputSize: 7 },
+      { kind: "dense", inputSize: 7, outputSize: VOCAB, activation: "softmax", bias: true },
+    ],
+  }, 9);
+  const seqLen = 9;
+  const trainer = await Trainer.create(spec, { batch: 2, seqLen, loss: "xent", qat: true });
+  const model = await modelFromSpec(spec, { precision: "int8" });
+  const x = markovTask({ count: 2, steps: seqLen, seed: 3 }, LANGUAGE).data.inputs;
+  const out = trainer.forward(x);
+  for (let n = 0; n < 2; n++) {
+    model.reset();
+    for (let t = 0; t < seqLen; t++) {
+      const at = n * seqLen + t;
+      const y = model.forward(x.subarray(at * VOCAB, (at + 1) * VOCAB));
+      for (let j = 0; j < VOCAB; j++) {
+        check(
+          Object.is(y[j], out[at * VOCAB + j]),
+          () => `sequence ${n} step ${t} [${j}]: QAT ${out[at * VOCAB + j]}, int8 model ${y[j]}`,
+        );
+      }
+    }
+  }
+  // And it is not the f32 forward: the check above would pass for a QAT that did nothing.
+  const f32 = await modelFromSpec(spec);
+  f32.reset();
+  let differs = false;
+  for (let t = 0; t < seqLen; t++) {
+    const y = f32.forward(x.subarray(t * VOCAB, (t + 1) * VOCAB));
+    for (let j = 0; j < VOCAB; j++) differs ||= y[j] !== out[t * VOCAB + j];
+  }
+  check(differs, () => "the QAT forward equals the f32 forward");
+  f32.dispose();
+  trainer.dispose();
+  model.dispose();
+}
+
 export function trainCases(): Case[] {
   return [
+    {
+      name:
+        "train: the QAT forward is the int8 inference forward bit for bit (conv1d, layernorm, transformer, gru)",
+      run: qatForwardAllKinds,
+    },
     {
       name: "train: held parameters (a pruned model's zeros) stay 0 through steps and resume",
       run: heldZeros,
