@@ -294,12 +294,12 @@ pub fn Train(comptime T: type) type {
             const zx_all = saved[0 .. rows * g3];
             const zh_all = saved[rows * g3 ..][0 .. rows * g3];
             if (T == f32 and c.qat) return forwardQat(d, p, x, y, zx_all, zh_all, c);
-            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false, c.wt);
+            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false, c.wt, c.pool);
             G.addBias(rows, g3, bx, zx_all, g3);
             G.transpose(g3, n, wh, n, c.wt);
             for (0..S) |t| {
                 for (0..c.batch) |bi| @memcpy(zh_all[(bi * S + t) * g3 ..][0..g3], bh);
-                if (t > 0) G.ntPre(c.batch, g3, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g3 * n], zh_all[t * g3 ..], S * g3, true);
+                if (t > 0) G.ntPre(c.batch, g3, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g3 * n], zh_all[t * g3 ..], S * g3, true, c.pool);
                 for (0..c.batch) |bi| {
                     const r = bi * S + t;
                     for (0..n) |u| {
@@ -384,7 +384,7 @@ pub fn Train(comptime T: type) type {
                 if (c.cut(t)) {
                     @memset(next, 0);
                 } else {
-                    G.nn(B, g3, n, zh_all[t * g3 ..], S * g3, wh, n, next, n);
+                    G.nn(B, g3, n, zh_all[t * g3 ..], S * g3, wh, n, next, n, c.pool);
                 }
                 const tmp = carry;
                 carry = next;
@@ -395,12 +395,12 @@ pub fn Train(comptime T: type) type {
                 const h = previous[r * n ..][0..n];
                 if (r % S == 0) @memset(h, 0) else @memcpy(h, y[(r - 1) * n ..][0..n]);
             }
-            G.tn(rows, g3, n, zh_all, g3, previous, n, g_wh, n);
-            G.tn(rows, g3, in, zx_all, g3, x, in, g_wx, in);
+            G.tn(rows, g3, n, zh_all, g3, previous, n, g_wh, n, c.pool);
+            G.tn(rows, g3, in, zx_all, g3, x, in, g_wx, in, c.pool);
             G.sumRows(rows, g3, zx_all, g3, g_bx);
             G.sumRows(rows, g3, zh_all, g3, g_bh);
             if (dx) |v| {
-                G.nnSet(rows, g3, in, zx_all, g3, wx, in, v, in);
+                G.nnSet(rows, g3, in, zx_all, g3, wx, in, v, in, c.pool);
             }
         }
     };

@@ -281,11 +281,11 @@ pub fn Train(comptime T: type) type {
             const z_all = saved[0 .. rows * g4];
             const cells = saved[rows * g4 ..][0 .. rows * n];
             if (T == f32 and c.qat) return forwardQat(d, p, x, y, z_all, cells, c);
-            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false, c.wt);
+            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false, c.wt, c.pool);
             G.addBias(rows, g4, b, z_all, g4);
             G.transpose(g4, n, wh, n, c.wt);
             for (0..S) |t| {
-                if (t > 0) G.ntPre(c.batch, g4, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g4 * n], z_all[t * g4 ..], S * g4, true);
+                if (t > 0) G.ntPre(c.batch, g4, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g4 * n], z_all[t * g4 ..], S * g4, true, c.pool);
                 for (0..c.batch) |bi| {
                     const r = bi * S + t;
                     const z = z_all[r * g4 ..][0..g4];
@@ -367,7 +367,7 @@ pub fn Train(comptime T: type) type {
                 if (c.cut(t)) {
                     @memset(dc, 0);
                 } else {
-                    G.nn(B, g4, n, z_all[t * g4 ..], S * g4, wh, n, dh, n);
+                    G.nn(B, g4, n, z_all[t * g4 ..], S * g4, wh, n, dh, n, c.pool);
                 }
             }
             const previous = c.scratch[2 * B * n ..][0 .. rows * n];
@@ -375,11 +375,11 @@ pub fn Train(comptime T: type) type {
                 const h = previous[r * n ..][0..n];
                 if (r % S == 0) @memset(h, 0) else @memcpy(h, y[(r - 1) * n ..][0..n]);
             }
-            G.tn(rows, g4, n, z_all, g4, previous, n, g[g4 * in ..][0 .. g4 * n], n);
-            G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in);
+            G.tn(rows, g4, n, z_all, g4, previous, n, g[g4 * in ..][0 .. g4 * n], n, c.pool);
+            G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in, c.pool);
             G.sumRows(rows, g4, z_all, g4, g[g4 * (in + n) ..][0..g4]);
             if (dx) |v| {
-                G.nnSet(rows, g4, in, z_all, g4, wx, in, v, in);
+                G.nnSet(rows, g4, in, z_all, g4, wx, in, v, in, c.pool);
             }
         }
     };

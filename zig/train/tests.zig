@@ -157,6 +157,7 @@ test "trainer: an LSTM learns a delayed copy; same seed, same weights bit for bi
     var words = configWords(8, 12, 1, 0, 0);
     words[6] = 10; // warm-up
     words[7] = 300; // cosine decay
+    words[5] = 2; // the helper thread
     const t1 = try createTrainer(bytes, &words);
     defer t1.destroy();
     const allocs = t1.counting.alloc_count;
@@ -170,6 +171,14 @@ test "trainer: an LSTM learns a delayed copy; same seed, same weights bit for bi
     defer t2.destroy();
     _ = try train(t2, 300, 7);
     try testing.expectEqualSlices(u32, @ptrCast(t1.engine.params), @ptrCast(t2.engine.params));
+    // One thread: the same bits (the helper's split never changes an element's arithmetic).
+    try testing.expect(t1.pool.available());
+    words[5] = 0;
+    const t3 = try createTrainer(bytes, &words);
+    defer t3.destroy();
+    try testing.expect(!t3.pool.available());
+    _ = try train(t3, 300, 7);
+    try testing.expectEqualSlices(u32, @ptrCast(t1.engine.params), @ptrCast(t3.engine.params));
 
     // QAT (the int8 forward, straight-through backward) learns the task too.
     var qat_words = words;

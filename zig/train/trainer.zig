@@ -9,6 +9,7 @@ const image = @import("../image.zig");
 const model = @import("../model.zig");
 const engine = @import("engine.zig");
 const loss = @import("loss.zig");
+const Pool = @import("pool.zig").Pool;
 
 const Diag = image.Diag;
 const Engine = engine.Engine(f32);
@@ -31,6 +32,8 @@ pub const Config = struct {
     loss: loss.Kind,
     optimizer: Optimizer,
     qat: bool,
+    /// A second thread for large products (same bits; pays only on an idle core).
+    helper_thread: bool,
     warmup_steps: u32,
     total_steps: u32,
     bptt_window: u32,
@@ -64,7 +67,7 @@ pub const Config = struct {
         }
         if (words[3] > 3) return bad(diag, 3, "loss", "{d}, expected 0 (mse), 1 (xent), 2 (bce) or 3 (kl)", .{words[3]});
         if (words[4] > 1) return bad(diag, 4, "optimizer", "{d}, expected 0 (adamw) or 1 (sgd)", .{words[4]});
-        if (words[5] > 1) return bad(diag, 5, "flags", "0x{x}, expected only bit 0 (qat)", .{words[5]});
+        if (words[5] > 3) return bad(diag, 5, "flags", "0x{x}, expected only bits 0 (qat) and 1 (helper thread)", .{words[5]});
         for (21..config_words) |i| {
             if (words[i] != 0) return bad(diag, i, "reserved", "{d}, expected 0", .{words[i]});
         }
@@ -74,6 +77,7 @@ pub const Config = struct {
             .loss = @enumFromInt(words[3]),
             .optimizer = @enumFromInt(words[4]),
             .qat = words[5] & 1 == 1,
+            .helper_thread = words[5] & 2 == 2,
             .warmup_steps = words[6],
             .total_steps = words[7],
             .bptt_window = words[8],
@@ -139,6 +143,8 @@ pub const Trainer = struct {
     v: []f32,
     step_count: u64,
     config: Config,
+    /// The helper thread for large matrix products (results are the same bits without it).
+    pool: Pool = .{},
     diag: Diag = .{},
 
     pub fn create(backing: std.mem.Allocator, caller_bytes: []const u8, words: []align(1) const u32, diag: *Diag) Error!*Trainer {
@@ -212,6 +218,10 @@ pub const Trainer = struct {
         t.v = carver.take(f32, p);
         std.debug.assert(!carver.overflow and carver.at == sizing.at);
         t.specs = spec_buf;
+        if (cfg.helper_thread) {
+            t.pool.start();
+            t.engine.ctx.pool = &t.pool;
+        }
         // Parameters: the image's tensors in order, straight into place.
         var slices: [desc.tensors_max][]const f32 = undefined;
         var it2 = img.layers();
@@ -238,6 +248,7 @@ pub const Trainer = struct {
 
     pub fn destroy(t: *Trainer) void {
         t.magic = 0;
+        t.pool.finish();
         const a = t.counting.allocator();
         a.free(t.arena);
         a.free(t.specs);
