@@ -54,6 +54,7 @@ const COMMON_VALUES = {
   "checkpoint-every": "N",
   "max-steps": "N",
   bptt: "N",
+  threads: "1|2",
   library: "safe|fast|PATH",
 };
 
@@ -81,6 +82,8 @@ const COMMON_HELP = [
   "  --keep-zeros           weight-matrix entries that are 0 stay 0 (fine-tuning a pruned model)",
   "  --max-steps N          stop after N steps of this invocation, checkpointed (resume later)",
   "  --json                 print the summary as JSON",
+  "  --threads N            1 (default) or 2: a helper thread for large products (same",
+  "                         results; pays only when a second core is idle)",
   "  --library L            safe (default), fast, or a library path (else CADENZA_LIB)",
 ].join("\n");
 
@@ -266,6 +269,9 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
     seqLen,
     loss: plan.loss,
     clipNorm: numberFlag(args, "clip-norm", 1, (v) => v >= 0, "a number >= 0", command),
+    threads: numberFlag(args, "threads", 1, (v) => v === 1 || v === 2, "1 or 2", command) as
+      | 1
+      | 2,
     bpttWindow: numberFlag(args, "bptt", 0, nonNegativeInt, "a non-negative integer", command),
     labelSmoothing: numberFlag(
       args,

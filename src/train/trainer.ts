@@ -83,6 +83,11 @@ export interface TrainerOptions {
   bpttWindow?: number;
   /** Quantisation-aware training: the forward runs the int8 inference arithmetic. */
   qat?: boolean;
+  /**
+   * 1 (default) or 2: a native helper thread splits the large products. Same bits either way;
+   * it pays only when a second core is idle (docs/DESIGN.md, "Engine, as built").
+   */
+  threads?: 1 | 2;
   /** "safe" (default), "fast" or a library path. */
   library?: LibraryChoice;
 }
@@ -109,6 +114,7 @@ const OPTION_KEYS: readonly string[] = [
   "temperature",
   "bpttWindow",
   "qat",
+  "threads",
   "library",
 ];
 
@@ -168,6 +174,7 @@ export function trainerConfig(options: TrainerOptions = {}): TrainerConfig {
     temperature: options.temperature ?? 1,
     bpttWindow: options.bpttWindow ?? 0,
     qat: options.qat ?? false,
+    threads: options.threads ?? 1,
   };
   const int = (field: keyof TrainerConfig, min: number, max: number) => {
     const v = c[field] as number;
@@ -195,6 +202,7 @@ export function trainerConfig(options: TrainerOptions = {}): TrainerConfig {
   real("labelSmoothing", (v) => v >= 0 && v < 1, "a number in [0, 1)");
   real("temperature", (v) => v > 0, "a number > 0");
   if (typeof c.qat !== "boolean") throw argError("qat", "a boolean", c.qat);
+  if (c.threads !== 1 && c.threads !== 2) throw argError("threads", "1 or 2", c.threads);
   if (c.batch * c.seqLen > 2 ** 20) {
     throw argError("batch", `batch * seqLen <= ${2 ** 20}`, `${c.batch} * ${c.seqLen}`);
   }
@@ -210,7 +218,7 @@ export function configWords(c: TrainerConfig): Uint32Array {
   words[2] = c.seqLen;
   words[3] = LOSS_IDS[c.loss];
   words[4] = c.optimizer === "adamw" ? 0 : 1;
-  words[5] = c.qat ? 1 : 0;
+  words[5] = (c.qat ? 1 : 0) | (c.threads === 2 ? 2 : 0);
   words[6] = c.warmupSteps;
   words[7] = c.totalSteps;
   words[8] = c.bpttWindow;

@@ -584,8 +584,33 @@ async function qatForwardAllKinds(): Promise<void> {
   model.dispose();
 }
 
+/** threads: 2 (the native helper thread) trains the same bits as one thread. */
+async function helperThreadSameBits(): Promise<void> {
+  const { train } = markovData(0);
+  const spec = initSpec(lstmArch(48), 6);
+  const run = async (threads: 1 | 2) => {
+    const t = await Trainer.create(spec, { ...LSTM_OPTIONS, threads });
+    await fit(t, train, null, { epochs: 1, seed: 2 });
+    const p = t.params();
+    t.dispose();
+    return p;
+  };
+  const [one, two] = [await run(1), await run(2)];
+  check(one.every((v, i) => Object.is(v, two[i])), () => "threads 2 trained other weights");
+  await rejectsCadenza(
+    () => Trainer.create(spec, { threads: 3 as 2 }),
+    "E_ARGUMENT",
+    /options\.threads: expected 1 or 2/,
+    "threads",
+  );
+}
+
 export function trainCases(): Case[] {
   return [
+    {
+      name: "train: threads 2 (the helper thread) gives the same weights as one thread",
+      run: helperThreadSameBits,
+    },
     {
       name:
         "train: the QAT forward is the int8 inference forward bit for bit (conv1d, layernorm, transformer, gru)",
