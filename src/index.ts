@@ -62,8 +62,8 @@ export {
   type RealtimeStats,
 } from "./rt/index.ts";
 export {
-  Batcher,
   type Batch,
+  Batcher,
   type BatcherOptions,
   checkDataForModel,
   IGNORE_CLASS,
