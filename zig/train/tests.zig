@@ -39,10 +39,10 @@ fn createTrainer(bytes: []const u8, words: []const u32) !*Trainer {
 test "QAT: the trainer's forward equals the int8 inference path bit for bit (dense, lstm, gru)" {
     try expectQatExact(&.{
         .{ .kind = .dense, .act = .tanh, .in = 7, .out = 19, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
-        .{ .kind = .lstm, .in = 19, .out = 13, .weight_type = .int8 },
-        .{ .kind = .activation, .act = .relu, .in = 13, .out = 13 },
-        .{ .kind = .gru, .in = 13, .out = 9, .weight_type = .int8 },
-        .{ .kind = .dense, .act = .softmax, .in = 9, .out = 5, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
+        .{ .kind = .lstm, .in = 19, .out = 37, .weight_type = .int8 },
+        .{ .kind = .activation, .act = .relu, .in = 37, .out = 37 },
+        .{ .kind = .gru, .in = 37, .out = 35, .weight_type = .int8 },
+        .{ .kind = .dense, .act = .softmax, .in = 35, .out = 5, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
     });
 }
 
