@@ -5,7 +5,7 @@
  * compiled) and TensorFlow.js (bench/train-tfjs.ts, wasm backend), in one run.
  *
  *   CADENZA_LIB=fast nice bun bench/train.bench.ts                 (cadenza alone, mitata)
- *   CADENZA_LIB=fast nice bun bench/train.bench.ts --peers [--seconds 3] [--json out.json]
+ *   CADENZA_LIB=fast nice bun bench/train.bench.ts --peers [--seconds 3] [--rounds 3] [--json out.json]
  *
  * --peers needs `python3 -m pip install jax`; without it the JAX column says so.
  */
@@ -67,11 +67,17 @@ function timeSteps(s: Setup, seconds: number): { median: number; steps: number }
   return { median: times[Math.floor(times.length / 2)] / 1000, steps: times.length };
 }
 
-function jaxResults(seconds: number): PeerResult[] | string {
+/** JAX's results, or why there are none; `oneThread` pins XLA to one thread like cadenza. */
+function jaxResults(seconds: number, oneThread: boolean): PeerResult[] | string {
   const script = fileURLToPath(new URL("./train-jax.py", import.meta.url));
+  const env = { ...process.env };
+  if (oneThread) {
+    env.XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1";
+  }
   const result = spawnSync("python3", [script, "--seconds", String(seconds)], {
     input: JSON.stringify(TRAIN_SHAPES),
     encoding: "utf-8",
+    env,
   });
   if (result.status !== 0) {
     return `JAX not measured: ${(result.stderr || String(result.error)).trim().split("\n").pop()}`;
@@ -100,24 +106,62 @@ if (!argv.includes("--peers")) {
   await run();
 } else {
   const seconds = Number(flag("seconds", "3"));
-  const ours = TRAIN_SHAPES.map((shape) => ({
-    shape,
-    ...timeSteps(setups.get(shape.name)!, seconds),
-  }));
-  const jax = jaxResults(seconds);
+  const rounds = Number(flag("rounds", "1"));
+  // Each round measures every implementation once, in turn, so load from other tenants
+  // falls on all of them alike; the table gives each cell's median over the rounds.
+  type Row = Record<"cadenza" | "jax" | "jax1" | "tfjs", (number | undefined)[]>;
+  const cells = new Map<string, Row>(
+    TRAIN_SHAPES.map((s) => [s.name, { cadenza: [], jax: [], jax1: [], tfjs: [] }]),
+  );
+  const notes = new Set<string>();
+  const rate = (r: PeerResult[] | string, name: string) => {
+    if (typeof r === "string") notes.add(r);
+    return typeof r === "string" ? undefined : r.find((x) => x.model === name)?.examples_per_s;
+  };
   await useBackend("wasm");
-  const tfjs = TRAIN_SHAPES.map((shape) => tfjsTrainBench(shape, seconds));
-  const rows = ours.map(({ shape, median }, i) => {
-    const cz = shape.batch / median;
-    const j = typeof jax === "string" ? undefined : jax.find((r) => r.model === shape.name);
+  for (let round = 0; round < rounds; round++) {
+    for (const shape of TRAIN_SHAPES) {
+      const { median } = timeSteps(setups.get(shape.name)!, seconds);
+      cells.get(shape.name)!.cadenza.push(shape.batch / median);
+    }
+    const jax = jaxResults(seconds, false);
+    const jax1 = jaxResults(seconds, true);
+    for (const shape of TRAIN_SHAPES) {
+      const row = cells.get(shape.name)!;
+      row.jax.push(rate(jax, shape.name));
+      row.jax1.push(rate(jax1, shape.name));
+      row.tfjs.push(tfjsTrainBench(shape, seconds).examples_per_s);
+    }
+  }
+  const median = (values: (number | undefined)[]) => {
+    const v = values.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    return v.length === 0 ? undefined : v[Math.floor(v.length / 2)];
+  };
+  const fmt = (x: number | undefined) => (x === undefined ? "-" : x.toFixed(0));
+  const summary = TRAIN_SHAPES.map((shape) => {
+    const row = cells.get(shape.name)!;
+    return {
+      model: shape.name,
+      batch: shape.batch,
+      seqLen: shape.seqLen,
+      cadenza: median(row.cadenza)!,
+      jax: median(row.jax),
+      jaxOneThread: median(row.jax1),
+      tfjsWasm: median(row.tfjs)!,
+      rounds: row,
+    };
+  });
+  const rows = summary.map((r) => {
+    const bestJax = Math.max(r.jax ?? 0, r.jaxOneThread ?? 0);
     return [
-      shape.name,
-      `${shape.batch} x ${shape.seqLen}`,
-      cz.toFixed(0),
-      j === undefined ? "-" : j.examples_per_s.toFixed(0),
-      j === undefined ? "-" : `${(cz / j.examples_per_s).toFixed(2)}x`,
-      tfjs[i].examples_per_s.toFixed(0),
-      `${(cz / tfjs[i].examples_per_s).toFixed(1)}x`,
+      r.model,
+      `${r.batch} x ${r.seqLen}`,
+      fmt(r.cadenza),
+      fmt(r.jax),
+      fmt(r.jaxOneThread),
+      bestJax > 0 ? `${(r.cadenza / bestJax).toFixed(2)}x` : "-",
+      fmt(r.tfjsWasm),
+      `${(r.cadenza / r.tfjsWasm).toFixed(1)}x`,
     ];
   });
   console.log(
@@ -127,35 +171,17 @@ if (!argv.includes("--peers")) {
         "batch x steps",
         "cadenza ex/s",
         "JAX ex/s",
-        "vs JAX",
+        "JAX 1 thread",
+        "vs best JAX",
         "TF.js wasm ex/s",
         "vs TF.js",
       ],
       rows,
     ).join("\n"),
   );
-  if (typeof jax === "string") console.log(jax);
+  console.log(`medians of ${rounds} round(s) of about ${seconds} s per cell`);
+  for (const note of notes) console.log(note);
   const json = flag("json", "");
-  if (json !== "") {
-    writeFileSync(
-      json,
-      JSON.stringify(
-        {
-          cadenza: ours.map(({ shape, median, steps }) => ({
-            model: shape.name,
-            batch: shape.batch,
-            seqLen: shape.seqLen,
-            step_ms: median * 1000,
-            examples_per_s: shape.batch / median,
-            steps,
-          })),
-          jax,
-          tfjs,
-        },
-        null,
-        1,
-      ),
-    );
-  }
+  if (json !== "") writeFileSync(json, JSON.stringify(summary, null, 1));
 }
 for (const s of setups.values()) s.trainer.dispose();

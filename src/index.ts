@@ -186,8 +186,8 @@ export {
 } from "./music/generate.ts";
 export { Rng } from "./music/rng.ts";
 export {
-  Batcher,
   type Batch,
+  Batcher,
   type BatcherOptions,
   checkDataForModel,
   IGNORE_CLASS,

@@ -30,6 +30,12 @@ pub inline fn leave(saved: Saved) void {
     if (has_mxcsr) writeMxcsr(saved.mxcsr);
 }
 
+/// This thread's state, for a helper thread that must compute exactly as its caller does
+/// (zig/train/pool.zig makes it the helper's with `leave`).
+pub inline fn current() Saved {
+    return .{ .mxcsr = if (has_mxcsr) readMxcsr() else 0 };
+}
+
 /// LLVM takes a memory operand through a pointer in a register; Zig's own x86 backend (Debug
 /// builds) through an "m" constraint on the value.
 const llvm = builtin.zig_backend == .stage2_llvm;

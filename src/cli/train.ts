@@ -14,6 +14,7 @@ import { loadModel, loadSpec, modelFromSpec } from "../model/load.ts";
 import { type LayerArch, type ModelSpec, parameterCount } from "../model/spec.ts";
 import { readText } from "../native/io.ts";
 import { EMOTION_MODELS } from "../pipeline/emotion.ts";
+import { checkWritable } from "../train/atomic.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
 import {
   checkDataForModel,
@@ -52,6 +53,8 @@ const COMMON_VALUES = {
   checkpoint: "FILE",
   "checkpoint-every": "N",
   "max-steps": "N",
+  bptt: "N",
+  threads: "1|2",
   library: "safe|fast|PATH",
 };
 
@@ -71,12 +74,16 @@ const COMMON_HELP = [
   "  --weight-decay X       on the weight matrices (0.01 with adamw)",
   "  --clip-norm X          clip the gradient's global norm (default 1; 0 turns it off)",
   "  --label-smoothing X    xent with class ids (0)",
+  "  --bptt N               truncated backpropagation through time, N steps (0: whole sequence)",
   "  --seed N               data order, held-out choice and initial weights (1)",
   "  --checkpoint FILE      where checkpoints go (default: OUT.ckpt.safetensors)",
   "  --checkpoint-every N   also checkpoint every N steps (default: at each epoch's end only)",
   "  --resume               continue from the checkpoint (same data and flags)",
+  "  --keep-zeros           weight-matrix entries that are 0 stay 0 (fine-tuning a pruned model)",
   "  --max-steps N          stop after N steps of this invocation, checkpointed (resume later)",
   "  --json                 print the summary as JSON",
+  "  --threads N            1 (default) or 2: a helper thread for large products (same",
+  "                         results; pays only when a second core is idle)",
   "  --library L            safe (default), fast, or a library path (else CADENZA_LIB)",
 ].join("\n");
 
@@ -163,7 +170,9 @@ async function dataParts(args: ParsedArgs, seed: number, command: string): Promi
   const data = await readTrainingData(path);
   const evalPath = args.values.get("eval");
   if (evalPath !== undefined) {
-    return { train: data, heldOut: await readTrainingData(evalPath) };
+    // The file's own held-out sequences are not trained on either.
+    const train = data.split?.includes(1) ? splitData(data, 0.1, seed).train : data;
+    return { train, heldOut: await readTrainingData(evalPath) };
   }
   const holdout = numberFlag(
     args,
@@ -260,6 +269,10 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
     seqLen,
     loss: plan.loss,
     clipNorm: numberFlag(args, "clip-norm", 1, (v) => v >= 0, "a number >= 0", command),
+    threads: numberFlag(args, "threads", 1, (v) => v === 1 || v === 2, "1 or 2", command) as
+      | 1
+      | 2,
+    bpttWindow: numberFlag(args, "bptt", 0, nonNegativeInt, "a non-negative integer", command),
     labelSmoothing: numberFlag(
       args,
       "label-smoothing",
@@ -282,6 +295,8 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
       command,
     );
   }
+  checkWritable(plan.out);
+  checkWritable(checkpoint);
   let trainer: Trainer;
   let from = { epoch: 0, batch: 0 };
   if (args.switches.has("resume")) {
@@ -306,6 +321,10 @@ async function runTraining(plan: RunPlan, args: ParsedArgs, output: Output) {
     );
   } else {
     trainer = await Trainer.create(plan.spec, options, model.source);
+    if (args.switches.has("keep-zeros")) {
+      const held = trainer.holdZeros();
+      output.err(`${command}: holding ${held} weight-matrix entries that are 0 (--keep-zeros)`);
+    }
   }
   // On the console the progress line goes to stderr itself (redrawn on a terminal); any
   // other Output (tests, embedding) gets plain lines through its err().
@@ -581,7 +600,7 @@ async function quantize(args: ParsedArgs, output: Output): Promise<number> {
 
 const TRAIN_FLAGS = {
   values: { ...COMMON_VALUES, model: "SPEC-OR-WEIGHTS" },
-  switches: ["resume", "json"],
+  switches: ["resume", "json", "keep-zeros"],
 };
 
 function helpFor(usage: string, body: string[], epochs: string, lr: string): string {
@@ -629,7 +648,7 @@ export const finetuneCommand: Command = {
     "3",
     "1e-4",
   ),
-  flags: { values: { ...COMMON_VALUES }, switches: ["resume", "json"] },
+  flags: { values: { ...COMMON_VALUES }, switches: ["resume", "json", "keep-zeros"] },
   run: finetune,
 };
 
@@ -654,7 +673,7 @@ export const distillCommand: Command = {
   ),
   flags: {
     values: { ...COMMON_VALUES, teacher: "FILE", student: "SPEC-OR-WEIGHTS", temperature: "X" },
-    switches: ["resume", "json"],
+    switches: ["resume", "json", "keep-zeros"],
   },
   run: distill,
 };
@@ -676,6 +695,6 @@ export const quantizeCommand: Command = {
     "3",
     "1e-4",
   ),
-  flags: { values: { ...COMMON_VALUES }, switches: ["resume", "json", "qat"] },
+  flags: { values: { ...COMMON_VALUES }, switches: ["resume", "json", "qat", "keep-zeros"] },
   run: quantize,
 };

@@ -125,6 +125,8 @@ export interface NativeApi {
   trainerForward(trainer: NativeTrainer, input: Float32Array, output: Float32Array): number;
   trainerGetParams(trainer: NativeTrainer, out: Float32Array): number;
   trainerSetParams(trainer: NativeTrainer, values: Float32Array): number;
+  /** Which parameters step may change: one value per parameter, 1 trainable or 0 held. */
+  trainerSetTrainable(trainer: NativeTrainer, values: Float32Array): number;
   /** Optimizer state (state_len floats: the step counter's two u32 words, then m, then v). */
   trainerGetState(trainer: NativeTrainer, out: Float32Array): number;
   trainerSetState(trainer: NativeTrainer, values: Float32Array): number;

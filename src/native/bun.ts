@@ -49,6 +49,7 @@ const symbols = {
   cz_trainer_forward: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
   cz_trainer_get_params: { args: [ptr, ptr, usize], returns: u32 },
   cz_trainer_set_params: { args: [ptr, ptr, usize], returns: u32 },
+  cz_trainer_set_trainable: { args: [ptr, ptr, usize], returns: u32 },
   cz_trainer_get_state: { args: [ptr, ptr, usize], returns: u32 },
   cz_trainer_set_state: { args: [ptr, ptr, usize], returns: u32 },
   cz_trainer_last_error: { args: [ptr, ptr, usize], returns: usize },
@@ -169,6 +170,8 @@ export function openBun(library_path: string): NativeApi {
       cz.cz_trainer_forward(toPointer(t), input, input.length, output, output.length),
     trainerGetParams: (t, out) => cz.cz_trainer_get_params(toPointer(t), out, out.length),
     trainerSetParams: (t, values) => cz.cz_trainer_set_params(toPointer(t), values, values.length),
+    trainerSetTrainable: (t, values) =>
+      cz.cz_trainer_set_trainable(toPointer(t), values, values.length),
     trainerGetState: (t, out) => cz.cz_trainer_get_state(toPointer(t), out, out.length),
     trainerSetState: (t, values) => cz.cz_trainer_set_state(toPointer(t), values, values.length),
     trainerLastError: (t) =>

@@ -99,6 +99,7 @@ const symbols = {
   },
   cz_trainer_get_params: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
   cz_trainer_set_params: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
+  cz_trainer_set_trainable: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
   cz_trainer_get_state: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
   cz_trainer_set_state: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
   cz_trainer_last_error: { parameters: ["pointer", "buffer", "usize"], result: "usize" },
@@ -209,6 +210,7 @@ interface Symbols {
   cz_trainer_forward(t: Ptr, x: Buf, x_len: bigint, y: Buf, y_len: bigint): number;
   cz_trainer_get_params(t: Ptr, out: Buf, out_len: bigint): number;
   cz_trainer_set_params(t: Ptr, values: Buf, values_len: bigint): number;
+  cz_trainer_set_trainable(t: Ptr, values: Buf, values_len: bigint): number;
   cz_trainer_get_state(t: Ptr, out: Buf, out_len: bigint): number;
   cz_trainer_set_state(t: Ptr, values: Buf, values_len: bigint): number;
   cz_trainer_last_error(t: Ptr, buf: Buf, buf_len: bigint): number | bigint;
@@ -344,6 +346,8 @@ export function openDeno(library_path: string): NativeApi {
       cz.cz_trainer_forward(toPointer(t), input, len(input), output, len(output)),
     trainerGetParams: (t, out) => cz.cz_trainer_get_params(toPointer(t), out, len(out)),
     trainerSetParams: (t, values) => cz.cz_trainer_set_params(toPointer(t), values, len(values)),
+    trainerSetTrainable: (t, values) =>
+      cz.cz_trainer_set_trainable(toPointer(t), values, len(values)),
     trainerGetState: (t, out) => cz.cz_trainer_get_state(toPointer(t), out, len(out)),
     trainerSetState: (t, values) => cz.cz_trainer_set_state(toPointer(t), values, len(values)),
     trainerLastError: (t) =>

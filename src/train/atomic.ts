@@ -9,6 +9,22 @@ import { basename, dirname, join } from "node:path";
 import process from "node:process";
 import { CadenzaError } from "../errors.ts";
 
+/**
+ * Fails now (E_IO naming the path) if a file cannot be created beside `path`: a long run
+ * should learn of a read-only directory or a missing --allow-write before it starts, not at
+ * its first checkpoint.
+ */
+export function checkWritable(path: string): void {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-probe.tmp`);
+  try {
+    closeSync(openSync(temp, "w", 0o644));
+    rmSync(temp, { force: true });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new CadenzaError("E_IO", `cannot write ${path}: ${reason}`, { cause: err });
+  }
+}
+
 export function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const suffix = Math.floor(Math.random() * 2 ** 32).toString(16);
   const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${suffix}.tmp`);

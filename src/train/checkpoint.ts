@@ -1,7 +1,8 @@
 /**
  * Checkpoints: everything a trainer needs to continue a run bit for bit, in one safetensors
  * file. Tensors: the weights as `layers.<i>.<name>` (the model file's names and shapes) and
- * `optimizer` (the ABI's state: step counter words, then the moments). `__metadata__`:
+ * `optimizer` (the ABI's state: step counter words, then the moments), and `trainable` (U8, one
+ * per parameter, 1 trainable, 0 held) when some are held. `__metadata__`:
  * `format` "cadenza-checkpoint", `version` "1", `architecture` (as in a model file), `meta`
  * (the model's own metadata, JSON), `config` (the trainer options, every default filled in),
  * `step`, and `progress` (the caller's position in its data: epoch, batch, seeds; JSON).
@@ -31,6 +32,8 @@ export interface CheckpointContents {
   step: number;
   /** The caller's own record of where the run was (epoch, batch, seed...). */
   progress: Record<string, unknown>;
+  /** Which parameters are trainable (1) or held (0); null: all trainable. */
+  trainable: Uint8Array | null;
 }
 
 export function writeCheckpoint(c: CheckpointContents): Uint8Array {
@@ -46,6 +49,9 @@ export function writeCheckpoint(c: CheckpointContents): Uint8Array {
     }
   });
   tensors.set("optimizer", { shape: [c.optimizer.length], data: c.optimizer });
+  if (c.trainable !== null) {
+    tensors.set("trainable", { shape: [c.trainable.length], data: c.trainable });
+  }
   const architecture = JSON.stringify({
     inputSize: c.spec.inputSize,
     maxBatch: c.spec.maxBatch ?? DEFAULT_MAX_BATCH,
@@ -125,8 +131,13 @@ export function parseCheckpoint(bytes: Uint8Array, source: string): CheckpointCo
   if (!Number.isSafeInteger(step) || step < 0) {
     throw bad(source, `__metadata__.step: expected a step count, got ${JSON.stringify(meta.step)}`);
   }
+  const trainable = tensors.get("trainable");
+  if (trainable !== undefined && !(trainable.data instanceof Uint8Array)) {
+    throw bad(source, 'tensor "trainable": expected U8 values (1 trainable, 0 held)');
+  }
   return {
     spec,
+    trainable: trainable === undefined ? null : trainable.data as Uint8Array,
     config: json(meta, "config", source),
     optimizer: optimizer.data,
     step,

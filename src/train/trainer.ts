@@ -45,7 +45,7 @@ import {
   type LossName,
   type TrainingData,
 } from "./data.ts";
-import { withParams } from "./params.ts";
+import { parameterLayout, withParams } from "./params.ts";
 
 export type OptimizerName = "adamw" | "sgd";
 
@@ -83,6 +83,11 @@ export interface TrainerOptions {
   bpttWindow?: number;
   /** Quantisation-aware training: the forward runs the int8 inference arithmetic. */
   qat?: boolean;
+  /**
+   * 1 (default) or 2: a native helper thread splits the large products. Same bits either way;
+   * it pays only when a second core is idle (docs/DESIGN.md, "Engine, as built").
+   */
+  threads?: 1 | 2;
   /** "safe" (default), "fast" or a library path. */
   library?: LibraryChoice;
 }
@@ -109,6 +114,7 @@ const OPTION_KEYS: readonly string[] = [
   "temperature",
   "bpttWindow",
   "qat",
+  "threads",
   "library",
 ];
 
@@ -168,6 +174,7 @@ export function trainerConfig(options: TrainerOptions = {}): TrainerConfig {
     temperature: options.temperature ?? 1,
     bpttWindow: options.bpttWindow ?? 0,
     qat: options.qat ?? false,
+    threads: options.threads ?? 1,
   };
   const int = (field: keyof TrainerConfig, min: number, max: number) => {
     const v = c[field] as number;
@@ -195,6 +202,7 @@ export function trainerConfig(options: TrainerOptions = {}): TrainerConfig {
   real("labelSmoothing", (v) => v >= 0 && v < 1, "a number in [0, 1)");
   real("temperature", (v) => v > 0, "a number > 0");
   if (typeof c.qat !== "boolean") throw argError("qat", "a boolean", c.qat);
+  if (c.threads !== 1 && c.threads !== 2) throw argError("threads", "1 or 2", c.threads);
   if (c.batch * c.seqLen > 2 ** 20) {
     throw argError("batch", `batch * seqLen <= ${2 ** 20}`, `${c.batch} * ${c.seqLen}`);
   }
@@ -210,7 +218,7 @@ export function configWords(c: TrainerConfig): Uint32Array {
   words[2] = c.seqLen;
   words[3] = LOSS_IDS[c.loss];
   words[4] = c.optimizer === "adamw" ? 0 : 1;
-  words[5] = c.qat ? 1 : 0;
+  words[5] = (c.qat ? 1 : 0) | (c.threads === 2 ? 2 : 0);
   words[6] = c.warmupSteps;
   words[7] = c.totalSteps;
   words[8] = c.bpttWindow;
@@ -253,6 +261,7 @@ export class Trainer {
   #metrics = new Float32Array(3);
   #info = new BigUint64Array(TRAINER_INFO_FIELDS);
   #output: Float32Array;
+  #trainable: Uint8Array | null = null;
 
   private constructor(
     api: NativeApi,
@@ -442,6 +451,61 @@ export class Trainer {
     if (status !== 0) throw this.#nativeError(handle, status, "setParams");
   }
 
+  /**
+   * Which parameters a step may change (parameter order): 1 trainable, 0 held (pruned
+   * weights stay 0 while the rest fine-tune; a frozen part of the model). All are trainable
+   * after create; batchnorm statistics are always held. Checkpoints keep it.
+   */
+  setTrainable(mask: Uint8Array | Float32Array): void {
+    const handle = this.#live("setTrainable");
+    if (
+      !(mask instanceof Uint8Array || mask instanceof Float32Array) ||
+      mask.length !== this.parameterCount
+    ) {
+      throw new CadenzaError(
+        "E_SHAPE",
+        `${this.source}: setTrainable: expected ${this.parameterCount} values (one per ` +
+          `parameter), got ${describe(mask)}`,
+      );
+    }
+    const bits = new Uint8Array(this.parameterCount);
+    for (let i = 0; i < bits.length; i++) {
+      if (mask[i] !== 0 && mask[i] !== 1) {
+        throw new CadenzaError(
+          "E_ARGUMENT",
+          `${this.source}: setTrainable: value ${mask[i]} at ${i}: expected 0 (held) or 1`,
+        );
+      }
+      bits[i] = mask[i];
+    }
+    const status = this.#api.trainerSetTrainable(handle, Float32Array.from(bits));
+    if (status !== 0) throw this.#nativeError(handle, status, "setTrainable");
+    this.#trainable = bits.every((b) => b === 1) ? null : bits;
+  }
+
+  /** Holds every weight-matrix entry that is exactly 0 (a pruned model's zeros stay 0). */
+  holdZeros(): number {
+    const params = this.params();
+    const mask = new Uint8Array(this.parameterCount).fill(1);
+    let held = 0;
+    for (const slot of parameterLayout(this.initial)) {
+      if (!slot.matrix) continue;
+      for (let i = slot.offset; i < slot.offset + slot.length; i++) {
+        if (params[i] === 0) {
+          mask[i] = 0;
+          held++;
+        }
+      }
+    }
+    this.setTrainable(mask);
+    return held;
+  }
+
+  /** The trainable mask (a copy), or null when every parameter is trainable. */
+  trainable(): Uint8Array | null {
+    return this.#trainable === null ? null : this.#trainable.slice();
+  }
+
   /** The optimizer state (step counter words, moments): what resume restores. */
   optimizerState(): Float32Array {
     const handle = this.#live("optimizerState");
@@ -494,6 +558,7 @@ export class Trainer {
       optimizer: this.optimizerState(),
       step: this.stepCount,
       progress,
+      trainable: this.#trainable,
     });
     await writeFileAtomic(path, bytes);
   }
@@ -511,6 +576,7 @@ export class Trainer {
     const trainer = await Trainer.create(c.spec, { ...config, library: options.library }, path);
     try {
       trainer.setOptimizerState(c.optimizer);
+      if (c.trainable !== null) trainer.setTrainable(c.trainable);
     } catch (err) {
       trainer.dispose();
       throw err;

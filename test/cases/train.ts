@@ -135,8 +135,8 @@ export async function lstmFigures(): Promise<LearnFigures & { sameBits: boolean 
   const { train, heldOut } = markovData(0);
   const best = markovScores(heldOut);
   const spec = initSpec(lstmArch(24), 3);
-  const epochs = 12;
-  const options = { ...LSTM_OPTIONS, totalSteps: epochs * 8 };
+  const epochs = 16;
+  const options = { ...LSTM_OPTIONS, lr: 3e-2, totalSteps: epochs * 8 };
   const a = await trainOn(spec, train, heldOut.data, options, epochs, 7);
   const b = await trainOn(spec, train, heldOut.data, options, epochs, 7);
   return {
@@ -154,13 +154,13 @@ export async function transformerFigures(): Promise<LearnFigures> {
   const { train, heldOut } = markovData(POSITION);
   const best = markovScores(heldOut);
   const spec = initSpec(transformerArch(), 4);
-  const epochs = 12;
+  const epochs = 16;
   const a = await trainOn(
     spec,
     train,
     heldOut.data,
     {
-      lr: 1e-2,
+      lr: 2e-2,
       batch: 32,
       seqLen: 24,
       loss: "xent",
@@ -350,6 +350,9 @@ async function distillation(): Promise<void> {
  * is that int8 path bit for bit.
  */
 export interface QatFigures {
+  /** f32 fine-tuned as long as QAT ran, then int8 after training. */
+  tunedPtqLoss: number;
+  tunedPtqAccuracy: number;
   floatLoss: number;
   floatAccuracy: number;
   ptqLoss: number;
@@ -395,7 +398,17 @@ export async function qatFigures(): Promise<QatFigures> {
   qatTrainer.dispose();
   const after = scoreModel(qatModel, heldOut.data, "xent");
   qatModel.dispose();
+  // The control: the same 3 epochs in f32, then int8 after training. It tells QAT's own gain
+  // from that of 3 more epochs.
+  const control = await Trainer.create(float.spec, { ...LSTM_OPTIONS, lr: 1e-3 });
+  await fit(control, train, null, { epochs: 3, seed: 16 });
+  const controlModel = await modelFromSpec(control.toSpec(), { precision: "int8" });
+  control.dispose();
+  const tuned = scoreModel(controlModel, heldOut.data, "xent");
+  controlModel.dispose();
   return {
+    tunedPtqLoss: tuned.loss,
+    tunedPtqAccuracy: tuned.accuracy,
     floatLoss: floatScore.loss,
     floatAccuracy: floatScore.accuracy,
     ptqLoss: ptq.loss,
@@ -480,8 +493,133 @@ async function apiAndRefusals(): Promise<void> {
   });
 }
 
+/** Fine-tuning a pruned model: held zeros stay 0 through steps and through save/resume. */
+async function heldZeros(): Promise<void> {
+  const { train } = markovData(0, 12);
+  const spec = initSpec(lstmArch(10), 2);
+  const w = spec.layers[0].tensors.Wx;
+  for (let i = 0; i < w.length; i += 2) w[i] = 0;
+  const trainer = await Trainer.create(spec, { ...LSTM_OPTIONS, seqLen: 12 });
+  const held = trainer.holdZeros();
+  check(held === w.length / 2, () => `held ${held} of ${w.length}`);
+  await withScratch(async (dir) => {
+    const ckpt = join(dir, "c.safetensors");
+    await fit(trainer, train, null, { epochs: 2, seed: 1, checkpoint: { path: ckpt, every: 0 } });
+    const { trainer: again } = await Trainer.resume(ckpt);
+    const mask = again.trainable();
+    check(mask !== null && mask.every((m, i) => m === trainer.trainable()![i]), () => "mask lost");
+    await fit(again, train, null, { epochs: 3, seed: 1, from: { epoch: 2, batch: 0 } });
+    const after = again.toSpec().layers[0].tensors.Wx;
+    check(
+      after.every((v, i) => (i % 2 === 0 ? v === 0 : v !== w[i])),
+      () => "a held zero moved, or a free weight did not",
+    );
+    again.dispose();
+  });
+  trainer.dispose();
+}
+
+/**
+ * The QAT forward of the other kinds (transformer, conv1d, layer norm, GRU) equals the int8
+ * model's step-by-step inference bit for bit, through the ABI.
+ */
+async function qatForwardAllKinds(): Promise<void> {
+  const d = 12;
+  const spec = initSpec({
+    inputSize: VOCAB,
+    layers: [
+      {
+        kind: "conv1d",
+        inputSize: VOCAB,
+        outputSize: d,
+        kernelSize: 3,
+        dilation: 2,
+        groups: 1,
+        activation: "tanh",
+      },
+      { kind: "layernorm", inputSize: d, outputSize: d, epsilon: 1e-5 },
+      {
+        kind: "transformer",
+        inputSize: d,
+        outputSize: d,
+        heads: 3,
+        context: 5,
+        ffDim: 20,
+        epsilon: 1e-5,
+        activation: "gelu",
+      },
+      { kind: "gru", inputSize: d, outputSize: 7 },
+      { kind: "dense", inputSize: 7, outputSize: VOCAB, activation: "softmax", bias: true },
+    ],
+  }, 9);
+  const seqLen = 9;
+  const trainer = await Trainer.create(spec, { batch: 2, seqLen, loss: "xent", qat: true });
+  const model = await modelFromSpec(spec, { precision: "int8" });
+  const x = markovTask({ count: 2, steps: seqLen, seed: 3 }, LANGUAGE).data.inputs;
+  const out = trainer.forward(x);
+  for (let n = 0; n < 2; n++) {
+    model.reset();
+    for (let t = 0; t < seqLen; t++) {
+      const at = n * seqLen + t;
+      const y = model.forward(x.subarray(at * VOCAB, (at + 1) * VOCAB));
+      for (let j = 0; j < VOCAB; j++) {
+        check(
+          Object.is(y[j], out[at * VOCAB + j]),
+          () => `sequence ${n} step ${t} [${j}]: QAT ${out[at * VOCAB + j]}, int8 model ${y[j]}`,
+        );
+      }
+    }
+  }
+  // And it is not the f32 forward: the check above would pass for a QAT that did nothing.
+  const f32 = await modelFromSpec(spec);
+  f32.reset();
+  let differs = false;
+  for (let t = 0; t < seqLen; t++) {
+    const y = f32.forward(x.subarray(t * VOCAB, (t + 1) * VOCAB));
+    for (let j = 0; j < VOCAB; j++) differs ||= y[j] !== out[t * VOCAB + j];
+  }
+  check(differs, () => "the QAT forward equals the f32 forward");
+  f32.dispose();
+  trainer.dispose();
+  model.dispose();
+}
+
+/** threads: 2 (the native helper thread) trains the same bits as one thread. */
+async function helperThreadSameBits(): Promise<void> {
+  const { train } = markovData(0);
+  const spec = initSpec(lstmArch(48), 6);
+  const run = async (threads: 1 | 2) => {
+    const t = await Trainer.create(spec, { ...LSTM_OPTIONS, threads });
+    await fit(t, train, null, { epochs: 1, seed: 2 });
+    const p = t.params();
+    t.dispose();
+    return p;
+  };
+  const [one, two] = [await run(1), await run(2)];
+  check(one.every((v, i) => Object.is(v, two[i])), () => "threads 2 trained other weights");
+  await rejectsCadenza(
+    () => Trainer.create(spec, { threads: 3 as 2 }),
+    "E_ARGUMENT",
+    /options\.threads: expected 1 or 2/,
+    "threads",
+  );
+}
+
 export function trainCases(): Case[] {
   return [
+    {
+      name: "train: threads 2 (the helper thread) gives the same weights as one thread",
+      run: helperThreadSameBits,
+    },
+    {
+      name:
+        "train: the QAT forward is the int8 inference forward bit for bit (conv1d, layernorm, transformer, gru)",
+      run: qatForwardAllKinds,
+    },
+    {
+      name: "train: held parameters (a pruned model's zeros) stay 0 through steps and resume",
+      run: heldZeros,
+    },
     {
       name: "train: model.trainer() steps a loaded model; bad options, shapes and ids refused",
       run: apiAndRefusals,

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/model/load.ts";
+import { writeSafetensors } from "../../src/model/formats/safetensors.ts";
 import { writeTrainingData } from "../../src/train/data.ts";
 import { markovLanguage, markovTask } from "../../src/train/tasks.ts";
 import { TrainRng } from "../../src/train/rng.ts";
@@ -116,6 +117,22 @@ async function otherCommands(): Promise<void> {
       ft.code === 0 && /finetune: .* -> .*t-finetuned\.safetensors: 5 steps/.test(ft.out),
       () => ft.out + ft.err,
     );
+    // A "pruned" model: every other recurrent weight 0; --keep-zeros keeps them 0.
+    const pruned = await loadModel(teacher);
+    const spec = pruned.spec;
+    pruned.dispose();
+    spec.layers[0].tensors.Wh.forEach((_, i, a) => i % 2 === 0 && (a[i] = 0));
+    const prunedPath = join(dir, "pruned.safetensors");
+    writeFileSync(prunedPath, writeSafetensors(spec));
+    const kz = await cli("finetune", prunedPath, ...flags, "--epochs", "1", "--keep-zeros");
+    check(
+      kz.code === 0 && /holding 512 weight-matrix entries that are 0/.test(kz.err),
+      () => kz.err,
+    );
+    const tuned = await loadModel(join(dir, "pruned-finetuned.safetensors"));
+    const wh = tuned.spec.layers[0].tensors.Wh;
+    tuned.dispose();
+    check(wh.every((v, i) => (i % 2 === 0) === (v === 0)), () => "--keep-zeros let a zero move");
     const small = join(dir, "small.json");
     writeFileSync(
       small,
@@ -266,6 +283,25 @@ async function mlpValues(): Promise<void> {
     check(s.loss === "mse" && s.steps === 30 * 7, () => r.out);
     // The targets' variance is about 0.3: a fit far below it learned the map.
     check(s.heldOut.loss < 0.05, () => `held-out mse ${s.heldOut.loss}`);
+    // --eval FILE: that file is the held-out part (here all 64 rows), the data file all trained.
+    const e = await cli(
+      "train",
+      "--model",
+      arch,
+      "--data",
+      data,
+      "--eval",
+      data,
+      "--batch",
+      "8",
+      "--epochs",
+      "1",
+      "--out",
+      out,
+      "--json",
+    );
+    const es = JSON.parse(e.out);
+    check(e.code === 0 && es.heldOut.weight === 64 && es.steps === 8, () => e.out + e.err);
   });
 }
 

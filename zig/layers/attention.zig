@@ -840,12 +840,12 @@ fn AttnCore(comptime T: type) type {
             const v = saved[2 * rows * d ..][0 .. rows * d];
             const o = saved[3 * rows * d ..][0 .. rows * d];
             const probs = saved[4 * rows * d ..][0 .. c.batch * m.heads * S * S];
-            G.nt(rows, d, d, x, d, w.wq, d, q, d, false, c.wt);
+            G.nt(rows, d, d, x, d, w.wq, d, q, d, false, c.wt, c.pool);
             G.addBias(rows, d, w.bq, q, d);
             for (q) |*e| e.* *= m.scale();
-            G.nt(rows, d, d, x, d, w.wk, d, k, d, false, c.wt);
+            G.nt(rows, d, d, x, d, w.wk, d, k, d, false, c.wt, c.pool);
             G.addBias(rows, d, w.bk, k, d);
-            G.nt(rows, d, d, x, d, w.wv, d, v, d, false, c.wt);
+            G.nt(rows, d, d, x, d, w.wv, d, v, d, false, c.wt, c.pool);
             G.addBias(rows, d, w.bv, v, d);
             @memset(o, 0);
             for (0..c.batch) |b| for (0..m.heads) |h| for (0..S) |t| {
@@ -869,7 +869,7 @@ fn AttnCore(comptime T: type) type {
                     G.axpy(hd, pr[s], v[(b * S + s) * d + h * hd ..].ptr, ot.ptr);
                 }
             };
-            G.nt(rows, d, d, o, d, w.wo, d, y, d, false, c.wt);
+            G.nt(rows, d, d, o, d, w.wo, d, y, d, false, c.wt, c.pool);
             G.addBias(rows, d, w.bo, y, d);
         }
 
@@ -891,10 +891,9 @@ fn AttnCore(comptime T: type) type {
             const dk = scratch[2 * rows * d ..][0 .. rows * d];
             const dv = scratch[3 * rows * d ..][0 .. rows * d];
             const dp = scratch[4 * rows * d ..][0..S];
-            G.tn(rows, d, d, dy, d, o, d, gp[6], d);
+            G.tn(rows, d, d, dy, d, o, d, gp[6], d, c.pool);
             G.sumRows(rows, d, dy, d, gp[7]);
-            @memset(d_o, 0);
-            G.nn(rows, d, d, dy, d, w.wo, d, d_o, d);
+            G.nnSet(rows, d, d, dy, d, w.wo, d, d_o, d, c.pool);
             @memset(dq, 0);
             @memset(dk, 0);
             @memset(dv, 0);
@@ -917,17 +916,16 @@ fn AttnCore(comptime T: type) type {
                 }
             };
             for (dq) |*e| e.* *= m.scale();
-            G.tn(rows, d, d, dq, d, x, d, gp[0], d);
+            G.tn(rows, d, d, dq, d, x, d, gp[0], d, c.pool);
             G.sumRows(rows, d, dq, d, gp[1]);
-            G.tn(rows, d, d, dk, d, x, d, gp[2], d);
+            G.tn(rows, d, d, dk, d, x, d, gp[2], d, c.pool);
             G.sumRows(rows, d, dk, d, gp[3]);
-            G.tn(rows, d, d, dv, d, x, d, gp[4], d);
+            G.tn(rows, d, d, dv, d, x, d, gp[4], d, c.pool);
             G.sumRows(rows, d, dv, d, gp[5]);
             const out = dx orelse return;
-            @memset(out[0 .. rows * d], 0);
-            G.nn(rows, d, d, dq, d, w.wq, d, out, d);
-            G.nn(rows, d, d, dk, d, w.wk, d, out, d);
-            G.nn(rows, d, d, dv, d, w.wv, d, out, d);
+            G.nnSet(rows, d, d, dq, d, w.wq, d, out, d, c.pool);
+            G.nn(rows, d, d, dk, d, w.wk, d, out, d, c.pool);
+            G.nn(rows, d, d, dv, d, w.wv, d, out, d, c.pool);
         }
     };
 }
@@ -1059,11 +1057,11 @@ pub fn TrainTransformer(comptime T: type) type {
             norms(o, x1, p[o.ln2At()..][0..o.d], p[o.ln2At() + o.d ..][0..o.d], eps, h2, saved[o.ms2At()..][0 .. 2 * o.rows]);
             const u = saved[o.uAt()..][0 .. o.rows * o.ff];
             const f = saved[o.fAt()..][0 .. o.rows * o.ff];
-            G.nt(o.rows, o.ff, o.d, h2, o.d, p[o.w1At()..][0 .. o.ff * o.d], o.d, u, o.ff, false, c.wt);
+            G.nt(o.rows, o.ff, o.d, h2, o.d, p[o.w1At()..][0 .. o.ff * o.d], o.d, u, o.ff, false, c.wt, c.pool);
             G.addBias(o.rows, o.ff, p[o.b1At()..][0..o.ff], u, o.ff);
             @memcpy(f, u);
             A.forward(d.act, f, o.ff);
-            G.nt(o.rows, o.d, o.ff, f, o.ff, p[o.w2At()..][0 .. o.d * o.ff], o.ff, y, o.d, false, c.wt);
+            G.nt(o.rows, o.d, o.ff, f, o.ff, p[o.w2At()..][0 .. o.d * o.ff], o.ff, y, o.d, false, c.wt, c.pool);
             G.addBias(o.rows, o.d, p[o.b2At()..][0..o.d], y, o.d);
             for (y[0..n], x1) |*a, b| a.* += b;
         }
@@ -1083,15 +1081,13 @@ pub fn TrainTransformer(comptime T: type) type {
             const x1 = saved[o.x1At()..][0..n];
             // y = x1 + W2 f + b2
             @memcpy(dx1, dy[0..n]);
-            G.tn(o.rows, o.d, o.ff, dy, o.d, f, o.ff, g[o.w2At()..][0 .. o.d * o.ff], o.ff);
+            G.tn(o.rows, o.d, o.ff, dy, o.d, f, o.ff, g[o.w2At()..][0 .. o.d * o.ff], o.ff, c.pool);
             G.sumRows(o.rows, o.d, dy, o.d, g[o.b2At()..][0..o.d]);
-            @memset(df, 0);
-            G.nn(o.rows, o.d, o.ff, dy, o.d, p[o.w2At()..][0 .. o.d * o.ff], o.ff, df, o.ff);
+            G.nnSet(o.rows, o.d, o.ff, dy, o.d, p[o.w2At()..][0 .. o.d * o.ff], o.ff, df, o.ff, c.pool);
             A.backward(d.act, f, u, df, o.ff);
-            G.tn(o.rows, o.ff, o.d, df, o.ff, h2, o.d, g[o.w1At()..][0 .. o.ff * o.d], o.d);
+            G.tn(o.rows, o.ff, o.d, df, o.ff, h2, o.d, g[o.w1At()..][0 .. o.ff * o.d], o.d, c.pool);
             G.sumRows(o.rows, o.ff, df, o.ff, g[o.b1At()..][0..o.ff]);
-            @memset(dh, 0);
-            G.nn(o.rows, o.ff, o.d, df, o.ff, p[o.w1At()..][0 .. o.ff * o.d], o.d, dh, o.d);
+            G.nnSet(o.rows, o.ff, o.d, df, o.ff, p[o.w1At()..][0 .. o.ff * o.d], o.d, dh, o.d, c.pool);
             const ms2 = saved[o.ms2At()..];
             for (0..o.rows) |r| {
                 LN.rowBackward(x1[r * o.d ..][0..o.d], p[o.ln2At()..][0..o.d], .{ ms2[2 * r], ms2[2 * r + 1] }, dh[r * o.d ..][0..o.d], dtmp[r * o.d ..][0..o.d], g[o.ln2At()..][0..o.d], g[o.ln2At() + o.d ..][0..o.d]);

@@ -344,7 +344,7 @@ pub fn Train(comptime T: type) type {
             };
             const w = p[0 .. out * g.cols];
             for (0..g.groups) |group| {
-                G.nt(rows, g.out_g, g.cols, cols[group * g.cols ..], wide, w[group * g.out_g * g.cols ..], g.cols, y[group * g.out_g ..], out, false, c.wt);
+                G.nt(rows, g.out_g, g.cols, cols[group * g.cols ..], wide, w[group * g.out_g * g.cols ..], g.cols, y[group * g.out_g ..], out, false, c.wt, c.pool);
             }
             G.addBias(rows, out, p[out * g.cols ..][0..out], y, out);
             if (A.needsPre(d.act)) @memcpy(saved[rows * wide ..][0 .. rows * out], y[0 .. rows * out]);
@@ -363,14 +363,14 @@ pub fn Train(comptime T: type) type {
             A.backward(d.act, y[0 .. rows * out], pre, dy[0 .. rows * out], out);
             const w = p[0 .. out * g.cols];
             for (0..g.groups) |group| {
-                G.tn(rows, g.out_g, g.cols, dy[group * g.out_g ..], out, cols[group * g.cols ..], wide, g_out[group * g.out_g * g.cols ..][0 .. g.out_g * g.cols], g.cols);
+                G.tn(rows, g.out_g, g.cols, dy[group * g.out_g ..], out, cols[group * g.cols ..], wide, g_out[group * g.out_g * g.cols ..][0 .. g.out_g * g.cols], g.cols, c.pool);
             }
             G.sumRows(rows, out, dy, out, g_out[out * g.cols ..][0..out]);
             const dxv = dx orelse return;
             const dcols = c.scratch[0 .. rows * wide];
             @memset(dcols, 0);
             for (0..g.groups) |group| {
-                G.nn(rows, g.out_g, g.cols, dy[group * g.out_g ..], out, w[group * g.out_g * g.cols ..], g.cols, dcols[group * g.cols ..], wide);
+                G.nn(rows, g.out_g, g.cols, dy[group * g.out_g ..], out, w[group * g.out_g * g.cols ..], g.cols, dcols[group * g.cols ..], wide, c.pool);
             }
             @memset(dxv[0 .. rows * in], 0);
             for (0..c.batch) |bi| for (0..c.seq) |t| {

@@ -188,7 +188,7 @@ pub fn Train(comptime T: type) type {
                     mv.matvec(s, packed_w, bias, x[r * in ..][0..in], y[r * out ..][0..out], xq);
                 }
             } else {
-                G.nt(rows, out, in, x, in, w, in, y, out, false, c.wt);
+                G.nt(rows, out, in, x, in, w, in, y, out, false, c.wt, c.pool);
                 if (d.p[0] == 1) G.addBias(rows, out, p[out * in ..], y, out);
             }
             if (A.needsPre(d.act)) @memcpy(saved[0 .. rows * out], y[0 .. rows * out]);
@@ -211,11 +211,10 @@ pub fn Train(comptime T: type) type {
             const in: usize = d.in;
             const out: usize = d.out;
             A.backward(d.act, y[0 .. rows * out], saved, dy[0 .. rows * out], out);
-            G.tn(rows, out, in, dy, out, x, in, g[0 .. out * in], in);
+            G.tn(rows, out, in, dy, out, x, in, g[0 .. out * in], in, c.pool);
             if (d.p[0] == 1) G.sumRows(rows, out, dy, out, g[out * in ..][0..out]);
             if (dx) |dxv| {
-                @memset(dxv[0 .. rows * in], 0);
-                G.nn(rows, out, in, dy, out, p[0 .. out * in], in, dxv, in);
+                G.nnSet(rows, out, in, dy, out, p[0 .. out * in], in, dxv, in, c.pool);
             }
         }
     };

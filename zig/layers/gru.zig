@@ -263,10 +263,12 @@ pub fn Train(comptime T: type) type {
 
         pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
             const base = 2 * c.batch * @as(usize, d.out);
-            if (!c.qat) return base;
+            // backward: every position's previous h, for one product into Wh's gradient
+            const previous = c.rows() * @as(usize, d.out);
+            if (!c.qat) return base + previous;
             const q = qatDesc(d);
             const l = Layout.of(&q);
-            return base + l.weightsLen() + l.scratchLen();
+            return base + @max(previous, l.weightsLen() + l.scratchLen());
         }
 
         inline fn cell(zx: []T, zh: []const T, n: usize, u: usize, h_prev: T) T {
@@ -277,6 +279,25 @@ pub fn Train(comptime T: type) type {
             zx[n + u] = r;
             zx[2 * n + u] = cand;
             return common.madd(z, h_prev - cand, cand);
+        }
+
+        /// Every unit of one position: f32 a vector of units at a time exactly as `forward`
+        /// does it (the same lanes' arithmetic), the rest one unit at a time.
+        fn cellRow(zx: []T, zh: []const T, n: usize, h_prev: ?[]const T, h_out: []T) void {
+            var u: usize = 0;
+            if (T == f32) {
+                while (u + lanes <= n) : (u += lanes) {
+                    const z = act.sigmoidVec(simd.load(zx, u) + simd.load(zh, u));
+                    const r = act.sigmoidVec(simd.load(zx, n + u) + simd.load(zh, n + u));
+                    const cand = act.tanhVec(simd.madd(r, simd.load(zh, 2 * n + u), simd.load(zx, 2 * n + u)));
+                    const hp: simd.V = if (h_prev) |h| simd.load(h, u) else @splat(0);
+                    simd.store(h_out, u, simd.madd(z, hp - cand, cand));
+                    simd.store(zx, u, z);
+                    simd.store(zx, n + u, r);
+                    simd.store(zx, 2 * n + u, cand);
+                }
+            }
+            while (u < n) : (u += 1) h_out[u] = cell(zx, zh, n, u, if (h_prev) |h| h[u] else 0);
         }
 
         pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
@@ -292,18 +313,16 @@ pub fn Train(comptime T: type) type {
             const zx_all = saved[0 .. rows * g3];
             const zh_all = saved[rows * g3 ..][0 .. rows * g3];
             if (T == f32 and c.qat) return forwardQat(d, p, x, y, zx_all, zh_all, c);
-            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false, c.wt);
+            G.nt(rows, g3, in, x, in, wx, in, zx_all, g3, false, c.wt, c.pool);
             G.addBias(rows, g3, bx, zx_all, g3);
             G.transpose(g3, n, wh, n, c.wt);
             for (0..S) |t| {
                 for (0..c.batch) |bi| @memcpy(zh_all[(bi * S + t) * g3 ..][0..g3], bh);
-                if (t > 0) G.ntPre(c.batch, g3, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g3 * n], zh_all[t * g3 ..], S * g3, true);
+                if (t > 0) G.ntPre(c.batch, g3, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g3 * n], zh_all[t * g3 ..], S * g3, true, c.pool);
                 for (0..c.batch) |bi| {
                     const r = bi * S + t;
-                    for (0..n) |u| {
-                        const h_prev = if (t > 0) y[(r - 1) * n + u] else 0;
-                        y[r * n + u] = cell(zx_all[r * g3 ..][0..g3], zh_all[r * g3 ..][0..g3], n, u, h_prev);
-                    }
+                    const h_prev: ?[]const T = if (t > 0) y[(r - 1) * n ..][0..n] else null;
+                    cellRow(zx_all[r * g3 ..][0..g3], zh_all[r * g3 ..][0..g3], n, h_prev, y[r * n ..][0..n]);
                 }
             }
         }
@@ -332,7 +351,7 @@ pub fn Train(comptime T: type) type {
                 mv.matvec(l.sx, w[0..l.whAt()], w[l.bxAt()..l.bhAt()], x[r * in ..][0..in], zx, xq);
                 const h: []const f32 = if (t > 0) y[(r - 1) * n ..][0..n] else zero;
                 mv.matvec(l.sh, w[l.whAt()..l.bxAt()], w[l.bhAt()..], h, zh, xq);
-                for (0..n) |u| y[r * n + u] = cell(zx, zh, n, u, if (t > 0) h[u] else 0);
+                cellRow(zx, zh, n, if (t > 0) h else null, y[r * n ..][0..n]);
             };
         }
 
@@ -379,22 +398,26 @@ pub fn Train(comptime T: type) type {
                         zh[2 * n + u] = da_n * rg;
                     }
                 }
-                if (t > 0) G.tn(B, g3, n, zh_all[t * g3 ..], S * g3, y[(t - 1) * n ..], S * n, g_wh, n);
                 if (c.cut(t)) {
                     @memset(next, 0);
                 } else {
-                    G.nn(B, g3, n, zh_all[t * g3 ..], S * g3, wh, n, next, n);
+                    G.nn(B, g3, n, zh_all[t * g3 ..], S * g3, wh, n, next, n, c.pool);
                 }
                 const tmp = carry;
                 carry = next;
                 next = tmp;
             }
-            G.tn(rows, g3, in, zx_all, g3, x, in, g_wx, in);
+            const previous = c.scratch[2 * B * n ..][0 .. rows * n];
+            for (0..rows) |r| {
+                const h = previous[r * n ..][0..n];
+                if (r % S == 0) @memset(h, 0) else @memcpy(h, y[(r - 1) * n ..][0..n]);
+            }
+            G.tn(rows, g3, n, zh_all, g3, previous, n, g_wh, n, c.pool);
+            G.tn(rows, g3, in, zx_all, g3, x, in, g_wx, in, c.pool);
             G.sumRows(rows, g3, zx_all, g3, g_bx);
             G.sumRows(rows, g3, zh_all, g3, g_bh);
             if (dx) |v| {
-                @memset(v[0 .. rows * in], 0);
-                G.nn(rows, g3, in, zx_all, g3, wx, in, v, in);
+                G.nnSet(rows, g3, in, zx_all, g3, wx, in, v, in, c.pool);
             }
         }
     };

@@ -246,10 +246,12 @@ pub fn Train(comptime T: type) type {
         pub fn scratchLen(d: *const LayerDesc, c: Ctx) usize {
             const h: usize = d.out;
             const base = 2 * c.batch * h;
-            if (!c.qat) return base;
+            // backward: every position's previous h, for one product into Wh's gradient
+            const previous = c.rows() * @as(usize, d.out);
+            if (!c.qat) return base + previous;
             const q = qatDesc(d);
             const l = Layout.of(&q);
-            return base + l.weightsLen() + l.scratchLen();
+            return base + @max(previous, l.weightsLen() + l.scratchLen());
         }
 
         /// The cell update of `forward`, one unit: gates from z, c' = f c + i g, h' = o tanh c'.
@@ -267,6 +269,32 @@ pub fn Train(comptime T: type) type {
             z[3 * n + u] = o;
         }
 
+        /// Every unit of one position: f32 a vector of units at a time exactly as `forward`
+        /// does it (the same lanes' arithmetic), the rest one unit at a time.
+        fn cellRow(z: []T, n: usize, c_prev: ?[]const T, c_out: []T, h_out: []T) void {
+            var u: usize = 0;
+            if (T == f32) {
+                while (u + lanes <= n) : (u += lanes) {
+                    const i = act.sigmoidVec(simd.load(z, u));
+                    const f = act.sigmoidVec(simd.load(z, n + u));
+                    const g = act.tanhVec(simd.load(z, 2 * n + u));
+                    const o = act.sigmoidVec(simd.load(z, 3 * n + u));
+                    const cp: simd.V = if (c_prev) |cv| simd.load(cv, u) else @splat(0);
+                    const c_next = simd.madd(f, cp, i * g);
+                    simd.store(c_out, u, c_next);
+                    simd.store(h_out, u, o * act.tanhVec(c_next));
+                    simd.store(z, u, i);
+                    simd.store(z, n + u, f);
+                    simd.store(z, 2 * n + u, g);
+                    simd.store(z, 3 * n + u, o);
+                }
+            }
+            while (u < n) : (u += 1) {
+                const cp: T = if (c_prev) |cv| cv[u] else 0;
+                cell(z, n, u, cp, &c_out[u], &h_out[u]);
+            }
+        }
+
         pub fn forward(d: *const LayerDesc, p: []const T, x: []const T, y: []T, saved: []T, c: Ctx) void {
             const in: usize = d.in;
             const n: usize = d.out;
@@ -279,18 +307,16 @@ pub fn Train(comptime T: type) type {
             const z_all = saved[0 .. rows * g4];
             const cells = saved[rows * g4 ..][0 .. rows * n];
             if (T == f32 and c.qat) return forwardQat(d, p, x, y, z_all, cells, c);
-            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false, c.wt);
+            G.nt(rows, g4, in, x, in, wx, in, z_all, g4, false, c.wt, c.pool);
             G.addBias(rows, g4, b, z_all, g4);
             G.transpose(g4, n, wh, n, c.wt);
             for (0..S) |t| {
-                if (t > 0) G.ntPre(c.batch, g4, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g4 * n], z_all[t * g4 ..], S * g4, true);
+                if (t > 0) G.ntPre(c.batch, g4, n, y[(t - 1) * n ..], S * n, c.wt[0 .. g4 * n], z_all[t * g4 ..], S * g4, true, c.pool);
                 for (0..c.batch) |bi| {
                     const r = bi * S + t;
                     const z = z_all[r * g4 ..][0..g4];
-                    for (0..n) |u| {
-                        const c_prev = if (t > 0) cells[(r - 1) * n + u] else 0;
-                        cell(z, n, u, c_prev, &cells[r * n + u], &y[r * n + u]);
-                    }
+                    const c_prev: ?[]const T = if (t > 0) cells[(r - 1) * n ..][0..n] else null;
+                    cellRow(z, n, c_prev, cells[r * n ..][0..n], y[r * n ..][0..n]);
                 }
             }
         }
@@ -317,10 +343,8 @@ pub fn Train(comptime T: type) type {
                 mv.matvec(l.shape, packed_w[0..words], packed_w[words..], xh, z[0..g4], xq);
                 const zr = z_all[r * g4 ..][0..g4];
                 @memcpy(zr, z[0..g4]);
-                for (0..n) |u| {
-                    const c_prev = if (t > 0) cells[(r - 1) * n + u] else 0;
-                    cell(zr, n, u, c_prev, &cells[r * n + u], &y[r * n + u]);
-                }
+                const c_prev: ?[]const f32 = if (t > 0) cells[(r - 1) * n ..][0..n] else null;
+                cellRow(zr, n, c_prev, cells[r * n ..][0..n], y[r * n ..][0..n]);
             };
         }
 
@@ -361,19 +385,23 @@ pub fn Train(comptime T: type) type {
                         z[3 * n + u] = dhv * tc * o * (1 - o);
                     }
                 }
-                if (t > 0) G.tn(B, g4, n, z_all[t * g4 ..], S * g4, y[(t - 1) * n ..], S * n, g[g4 * in ..][0 .. g4 * n], n);
                 @memset(dh, 0);
                 if (c.cut(t)) {
                     @memset(dc, 0);
                 } else {
-                    G.nn(B, g4, n, z_all[t * g4 ..], S * g4, wh, n, dh, n);
+                    G.nn(B, g4, n, z_all[t * g4 ..], S * g4, wh, n, dh, n, c.pool);
                 }
             }
-            G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in);
+            const previous = c.scratch[2 * B * n ..][0 .. rows * n];
+            for (0..rows) |r| {
+                const h = previous[r * n ..][0..n];
+                if (r % S == 0) @memset(h, 0) else @memcpy(h, y[(r - 1) * n ..][0..n]);
+            }
+            G.tn(rows, g4, n, z_all, g4, previous, n, g[g4 * in ..][0 .. g4 * n], n, c.pool);
+            G.tn(rows, g4, in, z_all, g4, x, in, g[0 .. g4 * in], in, c.pool);
             G.sumRows(rows, g4, z_all, g4, g[g4 * (in + n) ..][0..g4]);
             if (dx) |v| {
-                @memset(v[0 .. rows * in], 0);
-                G.nn(rows, g4, in, z_all, g4, wx, in, v, in);
+                G.nnSet(rows, g4, in, z_all, g4, wx, in, v, in, c.pool);
             }
         }
     };

@@ -564,14 +564,48 @@ pub fn TrainLayerNorm(comptime T: type) type {
             return 0;
         }
 
+        const VL = common.vectorLen(T);
+        const VT = @Vector(VL, T);
+
+        /// sum_i f(i) over n terms: VL partial sums, then the tail, in a fixed order.
+        inline fn total(n: usize, f: anytype) T {
+            var acc: VT = @splat(0);
+            var i: usize = 0;
+            while (i + VL <= n) : (i += VL) acc += f.vec(i);
+            var sum = @reduce(.Add, acc);
+            while (i < n) : (i += 1) sum += f.one(i);
+            return sum;
+        }
+
+        inline fn at(v: []const T, i: usize) VT {
+            return v[i..][0..VL].*;
+        }
+
         /// One row: y = (x - mean) * rstd * g + b; returns mean and rstd.
         pub fn row(x: []const T, g: []const T, b: []const T, eps: T, y: []T) [2]T {
             const n: T = @floatFromInt(x.len);
-            var s: T = 0;
-            for (x) |v| s += v;
-            const mean = s / n;
-            var q: T = 0;
-            for (x) |v| q += (v - mean) * (v - mean);
+            const Sum = struct {
+                x: []const T,
+                fn vec(f: @This(), i: usize) VT {
+                    return at(f.x, i);
+                }
+                fn one(f: @This(), i: usize) T {
+                    return f.x[i];
+                }
+            };
+            const mean = total(x.len, Sum{ .x = x }) / n;
+            const Sq = struct {
+                x: []const T,
+                m: T,
+                fn vec(f: @This(), i: usize) VT {
+                    const dv = at(f.x, i) - @as(VT, @splat(f.m));
+                    return dv * dv;
+                }
+                fn one(f: @This(), i: usize) T {
+                    return (f.x[i] - f.m) * (f.x[i] - f.m);
+                }
+            };
+            const q = total(x.len, Sq{ .x = x, .m = mean });
             const rstd = 1 / @sqrt(q / n + eps);
             for (y, x, g, b) |*o, v, gi, bi| o.* = (v - mean) * rstd * gi + bi;
             return .{ mean, rstd };
@@ -581,17 +615,30 @@ pub fn TrainLayerNorm(comptime T: type) type {
         pub fn rowBackward(x: []const T, g: []const T, ms: [2]T, dy: []const T, dx: ?[]T, gg: []T, gb: []T) void {
             const n: T = @floatFromInt(x.len);
             const mean, const rstd = ms;
-            var s1: T = 0;
-            var s2: T = 0;
-            for (x, g, dy, gg, gb) |v, gi, dv, *ggi, *gbi| {
-                const xh = (v - mean) * rstd;
-                ggi.* += dv * xh;
+            for (x, dy, gg, gb) |v, dv, *ggi, *gbi| {
+                ggi.* += dv * ((v - mean) * rstd);
                 gbi.* += dv;
-                const dxh = dv * gi;
-                s1 += dxh;
-                s2 += dxh * xh;
             }
             const out = dx orelse return;
+            const Parts = struct {
+                x: []const T,
+                g: []const T,
+                dy: []const T,
+                m: T,
+                r: T,
+                square: bool,
+                fn vec(f: @This(), i: usize) VT {
+                    const dxh = at(f.dy, i) * at(f.g, i);
+                    if (!f.square) return dxh;
+                    return dxh * ((at(f.x, i) - @as(VT, @splat(f.m))) * @as(VT, @splat(f.r)));
+                }
+                fn one(f: @This(), i: usize) T {
+                    const dxh = f.dy[i] * f.g[i];
+                    return if (f.square) dxh * ((f.x[i] - f.m) * f.r) else dxh;
+                }
+            };
+            const s1 = total(x.len, Parts{ .x = x, .g = g, .dy = dy, .m = mean, .r = rstd, .square = false });
+            const s2 = total(x.len, Parts{ .x = x, .g = g, .dy = dy, .m = mean, .r = rstd, .square = true });
             for (out, x, g, dy) |*o, v, gi, dv| {
                 const xh = (v - mean) * rstd;
                 o.* = rstd / n * (n * dv * gi - s1 - xh * s2);

@@ -268,6 +268,15 @@ pub export fn cz_trainer_set_params(handle: ?*anyopaque, in: ?*const anyopaque, 
     return @intFromEnum(Status.ok);
 }
 
+/// Which parameters step may change (`in_len` == parameter_count, each 0 or 1).
+pub export fn cz_trainer_set_trainable(handle: ?*anyopaque, in: ?*const anyopaque, in_len: usize) u32 {
+    const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
+    exactLen(&t.diag, "cz_trainer_set_trainable: in_len", in_len, t.parameterCount(), "parameter_count") catch |err| return statusOf(err);
+    const x = floats(&t.diag, "cz_trainer_set_trainable: in", in, in_len) catch |err| return statusOf(err);
+    t.setTrainable(x) catch |err| return statusOf(err);
+    return @intFromEnum(Status.ok);
+}
+
 pub export fn cz_trainer_get_state(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
     const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
     exactLen(&t.diag, "cz_trainer_get_state: out_len", out_len, t.stateLen(), "state_len = 2 + 2 x parameter_count") catch |err| return statusOf(err);

@@ -39,10 +39,10 @@ fn createTrainer(bytes: []const u8, words: []const u32) !*Trainer {
 test "QAT: the trainer's forward equals the int8 inference path bit for bit (dense, lstm, gru)" {
     try expectQatExact(&.{
         .{ .kind = .dense, .act = .tanh, .in = 7, .out = 19, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
-        .{ .kind = .lstm, .in = 19, .out = 13, .weight_type = .int8 },
-        .{ .kind = .activation, .act = .relu, .in = 13, .out = 13 },
-        .{ .kind = .gru, .in = 13, .out = 9, .weight_type = .int8 },
-        .{ .kind = .dense, .act = .softmax, .in = 9, .out = 5, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
+        .{ .kind = .lstm, .in = 19, .out = 37, .weight_type = .int8 },
+        .{ .kind = .activation, .act = .relu, .in = 37, .out = 37 },
+        .{ .kind = .gru, .in = 37, .out = 35, .weight_type = .int8 },
+        .{ .kind = .dense, .act = .softmax, .in = 35, .out = 5, .p = helpers.params(1, 0, 0), .weight_type = .int8 },
     });
 }
 
@@ -157,6 +157,7 @@ test "trainer: an LSTM learns a delayed copy; same seed, same weights bit for bi
     var words = configWords(8, 12, 1, 0, 0);
     words[6] = 10; // warm-up
     words[7] = 300; // cosine decay
+    words[5] = 2; // the helper thread
     const t1 = try createTrainer(bytes, &words);
     defer t1.destroy();
     const allocs = t1.counting.alloc_count;
@@ -170,6 +171,22 @@ test "trainer: an LSTM learns a delayed copy; same seed, same weights bit for bi
     defer t2.destroy();
     _ = try train(t2, 300, 7);
     try testing.expectEqualSlices(u32, @ptrCast(t1.engine.params), @ptrCast(t2.engine.params));
+    // One thread: the same bits (the helper's split never changes an element's arithmetic).
+    try testing.expect(t1.pool.available());
+    words[5] = 0;
+    const t3 = try createTrainer(bytes, &words);
+    defer t3.destroy();
+    try testing.expect(!t3.pool.available());
+    _ = try train(t3, 300, 7);
+    try testing.expectEqualSlices(u32, @ptrCast(t1.engine.params), @ptrCast(t3.engine.params));
+
+    // QAT (the int8 forward, straight-through backward) learns the task too.
+    var qat_words = words;
+    qat_words[5] = 1;
+    const tq = try createTrainer(bytes, &qat_words);
+    defer tq.destroy();
+    const run_qat = try train(tq, 300, 7);
+    try testing.expect(run_qat.loss_last < 0.3);
 
     // Resume: 100 steps, checkpoint (params + state) into a fresh trainer, 50 more, against
     // 150 uninterrupted; the batches continue from the same stream.
@@ -201,6 +218,33 @@ test "trainer: an LSTM learns a delayed copy; same seed, same weights bit for bi
             _ = try resumed.step(try resumed.checkBatch("test", xs, ys, null));
         }
         try testing.expectEqualSlices(u32, @ptrCast(whole.engine.params), @ptrCast(resumed.engine.params));
+    }
+}
+
+test "trainer: held parameters (set_trainable 0) never change; pruned weights stay 0" {
+    const a = testing.allocator;
+    const bytes = try lstmImage(a);
+    defer a.free(bytes);
+    for ([_]u32{ 0, 1 }) |opt| {
+        const words = configWords(8, 12, 1, opt, 0);
+        const t = try createTrainer(bytes, &words);
+        defer t.destroy();
+        const n = t.parameterCount();
+        const mask = try a.alloc(f32, n);
+        defer a.free(mask);
+        const before = try a.dupe(f32, t.engine.params);
+        defer a.free(before);
+        for (mask, 0..) |*m, i| m.* = if (i % 3 == 0) 0 else 1;
+        for (t.engine.params, mask) |*w, m| {
+            if (m == 0) w.* = 0;
+        }
+        try t.setTrainable(mask);
+        mask[5] = 0.5;
+        try testing.expectError(error.BadArgument, t.setTrainable(mask));
+        _ = try train(t, 20, 3);
+        for (t.engine.params, before, 0..) |w, w0, i| {
+            if (i % 3 == 0) try testing.expectEqual(@as(f32, 0), w) else try testing.expect(w != w0);
+        }
     }
 }
 
@@ -338,4 +382,43 @@ test "trainer ABI: every length, pointer and config word checked, with a message
         for (out[r * 4 ..][0..4]) |v| s += v;
         try testing.expectApproxEqAbs(@as(f32, 1), s, 1e-5);
     }
+}
+
+test "trainer ABI: single-word changes to a valid config are refused with a message or train without trapping" {
+    const a = testing.allocator;
+    const bytes = try lstmImage(a);
+    defer a.free(bytes);
+    const base = configWords(2, 3, 1, 0, 0);
+    const specials = [_]u32{
+        0,          1,          2,          3,          4,          7,          0xFFFF_FFFF, 0x8000_0000,
+        0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x0000_0001, 0x3F80_0000, 0x4F80_0000, 0x0DA2_4260, 65537,
+    };
+    var x: [2 * 3 * 4]f32 = @splat(0.5);
+    const y = [_]f32{ 0, 1, 2, 3, 0, 1 };
+    var err: [256]u8 = undefined;
+    for (0..trainer.config_words) |word| for (specials) |value| {
+        var words = base;
+        words[word] = value;
+        var handle: u64 = 0;
+        const status = api.cz_trainer_create(bytes.ptr, bytes.len, &words, words.len, &handle, &err, err.len);
+        if (status != 0) {
+            try testing.expect(status == 1 or status == 2 or status == 5);
+            try testing.expect(err[0] != 0);
+            try testing.expectEqual(@as(u64, 0), handle);
+            continue;
+        }
+        const h: ?*anyopaque = @ptrFromInt(handle);
+        defer api.cz_trainer_destroy(h);
+        var info: [11]u64 = undefined;
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(h, &info, info.len));
+        const rows = info[5] * info[6];
+        if (rows != 6) continue; // batch or seq_len changed: the data above no longer fits
+        var loss: f32 = undefined;
+        const s = api.cz_trainer_step(h, &x, x.len, &y, y.len, null, 0, &loss);
+        try testing.expect(s == 0 or s == 1);
+        var metrics: [3]f32 = undefined;
+        const e = api.cz_trainer_eval(h, &x, x.len, &y, y.len, null, 0, &metrics, 3);
+        try testing.expect(e == 0 or e == 1); // 1: a loss whose targets are not class ids
+        if (s == 0) try testing.expectEqual(@as(u32, 0), e);
+    };
 }

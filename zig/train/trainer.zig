@@ -9,6 +9,7 @@ const image = @import("../image.zig");
 const model = @import("../model.zig");
 const engine = @import("engine.zig");
 const loss = @import("loss.zig");
+const Pool = @import("pool.zig").Pool;
 
 const Diag = image.Diag;
 const Engine = engine.Engine(f32);
@@ -31,6 +32,8 @@ pub const Config = struct {
     loss: loss.Kind,
     optimizer: Optimizer,
     qat: bool,
+    /// A second thread for large products (same bits; pays only on an idle core).
+    helper_thread: bool,
     warmup_steps: u32,
     total_steps: u32,
     bptt_window: u32,
@@ -64,7 +67,7 @@ pub const Config = struct {
         }
         if (words[3] > 3) return bad(diag, 3, "loss", "{d}, expected 0 (mse), 1 (xent), 2 (bce) or 3 (kl)", .{words[3]});
         if (words[4] > 1) return bad(diag, 4, "optimizer", "{d}, expected 0 (adamw) or 1 (sgd)", .{words[4]});
-        if (words[5] > 1) return bad(diag, 5, "flags", "0x{x}, expected only bit 0 (qat)", .{words[5]});
+        if (words[5] > 3) return bad(diag, 5, "flags", "0x{x}, expected only bits 0 (qat) and 1 (helper thread)", .{words[5]});
         for (21..config_words) |i| {
             if (words[i] != 0) return bad(diag, i, "reserved", "{d}, expected 0", .{words[i]});
         }
@@ -74,6 +77,7 @@ pub const Config = struct {
             .loss = @enumFromInt(words[3]),
             .optimizer = @enumFromInt(words[4]),
             .qat = words[5] & 1 == 1,
+            .helper_thread = words[5] & 2 == 2,
             .warmup_steps = words[6],
             .total_steps = words[7],
             .bptt_window = words[8],
@@ -122,17 +126,25 @@ pub fn learningRate(c: *const Config, s: u64) f64 {
 const decay_bit: u8 = 1;
 const frozen_bit: u8 = 2;
 
+const L = std.simd.suggestVectorLength(f32) orelse 4;
+const VF = @Vector(L, f32);
+
 pub const Trainer = struct {
     magic: u64,
     counting: model.CountingAllocator,
     arena: []align(64) u8,
     engine: Engine,
     specs: []LayerSpec,
-    flags: []u8,
+    /// Per parameter: weight_decay on matrices, else 0.
+    decay: []f32,
+    /// Per parameter: 1, or 0 for frozen statistics (never updated).
+    live: []f32,
     m: []f32,
     v: []f32,
     step_count: u64,
     config: Config,
+    /// The helper thread for large matrix products (results are the same bits without it).
+    pool: Pool = .{},
     diag: Diag = .{},
 
     pub fn create(backing: std.mem.Allocator, caller_bytes: []const u8, words: []align(1) const u32, diag: *Diag) Error!*Trainer {
@@ -152,7 +164,8 @@ pub const Trainer = struct {
             .arena = &.{},
             .engine = .{},
             .specs = &.{},
-            .flags = &.{},
+            .decay = &.{},
+            .live = &.{},
             .m = &.{},
             .v = &.{},
             .step_count = 0,
@@ -187,9 +200,7 @@ pub const Trainer = struct {
         var sizing = engine.Carver{ .limit = arena_bytes_max };
         t.engine.layout(spec_buf, img.header.input_size, ecfg, &sizing);
         const p: u64 = img.parameter_count;
-        _ = sizing.take(u8, p);
-        _ = sizing.take(f32, p);
-        _ = sizing.take(f32, p);
+        for (0..4) |_| _ = sizing.take(f32, p);
         if (sizing.overflow) {
             return diag.fail(error.Limit, "the trainer needs more memory than the limit of {d} bytes " ++
                 "(batch {d} x seq_len {d})", .{ arena_bytes_max, cfg.batch, cfg.seq_len });
@@ -201,11 +212,16 @@ pub const Trainer = struct {
         var carver = engine.Carver{ .base = t.arena.ptr, .limit = arena_bytes_max };
         t.engine = .{};
         t.engine.layout(spec_buf, img.header.input_size, ecfg, &carver);
-        t.flags = carver.take(u8, p);
+        t.decay = carver.take(f32, p);
+        t.live = carver.take(f32, p);
         t.m = carver.take(f32, p);
         t.v = carver.take(f32, p);
         std.debug.assert(!carver.overflow and carver.at == sizing.at);
         t.specs = spec_buf;
+        if (cfg.helper_thread) {
+            t.pool.start();
+            t.engine.ctx.pool = &t.pool;
+        }
         // Parameters: the image's tensors in order, straight into place.
         var slices: [desc.tensors_max][]const f32 = undefined;
         var it2 = img.layers();
@@ -219,7 +235,8 @@ pub const Trainer = struct {
                 var flag: u8 = 0;
                 if (s.matrices >> @intCast(ti) & 1 == 1) flag |= decay_bit;
                 if (s.desc.kind == .batchnorm and ti + 2 >= s.tensor_count) flag |= frozen_bit;
-                @memset(t.flags[t_at..][0..len], flag);
+                @memset(t.decay[t_at..][0..len], if (flag & decay_bit != 0) cfg.weight_decay else 0);
+                @memset(t.live[t_at..][0..len], if (flag & frozen_bit != 0) 0 else 1);
                 t_at += len;
             }
             at += n;
@@ -231,6 +248,7 @@ pub const Trainer = struct {
 
     pub fn destroy(t: *Trainer) void {
         t.magic = 0;
+        t.pool.finish();
         const a = t.counting.allocator();
         a.free(t.arena);
         a.free(t.specs);
@@ -352,9 +370,7 @@ pub const Trainer = struct {
     pub fn step(t: *Trainer, b: Batch) Error!f64 {
         const r = t.run(b, true);
         const g = t.engine.grads;
-        var sq: f64 = 0;
-        for (g) |x| sq += @as(f64, x) * x;
-        const norm = @sqrt(sq);
+        const norm = @sqrt(sumSquares(g, t.live));
         if (!std.math.isFinite(r.loss) or !std.math.isFinite(norm)) {
             return t.diag.fail(error.BadArgument, "cz_trainer_step: the loss ({e}) or the gradient norm ({e}) is not finite; " ++
                 "parameters and state unchanged (lower the learning rate or clip the gradient norm)", .{ r.loss, norm });
@@ -362,35 +378,30 @@ pub const Trainer = struct {
         const clip: f64 = t.config.clip_norm;
         const gscale: f32 = if (clip > 0 and norm > clip) @floatCast(clip / norm) else 1;
         const lr: f32 = @floatCast(learningRate(&t.config, t.step_count));
-        const wd = t.config.weight_decay;
         const p = t.engine.params;
+        const n = p.len;
+        const whole = n / L * L;
         switch (t.config.optimizer) {
             .adamw => {
-                const b1 = t.config.beta1;
-                const b2 = t.config.beta2;
                 const tn: f64 = @floatFromInt(t.step_count + 1);
-                const c1: f32 = @floatCast(1 - std.math.pow(f64, b1, tn));
-                const c2: f32 = @floatCast(1 - std.math.pow(f64, b2, tn));
-                const eps = t.config.eps;
-                for (p, g, t.m, t.v, t.flags) |*w, gv, *m, *v, fl| {
-                    if (fl & frozen_bit != 0) continue;
-                    const gi = gv * gscale;
-                    m.* = b1 * m.* + (1 - b1) * gi;
-                    v.* = b2 * v.* + (1 - b2) * gi * gi;
-                    const update = (m.* / c1) / (@sqrt(v.* / c2) + eps);
-                    const decay: f32 = if (fl & decay_bit != 0) wd * w.* else 0;
-                    w.* -= lr * (update + decay);
-                }
+                const k = AdamW{
+                    .b1 = t.config.beta1,
+                    .b2 = t.config.beta2,
+                    .c1 = @floatCast(1 - std.math.pow(f64, t.config.beta1, tn)),
+                    .c2 = @floatCast(1 - std.math.pow(f64, t.config.beta2, tn)),
+                    .eps = t.config.eps,
+                    .lr = lr,
+                    .gscale = gscale,
+                };
+                var i: usize = 0;
+                while (i < whole) : (i += L) k.update(VF, i, t, g);
+                while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
             },
             .sgd => {
-                const mu = t.config.momentum;
-                for (p, g, t.m, t.flags) |*w, gv, *m, fl| {
-                    if (fl & frozen_bit != 0) continue;
-                    var gi = gv * gscale;
-                    if (fl & decay_bit != 0) gi += wd * w.*;
-                    m.* = mu * m.* + gi;
-                    w.* -= lr * m.*;
-                }
+                const k = Sgd{ .mu = t.config.momentum, .lr = lr, .gscale = gscale };
+                var i: usize = 0;
+                while (i < whole) : (i += L) k.update(VF, i, t, g);
+                while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
             },
         }
         t.step_count += 1;
@@ -402,6 +413,24 @@ pub const Trainer = struct {
             if (!std.math.isFinite(v)) return t.diag.fail(error.BadArgument, "cz_trainer_set_params: in[{d}] is {e}, expected a finite value", .{ i, v });
         }
         @memcpy(t.engine.params, values);
+    }
+
+    /// Which parameters step may change: 1 trainable, 0 held (pruned weights stay 0, or a
+    /// frozen part of the model); batchnorm statistics stay frozen whatever this says.
+    pub fn setTrainable(t: *Trainer, values: []const f32) Error!void {
+        for (values, 0..) |v, i| {
+            if (v != 0 and v != 1) return t.diag.fail(error.BadArgument, "cz_trainer_set_trainable: in[{d}] is {e}, expected 0 or 1", .{ i, v });
+        }
+        @memcpy(t.live, values);
+        var at: usize = 0;
+        for (t.specs) |*s| {
+            const n = s.paramLen();
+            if (s.desc.kind == .batchnorm) {
+                const stats = s.lens[s.tensor_count - 1] + s.lens[s.tensor_count - 2];
+                @memset(t.live[at + n - stats ..][0..stats], 0);
+            }
+            at += n;
+        }
     }
 
     pub fn getState(t: *const Trainer, out: []f32) void {
@@ -423,6 +452,70 @@ pub const Trainer = struct {
         t.step_count = @as(u64, hi) << 32 | lo;
         @memcpy(t.m, values[2..][0..p]);
         @memcpy(t.v, values[2 + p ..][0..p]);
+    }
+};
+
+/// sum (g live)^2 in f64 (the gradient of the parameters that update), eight partial sums in
+/// a fixed order.
+fn sumSquares(g: []const f32, live: []const f32) f64 {
+    const W = @Vector(8, f64);
+    var acc: W = @splat(0);
+    var i: usize = 0;
+    while (i + 8 <= g.len) : (i += 8) {
+        const v: W = @floatCast(@as(@Vector(8, f32), g[i..][0..8].*) * @as(@Vector(8, f32), live[i..][0..8].*));
+        acc += v * v;
+    }
+    var total = @reduce(.Add, acc);
+    for (g[i..], live[i..]) |x, m| total += @as(f64, x * m) * (x * m);
+    return total;
+}
+
+/// One AdamW update of the parameters at i.. (a vector of them): frozen ones (live 0) keep
+/// their value; weight decay is decoupled and applies where `decay` is set.
+const AdamW = struct {
+    b1: f32,
+    b2: f32,
+    c1: f32,
+    c2: f32,
+    eps: f32,
+    lr: f32,
+    gscale: f32,
+
+    inline fn update(k: AdamW, comptime V: type, i: usize, t: *Trainer, g: []const f32) void {
+        const n = @typeInfo(V).vector.len;
+        const s = struct {
+            inline fn splat(x: f32) V {
+                return @splat(x);
+            }
+        }.splat;
+        const w: V = t.engine.params[i..][0..n].*;
+        const gi = @as(V, g[i..][0..n].*) * s(k.gscale);
+        const m = s(k.b1) * @as(V, t.m[i..][0..n].*) + s(1 - k.b1) * gi;
+        const v = s(k.b2) * @as(V, t.v[i..][0..n].*) + s(1 - k.b2) * gi * gi;
+        const step = (m / s(k.c1)) / (@sqrt(v / s(k.c2)) + s(k.eps));
+        const decay: V = t.decay[i..][0..n].*;
+        const live: V = t.live[i..][0..n].*;
+        t.m[i..][0..n].* = m;
+        t.v[i..][0..n].* = v;
+        t.engine.params[i..][0..n].* = w - live * s(k.lr) * (step + decay * w);
+    }
+};
+
+/// One SGD-with-momentum update: g + decay w into the momentum, then w -= lr m.
+const Sgd = struct {
+    mu: f32,
+    lr: f32,
+    gscale: f32,
+
+    inline fn update(k: Sgd, comptime V: type, i: usize, t: *Trainer, g: []const f32) void {
+        const n = @typeInfo(V).vector.len;
+        const w: V = t.engine.params[i..][0..n].*;
+        const decay: V = t.decay[i..][0..n].*;
+        const live: V = t.live[i..][0..n].*;
+        const gi = @as(V, g[i..][0..n].*) * @as(V, @splat(k.gscale)) + decay * w;
+        const m = @as(V, @splat(k.mu)) * @as(V, t.m[i..][0..n].*) + gi;
+        t.m[i..][0..n].* = m;
+        t.engine.params[i..][0..n].* = w - live * @as(V, @splat(k.lr)) * m;
     }
 };
 
