@@ -87,6 +87,8 @@ interface Row {
     endToEndP99Us: number;
     modelsP50Us: Record<string, number>;
     caller: { p50: number; p99: number; p999: number; max: number };
+    /** submit() alone; the rest of `caller` is latest(). */
+    submitP50Us: number;
     notifies: number;
     wokenEarly: number;
     pollMsPerBlock: number;
@@ -142,11 +144,14 @@ async function blockRate(precision: Precision, mode: string): Promise<Row["block
     });
     const before = engine.stats();
     const caller = new Float64Array(blocks);
+    const submitUs = new Float64Array(blocks);
     const cpuUs = paced(blocks, (b) => {
       const start = performance.now();
       engine.submit(features[b & 15]);
+      const submitted = performance.now();
       engine.latest(into);
       caller[b] = (performance.now() - start) * 1000;
+      submitUs[b] = (submitted - start) * 1000;
     });
     const s: RealtimeStats = engine.stats();
     const modelsP50Us: Record<string, number> = {};
@@ -158,6 +163,7 @@ async function blockRate(precision: Precision, mode: string): Promise<Row["block
       endToEndP99Us: s.latencyUs.endToEnd.p99Us,
       modelsP50Us,
       caller: percentiles(caller, blocks),
+      submitP50Us: percentiles(submitUs, blocks).p50,
       notifies: s.notifies - before.notifies,
       wokenEarly: s.wokenEarly - before.wokenEarly,
       pollMsPerBlock: (s.pollMs - before.pollMs) / blocks,
@@ -238,12 +244,25 @@ console.log(
     `(engine-less loop: ${(baselineCpuUs / 1000 / (blocks * blockMs) * 100).toFixed(1)}% CPU)`,
 );
 printTable(
-  ["precision", "wake", "p50", "p99", "p99.9", "max", "notifies", "awake", "poll/blk ms", "CPU %"],
+  [
+    "precision",
+    "wake",
+    "p50",
+    "submit p50",
+    "p99",
+    "p99.9",
+    "max",
+    "notifies",
+    "awake",
+    "poll/blk ms",
+    "CPU %",
+  ],
   [
     [
       "(no engine)",
       "-",
       us(jitter.p50),
+      "-",
       us(jitter.p99),
       us(jitter.p999),
       us(jitter.max),
@@ -257,6 +276,7 @@ printTable(
         r.precision,
         wake,
         us(b.caller.p50),
+        us(b.submitP50Us),
         us(b.caller.p99),
         us(b.caller.p999),
         us(b.caller.max),
