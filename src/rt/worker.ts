@@ -250,7 +250,13 @@ class ServeLoop {
     const stallMs = Atomics.load(control, Control.COMMAND_ARG);
     Atomics.compareExchange(control, Control.COMMAND, Command.STALL, Command.NONE);
     this.setState(WorkerState.STALLED);
-    Atomics.wait(control, Control.EPOCH, this.#epoch, stallMs);
+    // Until released (COMMAND_ARG cleared), replaced, or stallMs passed; no heartbeat.
+    const until = performance.now() + stallMs;
+    while (Atomics.load(control, Control.COMMAND_ARG) !== 0 && this.#current()) {
+      const left = until - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(control, Control.COMMAND_ARG, stallMs, left < WAIT_MS ? left : WAIT_MS);
+    }
     this.setState(WorkerState.IDLE);
   }
 
