@@ -21,7 +21,8 @@
  *
  * Environment: CADENZA_MODELS (models/), CADENZA_BLOCKS (blocks per run, default 1500 = 4 s),
  * CADENZA_BLOCK_MS (default 128/48 = 2.667), CADENZA_PRECISIONS (default f32,bf16,int8),
- * CADENZA_WAKE (default notify,cadence,cadence+prefetch), CADENZA_JSON=1 for one JSON line at the end.
+ * CADENZA_WAKE (default notify,cadence,cadence+prefetch), CADENZA_JSON=1 for one JSON line at
+ * the end.
  */
 import process from "node:process";
 import { defaultModelsDir, EMOTION_MODELS, EmotionPipeline } from "../src/pipeline/emotion.ts";
