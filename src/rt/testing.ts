@@ -25,13 +25,20 @@ export function crashWorker(engine: AnyEngine): void {
 }
 
 /**
- * The Worker hangs for `ms` without a heartbeat, as a stuck call would; it leaves as soon as
- * it is replaced.
+ * The Worker hangs for `ms` without a heartbeat, as a stuck call would, or until
+ * releaseWorker; it leaves as soon as it is replaced.
  */
 export function stallWorker(engine: AnyEngine, ms: number): void {
   const i = internals(engine);
   Atomics.store(i.control, Control.COMMAND_ARG, ms);
   i.command(Command.STALL);
+}
+
+/** Ends a stall (stallWorker) now. */
+export function releaseWorker(engine: AnyEngine): void {
+  const control = internals(engine).control;
+  Atomics.store(control, Control.COMMAND_ARG, 0);
+  Atomics.notify(control, Control.COMMAND_ARG);
 }
 
 /**

@@ -250,14 +250,20 @@ class ServeLoop {
     const stallMs = Atomics.load(control, Control.COMMAND_ARG);
     Atomics.compareExchange(control, Control.COMMAND, Command.STALL, Command.NONE);
     this.setState(WorkerState.STALLED);
-    Atomics.wait(control, Control.EPOCH, this.#epoch, stallMs);
+    // Until released (COMMAND_ARG cleared), replaced, or stallMs passed; no heartbeat.
+    const until = performance.now() + stallMs;
+    while (Atomics.load(control, Control.COMMAND_ARG) !== 0 && this.#current()) {
+      const left = until - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(control, Control.COMMAND_ARG, stallMs, left < WAIT_MS ? left : WAIT_MS);
+    }
     this.setState(WorkerState.IDLE);
   }
 
   /**
    * Waits for input. With a steady cadence: sleeps (without asking to be notified) until
-   * `leadMs` before the next input is due, then polls until it comes or a little past due (Cadence.pollAfterMs);
-   * otherwise, or after that, sleeps until submit() notifies it.
+   * `leadMs` before the next input is due, then polls until it comes or a little past due
+   * (Cadence.pollAfterMs); otherwise, or after that, sleeps until submit() notifies it.
    */
   #idle(write: number): void {
     const cadence = this.#cadence;
@@ -267,7 +273,10 @@ class ServeLoop {
       if (due === due) {
         const wakeAt = due - cadence.leadMs;
         if (now < wakeAt) {
-          this.#doze(write, wakeAt, Math.min(wakeAt - now, WAIT_MS));
+          // A long period is dozed in WAIT_MS slices (the heartbeat); the last one wakes.
+          const remaining = wakeAt - now;
+          if (remaining <= WAIT_MS) this.#doze(write, wakeAt, remaining, true);
+          else this.#doze(write, wakeAt, WAIT_MS, false);
           return;
         }
         if (now < due + cadence.pollAfterMs) {
@@ -298,7 +307,7 @@ class ServeLoop {
    * Sleeps until `wakeAtMs` (this clock) without asking a punctual submit() to notify: one that
    * comes earlier than that does (SLEEPING 2, layout.ts), as do commands and replacements.
    */
-  #doze(write: number, wakeAtMs: number, dozeMs: number): void {
+  #doze(write: number, wakeAtMs: number, dozeMs: number, last: boolean): void {
     const control = this.control;
     this.#views.wakeAtMs[0] = wakeAtMs + this.#callerOffsetMs;
     Atomics.store(control, Control.SLEEPING, 2);
@@ -307,7 +316,7 @@ class ServeLoop {
       woke = Atomics.wait(control, Control.WRITE_SEQ, write, dozeMs);
     }
     Atomics.store(control, Control.SLEEPING, 0);
-    if (woke !== "timed-out") return;
+    if (woke !== "timed-out" || !last) return;
     this.#cadence!.woke(wakeAtMs, performance.now());
     if (this.#prefetch) this.#runner.prefetch!();
   }

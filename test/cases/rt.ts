@@ -38,6 +38,7 @@ import {
   controlOf,
   crashWorker,
   pauseInPublish,
+  releaseWorker,
   stallWorker,
   terminateWorker,
 } from "../../src/rt/testing.ts";
@@ -453,19 +454,17 @@ function policyCase(policy: "latest" | "every"): Case {
       withEngine({ runner: FAKE_RUNNER, policy, slots: 8 }, async (engine) => {
         const into = engine.createBuffers();
         const input = new Float32Array(FAKE_INPUT_SIZE);
-        stallWorker(engine, 400);
-        await waitFor(() => engine.stats().workerState === "stalled", () => {
-          const { state, workerState, workerRestarts, lastError } = engine.stats();
-          return `the Worker to stall (${
-            JSON.stringify({ state, workerState, workerRestarts, lastError })
-          })`;
-        });
+        // Stalled until released: the submits below all find it stalled, however slow
+        // this thread is.
+        stallWorker(engine, 60_000);
+        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
         for (let i = 0; i < 8; i++) {
           input[0] = i;
           check(engine.submit(input), () => `submit ${i} refused with a free slot`);
         }
         check(!engine.submit(input), () => "a ninth submit into 8 slots was accepted");
         check(engine.latest(into) === NO_RESULT, () => "a result before the Worker ran");
+        releaseWorker(engine);
         check(await latestAtLeast(engine, into, 7) === 7, () => "the last result is not 7");
         checkFakeValues(EMOTION_OUTPUTS.map((name) => into[name]), 7, 0);
         const s = engine.stats();
@@ -706,7 +705,7 @@ export const failedReadCase: Case = {
       await submitSurely(engine, input);
       const into = engine.createBuffers();
       await latestAtLeast(engine, into, 0);
-      stallWorker(engine, 2000);
+      stallWorker(engine, 60_000);
       await waitFor(() => engine.stats().workerState === "stalled", () => {
         const { state, workerState, workerRestarts, lastError } = engine.stats();
         return `the Worker to stall (${
@@ -724,6 +723,7 @@ export const failedReadCase: Case = {
       check(seq === READ_FAILED, () => `latest returned ${seq}, expected READ_FAILED`);
       check(engine.stats().readFailures === failures + 1, () => "the failure was not counted");
       check(untouched(), () => "a failed read wrote into the buffers");
+      releaseWorker(engine);
       check(engine.latest(kept) === 0, () => "the result is not readable again");
       checkFakeValues(EMOTION_OUTPUTS.map((name) => kept[name]), 5, 1);
     }),
@@ -761,13 +761,8 @@ function wrapCase(policy: "latest" | "every"): Case {
         const into = engine.createBuffers();
         const control = controlOf(engine);
         const start = 0x7ffffffd;
-        stallWorker(engine, 400);
-        await waitFor(() => engine.stats().workerState === "stalled", () => {
-          const { state, workerState, workerRestarts, lastError } = engine.stats();
-          return `the Worker to stall (${
-            JSON.stringify({ state, workerState, workerRestarts, lastError })
-          })`;
-        });
+        stallWorker(engine, 60_000);
+        await waitFor(() => engine.stats().workerState === "stalled", "the Worker to stall");
         Atomics.store(control, Control.READ_SEQ, start);
         Atomics.store(control, Control.WRITE_SEQ, start);
         const input = new Float32Array(FAKE_INPUT_SIZE);
@@ -776,6 +771,7 @@ function wrapCase(policy: "latest" | "every"): Case {
           check(engine.submit(input), () => `submit ${i} refused across the wrap`);
         }
         check(!engine.submit(input), () => "a ninth submit into 8 slots was accepted");
+        releaseWorker(engine);
         const last = (start + 7) & SEQ_MASK;
         await waitFor(() => engine.latest(into) === last, `result ${last}`);
         checkFakeValues(EMOTION_OUTPUTS.map((name) => into[name]), 7, 0);
@@ -929,6 +925,75 @@ export const fakeShapeCheck: Case = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------
+// Pipeline timing (PipelineOptions.timed), which the Worker's per-model histograms rest on.
+
+/** A model in plain TypeScript (so the pipeline runs node by node): y = x + bias, `busy` loops. */
+function plainModel(width: number, bias: number, busy: number) {
+  const out = new Float32Array(width);
+  return {
+    inputSize: width,
+    outputSize: width,
+    parameterCount: 0,
+    weightBytes: 0,
+    forward(input: Float32Array): Float32Array {
+      let spin = 0;
+      for (let k = 0; k < busy; k++) spin += Math.sqrt(k);
+      for (let i = 0; i < width; i++) out[i] = input[i] + bias + spin * 0;
+      return out;
+    },
+    reset() {},
+    dispose() {},
+  };
+}
+
+export const timedPipelineCases: Case[] = (["native", "node by node"] as const).map((path) => ({
+  name: `rt: a timed pipeline (${path}) times each node it runs, within the step's duration, ` +
+    "and reports 0 for nodes stepFrom does not run",
+  run: async () => {
+    const { Pipeline } = await import("../../src/pipeline/pipeline.ts");
+    const nodes = [
+      { name: "a", model: "A", inputs: [{ from: "input" }] },
+      { name: "b", model: "B", inputs: [{ from: "a" }] },
+      { name: "c", model: "C", inputs: [{ from: "b" }] },
+    ];
+    let pipeline;
+    if (path === "native") {
+      const emotion = await EmotionPipeline.load(modelsDir(), {}, { timed: true });
+      pipeline = emotion.pipeline;
+      check(pipeline.native, () => "the emotion pipeline is not native");
+    } else {
+      const models = {
+        A: plainModel(8, 1, 2000),
+        B: plainModel(8, 2, 2000),
+        C: plainModel(8, 3, 2000),
+      };
+      pipeline = new Pipeline(nodes, models, { timed: true });
+      check(!pipeline.native, () => "plain models ran natively");
+    }
+    try {
+      const input = new Float32Array(pipeline.inputSize).fill(0.25);
+      for (let step = 0; step < 20; step++) {
+        const start = performance.now();
+        pipeline.step(input);
+        const elapsedNs = (performance.now() - start) * 1e6;
+        const sum = pipeline.nodeNs.reduce((a, b) => a + b, 0);
+        check(pipeline.nodeNs.every((ns) => ns > 0), () => `a node untimed: ${pipeline.nodeNs}`);
+        // performance.now() is coarser than the native clock: allow 5 us of rounding.
+        check(sum <= elapsedNs + 5000, () => `nodes ${sum} ns in a step of ${elapsedNs} ns`);
+      }
+      const first = pipeline.order[0];
+      const width = pipeline.outputs[first].length;
+      pipeline.stepFrom(first, new Float32Array(width));
+      check(pipeline.nodeNs[0] === 0, () => `the start node timed ${pipeline.nodeNs[0]} ns`);
+      check(pipeline.nodeNs.slice(1).some((ns) => ns > 0), () => "no downstream node timed");
+      pipeline.prefetch();
+    } finally {
+      pipeline.dispose();
+    }
+  },
+}));
+
 /**
  * The cases both runtimes run; each test file adds its allocation case (its runtime's probe)
  * and the cases only its runtime can run.
@@ -947,6 +1012,7 @@ export const rtCases: Case[] = [
   ...wrapCases,
   lostCase,
   ...pipelineCases,
+  ...timedPipelineCases,
   precisionCase,
   statsCase,
   graphCase,

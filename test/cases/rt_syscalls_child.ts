@@ -2,11 +2,12 @@
  * The program test/rt-syscalls.test.ts traces (Bun or Deno): an engine fed one input per
  * block, its caller's thread sleeping between blocks as an audio thread waits for its device
  * (Bun.sleepSync, a clock_nanosleep; under Deno Atomics.wait on a private word, a futex wait)
- * and then spinning on the clock (the vDSO's: no system call) to the block's start. It prints this thread's id, waits
- * (warming up, cadence learned) until a tracer attaches to it (/proc/self/status TracerPid),
- * then runs BLOCKS blocks between two marker system calls (a look-up of a path that does
- * not exist) and prints the engine's counters for that window as JSON. Every system call the
- * tracer sees from this thread between the markers is one that submit() or latest() made.
+ * and then spinning on the clock (the vDSO's: no system call) to the block's start. It
+ * prints this thread's id, waits (warming up, cadence learned) until a tracer attaches to it
+ * (/proc/self/status TracerPid), then runs BLOCKS blocks between two marker system calls (a
+ * look-up of a path that does not exist) and prints the engine's counters for that window as
+ * JSON. Every system call the tracer sees from this thread between the markers is one that
+ * submit() or latest() made, or the thread's own pacing sleep.
  */
 
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
