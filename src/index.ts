@@ -50,8 +50,8 @@ export {
   CONTEXT_SIZE,
   defaultModelsDir,
   EMOTION_GRAPH,
-  EMOTION_SIZE,
   EMOTION_MODELS,
+  EMOTION_SIZE,
   type EmotionModelName,
   type EmotionModelRow,
   type EmotionOutputs,
@@ -192,8 +192,8 @@ export {
 } from "./music/generate.ts";
 export { Rng } from "./music/rng.ts";
 export {
-  Batcher,
   type Batch,
+  Batcher,
   type BatcherOptions,
   checkDataForModel,
   IGNORE_CLASS,

@@ -37,7 +37,6 @@ import {
 } from "./chords.ts";
 import {
   CHORD,
-  CHORD_TRACK,
   type ChordRate,
   type Constraint,
   CONTEXT_SIZE,

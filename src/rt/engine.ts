@@ -61,7 +61,12 @@ import {
   WORKER_RECORDS,
   WORKER_STATE_NAMES,
 } from "./layout.ts";
-import { EMOTION_CONTEXT_SIZE, type GraphConfig, type InputMode, type RunnerConfig } from "./runner.ts";
+import {
+  EMOTION_CONTEXT_SIZE,
+  type GraphConfig,
+  type InputMode,
+  type RunnerConfig,
+} from "./runner.ts";
 import type { Policy, WakeMode } from "./worker.ts";
 
 export type { Policy, WakeMode } from "./worker.ts";

@@ -475,7 +475,8 @@ function symbolOf(cls: number): string {
 }
 
 const tonicCase: Case = {
-  name: "decode: the models' melody and harmony are tonic-relative; the decoder turns them to the key",
+  name:
+    "decode: the models' melody and harmony are tonic-relative; the decoder turns them to the key",
   run: () => {
     // transposeChord against tonal: every class moved by every interval is the chord whose
     // notes are the original's moved by it.
@@ -518,7 +519,8 @@ const tonicCase: Case = {
 };
 
 const contextCase: Case = {
-  name: "decode: context() is the previous note, the chord in force and the span's melody, tonic-relative",
+  name:
+    "decode: context() is the previous note, the chord in force and the span's melody, tonic-relative",
   run: () => {
     check(
       CONTEXT_PREVIOUS_NOTE === CONTEXT.PREVIOUS_NOTE && CONTEXT_CHORD === CONTEXT.CHORD &&

@@ -28,13 +28,13 @@ import {
 import { writeSafetensors } from "../../src/model/formats/safetensors.ts";
 import {
   archParameterCount,
+  CONTEXT_SIZE,
   defaultModelsDir,
   EMOTION_GRAPH,
   EMOTION_MODELS,
   type EmotionModelName,
   type EmotionOutputs,
   EmotionPipeline,
-  CONTEXT_SIZE,
   FEATURE_SIZE,
   GRAPH_INPUT_SIZE,
   inspectEmotionModels,
@@ -304,7 +304,8 @@ const fromEmotionCase: Case = {
 };
 
 const contextCase: Case = {
-  name: "the context reaches melody and harmony only: the recognizer, groove and dynamics ignore it",
+  name:
+    "the context reaches melody and harmony only: the recognizer, groove and dynamics ignore it",
   run: () =>
     withPipeline((pipeline) => {
       const emotion = features(300).subarray(0, 64).map(Math.tanh);
@@ -376,6 +377,18 @@ const errorsCase: Case = {
       "E_ARGUMENT",
       /step: features: expected a Float32Array of 128, got Float32Array of 127/,
       "short features",
+    );
+    throwsCadenza(
+      () => pipeline.step(features(0), new Array(204).fill(0) as unknown as Float32Array),
+      "E_ARGUMENT",
+      /step: context: expected a Float32Array of 204, got /,
+      "a plain array as the context",
+    );
+    throwsCadenza(
+      () => pipeline.stepFromEmotion(new Float32Array(64), null as unknown as Float32Array),
+      "E_ARGUMENT",
+      /stepFromEmotion: context: expected a Float32Array of 204, got null/,
+      "a null context",
     );
     const groove = pipeline.models.GroovePredictor as Model;
     pipeline.dispose();
