@@ -15,6 +15,7 @@ import {
   EMOTION_GRAPH,
   EMOTION_MODELS,
   FEATURE_SIZE,
+  GRAPH_INPUT_SIZE,
 } from "../src/pipeline/emotion.ts";
 import {
   benchInputs,
@@ -48,10 +49,10 @@ for (const info of EMOTION_MODELS) {
 
 // The pipeline at batch 64 runs each model's forwardBatch over the same graph (rows start from
 // each model's current state, which does not advance: the offline, many-takes use).
-const batched = batchedPipeline(EMOTION_GRAPH, models, FEATURE_SIZE, BATCH);
+const batched = batchedPipeline(EMOTION_GRAPH, models, GRAPH_INPUT_SIZE, BATCH);
 const pipelineBatch = (features: Float32Array) => batched.step(features);
 const features = benchInputs(8, FEATURE_SIZE, 3);
-const featureRows = benchInputs(8, FEATURE_SIZE * BATCH, 4);
+const featureRows = benchInputs(8, GRAPH_INPUT_SIZE * BATCH, 4);
 let j = 0;
 group("pipeline step", () => {
   bench("pipeline batch 1", () => do_not_optimize(pipeline.step(features[j++ & 7])));

@@ -1,10 +1,14 @@
 /**
- * Real-time music from audio: the RealtimeEngine runs the five models in a Worker on a
- * block-rate stream (a WAV file, or the project's generated melody), and this loop, which is
- * what an audio callback would run, feeds each block and decodes notes as results arrive, with
- * the allocation-free Decoder (one decoder step per sixteenth note of the music's clock, on
- * the newest result). It prints the MIDI note events with their times, writes them to a .mid
- * at the end, and prints the engine's stats: the caller's submit() and latest() never wait.
+ * Real-time music from audio, with two RealtimeEngines, each running its models in a Worker:
+ * one runs the EmotionRecognizer alone on every audio block of a stream (a WAV file, or the
+ * project's generated melody); the other runs the four symbolic models once per melody NOTE,
+ * from the newest recognised emotion and the decoder's context (input "emotion"). This loop,
+ * which is what an audio callback would run, feeds each block and walks the music's clock a
+ * sixteenth ahead with the allocation-free Decoder: each grid step begins on the latest note
+ * result (groove, harmony and dynamics at bar and chord-span starts); a step that sounds a new
+ * note submits its context and is decoded when that note's result has arrived, a block or so
+ * later, before the note is due. It prints the MIDI note events with their times, writes them
+ * to a .mid at the end, and prints the engines' stats: submit() and latest() never wait.
  *
  *   bun examples/realtime.ts [IN.wav] [--seconds 8] [--speed 1] [--out out/realtime.mid]
  *
@@ -22,6 +26,7 @@ import { readWav } from "../src/audio/wav.ts";
 import {
   CHORD,
   CHORD_TRACK,
+  CONTEXT_SIZE,
   Decoder,
   MELODY_TRACK,
   NOTE_ON,
@@ -31,7 +36,7 @@ import { chordSymbol } from "../src/music/chords.ts";
 import { toMidi } from "../src/music/midi.ts";
 import type { Note, NoteSequence } from "../src/music/sequence.ts";
 import { PARTS } from "../src/music/generate.ts";
-import type { EmotionOutputs } from "../src/pipeline/emotion.ts";
+import { defaultModelsDir, type EmotionOutputs, modelFile } from "../src/pipeline/emotion.ts";
 import { RealtimeEngine } from "../src/rt/index.ts";
 
 const BLOCK = 128;
@@ -61,11 +66,23 @@ const source = wavPath === undefined
 const blocks = Math.ceil((seconds * source.rateHz) / BLOCK);
 const blockSeconds = BLOCK / source.rateHz;
 
-const engine = await RealtimeEngine.start<EmotionOutputs>();
+// The recognizer alone, per audio block: a one-node graph.
+const hearing = await RealtimeEngine.start<{ emotion: Float32Array }>({
+  graph: {
+    nodes: [{ name: "emotion", model: "EmotionRecognizer", inputs: [{ from: "input" }] }],
+    files: { EmotionRecognizer: modelFile(defaultModelsDir(), "EmotionRecognizer") },
+  },
+});
+// The symbolic models, per note: every submit runs (one at a time is ever outstanding).
+const engine = await RealtimeEngine.start<EmotionOutputs>({ input: "emotion", policy: "every" });
+const heard = hearing.createBuffers();
 const into = engine.createBuffers();
 const extractor = new FeatureExtractor();
 const features = new Float32Array(FEATURE_BINS);
+const context = new Float32Array(CONTEXT_SIZE);
 const decoder = new Decoder({ seed: 1, tempo: TEMPO, meter: [4, 4], key: KEY });
+/** How far ahead of the audio the music's clock decides its notes, in seconds. */
+const LOOKAHEAD = decoder.stepSeconds;
 
 // The event log: filled in the loop, printed and turned into notes outside it.
 const log = {
@@ -76,8 +93,12 @@ const log = {
   velocity: new Uint8Array(LOG_CAPACITY),
   time: new Float64Array(LOG_CAPACITY),
 };
-/** [caller's longest submit+latest in ms, blocks with no result yet, the music's next step]. */
-const watch = new Float64Array(3);
+/**
+ * [caller's longest submit+latest in ms, blocks with no emotion yet, the music's next step,
+ * the note submit waited for (-1: none), note submits].
+ */
+const watch = new Float64Array(5);
+watch[3] = -1;
 let position = 0;
 let printed = 0;
 
@@ -88,29 +109,53 @@ function tick(block: number): void {
   position = position + count >= source.samples.length ? 0 : position + count;
   extractor.compute(features);
   const before = performance.now();
-  engine.submit(features);
-  const seq = engine.latest(into);
+  hearing.submit(features);
+  const seq = hearing.latest(heard);
+  // The note result waited for, when it has arrived (policy "every": none is skipped).
+  const noteSeq = watch[3] >= 0 ? engine.latest(into) : -1;
   const spent = performance.now() - before;
   if (spent > watch[0]) watch[0] = spent;
   if (seq < 0) {
     watch[1]++;
     return;
   }
-  // The music's clock: one decoder step per sixteenth note that has begun by this block.
-  const now = block * blockSeconds;
-  while (watch[2] * decoder.stepSeconds <= now) {
-    const events = decoder.step(into);
-    const e = decoder.events;
-    for (let i = 0; i < events && log.count < LOG_CAPACITY; i++) {
-      const at = log.count++;
-      log.kind[at] = e.kind[i];
-      log.track[at] = e.track[i];
-      log.pitch[at] = e.pitch[i];
-      log.velocity[at] = e.velocity[i];
-      log.time[at] = e.time[i];
-    }
-    watch[2]++;
+  if (watch[4] === 0) {
+    // Before the first bar: one step with no music yet gives it its groove and harmony.
+    engine.submit(heard.emotion, decoder.context(context));
+    watch[3] = watch[4]++;
+    return;
   }
+  if (watch[3] >= 0) {
+    if (noteSeq < watch[3]) return;
+    // A first result only opens the piece; a note's result decodes the step that asked.
+    if (watch[3] > 0) record(decoder.step(into));
+    watch[3] = -1;
+  }
+  // The music's clock, a sixteenth ahead: each grid step on the latest note result, and a
+  // step that sounds a new note waits for that note's result.
+  const now = block * blockSeconds + LOOKAHEAD;
+  while (watch[2] * decoder.stepSeconds <= now) {
+    if (decoder.beginStep(into)) {
+      engine.submit(heard.emotion, decoder.context(context));
+      watch[3] = watch[4]++;
+      return;
+    }
+    record(decoder.step(into));
+  }
+}
+
+/** Logs one decoder step's events and advances the music's clock. */
+function record(events: number): void {
+  const e = decoder.events;
+  for (let i = 0; i < events && log.count < LOG_CAPACITY; i++) {
+    const at = log.count++;
+    log.kind[at] = e.kind[i];
+    log.track[at] = e.track[i];
+    log.pitch[at] = e.pitch[i];
+    log.velocity[at] = e.velocity[i];
+    log.time[at] = e.time[i];
+  }
+  watch[2]++;
 }
 
 function printEvents(): void {
@@ -192,20 +237,25 @@ mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(outPath, toMidi(sequence));
 
 const stats = engine.stats();
+const heardStats = hearing.stats();
 await engine.stop();
+await hearing.stop();
 const us = (x: number) => `${x.toFixed(0)} us`;
 console.log(
   `\nwrote ${outPath}: ${notes.length} notes over ${endTime.toFixed(2)} s ` +
-    `(${watch[2]} decoder steps at ${TEMPO} bpm, ${STEPS_PER_QUARTER} a quarter)`,
+    `(${watch[2]} decoder steps at ${TEMPO} bpm, ${STEPS_PER_QUARTER} a quarter; ` +
+    `${watch[4]} model steps, one per melody note and one before the first bar)`,
 );
 console.log(
-  `engine: ${stats.submitted} blocks submitted, ${stats.completed} results, ${stats.skipped} ` +
-    `skipped for newer (latest-wins), ${stats.rejected} refused, ${stats.workerRestarts} restarts`,
+  `recognizer: ${heardStats.submitted} blocks submitted, ${heardStats.completed} results, ` +
+    `${heardStats.skipped} skipped for newer (latest-wins), ${heardStats.rejected} refused, ` +
+    `${heardStats.workerRestarts} restarts; step p50 ${us(heardStats.latencyUs.pipeline.p50Us)}`,
 );
 console.log(
-  `pipeline step p50 ${us(stats.latencyUs.pipeline.p50Us)}, p99 ${
-    us(stats.latencyUs.pipeline.p99Us)
-  }; submit to result p50 ${us(stats.latencyUs.endToEnd.p50Us)}`,
+  `symbolic models: ${stats.submitted} note steps, ${stats.completed} results, ` +
+    `${stats.workerRestarts} restarts; step p50 ${us(stats.latencyUs.pipeline.p50Us)}, p99 ${
+      us(stats.latencyUs.pipeline.p99Us)
+    }; submit to result p50 ${us(stats.latencyUs.endToEnd.p50Us)}`,
 );
 console.log(
   `the caller never waits (submit and latest do not block): its longest submit()+latest() ` +

@@ -26,7 +26,7 @@ import {
   EMOTION_MODELS,
   type EmotionModelName,
   EmotionPipeline,
-  FEATURE_SIZE,
+  GRAPH_INPUT_SIZE,
   modelFile,
 } from "../src/pipeline/emotion.ts";
 
@@ -99,8 +99,9 @@ async function writePrecision(
   writeFileSync(join(dir, "models.json"), JSON.stringify(rows, null, 1) + "\n");
 
   pipeline.reset();
-  const input = new Float32Array(FEATURE_SIZE);
-  for (let step = 0; step < CHECK_STEPS; step++) pipeline.step(checkInput(step, input));
+  // The driver fills the whole graph input ([features | context]) from checkInput.
+  const input = new Float32Array(GRAPH_INPUT_SIZE);
+  for (let step = 0; step < CHECK_STEPS; step++) pipeline.pipeline.step(checkInput(step, input));
   const outputs = names.map((name) => {
     const node = EMOTION_GRAPH.find((n) => n.model === name)!;
     return pipeline.outputs[node.name];

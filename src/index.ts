@@ -46,13 +46,18 @@ export {
   type PipelineOptions,
 } from "./pipeline/pipeline.ts";
 export {
+  CONTEXT,
+  CONTEXT_SIZE,
   defaultModelsDir,
   EMOTION_GRAPH,
   EMOTION_MODELS,
+  EMOTION_SIZE,
   type EmotionModelName,
   type EmotionModelRow,
   type EmotionOutputs,
   EmotionPipeline,
+  FEATURE_SIZE,
+  GRAPH_INPUT_SIZE,
   inspectEmotionModels,
 } from "./pipeline/emotion.ts";
 export {
@@ -149,6 +154,7 @@ export {
   type KeyInfo,
   keyName as keyInfoName,
   parseKey,
+  transposeChord,
   VoiceLeader,
 } from "./music/chords.ts";
 export {

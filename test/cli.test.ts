@@ -78,8 +78,8 @@ test("inspect DIR prints the five pipeline models with exact counts beside the s
   expect(result.code).toBe(0);
   const seed: Record<string, [number, number]> = {
     EmotionRecognizer: [493792, 497664],
-    MelodyTransformer: [421376, 412672],
-    HarmonyPredictor: [74176, 74048],
+    MelodyTransformer: [445952, 412672],
+    HarmonyPredictor: [77248, 74048],
     DynamicsEngine: [13520, 13456],
     GroovePredictor: [18656, 19040],
   };
@@ -91,7 +91,7 @@ test("inspect DIR prints the five pipeline models with exact counts beside the s
     expect(row).toContain(` ${seeded} `);
     expect(row).toContain("UNTRAINED");
   }
-  expect(result.out).toContain("total: 1021520 parameters, 4086080 weight bytes");
+  expect(result.out).toContain("total: 1049168 parameters, 4196672 weight bytes");
   const json = JSON.parse((await cli("inspect", join(ROOT, "models"), "--json")).out);
   expect(json.models.map((m: { name: string }) => m.name)).toEqual(Object.keys(seed));
 });

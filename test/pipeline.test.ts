@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { objectsCreated } from "./bun-alloc.ts";
 import { EmotionPipeline } from "../src/pipeline/emotion.ts";
-import { features, pipelineCases } from "./cases/pipeline.ts";
+import { context, features, pipelineCases } from "./cases/pipeline.ts";
 
 for (const c of pipelineCases()) test(c.name, c.run, 30_000);
 
@@ -17,10 +17,11 @@ test("step and stepFromEmotion allocate nothing in JS (5,000 of each)", async ()
   try {
     const x = features(3);
     const emotion = new Float32Array(64).fill(0.25);
+    const ctx = context(5);
     const body = (calls: number) => {
       for (let i = 0; i < calls; i += 2) {
-        pipeline.step(x);
-        pipeline.stepFromEmotion(emotion);
+        pipeline.step(x, ctx);
+        pipeline.stepFromEmotion(emotion, ctx);
       }
     };
     // Warm up first, so the JIT's own objects are made before the count starts.

@@ -449,7 +449,8 @@ pub export fn cz_graph_step(
 }
 
 /// Sets node `node`'s output to `in` (`in_len` == its output size; its model does not run)
-/// and runs only the nodes downstream of it; `out` as for cz_graph_step.
+/// and runs only the nodes downstream of it; `out` as for cz_graph_step. Refused when a node
+/// downstream reads the graph input: cz_graph_step_from_input supplies it.
 pub export fn cz_graph_step_from(
     handle: ?*anyopaque,
     node: u32,
@@ -458,22 +459,59 @@ pub export fn cz_graph_step_from(
     out: ?*anyopaque,
     out_len: usize,
 ) u32 {
+    return stepFrom("cz_graph_step_from", handle, node, in, in_len, null, out, out_len);
+}
+
+/// cz_graph_step_from with the graph input `x` (`x_len` == input_size) for the nodes
+/// downstream that read it (e.g. a context slice beside the node being set).
+pub export fn cz_graph_step_from_input(
+    handle: ?*anyopaque,
+    node: u32,
+    in: ?*const anyopaque,
+    in_len: usize,
+    x: ?*const anyopaque,
+    x_len: usize,
+    out: ?*anyopaque,
+    out_len: usize,
+) u32 {
+    const name = "cz_graph_step_from_input";
     const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
-    if (staleMember(g, "cz_graph_step_from")) |status| return status;
+    const graph_input = floats(&g.diag, name ++ ": x", x) catch {
+        return @intFromEnum(Status.bad_argument);
+    };
+    if (x_len != g.input_size) {
+        return fail(&g.diag, .bad_argument, name ++ ": x_len is {d}, expected {d} (the graph " ++
+            "input)", .{ x_len, g.input_size });
+    }
+    return stepFrom(name, handle, node, in, in_len, graph_input[0..x_len], out, out_len);
+}
+
+fn stepFrom(
+    comptime name: []const u8,
+    handle: ?*anyopaque,
+    node: u32,
+    in: ?*const anyopaque,
+    in_len: usize,
+    x: ?[]const f32,
+    out: ?*anyopaque,
+    out_len: usize,
+) u32 {
+    const g = liveGraph(handle) orelse return @intFromEnum(Status.bad_handle);
+    if (staleMember(g, name)) |status| return status;
     if (node >= g.nodes.len) {
-        return fail(&g.diag, .bad_argument, "cz_graph_step_from: node {d}, expected 0..{d}", .{
+        return fail(&g.diag, .bad_argument, name ++ ": node {d}, expected 0..{d}", .{
             node, g.nodes.len - 1,
         });
     }
-    if (g.nodes[node].downstream_reads_input) {
-        return fail(&g.diag, .bad_argument, "cz_graph_step_from: a node downstream of node " ++
-            "{d} reads the graph input", .{node});
+    if (x == null and g.nodes[node].downstream_reads_input) {
+        return fail(&g.diag, .bad_argument, name ++ ": a node downstream of node " ++
+            "{d} reads the graph input (use cz_graph_step_from_input)", .{node});
     }
     const width = g.nodes[node].out_len;
-    const io = graphIo(g, "cz_graph_step_from", in, in_len, width, out, out_len) catch {
+    const io = graphIo(g, name, in, in_len, width, out, out_len) catch {
         return @intFromEnum(Status.bad_argument);
     };
-    return compute(Graph.stepFrom, .{ g, node, io.x, io.y });
+    return compute(Graph.stepFrom, .{ g, node, io.x, x orelse &.{}, io.y });
 }
 
 /// Resets every member model's state and zeroes every node output.

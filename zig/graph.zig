@@ -67,7 +67,7 @@ const Node = struct {
     out_len: u32,
     /// The gather buffer; empty when one copy edge feeds the model its source slice in place.
     input: []f32,
-    /// Some node downstream of this one reads the graph input, which stepFrom cannot supply.
+    /// Some node downstream of this one reads the graph input: stepFrom needs it then.
     downstream_reads_input: bool,
 };
 
@@ -166,11 +166,13 @@ pub const Graph = struct {
     }
 
     /// Sets node `start`'s output to `values` (its model does not run) and runs the nodes
-    /// downstream of it; the others keep their last outputs. The caller checked `start` and
-    /// the lengths, and that no downstream node reads the graph input.
-    pub fn stepFrom(g: *Graph, start: u32, values: []const f32, y: []f32) void {
+    /// downstream of it; the others keep their last outputs. `x` is the graph input those
+    /// nodes read (input_size values), or empty when none of them reads it. The caller checked
+    /// `start` and the lengths.
+    pub fn stepFrom(g: *Graph, start: u32, values: []const f32, x: []const f32, y: []f32) void {
         const first = &g.nodes[start];
-        std.debug.assert(values.len == first.out_len and !first.downstream_reads_input);
+        std.debug.assert(values.len == first.out_len);
+        std.debug.assert(x.len == g.input_size or (x.len == 0 and !first.downstream_reads_input));
         std.debug.assert(y.len >= g.outs.len);
         @memcpy(g.outs[first.out_at..][0..first.out_len], values);
         g.markDownstream(start);
@@ -178,7 +180,7 @@ pub const Graph = struct {
         for (g.nodes[start + 1 ..], g.reached[start + 1 ..], g.node_ns[start + 1 ..]) |*node, reached, *ns| {
             if (!reached) continue;
             const before = nowNs();
-            g.run(node, &.{});
+            g.run(node, x);
             ns.* = @floatFromInt(nowNs() -% before);
         }
         @memcpy(y[0..g.outs.len], g.outs);
@@ -711,7 +713,7 @@ test "graph: stepFrom runs only downstream nodes; reset restores the first step"
     var emotion: [8]f32 = undefined;
     for (0..10) |_| {
         t.randomFloats(prng.random(), &emotion, 1);
-        g.stepFrom(0, &emotion, &got);
+        g.stepFrom(0, &emotion, &.{}, &got);
         byHand(&f.hand, null, &emotion, &want);
         try testing.expectEqualSlices(f32, &want, &got);
     }
@@ -728,7 +730,7 @@ test "graph: stepFrom runs only downstream nodes; reset restores the first step"
     // stepFrom(groove) runs dynamics only: it reads emotion's last output and the new groove.
     var groove: [6]f32 = .{ 0.5, -0.25, 1, 0, 0.75, -1 };
     const before = got;
-    g.stepFrom(2, &groove, &got);
+    g.stepFrom(2, &groove, &.{}, &got);
     try testing.expectEqualSlices(f32, before[0..24], got[0..24]);
     try testing.expectEqualSlices(f32, &groove, got[24..30]);
     try testing.expectEqualSlices(f32, before[30..35], got[30..35]);
@@ -767,7 +769,7 @@ test "graph: node_ns times each node run, within the step's own duration; 0 for 
     }
     // stepFrom(groove) runs dynamics (node 4) only.
     var groove: [6]f32 = .{ 0.5, -0.25, 1, 0, 0.75, -1 };
-    g.stepFrom(2, &groove, &got);
+    g.stepFrom(2, &groove, &.{}, &got);
     try testing.expectEqualSlices(f64, &.{ 0, 0, 0, 0 }, g.node_ns[0..4]);
     try testing.expect(g.node_ns[4] > 0);
 }
@@ -788,7 +790,7 @@ test "graph: 1000 steps, stepFroms and resets allocate nothing" {
     for (0..1000) |i| {
         features(prng.random(), &x);
         g.step(&x, &y);
-        if (i % 10 == 0) g.stepFrom(0, y[0..8], &y);
+        if (i % 10 == 0) g.stepFrom(0, y[0..8], &.{}, &y);
         if (i % 100 == 0) g.reset();
     }
     try testing.expectEqualSlices(u64, &before, &g.info());
@@ -1092,6 +1094,28 @@ test "graph api: stepFrom is refused when a downstream node reads the graph inpu
     var y: [hand_total]f32 = undefined;
     try testing.expectEqual(@as(u32, 1), api.cz_graph_step_from(g, 0, &x, 8, &y, y.len));
     try expectLastError(g, "a node downstream of node 0 reads the graph input");
+    // cz_graph_step_from_input supplies it: every node downstream of the emotion runs, the
+    // dynamics on the given input's values, exactly as by hand.
+    var prng = std.Random.DefaultPrng.init(9);
+    var emotion: [8]f32 = undefined;
+    t.randomFloats(prng.random(), &emotion, 1);
+    var input: [12]f32 = undefined;
+    features(prng.random(), &input);
+    try testing.expectEqual(@as(u32, 1), api.cz_graph_step_from_input(g, 0, &emotion, 8, &input, 11, &y, y.len));
+    try expectLastError(g, "cz_graph_step_from_input: x_len is 11, expected 12 (the graph input)");
+    try testing.expectEqual(@as(u32, 1), api.cz_graph_step_from_input(g, 0, &emotion, 8, null, 12, &y, y.len));
+    try expectLastError(g, "cz_graph_step_from_input: x is null");
+    try testing.expectEqual(@as(u32, 0), api.cz_graph_step_from_input(g, 0, &emotion, 8, &input, 12, &y, y.len));
+    var want: [hand_total]f32 = undefined;
+    @memcpy(want[0..8], &emotion);
+    f.hand[1].forward(&emotion, want[8..24]);
+    f.hand[2].forward(&emotion, want[24..30]);
+    var harmony_in: [16]f32 = undefined;
+    @memcpy(harmony_in[0..8], &emotion);
+    for (0..8) |k| harmony_in[8 + k] = @max(want[8 + 2 * k], want[8 + 2 * k + 1]);
+    f.hand[3].forward(&harmony_in, want[30..35]);
+    f.hand[4].forward(&dynamicsInput(input[0..8], want[24..30]), want[35..39]);
+    try testing.expectEqualSlices(f32, &want, &y);
     // Dynamics itself may be set: nothing runs after it.
     try testing.expectEqual(@as(u32, 0), api.cz_graph_step_from(g, 4, &x, 4, &y, y.len));
     try testing.expectEqualSlices(f32, x[0..4], y[35..39]);

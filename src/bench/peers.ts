@@ -18,6 +18,7 @@ import {
   type EmotionModelName,
   type EmotionOutputs,
   FEATURE_SIZE,
+  GRAPH_INPUT_SIZE,
 } from "../pipeline/emotion.ts";
 import { Pipeline, type PipelineModel } from "../pipeline/pipeline.ts";
 
@@ -170,7 +171,7 @@ export class OrtPipeline {
   constructor(models: Record<EmotionModelName, OrtModel>) {
     this.models = models;
     this.pipeline = new Pipeline<EmotionOutputs>([...EMOTION_GRAPH], models, {
-      inputSize: FEATURE_SIZE,
+      inputSize: GRAPH_INPUT_SIZE,
     });
     this.#runOrder = this.pipeline.order.map((name) =>
       models[EMOTION_GRAPH.find((node) => node.name === name)!.model as EmotionModelName]
@@ -188,19 +189,30 @@ export class OrtPipeline {
     return new OrtPipeline(peers as Record<EmotionModelName, OrtModel>);
   }
 
-  /** Five awaited session.run calls, as a user of the public API writes it. */
+  /**
+   * Five awaited session.run calls, as a user of the public API writes it; `features` (128)
+   * with an all-zero context, as EmotionPipeline.step without one.
+   */
   async step(features: Float32Array): Promise<EmotionOutputs> {
     const p = this.pipeline;
     const run = this.#runOrder;
+    const input = this.#graphInput(features);
     for (let i = 0; i < run.length; i++) {
-      p.setOutput(i, await run[i].forwardAsync(p.inputOf(i, features)));
+      p.setOutput(i, await run[i].forwardAsync(p.inputOf(i, input)));
     }
     return p.outputs;
   }
 
   /** The same through the synchronous internal run (check hasSync first). */
   stepSync(features: Float32Array): EmotionOutputs {
-    return this.pipeline.step(features);
+    return this.pipeline.step(this.#graphInput(features));
+  }
+
+  readonly #input = new Float32Array(GRAPH_INPUT_SIZE);
+
+  #graphInput(features: Float32Array): Float32Array {
+    this.#input.set(features.subarray(0, FEATURE_SIZE));
+    return this.#input;
   }
 
   get hasSync(): boolean {

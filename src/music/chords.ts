@@ -97,6 +97,18 @@ export function chordClass(root: number, quality: ChordQuality): number {
   return QUALITY_ORDER.indexOf(quality) * 12 + r;
 }
 
+/**
+ * The class of chord `cls` with its root moved by `semitones` (any integer): the quality
+ * stays, the root turns mod 12 (mod 4 for the augmented classes 60..63, whose roots repeat
+ * every major third). The models work tonic-relative (the piece's tonic is C): the chord `cls`
+ * of a piece with tonic t is `transposeChord(cls, -t)` to them, and back with `+t`.
+ */
+export function transposeChord(cls: number, semitones: number): number {
+  if (cls >= 60) return 60 + ((((cls - 60 + semitones) % 4) + 4) % 4);
+  const root = cls % 12;
+  return cls - root + ((((root + semitones) % 12) + 12) % 12);
+}
+
 /** Tonics whose keys are written with flats (F# major and D# minor are written with sharps). */
 const FLAT_TONICS: Readonly<Record<Mode, readonly number[]>> = {
   major: [5, 10, 3, 8, 1],

@@ -1,16 +1,23 @@
 /**
- * The decoder: one pipeline result per grid step (a sixteenth note) -> note events. Its state
- * is explicit and seeded (src/music/rng.ts; no Math.random), and `step` allocates nothing, so
- * the same object decodes offline (`generate`) and at audio block rate (examples/realtime.ts).
+ * The decoder: pipeline results -> note events, one grid step (a sixteenth note) at a time.
+ * The models run once per melody NOTE, not per grid step: each grid step begins with
+ * `beginStep(latest)`, which reads the latest result (the groove at a bar's first step, the
+ * harmony at a chord span's first step, the dynamics of chord strikes) and says whether the
+ * step sounds a new melody note; only then does the caller run the models, with the context
+ * vector `context()` builds, and hand their result to `step`. Its state is explicit and seeded
+ * (src/music/rng.ts; no Math.random), and beginStep, context and step allocate nothing, so the
+ * same object decodes offline (`generate`) and at audio block rate (examples/realtime.ts).
  *
- * What it reads from each result (docs/MUSIC.md has the full tables):
- * - melody (128 independent sigmoids): at an onset, the probabilities of the notes in the
+ * The models are tonic-relative (the piece's tonic is C): the decoder rotates their melody and
+ * harmony distributions up by the key's tonic before it samples, and builds the context
+ * rotated down (docs/MUSIC.md, "Tonic-relative music"). What it reads from each result:
+ * - melody (128 next-note probabilities): at an onset, the probabilities of the notes in the
  *   range [low, high] (and, with `constrain`, in the key or the chord in force) are normalised
  *   to a distribution, sharpened or flattened by the temperature (p^(1/T); T = 0 takes the
  *   argmax), cut to the top k and to the smallest set holding probability top-p, and sampled.
- * - harmony (64-way softmax): at each chord span's first step the chord is drawn from it at
- *   the same temperature (with `constrain: "key"`, from the chords whose notes are all in the
- *   key), then voiced by `VoiceLeader`.
+ * - harmony (64-way softmax): at each chord span's first step the chord is drawn from the
+ *   latest result at the same temperature (with `constrain: "key"`, from the chords whose
+ *   notes are all in the key), then voiced by `VoiceLeader`.
  * - groove (32 values in [-1, 1]), read at each bar's first step: the bar's onset grid, rests,
  *   swing, micro-timing, chord rhythm and comping (`GROOVE` below).
  * - dynamics (16 values in [0, 1]), read at each onset: velocity and articulation
@@ -20,9 +27,13 @@
  *
  * ```ts
  * const decoder = new Decoder({ seed: 7, tempo: 120, meter: [4, 4], key: { tonic: 7, mode: "major" } });
- * const outputs = pipeline.stepFromEmotion(emotion);
- * const count = decoder.step(outputs);
- * for (let i = 0; i < count; i++) decoder.events.kind[i];  // NOTE_ON, NOTE_OFF or CHORD
+ * const context = new Float32Array(CONTEXT_SIZE);
+ * let latest = pipeline.stepFromEmotion(emotion);          // before the first bar
+ * for (let s = 0; s < steps; s++) {
+ *   if (decoder.beginStep(latest)) latest = pipeline.stepFromEmotion(emotion, decoder.context(context));
+ *   const count = decoder.step(latest);
+ *   for (let i = 0; i < count; i++) decoder.events.kind[i];  // NOTE_ON, NOTE_OFF or CHORD
+ * }
  * ```
  */
 
@@ -35,6 +46,7 @@ import {
   type KeyInfo,
   QUALITY_INTERVALS,
   scaleMask,
+  transposeChord,
   VoiceLeader,
 } from "./chords.ts";
 import { INV_RNG_RANGE, Rng } from "./rng.ts";
@@ -113,6 +125,16 @@ export const DYNAMICS = Object.freeze({
   HAT_LEVEL: 15,
 });
 
+/**
+ * The context vector the models read (src/pipeline/emotion.ts CONTEXT, written out here so
+ * that the decoder needs nothing of the pipeline): the previous note one-hot at 0..127, the
+ * chord in force one-hot at 128..191, the span's melody pitch classes at 192..203.
+ */
+export const CONTEXT_PREVIOUS_NOTE = 0;
+export const CONTEXT_CHORD = 128;
+export const CONTEXT_SPAN_PITCH_CLASSES = 192;
+export const CONTEXT_SIZE = 204;
+
 export const MELODY_SIZE = 128;
 export const HARMONY_SIZE = 64;
 export const GROOVE_SIZE = 32;
@@ -189,7 +211,9 @@ const F_EVENT_TIME = 10;
 const F_ONSET = 11;
 const F_STEP_END = 12;
 const F_LEVEL = 13;
-const F_COUNT = 14;
+/** Steps of melody heard so far in the current chord span (the histogram's total). */
+const F_SPAN_TOTAL = 14;
+const F_COUNT = 15;
 
 export interface ResolvedDecoderOptions {
   seed: number;
@@ -326,6 +350,10 @@ export class Decoder {
   #halfBarChords = false;
   #comping = false;
   #spanStart = 0;
+  /** beginStep ran for the step at stepIndex, and step has not yet. */
+  #begun = false;
+  /** The current span's melody: steps per tonic-relative pitch class. */
+  readonly #spanPitchClasses = new Float64Array(12);
 
   constructor(options: DecoderOptions) {
     const o = resolveDecoderOptions(options);
@@ -370,19 +398,52 @@ export class Decoder {
   }
 
   /**
-   * Decodes one grid step from one pipeline result (views of 128, 64, 32 and 16 values);
-   * returns the number of events in `events`. Allocates nothing.
+   * The context vector for the next model step (CONTEXT_SIZE values, tonic-relative): the
+   * previous melody note one-hot on its MIDI number less the tonic (clamped to 0..127), the
+   * chord in force one-hot on its class with the root less the tonic, and the current chord
+   * span's melody so far as a pitch-class histogram (less the tonic), weighted by each note's
+   * steps and summing to 1; each part all zero when there is none. Writes `into` and returns
+   * it; allocates nothing.
    */
-  step(outputs: {
-    melody: Float32Array;
+  context(into: Float32Array): Float32Array {
+    if (!(into instanceof Float32Array) || into.length !== CONTEXT_SIZE) {
+      fail("context", into?.length, `a Float32Array of ${CONTEXT_SIZE}`);
+    }
+    into.fill(0);
+    const tonic = this.options.key.tonic;
+    if (this.previousPitch >= 0) {
+      const p = this.previousPitch - tonic;
+      into[CONTEXT_PREVIOUS_NOTE + (p < 0 ? 0 : p)] = 1;
+    }
+    if (this.chordClass >= 0) into[CONTEXT_CHORD + transposeChord(this.chordClass, -tonic)] = 1;
+    const total = this.#f[F_SPAN_TOTAL];
+    if (total > 0) {
+      for (let k = 0; k < 12; k++) {
+        into[CONTEXT_SPAN_PITCH_CLASSES + k] = this.#spanPitchClasses[k] / total;
+      }
+    }
+    return into;
+  }
+
+  /**
+   * Begins the grid step at `stepIndex` from the latest pipeline result (`latest`: its groove
+   * at a bar's first step, its harmony at a chord span's first step, its dynamics for chord
+   * strikes) and emits its chord and note-off events; returns whether the step sounds a new
+   * melody note. If it does, the caller runs the models with `context()` and passes their
+   * result to `step`; otherwise `step(latest)`. Calling it twice for one step changes nothing.
+   * Allocates nothing.
+   */
+  beginStep(latest: {
     harmony: Float32Array;
     groove: Float32Array;
     dynamics: Float32Array;
-  }): number {
+  }): boolean {
+    const slot = this.stepIndex % this.stepsPerBar;
+    if (this.#begun) return this.#slotKind[slot] === 1;
+    this.#begun = true;
     const events = this.events;
     events.count = 0;
-    const slot = this.stepIndex % this.stepsPerBar;
-    if (slot === 0) this.#beginBar(outputs.groove);
+    if (slot === 0) this.#beginBar(latest.groove);
     const f = this.#f;
     const stepStart = this.stepIndex * f[F_STEP_SEC];
     f[F_STEP_END] = stepStart + f[F_STEP_SEC];
@@ -393,10 +454,10 @@ export class Decoder {
     if (slot === 0 || (this.#halfBarChords && slot === spanSteps)) {
       this.#spanStart = this.stepIndex;
       this.chordSpanSteps = spanSteps;
-      this.#newChord(outputs.harmony);
-      this.#strike(outputs.dynamics, slot);
+      this.#newChord(latest.harmony);
+      this.#strike(latest.dynamics, slot);
     } else if (this.#comping && slot % this.stepsPerBeat === 0) {
-      this.#strike(outputs.dynamics, slot);
+      this.#strike(latest.dynamics, slot);
     }
     this.#flushChordOff(false);
     const kind = this.#slotKind[slot];
@@ -405,11 +466,29 @@ export class Decoder {
       f[F_MEL_OFF] = f[F_ONSET];
     }
     this.#flushMelodyOff(false);
-    if (kind === 1) this.#melodyOnset(outputs, slot);
+    return kind === 1;
+  }
+
+  /**
+   * Decodes one grid step (beginStep first, with these outputs, if the caller did not call
+   * it): a new melody note, when the step has one, from `outputs` (the models' result for this
+   * note: views of 128, 64, 32 and 16 values, tonic-relative). Returns the number of events in
+   * `events`, in time order. Allocates nothing.
+   */
+  step(outputs: {
+    melody: Float32Array;
+    harmony: Float32Array;
+    groove: Float32Array;
+    dynamics: Float32Array;
+  }): number {
+    this.beginStep(outputs);
+    this.#begun = false;
+    const slot = this.stepIndex % this.stepsPerBar;
+    if (this.#slotKind[slot] === 1) this.#melodyOnset(outputs, slot);
     this.#flushMelodyOff(false);
     this.#sortEvents();
     this.stepIndex++;
-    return events.count;
+    return this.events.count;
   }
 
   /** Orders the step's events by time, stably (insertion sort over at most 32; no allocation). */
@@ -489,16 +568,23 @@ export class Decoder {
     this.#comping = groove[GROOVE.COMPING] > 1 / 3;
   }
 
-  /** Draws the chord of a new span from the harmony distribution and voices it. */
+  /**
+   * Draws the chord of a new span from the (tonic-relative) harmony distribution and voices
+   * it; the span's melody starts empty.
+   */
   #newChord(harmony: Float32Array): void {
     const w = this.#chordWeights;
     const f = this.#f;
     const inKey = this.options.constrain === "key";
+    const tonic = this.options.key.tonic;
+    this.#spanPitchClasses.fill(0);
+    f[F_SPAN_TOTAL] = 0;
     let total = 0;
     let best = 0;
     let bestWeight = -1;
     for (let c = 0; c < HARMONY_SIZE; c++) {
-      let p = harmony[c];
+      // Class c of the piece is class c less the tonic to the model.
+      let p = harmony[transposeChord(c, -tonic)];
       if (!(p > 0)) p = 0;
       if (inKey && !chordInKey(c, this.#keyMask)) {
         w[c] = 0;
@@ -597,12 +683,21 @@ export class Decoder {
     outputs: { melody: Float32Array; dynamics: Float32Array },
     slot: number,
   ): void {
-    const pitch = this.sampleNote(outputs.melody);
+    const tonic = this.options.key.tonic;
+    const pitch = this.#sample(outputs.melody, tonic);
     const dynamics = outputs.dynamics;
     const f = this.#f;
     // The note lasts until the next onset or rest of the bar, or the bar's end.
     let next = slot + 1;
     while (next < this.stepsPerBar && this.#slotKind[next] === 0) next++;
+    // Its steps within the chord span count towards the span's pitch-class histogram.
+    const spanEnd = this.#spanStart + this.chordSpanSteps;
+    const noteEnd = this.stepIndex - slot + next;
+    const steps = (noteEnd < spanEnd ? noteEnd : spanEnd) - this.stepIndex;
+    if (steps > 0) {
+      this.#spanPitchClasses[(pitch - tonic + 12) % 12] += steps;
+      f[F_SPAN_TOTAL] += steps;
+    }
     const nextTime = (this.stepIndex - slot + next) * f[F_STEP_SEC] +
       (next < this.stepsPerBar ? this.#slotShift[next] : 0);
     const accented = slot % this.stepsPerBeat === 0;
@@ -637,10 +732,15 @@ export class Decoder {
   }
 
   /**
-   * Samples a melody note from 128 probabilities: the range and constraint mask, then
-   * temperature, top-k and top-p, then one seeded draw. Allocates nothing.
+   * Samples a melody note from 128 probabilities (one per MIDI note): the range and constraint
+   * mask, then temperature, top-k and top-p, then one seeded draw. Allocates nothing.
    */
   sampleNote(probabilities: Float32Array): number {
+    return this.#sample(probabilities, 0);
+  }
+
+  /** sampleNote from probabilities indexed by MIDI note less `shift` (the tonic). */
+  #sample(probabilities: Float32Array, shift: number): number {
     const o = this.options;
     const w = this.#weights;
     const order = this.#order;
@@ -655,7 +755,7 @@ export class Decoder {
     let n = 0;
     for (let p = o.low; p <= o.high; p++) {
       if (mask !== null && mask[p % 12] === 0) continue;
-      let x = probabilities[p];
+      let x = p - shift >= 0 ? probabilities[p - shift] : 0;
       if (!(x > 0)) x = 0;
       w[p] = x;
       let i = n++;

@@ -1,10 +1,13 @@
 /**
- * `generate`: an emotion -> a piece. The five-model pipeline runs one step per grid step (a
- * sixteenth note), conditioned through `stepFromEmotion` on the emotion vector of
- * src/music/emotion-map.ts; the Decoder (src/music/decode.ts) turns each step's outputs into
- * melody and chord events; the bass line follows the chords and drums follow the groove.
- * `respond` does the same with the emotion the EmotionRecognizer hears in a WAV file, followed
- * over time.
+ * `generate`: an emotion -> a piece. The four symbolic models run one step per melody note
+ * (`modelStep`), conditioned through `stepFromEmotion` on the emotion vector of
+ * src/music/emotion-map.ts and on the music so far (the decoder's tonic-relative context: the
+ * previous note, the chord in force, the span's melody); the Decoder (src/music/decode.ts)
+ * walks the sixteenth-note grid, reads the groove, harmony and dynamics of the latest step at
+ * bar and chord-span starts, and turns each note step's outputs into melody events; the bass
+ * line follows the chords and drums follow the groove. `respond` does the same with the
+ * emotion the EmotionRecognizer hears in a WAV file (the recognizer alone, per audio block),
+ * followed over time.
  *
  * While the models in use are the untrained seeded initialisations (their metadata says
  * `untrained: "true"`), every result says so (`trained: false`, the sequence's meta, the
@@ -34,14 +37,16 @@ import {
 } from "./chords.ts";
 import {
   CHORD,
-  CHORD_TRACK,
   type ChordRate,
   type Constraint,
+  CONTEXT_SIZE,
   Decoder,
   DYNAMICS,
   DYNAMICS_SIZE,
   GROOVE,
   GROOVE_SIZE,
+  HARMONY_SIZE,
+  MELODY_SIZE,
   MELODY_TRACK,
   NOTE_ON,
   STEPS_PER_QUARTER,
@@ -142,6 +147,11 @@ export interface GenerateResult {
   bars: number;
   /** One line: emotion, key, tempo, meter, bars, counts, seed, and "UNTRAINED" while so. */
   summary: string;
+  /**
+   * Pipeline steps run: one per generated melody note, one per primer note, and one before
+   * the first bar when there is no primer (its groove and harmony open the piece).
+   */
+  modelSteps: number;
 }
 
 /** What the labels say while the models are untrained. */
@@ -190,17 +200,40 @@ function settingsOf(options: GenerateOptions, point: EmotionPoint): Settings {
 }
 
 /**
- * THE MODEL STEP: the one function that changes when MelodyTransformer takes the melody so
- * far (issue 10). Today the models see the emotion alone; `context` carries the previous
- * melody note and the chord in force so that a model that reads them needs only this function
- * (and the graph) changed.
+ * THE MODEL STEP, run once per melody note: the symbolic models on the emotion and the
+ * decoder's context (CONTEXT_SIZE values, tonic-relative: `Decoder.context`). The results are
+ * tonic-relative too; the decoder turns them to the key.
  */
 export function modelStep(
   pipeline: EmotionPipeline,
   emotion: Float32Array,
-  _context: { previousPitch: number; chordClass: number },
+  context: Float32Array,
 ): EmotionOutputs {
-  return pipeline.stepFromEmotion(emotion);
+  return pipeline.stepFromEmotion(emotion, context);
+}
+
+/** The latest step's outputs, kept by the caller between note steps. */
+interface Latest {
+  melody: Float32Array;
+  harmony: Float32Array;
+  groove: Float32Array;
+  dynamics: Float32Array;
+}
+
+function latestBuffers(): Latest {
+  return {
+    melody: new Float32Array(MELODY_SIZE),
+    harmony: new Float32Array(HARMONY_SIZE),
+    groove: new Float32Array(GROOVE_SIZE),
+    dynamics: new Float32Array(DYNAMICS_SIZE),
+  };
+}
+
+function keep(latest: Latest, outputs: EmotionOutputs): void {
+  latest.melody.set(outputs.melody);
+  latest.harmony.set(outputs.harmony);
+  latest.groove.set(outputs.groove);
+  latest.dynamics.set(outputs.dynamics);
 }
 
 /** "joyful", or "point near calm" for a point of the plane. */
@@ -300,9 +333,10 @@ export async function respondToAudio(
 const HEAR_BLOCK = 128;
 
 /**
- * The recognised emotion per block: the audio through the feature extractor and the whole
- * pipeline, block by block, smoothed by a one-pole filter of time constant `smoothing`
- * seconds. The pipeline is reset afterwards, so generation starts from a clean state.
+ * The recognised emotion per block: the audio through the feature extractor and the
+ * EmotionRecognizer alone (the symbolic models run per note, in compose), block by block,
+ * smoothed by a one-pole filter of time constant `smoothing` seconds. The pipeline is reset
+ * afterwards, so generation starts from a clean state.
  */
 function hear(pipeline: EmotionPipeline, wav: WavAudio, smoothing: number): Float32Array {
   const blocks = Math.ceil(wav.frames / HEAR_BLOCK);
@@ -311,11 +345,12 @@ function hear(pipeline: EmotionPipeline, wav: WavAudio, smoothing: number): Floa
   const features = new Float32Array(FEATURE_BINS);
   const alpha = 1 - Math.exp(-HEAR_BLOCK / wav.sampleRateHz / smoothing);
   const state = new Float32Array(EMOTION_VECTOR_SIZE);
+  const recognizer = pipeline.models.EmotionRecognizer;
   for (let b = 0; b < blocks; b++) {
     const start = b * HEAR_BLOCK;
     extractor.push(wav.samples, start, Math.min(HEAR_BLOCK, wav.frames - start));
     extractor.compute(features);
-    const emotion = pipeline.step(features).emotion;
+    const emotion = recognizer.forward(features);
     for (let i = 0; i < EMOTION_VECTOR_SIZE; i++) {
       state[i] = b === 0 ? emotion[i] : state[i] + alpha * (emotion[i] - state[i]);
     }
@@ -431,12 +466,24 @@ function compose(
   const primer = options.primer === undefined
     ? null
     : primerPart(options.primer, settings.tempo, settings.meter);
+  const context = new Float32Array(CONTEXT_SIZE);
+  const latest = latestBuffers();
+  let modelSteps = 0;
   if (primer !== null) {
-    // The primer's notes go through the models first, filling their context (KV cache).
-    for (const pitch of primer.pitches) {
-      modelStep(pipeline, emotionAt(0, 0), { previousPitch: pitch, chordClass: -1 });
+    // The primer's notes go through the models first, filling the melody's KV cache: the step
+    // of note i sees note i - 1 (none for the first), as the step of each generated note does.
+    for (let i = 0; i < primer.pitches.length; i++) {
+      if (i > 0) decoder.prime(primer.pitches[i - 1]);
+      keep(latest, modelStep(pipeline, emotionAt(0, 0), decoder.context(context)));
+      modelSteps++;
     }
     decoder.prime(primer.pitches[primer.pitches.length - 1]);
+  } else {
+    // One step with no music yet gives the first bar its groove and harmony; the reset clears
+    // it from the melody's KV cache, so that the first note's step is the cache's first.
+    keep(latest, modelStep(pipeline, emotionAt(0, 0), decoder.context(context)));
+    modelSteps++;
+    pipeline.reset();
   }
   const notes: Note[] = [];
   const open = new Map<string, Note>();
@@ -500,13 +547,10 @@ function compose(
   };
   for (let step = 0; step < totalSteps; step++) {
     const emotion = emotionAt(step, step * stepSec);
-    const outputs = modelStep(pipeline, emotion, {
-      previousPitch: decoder.previousPitch,
-      chordClass: decoder.chordClass,
-    });
     if (step % perBar === 0) {
-      barGrooves.push(outputs.groove.slice(0, GROOVE_SIZE));
-      barDynamics.push(outputs.dynamics.slice(0, DYNAMICS_SIZE));
+      // What the decoder's beginStep reads for this bar: the latest step's groove.
+      barGrooves.push(latest.groove.slice());
+      barDynamics.push(latest.dynamics.slice());
       const heard = emotionFromVector(emotion);
       emotionPath.push({
         time: step * stepSec,
@@ -516,7 +560,11 @@ function compose(
         name: heard.name,
       });
     }
-    collect(decoder.step(outputs));
+    if (decoder.beginStep(latest)) {
+      keep(latest, modelStep(pipeline, emotion, decoder.context(context)));
+      modelSteps++;
+    }
+    collect(decoder.step(latest));
   }
   collect(decoder.finish(totalTime));
   notes.push(...bassNotes(spans, stepSec));
@@ -591,6 +639,7 @@ function compose(
     meter: settings.meter,
     bars: settings.bars + (primer?.bars ?? 0),
     summary,
+    modelSteps,
   };
 }
 

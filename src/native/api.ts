@@ -69,12 +69,16 @@ export interface NativeApi {
   graphInfo(graph: NativeGraph, out: BigUint64Array): number;
   /** Every node once; `output` receives every node's output, concatenated in node order. */
   graphStep(graph: NativeGraph, input: Float32Array, output: Float32Array): number;
-  /** Sets node `node`'s output to `values` and runs only the nodes downstream of it. */
+  /**
+   * Sets node `node`'s output to `values` and runs only the nodes downstream of it; `input`
+   * (the graph input, input_size values) is what those nodes read of it, when they do.
+   */
   graphStepFrom(
     graph: NativeGraph,
     node: number,
     values: Float32Array,
     output: Float32Array,
+    input?: Float32Array,
   ): number;
   /** Resets every member model and zeroes every node output. */
   graphReset(graph: NativeGraph): number;

@@ -33,6 +33,10 @@ const symbols = {
   cz_graph_info: { args: [ptr, ptr, usize], returns: u32 },
   cz_graph_step: { args: [ptr, ptr, usize, ptr, usize], returns: u32 },
   cz_graph_step_from: { args: [ptr, u32, ptr, usize, ptr, usize], returns: u32 },
+  cz_graph_step_from_input: {
+    args: [ptr, u32, ptr, usize, ptr, usize, ptr, usize],
+    returns: u32,
+  },
   cz_graph_reset: { args: [ptr], returns: u32 },
   cz_graph_node_ns: { args: [ptr, ptr, usize], returns: u32 },
   cz_graph_prefetch: { args: [ptr, ptr], returns: u32 },
@@ -109,8 +113,26 @@ export function openBun(library_path: string): NativeApi {
     graphInfo: (graph, out) => cz.cz_graph_info(toPointer(graph), out, out.length),
     graphStep: (graph, input, output) =>
       cz.cz_graph_step(toPointer(graph), input, input.length, output, output.length),
-    graphStepFrom: (graph, node, values, output) =>
-      cz.cz_graph_step_from(toPointer(graph), node, values, values.length, output, output.length),
+    graphStepFrom: (graph, node, values, output, input) =>
+      input === undefined
+        ? cz.cz_graph_step_from(
+          toPointer(graph),
+          node,
+          values,
+          values.length,
+          output,
+          output.length,
+        )
+        : cz.cz_graph_step_from_input(
+          toPointer(graph),
+          node,
+          values,
+          values.length,
+          input,
+          input.length,
+          output,
+          output.length,
+        ),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
     graphNodeNs: (graph, out) => cz.cz_graph_node_ns(toPointer(graph), out, out.length),
     graphPrefetch: (graph) => cz.cz_graph_prefetch(toPointer(graph), null),

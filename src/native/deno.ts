@@ -50,6 +50,10 @@ const symbols = {
     parameters: ["pointer", "u32", "buffer", "usize", "buffer", "usize"],
     result: "u32",
   },
+  cz_graph_step_from_input: {
+    parameters: ["pointer", "u32", "buffer", "usize", "buffer", "usize", "buffer", "usize"],
+    result: "u32",
+  },
   cz_graph_reset: { parameters: ["pointer"], result: "u32" },
   cz_graph_node_ns: { parameters: ["pointer", "buffer", "usize"], result: "u32" },
   cz_graph_prefetch: { parameters: ["pointer", "pointer"], result: "u32" },
@@ -154,6 +158,16 @@ interface Symbols {
   cz_graph_step_from(
     graph: Ptr,
     node: number,
+    x: Buf,
+    x_len: bigint,
+    y: Buf,
+    y_len: bigint,
+  ): number;
+  cz_graph_step_from_input(
+    graph: Ptr,
+    node: number,
+    values: Buf,
+    values_len: bigint,
     x: Buf,
     x_len: bigint,
     y: Buf,
@@ -285,8 +299,19 @@ export function openDeno(library_path: string): NativeApi {
     graphInfo: (graph, out) => cz.cz_graph_info(toPointer(graph), out, len(out)),
     graphStep: (graph, input, output) =>
       cz.cz_graph_step(toPointer(graph), input, len(input), output, len(output)),
-    graphStepFrom: (graph, node, values, output) =>
-      cz.cz_graph_step_from(toPointer(graph), node, values, len(values), output, len(output)),
+    graphStepFrom: (graph, node, values, output, input) =>
+      input === undefined
+        ? cz.cz_graph_step_from(toPointer(graph), node, values, len(values), output, len(output))
+        : cz.cz_graph_step_from_input(
+          toPointer(graph),
+          node,
+          values,
+          len(values),
+          input,
+          len(input),
+          output,
+          len(output),
+        ),
     graphReset: (graph) => cz.cz_graph_reset(toPointer(graph)),
     graphNodeNs: (graph, out) => cz.cz_graph_node_ns(toPointer(graph), out, len(out)),
     graphPrefetch: (graph) => cz.cz_graph_prefetch(toPointer(graph), null),

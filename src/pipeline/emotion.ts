@@ -7,10 +7,15 @@
  *
  * ```ts
  * const pipeline = await EmotionPipeline.load();          // the project's models/
- * const out = pipeline.step(features);                    // 128 audio features
- * out.melody;                                             // 128 note probabilities (reused view)
- * pipeline.stepFromEmotion(emotion);                      // 64 values from text or biometrics
+ * const out = pipeline.step(features, context);           // 128 audio features, 204 context
+ * out.melody;                                             // 128 next-note probabilities (view)
+ * pipeline.stepFromEmotion(emotion, context);             // 64 values from text or biometrics
  * ```
+ *
+ * The context (CONTEXT_SIZE = 204 values, tonic-relative, built by the music decoder) is what
+ * the symbolic models know of the music so far: the previous melody note, the chord in force
+ * and the melody of the current chord span (CONTEXT below, docs/MUSIC.md). The graph input is
+ * [features 0..127 | context 128..331].
  */
 
 import { join } from "node:path";
@@ -31,9 +36,12 @@ export type EmotionModelName =
 export interface EmotionOutputs extends Record<string, Float32Array> {
   /** 64 emotion values in [-1, 1]. */
   emotion: Float32Array;
-  /** 128 note probabilities in [0, 1] (independent sigmoids, one per MIDI note). */
+  /**
+   * 128 next-note probabilities (a softmax: they sum to 1), one per tonic-relative MIDI
+   * number (the piece's tonic is C).
+   */
   melody: Float32Array;
-  /** 64 chord probabilities (a softmax: they sum to 1). */
+  /** 64 next-chord probabilities (a softmax: they sum to 1), tonic-relative classes. */
   harmony: Float32Array;
   /** 16 expression values in [0, 1]. */
   dynamics: Float32Array;
@@ -89,26 +97,27 @@ export const EMOTION_MODELS: readonly EmotionModelInfo[] = Object.freeze([
   {
     name: "MelodyTransformer",
     node: "melody",
-    inputSize: 64,
+    inputSize: 256,
     outputSize: 128,
     layers: [
-      dense(64, 128, "linear"),
+      dense(256, 128, "linear"),
       transformer(128),
       transformer(128),
-      dense(128, 128, "sigmoid"),
+      dense(128, 128, "softmax"),
     ],
     seedParameters: 412_672,
-    description: "64 emotion values -> 128 note probabilities; causal attention over the last " +
-      "32 steps (KV cache)",
+    description: "[emotion 64, previous note 128, chord in force 64] -> 128 next-note " +
+      "probabilities; causal attention over the last 32 notes (KV cache)",
   },
   {
     name: "HarmonyPredictor",
     node: "harmony",
-    inputSize: 128,
+    inputSize: 140,
     outputSize: 64,
-    layers: [dense(128, 256, "tanh"), dense(256, 128, "tanh"), dense(128, 64, "softmax")],
+    layers: [dense(140, 256, "tanh"), dense(256, 128, "tanh"), dense(128, 64, "softmax")],
     seedParameters: 74_048,
-    description: "[emotion, melody max-pooled in pairs] -> 64 chord probabilities",
+    description: "[emotion 64, chord in force 64, the span's melody pitch classes 12] -> 64 " +
+      "next-chord probabilities",
   },
   {
     name: "DynamicsEngine",
@@ -130,20 +139,58 @@ export const EMOTION_MODELS: readonly EmotionModelInfo[] = Object.freeze([
   },
 ]);
 
+/** Audio features the recognizer takes, and the emotion width stepFromEmotion takes. */
+export const FEATURE_SIZE = 128;
+export const EMOTION_SIZE = 64;
+
 /**
- * The graph, as data. Harmony reads a 128-value context: the 64 emotion values, then the 128
- * note probabilities max-pooled in pairs (notes 2k and 2k+1 -> value 64+k). Dynamics reads a
- * 32-value compact context: the emotion mean-pooled in fours (values 4k..4k+3 -> value k),
- * then groove values 0..15.
+ * The context vector's layout (204 values, tonic-relative: the piece's tonic is C), built by
+ * the decoder (src/music/decode.ts, `Decoder.context`) before each model step.
+ */
+export const CONTEXT = Object.freeze({
+  /** 0..127: the previous melody note, one-hot on its MIDI number; all 0 before the first. */
+  PREVIOUS_NOTE: 0,
+  /** 128..191: the chord in force, one-hot over the 64 classes; all 0 if none. */
+  CHORD: 128,
+  /**
+   * 192..203: the melody of the current chord span so far, a pitch-class histogram weighted
+   * by duration and summing to 1; all 0 while the span has no note.
+   */
+  SPAN_PITCH_CLASSES: 192,
+});
+export const CONTEXT_SIZE = 204;
+/** The graph input: [features 0..127 | context 128..331]. */
+export const GRAPH_INPUT_SIZE = FEATURE_SIZE + CONTEXT_SIZE;
+
+/**
+ * The graph, as data; its input is [features 128 | context 204] (GRAPH_INPUT_SIZE). The
+ * recognizer reads the features. Melody reads [emotion 64, previous note 128, chord in force
+ * 64] (context 0..191); harmony reads [emotion 64, chord in force 64, span pitch classes 12]
+ * (context 128..203). Dynamics reads a 32-value compact context: the emotion mean-pooled in
+ * fours (values 4k..4k+3 -> value k), then groove values 0..15.
  */
 export const EMOTION_GRAPH: readonly PipelineNode[] = Object.freeze([
-  { name: "emotion", model: "EmotionRecognizer", inputs: [{ from: "input" }] },
-  { name: "melody", model: "MelodyTransformer", inputs: [{ from: "emotion" }] },
+  {
+    name: "emotion",
+    model: "EmotionRecognizer",
+    inputs: [{ from: "input", offset: 0, length: FEATURE_SIZE }],
+  },
+  {
+    name: "melody",
+    model: "MelodyTransformer",
+    inputs: [
+      { from: "emotion" },
+      { from: "input", offset: FEATURE_SIZE + CONTEXT.PREVIOUS_NOTE, length: 192 },
+    ],
+  },
   { name: "groove", model: "GroovePredictor", inputs: [{ from: "emotion" }] },
   {
     name: "harmony",
     model: "HarmonyPredictor",
-    inputs: [{ from: "emotion" }, { from: "melody", op: "maxpool2" }],
+    inputs: [
+      { from: "emotion" },
+      { from: "input", offset: FEATURE_SIZE + CONTEXT.CHORD, length: 76 },
+    ],
   },
   {
     name: "dynamics",
@@ -162,10 +209,6 @@ export function archParameterCount(layers: readonly LayerArch[]): number {
   }
   return count;
 }
-
-/** Audio features the recognizer takes, and the emotion width stepFromEmotion takes. */
-export const FEATURE_SIZE = 128;
-export const EMOTION_SIZE = 64;
 
 /** The project's models/ folder, where the default files live. */
 export function defaultModelsDir(): string {
@@ -244,6 +287,8 @@ export class EmotionPipeline {
   readonly pipeline: Pipeline<EmotionOutputs>;
   readonly models: Readonly<Record<EmotionModelName, PipelineModel>>;
   readonly #emotionIndex: number;
+  /** The graph input each step assembles: [features | context]. */
+  readonly #input = new Float32Array(GRAPH_INPUT_SIZE);
 
   /**
    * Builds the graph over five loaded models; the pipeline owns them from now on. `timed`:
@@ -253,7 +298,7 @@ export class EmotionPipeline {
     checkWidths(models);
     const nodes = structuredClone(EMOTION_GRAPH) as PipelineNode[];
     this.pipeline = new Pipeline<EmotionOutputs>(nodes, models, {
-      inputSize: FEATURE_SIZE,
+      inputSize: GRAPH_INPUT_SIZE,
       timed: options.timed,
     });
     this.models = models;
@@ -285,16 +330,29 @@ export class EmotionPipeline {
     }
   }
 
-  /** One step from 128 audio features; every model runs and its state advances. */
-  step(features: Float32Array): EmotionOutputs {
-    return this.pipeline.step(features);
+  /**
+   * One step from 128 audio features and the 204-value context (CONTEXT; default all zero:
+   * no note, no chord yet); every model runs and its state advances. Allocates nothing.
+   */
+  step(features: Float32Array, context?: Float32Array): EmotionOutputs {
+    if (!(features instanceof Float32Array) || features.length !== FEATURE_SIZE) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `EmotionPipeline.step: features: expected a Float32Array of ${FEATURE_SIZE}, ` +
+          `got ${describe(features)}`,
+      );
+    }
+    this.#setContext("step", context);
+    this.#input.set(features);
+    return this.pipeline.step(this.#input);
   }
 
   /**
-   * One step from a 64-value emotion vector (text or biometric input): the recognizer does
-   * not run and its state does not advance; `emotion` in the result holds a copy of the input.
+   * One step from a 64-value emotion vector (text or biometric input) and the context (as for
+   * `step`): the recognizer does not run and its state does not advance; `emotion` in the
+   * result holds a copy of the input. Allocates nothing.
    */
-  stepFromEmotion(emotion: Float32Array): EmotionOutputs {
+  stepFromEmotion(emotion: Float32Array, context?: Float32Array): EmotionOutputs {
     if (!(emotion instanceof Float32Array) || emotion.length !== EMOTION_SIZE) {
       throw new CadenzaError(
         "E_ARGUMENT",
@@ -302,7 +360,25 @@ export class EmotionPipeline {
           `got ${describe(emotion)}`,
       );
     }
-    return this.pipeline.stepFromIndex(this.#emotionIndex, emotion);
+    this.#setContext("stepFromEmotion", context);
+    return this.pipeline.stepFromIndex(this.#emotionIndex, emotion, this.#input);
+  }
+
+  /** Writes the context into the graph input (zeros when absent); checks it. */
+  #setContext(call: string, context: Float32Array | undefined): void {
+    const input = this.#input;
+    if (context === undefined) {
+      input.fill(0, FEATURE_SIZE);
+      return;
+    }
+    if (!(context instanceof Float32Array) || context.length !== CONTEXT_SIZE) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `EmotionPipeline.${call}: context: expected a Float32Array of ${CONTEXT_SIZE}, ` +
+          `got ${describe(context)}`,
+      );
+    }
+    input.set(context, FEATURE_SIZE);
   }
 
   /** Whether steps run in the native graph, one native call each (see Pipeline.native). */

@@ -146,7 +146,7 @@ interface CompiledNode {
   gather: boolean;
   /** Indices (run order) of this node and every node downstream of it, ascending. */
   downstream: Int32Array;
-  /** Whether some node downstream reads the graph input, which stepFrom cannot supply. */
+  /** Whether some node downstream reads the graph input, which stepFrom must then be given. */
   downstreamReadsInput: boolean;
 }
 
@@ -281,20 +281,21 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
 
   /**
    * Sets node `name`'s output to `values` (its model does not run, its state does not advance)
-   * and runs every node downstream of it. Nodes not downstream keep their last outputs; none
-   * of them may read the graph input.
+   * and runs every node downstream of it. Nodes not downstream keep their last outputs.
+   * `input` (inputSize values, as for `step`) is the graph input that downstream nodes read,
+   * when some do (a context slice beside the node being set, say); without it, none may.
    */
-  stepFrom(name: string, values: Float32Array): Outputs {
+  stepFrom(name: string, values: Float32Array, input?: Float32Array): Outputs {
     this.#checkLive();
     const index = this.order.indexOf(name);
     if (index < 0) {
       throw new CadenzaError("E_ARGUMENT", `Pipeline.stepFrom: no node named "${name}"`);
     }
-    return this.stepFromIndex(index, values);
+    return this.stepFromIndex(index, values, input);
   }
 
   /** stepFrom with the node's run-order index, for callers that resolved it once. */
-  stepFromIndex(index: number, values: Float32Array): Outputs {
+  stepFromIndex(index: number, values: Float32Array, input?: Float32Array): Outputs {
     this.#checkLive();
     const nodes = this.#compiled;
     const start = nodes[index];
@@ -308,27 +309,42 @@ export class Pipeline<Outputs extends Record<string, Float32Array> = Record<stri
           `got ${lengthOf(values)}`,
       );
     }
-    if (start.downstreamReadsInput) {
+    if (input !== undefined) {
+      if (!(input instanceof Float32Array) || input.length !== this.inputSize) {
+        throw new CadenzaError(
+          "E_ARGUMENT",
+          `Pipeline.stepFrom: input has ${lengthOf(input)} values, expected ${this.inputSize} ` +
+            "(a Float32Array)",
+        );
+      }
+    } else if (start.downstreamReadsInput) {
       throw new CadenzaError(
         "E_ARGUMENT",
-        `Pipeline.stepFrom: a node downstream of "${start.name}" reads the graph input`,
+        `Pipeline.stepFrom: a node downstream of "${start.name}" reads the graph input: ` +
+          "pass it",
       );
     }
     const run = this.#native;
     if (run !== null) {
       this.#checkMembers(run);
-      const status = run.api.graphStepFrom(run.graph, index, values, this.#all);
+      const status = run.api.graphStepFrom(run.graph, index, values, this.#all, input);
       this.#checkStatus(run, status, "stepFrom");
       if (this.#timed) {
         this.#checkStatus(run, run.api.graphNodeNs(run.graph, this.nodeNs), "stepFrom");
       }
       return this.outputs;
     }
+    // As in step, the input is copied before any node runs (it may be memory a node writes).
+    let copy: Float32Array | null = null;
+    if (input !== undefined) {
+      copy = this.#input;
+      copy.set(input);
+    }
     start.output.set(values);
     const downstream = start.downstream;
     if (this.#timed) this.nodeNs.fill(0);
     // downstream[0] is the start node itself, whose output was just set.
-    for (let i = 1; i < downstream.length; i++) this.#runTimed(downstream[i], null);
+    for (let i = 1; i < downstream.length; i++) this.#runTimed(downstream[i], copy);
     return this.outputs;
   }
 

@@ -9,7 +9,7 @@
  * const engine = await RealtimeEngine.start({ policy: "latest", precision: "bf16" });
  * const out = engine.createBuffers();                  // once, outside the audio callback
  * // in the callback, every block:
- * engine.submit(features);                             // 128 audio features, copied in
+ * engine.submit(features, context);                    // 128 audio features, 204 context
  * const seq = engine.latest(out);                      // newest result's input number, or < 0
  * // ...
  * await engine.stop();
@@ -22,8 +22,13 @@
  *
  * ```ts
  * const engine = await RealtimeEngine.start({ input: "emotion" });
- * engine.submit(emotionVector);                        // 64 values (engine.inputSize)
+ * engine.submit(emotionVector, context);               // 64 values (engine.inputSize), 204
  * ```
+ *
+ * The context (optional, all zero when absent; `engine.contextSize` values, 204 for the emotion
+ * pipeline and 0 for a graph or a runner of the caller's own) is what the symbolic models know
+ * of the music so far: the decoder's `context()` (src/music/decode.ts, docs/MUSIC.md). Each
+ * input slot holds [values | context].
  *
  * Sequence numbers count accepted submits from 0 (modulo 2^31): `latest` returns the number of
  * the input its result was computed from. The engine is used from the thread that started it.
@@ -56,7 +61,12 @@ import {
   WORKER_RECORDS,
   WORKER_STATE_NAMES,
 } from "./layout.ts";
-import type { GraphConfig, InputMode, RunnerConfig } from "./runner.ts";
+import {
+  EMOTION_CONTEXT_SIZE,
+  type GraphConfig,
+  type InputMode,
+  type RunnerConfig,
+} from "./runner.ts";
 import type { Policy, WakeMode } from "./worker.ts";
 
 export type { Policy, WakeMode } from "./worker.ts";
@@ -85,7 +95,8 @@ export interface RealtimeOptions {
   /**
    * What submit() takes: "features" (default), 128 audio features (a graph's input with
    * `graph`), or "emotion", a 64-value emotion vector run with stepFromEmotion (emotion
-   * pipeline only). `engine.inputSize` says how many values.
+   * pipeline only). `engine.inputSize` says how many values; either comes with an optional
+   * context (`engine.contextSize` values) for the emotion pipeline.
    */
   input?: InputMode;
   /** Input ring slots, a power of two (default 8). */
@@ -278,7 +289,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   /** When a dozing Worker wakes (layout.ts, SLEEPING 2). */
   readonly #wakeAtMs: Float64Array;
   readonly #slotMask: number;
+  /** Floats per input slot: [values | context]. */
   readonly #inputSize: number;
+  /** What submit takes: the values, then the optional context. */
+  readonly #valueSize: number;
+  readonly #contextSize: number;
   readonly #outputNames: readonly string[];
   readonly #outputSizes: readonly number[];
   /** Each result buffer, whole, for the one copy latest() makes. */
@@ -327,6 +342,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     this.#wakeAtMs = this.#views.wakeAtMs;
     this.#slotMask = layout.slots - 1;
     this.#inputSize = layout.inputSize;
+    const config = settings.config;
+    this.#contextSize = config.graph === undefined && config.runner === undefined
+      ? EMOTION_CONTEXT_SIZE
+      : 0;
+    this.#valueSize = layout.inputSize - this.#contextSize;
     this.#outputNames = loaded.outputNames;
     this.#outputSizes = loaded.outputSizes;
     const size = layout.resultSize;
@@ -367,12 +387,15 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
 
   /**
    * Copies `features` (inputSize values: 128 audio features, or a 64-value emotion vector with
-   * input "emotion") into the next input slot and wakes the Worker if it sleeps. Returns
-   * false, copying nothing, when the ring is full or the engine is stopped. Never waits and
-   * allocates nothing.
+   * input "emotion") and `context` (contextSize values; all zero when absent) into the next
+   * input slot and wakes the Worker if it sleeps. Returns false, copying nothing, when the
+   * ring is full or the engine is stopped. Never waits and allocates nothing.
    */
-  submit(features: Float32Array): boolean {
-    if (features?.length !== this.#inputSize) this.#throwInputLength(features);
+  submit(features: Float32Array, context?: Float32Array): boolean {
+    if (features?.length !== this.#valueSize) this.#throwInputLength(features);
+    if (context !== undefined && context?.length !== this.#contextSize) {
+      this.#throwContextLength(context);
+    }
     const control = this.#control;
     const write = Atomics.load(control, Control.WRITE_SEQ);
     const read = Atomics.load(control, Control.READ_SEQ);
@@ -381,7 +404,12 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       return false;
     }
     const slot = write & this.#slotMask;
-    this.#input.set(features, slot * this.#inputSize);
+    const at = slot * this.#inputSize;
+    this.#input.set(features, at);
+    if (this.#contextSize > 0) {
+      if (context === undefined) this.#input.fill(0, at + this.#valueSize, at + this.#inputSize);
+      else this.#input.set(context, at + this.#valueSize);
+    }
     const now = performance.now();
     this.#submittedMs[slot] = now;
     Atomics.store(control, Control.WRITE_SEQ, (write + 1) | 0);
@@ -470,8 +498,14 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     return this.#outputNames;
   }
 
+  /** The values submit takes (128 features, 64 emotion values, or a graph's input). */
   get inputSize(): number {
-    return this.#inputSize;
+    return this.#valueSize;
+  }
+
+  /** The context values submit takes beside them: 204 for the emotion pipeline, else 0. */
+  get contextSize(): number {
+    return this.#contextSize;
   }
 
   /** One plain object with every counter and latency; allocates, so not for the audio thread. */
@@ -569,8 +603,17 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     const what = this.#settings.input === "emotion" ? "an emotion vector" : "features";
     throw new CadenzaError(
       "E_ARGUMENT",
-      `RealtimeEngine.submit: ${what}: expected ${this.#inputSize} values (a Float32Array), ` +
+      `RealtimeEngine.submit: ${what}: expected ${this.#valueSize} values (a Float32Array), ` +
         `got ${describe(features)}`,
+    );
+  }
+
+  #throwContextLength(context: unknown): never {
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `RealtimeEngine.submit: context: expected ${this.#contextSize} values (a Float32Array` +
+        `${this.#contextSize === 0 ? ": this engine's pipeline takes no context" : ""}), ` +
+        `got ${describe(context)}`,
     );
   }
 

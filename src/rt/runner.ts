@@ -19,6 +19,13 @@ import type { Pipeline, PipelineModel, PipelineNode } from "../pipeline/pipeline
  */
 export type InputMode = "features" | "emotion";
 
+/**
+ * The context the emotion pipeline's symbolic models read beside each input
+ * (src/pipeline/emotion.ts CONTEXT_SIZE, repeated here so that the caller's side of the engine
+ * loads no pipeline module): the emotion pipeline's input slot holds [values | context].
+ */
+export const EMOTION_CONTEXT_SIZE = 204;
+
 /** The five outputs of the emotion pipeline, in the order results store them. */
 export const EMOTION_OUTPUTS = ["emotion", "melody", "harmony", "dynamics", "groove"] as const;
 
@@ -123,11 +130,20 @@ async function emotionRunner(
     throw err;
   }
   const loadMs = performance.now() - started;
+  // Each input is [values | context]: the features and context are the graph input itself;
+  // an emotion vector and its context are copied apart (by loops: a subarray would allocate).
   const fromEmotion = input === "emotion";
-  const inputSize = fromEmotion ? emotion.EMOTION_SIZE : emotion.FEATURE_SIZE;
+  const width = fromEmotion ? emotion.EMOTION_SIZE : emotion.FEATURE_SIZE;
+  const inputSize = width + emotion.CONTEXT_SIZE;
+  const given = new Float32Array(emotion.EMOTION_SIZE);
+  const context = new Float32Array(emotion.CONTEXT_SIZE);
   const step = fromEmotion
-    ? (values: Float32Array) => pipeline.stepFromEmotion(values)
-    : (values: Float32Array) => pipeline.step(values);
+    ? (values: Float32Array) => {
+      for (let i = 0; i < width; i++) given[i] = values[i];
+      for (let i = 0; i < context.length; i++) context[i] = values[width + i];
+      return pipeline.stepFromEmotion(given, context);
+    }
+    : (values: Float32Array) => pipeline.pipeline.step(values);
   return timedRunner(pipeline.pipeline, pipeline, step, {
     inputSize,
     outputNames: EMOTION_OUTPUTS,

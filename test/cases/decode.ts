@@ -14,10 +14,16 @@ import {
   chordInfo,
   chordSymbol,
   parseKey,
+  transposeChord,
   VoiceLeader,
 } from "../../src/music/chords.ts";
+import { CONTEXT } from "../../src/pipeline/emotion.ts";
 import {
   CHORD,
+  CONTEXT_CHORD,
+  CONTEXT_PREVIOUS_NOTE,
+  CONTEXT_SIZE,
+  CONTEXT_SPAN_PITCH_CLASSES,
   Decoder,
   type DecoderOptions,
   MELODY_TRACK,
@@ -293,15 +299,27 @@ export function decoderAllocationCase(probe: AllocationProbe, slack: number, uni
   return {
     name: `decode: 20,000 decoder steps allocate nothing (${unit}, slack ${slack})`,
     run: () => {
-      const decoder = new Decoder({ ...BASE, constrain: "chord", topK: 12, topP: 0.9 });
+      // The note-level protocol generate and examples/realtime.ts use: beginStep on the
+      // latest result, context and a new result only when a note is due.
+      const decoder = new Decoder({
+        ...BASE,
+        key: { tonic: 5, mode: "minor" },
+        constrain: "chord",
+        topK: 12,
+        topP: 0.9,
+      });
       const outputs = [syntheticOutputs(21), syntheticOutputs(22), syntheticOutputs(23)];
-      const sum = new Float64Array(1);
+      const context = new Float32Array(CONTEXT_SIZE);
+      const sum = new Float64Array(2);
       let turn = 0;
       const body = (calls: number) => {
         for (let i = 0; i < calls; i++) {
-          const count = decoder.step(outputs[turn]);
-          turn = turn === 2 ? 0 : turn + 1;
-          sum[0] += count;
+          if (decoder.beginStep(outputs[turn])) {
+            decoder.context(context);
+            sum[1] += context[CONTEXT_SIZE - 1];
+            turn = turn === 2 ? 0 : turn + 1;
+          }
+          sum[0] += decoder.step(outputs[turn]);
         }
       };
       body(4000);
@@ -449,7 +467,128 @@ const emotionMapCase: Case = {
   },
 };
 
+/** tonal's chord symbol of a chord class (root and quality as docs/MUSIC.md numbers them). */
+function symbolOf(cls: number): string {
+  const root = cls < 60 ? cls % 12 : cls - 60;
+  const quality = cls < 60 ? ["", "m", "7", "m7", "dim"][Math.floor(cls / 12)] : "aug";
+  return NAMES[root] + quality;
+}
+
+const tonicCase: Case = {
+  name:
+    "decode: the models' melody and harmony are tonic-relative; the decoder turns them to the key",
+  run: () => {
+    // transposeChord against tonal: every class moved by every interval is the chord whose
+    // notes are the original's moved by it.
+    for (let cls = 0; cls < CHORD_CLASSES; cls++) {
+      const notes = Chord.get(symbolOf(cls)).notes.map(chroma);
+      for (let t = -13; t <= 13; t++) {
+        const moved = Chord.get(symbolOf(transposeChord(cls, t))).notes.map(chroma);
+        const want = notes.map((pc) => (((pc + t) % 12) + 12) % 12).sort((a, b) => a - b);
+        check(
+          moved.sort((a, b) => a - b).join() === want.join(),
+          () => `class ${cls} by ${t}: ${moved} vs ${want}`,
+        );
+      }
+    }
+    // A model sure of tonic-relative note 64 (E: the third above C) and chord class 21 (Am,
+    // the vi): in G major the decoder plays B4 (71) over Em (class 16); in Eb minor, G4 (67)
+    // over Cm (class 12), at temperature 0.
+    for (const [key, note, chord] of [["G major", 71, 16], ["Eb minor", 67, 12]] as const) {
+      const outputs = syntheticOutputs(9);
+      outputs.melody.fill(0.001);
+      outputs.melody[64] = 0.9;
+      outputs.harmony.fill(0);
+      outputs.harmony[21] = 1;
+      const decoder = new Decoder({ ...BASE, key: parseKey(key), temperature: 0, low: 40 });
+      let notes = 0;
+      for (let s = 0; s < 64; s++) {
+        const count = decoder.step(outputs);
+        const e = decoder.events;
+        for (let i = 0; i < count; i++) {
+          if (e.kind[i] === CHORD) check(e.pitch[i] === chord, () => `${key}: chord ${e.pitch[i]}`);
+          if (e.kind[i] === NOTE_ON && e.track[i] === MELODY_TRACK) {
+            check(e.pitch[i] === note, () => `${key}: note ${e.pitch[i]}`);
+            notes++;
+          }
+        }
+      }
+      check(notes > 4, () => `${key}: ${notes} notes`);
+    }
+  },
+};
+
+const contextCase: Case = {
+  name:
+    "decode: context() is the previous note, the chord in force and the span's melody, tonic-relative",
+  run: () => {
+    check(
+      CONTEXT_PREVIOUS_NOTE === CONTEXT.PREVIOUS_NOTE && CONTEXT_CHORD === CONTEXT.CHORD &&
+        CONTEXT_SPAN_PITCH_CLASSES === CONTEXT.SPAN_PITCH_CLASSES && CONTEXT_SIZE === 204,
+      () => "the decoder's context layout differs from the pipeline's",
+    );
+    for (const key of ["D major", "A minor", "C major"]) {
+      const tonic = parseKey(key).tonic;
+      const decoder = new Decoder({ ...BASE, seed: 4, key: parseKey(key), chordRate: "half" });
+      const into = new Float32Array(CONTEXT_SIZE);
+      check(decoder.context(into).every((v) => v === 0), () => `${key}: context before anything`);
+      // Independently: the melody notes and chords from the events, with their grid steps.
+      let chord = -1;
+      let spanStart = 0;
+      const melody: { pitch: number; step: number }[] = [];
+      let latest = syntheticOutputs(30);
+      let checked = 0;
+      for (let s = 0; s < 256; s++) {
+        const due = decoder.beginStep(latest);
+        // A chord emitted by beginStep is in force from this step.
+        for (let i = 0; i < decoder.events.count; i++) {
+          if (decoder.events.kind[i] === CHORD) {
+            chord = decoder.events.pitch[i];
+            spanStart = s;
+          }
+        }
+        if (due) {
+          decoder.context(into);
+          const want = new Float32Array(CONTEXT_SIZE);
+          if (melody.length > 0) {
+            want[Math.max(0, melody[melody.length - 1].pitch - tonic)] = 1;
+          }
+          if (chord >= 0) want[128 + transposeChord(chord, -tonic)] = 1;
+          // The notes played since the chord in force began.
+          const inSpan = melody.filter((n) => n.step >= spanStart);
+          for (let k = 0; k < 192; k++) {
+            check(into[k] === want[k], () => `${key} step ${s}: context[${k}] ${into[k]}`);
+          }
+          const span = into.subarray(192);
+          const total = span.reduce((a, b) => a + b, 0);
+          check(
+            inSpan.length === 0 ? total === 0 : Math.abs(total - 1) < 1e-6,
+            () => `${key} step ${s}: the span histogram sums to ${total}`,
+          );
+          // The histogram holds exactly the span's notes' pitch classes.
+          for (let k = 0; k < 12; k++) {
+            const has = inSpan.some((n) => (n.pitch - tonic + 120) % 12 === k);
+            check((span[k] > 0) === has, () => `${key} step ${s}: pitch class ${k}`);
+          }
+          checked++;
+          latest = syntheticOutputs(31 + s);
+        }
+        const count = decoder.step(latest);
+        const e = decoder.events;
+        for (let i = 0; i < count; i++) {
+          if (e.kind[i] === NOTE_ON && e.track[i] === MELODY_TRACK) {
+            melody.push({ pitch: e.pitch[i], step: s });
+          }
+        }
+      }
+      check(checked > 40, () => `${key}: only ${checked} note steps`);
+    }
+  },
+};
+
 export const decodeCases: Case[] = [
+  tonicCase,
+  contextCase,
   determinismCase,
   samplingCase,
   temperatureCase,

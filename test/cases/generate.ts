@@ -241,6 +241,14 @@ const primerCase: Case = {
     );
     check(primed.chords[0].bar === 2, () => `first chord in bar ${primed.chords[0].bar}`);
     check(Math.abs(primed.sequence.totalTime - 4 * 4 * quarter) < 1e-9, () => "totalTime");
+    // The models saw the primer: the bars after it are not the unprimed piece's.
+    const after = primed.sequence.notes.filter((n) => n.startTime >= 8 * quarter - 1e-9);
+    const shift = 8 * quarter;
+    check(
+      JSON.stringify(after.map((n) => [n.pitch, n.startTime - shift])) !==
+        JSON.stringify(plain.sequence.notes.map((n) => [n.pitch, n.startTime])),
+      () => "the primer changed nothing that followed",
+    );
     const again = await generate({ emotion: "calm", bars: 2, seed: 2, primer, pipeline: p });
     check(fingerprint(again) === fingerprint(primed), () => "a primed piece is not deterministic");
     await rejectsCadenza(
@@ -312,8 +320,51 @@ const trainedLabelCase: Case = {
   },
 };
 
+const noteStepsCase: Case = {
+  name: "generate: one model step per melody note, each seeing the note before, tonic-relative",
+  run: async () => {
+    const p = await pipeline();
+    const contexts: Float32Array[] = [];
+    const original = p.stepFromEmotion;
+    p.stepFromEmotion = (emotion: Float32Array, context?: Float32Array) => {
+      contexts.push(Float32Array.from(context ?? []));
+      return original.call(p, emotion, context);
+    };
+    let result: GenerateResult;
+    try {
+      result = await generate({ emotion: "sad", bars: 6, seed: 5, key: "A minor", pipeline: p });
+    } finally {
+      p.stepFromEmotion = original;
+    }
+    const smf = parseSmf(toMidi(result.sequence));
+    const melody = smf.tracks.flatMap((t) => t.notes.filter((n) => n.channel === 0))
+      .sort((a, b) => a.startTick - b.startTick);
+    check(melody.length > 8, () => `${melody.length} melody notes`);
+    // One step before the first bar, then one per melody note: not one per sixteenth (96).
+    check(
+      contexts.length === melody.length + 1 && result.modelSteps === contexts.length,
+      () => `${contexts.length} steps (${result.modelSteps} reported), ${melody.length} notes`,
+    );
+    const tonic = 9;
+    for (const [k, context] of contexts.entries()) {
+      check(context.length === 204, () => `step ${k}: context of ${context.length}`);
+      const previous = context.subarray(0, 128);
+      const hot = previous.findIndex((v) => v === 1);
+      // Step k >= 2 chooses melody note k - 1, after note k - 2; steps 0 and 1 have none.
+      const want = k < 2 ? -1 : melody[k - 2].pitch - tonic;
+      check(
+        hot === want && previous.reduce((a, b) => a + b, 0) === (k < 2 ? 0 : 1),
+        () => `step ${k}: previous note ${hot}, expected ${want}`,
+      );
+      const chords = context.subarray(128, 192).reduce((a, b) => a + b, 0);
+      check(chords === (k === 0 ? 0 : 1), () => `step ${k}: ${chords} chords in force`);
+    }
+  },
+};
+
 export const generateCases: Case[] = [
   pieceCase,
+  noteStepsCase,
   determinismCase,
   honouredCase,
   keyConstraintCase,

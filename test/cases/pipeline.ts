@@ -28,6 +28,7 @@ import {
 import { writeSafetensors } from "../../src/model/formats/safetensors.ts";
 import {
   archParameterCount,
+  CONTEXT_SIZE,
   defaultModelsDir,
   EMOTION_GRAPH,
   EMOTION_MODELS,
@@ -35,6 +36,7 @@ import {
   type EmotionOutputs,
   EmotionPipeline,
   FEATURE_SIZE,
+  GRAPH_INPUT_SIZE,
   inspectEmotionModels,
   modelFile,
 } from "../../src/pipeline/emotion.ts";
@@ -47,12 +49,12 @@ import { envInt, Rng } from "../helpers.ts";
 /** Exact counts of our architectures, and the seed table's figures beside them. */
 export const EXPECTED_COUNTS: Record<EmotionModelName, { ours: number; seed: number }> = {
   EmotionRecognizer: { ours: 493_792, seed: 497_664 },
-  MelodyTransformer: { ours: 421_376, seed: 412_672 },
-  HarmonyPredictor: { ours: 74_176, seed: 74_048 },
+  MelodyTransformer: { ours: 445_952, seed: 412_672 },
+  HarmonyPredictor: { ours: 77_248, seed: 74_048 },
   DynamicsEngine: { ours: 13_520, seed: 13_456 },
   GroovePredictor: { ours: 18_656, seed: 19_040 },
 };
-export const EXPECTED_TOTAL = 1_021_520;
+export const EXPECTED_TOTAL = 1_049_168;
 
 const KEYS = ["emotion", "melody", "harmony", "dynamics", "groove"] as const;
 
@@ -80,19 +82,45 @@ export function features(t: number): Float32Array {
 }
 
 /**
- * One step by hand, from features x or (x null) from a given emotion vector. Harmony reads
- * [emotion, max of each pair of notes]; dynamics reads [mean of each four emotion values,
- * groove 0..15].
+ * A context vector as the decoder builds it (models/MODELS.md): step t's previous note one-hot
+ * at 0..127, its chord one-hot at 128..191 and a pitch-class histogram summing to 1 at
+ * 192..203; every fourth step has no note and no chord yet (all zero).
  */
-export function byHand(models: HandModels, x: Float32Array | null, given?: Float32Array) {
+export function context(t: number): Float32Array {
+  const c = new Float32Array(CONTEXT_SIZE);
+  if (t % 4 === 0) return c;
+  c[(48 + 5 * t) % 128] = 1;
+  c[128 + ((7 * t) % 64)] = 1;
+  const a = (3 * t) % 12;
+  const b = (a + 4) % 12;
+  c[192 + a] = 0.75;
+  c[192 + b] = 0.25;
+  return c;
+}
+
+/**
+ * One step by hand, from features x or (x null) from a given emotion vector, with a context
+ * (default all zero). Melody reads [emotion, context 0..191] (previous note, chord in force);
+ * harmony reads [emotion, context 128..203] (chord in force, the span's pitch classes);
+ * dynamics reads [mean of each four emotion values, groove 0..15].
+ */
+export function byHand(
+  models: HandModels,
+  x: Float32Array | null,
+  given?: Float32Array,
+  ctx: Float32Array = new Float32Array(204),
+) {
   const emotion = x === null
     ? Float32Array.from(given!)
     : models.EmotionRecognizer.forward(x).slice();
-  const melody = models.MelodyTransformer.forward(emotion).slice();
+  const melody_in = new Float32Array(256);
+  melody_in.set(emotion, 0);
+  melody_in.set(ctx.subarray(0, 192), 64);
+  const melody = models.MelodyTransformer.forward(melody_in).slice();
   const groove = models.GroovePredictor.forward(emotion).slice();
-  const harmony_in = new Float32Array(128);
+  const harmony_in = new Float32Array(140);
   harmony_in.set(emotion, 0);
-  for (let k = 0; k < 64; k++) harmony_in[64 + k] = Math.max(melody[2 * k], melody[2 * k + 1]);
+  harmony_in.set(ctx.subarray(128, 204), 64);
   const harmony = models.HarmonyPredictor.forward(harmony_in).slice();
   const dynamics_in = new Float32Array(32);
   for (let k = 0; k < 16; k++) {
@@ -220,8 +248,8 @@ const byHandCase: Case = {
     withPipeline((pipeline, hand) => {
       for (let t = 0; t < 40; t++) {
         const x = features(t);
-        const out = pipeline.step(x);
-        const want = byHand(hand, x);
+        const out = t % 2 === 0 ? pipeline.step(x, context(t)) : pipeline.step(x);
+        const want = t % 2 === 0 ? byHand(hand, x, undefined, context(t)) : byHand(hand, x);
         for (const key of KEYS) checkSame(out[key], want[key], () => `step ${t}, ${key}`);
       }
     }),
@@ -248,10 +276,21 @@ const fromEmotionCase: Case = {
     withPipeline((pipeline, hand) => {
       for (let t = 0; t < 10; t++) {
         const emotion = features(100 + t).subarray(0, 64).map(Math.tanh);
-        const out = pipeline.stepFromEmotion(emotion);
-        const want = byHand(hand, null, emotion);
+        const out = pipeline.stepFromEmotion(emotion, context(t));
+        const want = byHand(hand, null, emotion, context(t));
         for (const key of KEYS) checkSame(out[key], want[key], () => `step ${t}, ${key}`);
       }
+      // Without a context, the context is all zero (not the last one given).
+      const emotion = features(120).subarray(0, 64).map(Math.tanh);
+      const out = pipeline.stepFromEmotion(emotion);
+      const want = byHand(hand, null, emotion);
+      for (const key of KEYS) checkSame(out[key], want[key], () => `no context, ${key}`);
+      throwsCadenza(
+        () => pipeline.stepFromEmotion(emotion, new Float32Array(203)),
+        "E_ARGUMENT",
+        /stepFromEmotion: context: expected a Float32Array of 204, got Float32Array of 203/,
+        "short context",
+      );
       // The recognizer's LSTM did not advance: a step now equals its first step from reset.
       const got = pipeline.step(features(7)).emotion;
       checkSame(got, hand.EmotionRecognizer.forward(features(7)), () => "recognizer state");
@@ -261,6 +300,32 @@ const fromEmotionCase: Case = {
         /expected a Float32Array of 64, got Float32Array of 63/,
         "short emotion",
       );
+    }),
+};
+
+const contextCase: Case = {
+  name:
+    "the context reaches melody and harmony only: the recognizer, groove and dynamics ignore it",
+  run: () =>
+    withPipeline((pipeline) => {
+      const emotion = features(300).subarray(0, 64).map(Math.tanh);
+      const plain = snapshot(pipeline.stepFromEmotion(emotion, context(0)));
+      pipeline.reset();
+      const given = snapshot(pipeline.stepFromEmotion(emotion, context(1)));
+      // KEYS: emotion, melody, harmony, dynamics, groove.
+      for (const i of [0, 3, 4]) checkSame(given[i], plain[i], () => `${KEYS[i]} changed`);
+      check(!sameValues(given[1], plain[1]), () => "the melody ignored the context");
+      check(!sameValues(given[2], plain[2]), () => "the harmony ignored the context");
+      // The span's pitch classes (context 192..203) reach the harmony, not the melody.
+      pipeline.reset();
+      const a = snapshot(pipeline.stepFromEmotion(emotion, context(1)));
+      const changed = context(1);
+      changed.fill(0, 192);
+      changed[192 + 9] = 1;
+      pipeline.reset();
+      const b = snapshot(pipeline.stepFromEmotion(emotion, changed));
+      checkSame(b[1], a[1], () => "the melody read the span's pitch classes");
+      check(!sameValues(b[2], a[2]), () => "the harmony ignored the span's pitch classes");
     }),
 };
 
@@ -288,6 +353,8 @@ const rangeCase: Case = {
         const out = pipeline.step(features(t));
         const sum = out.harmony.reduce((a, b) => a + b, 0);
         check(Math.abs(sum - 1) < 1e-4, () => `step ${t}: harmony sums to ${sum}`);
+        const notes = out.melody.reduce((a, b) => a + b, 0);
+        check(Math.abs(notes - 1) < 1e-4, () => `step ${t}: melody sums to ${notes}`);
         for (const v of [...out.melody, ...out.dynamics]) {
           check(v >= 0 && v <= 1, () => `step ${t}: probability ${v}`);
         }
@@ -308,8 +375,20 @@ const errorsCase: Case = {
     throwsCadenza(
       () => pipeline.step(new Float32Array(127)),
       "E_ARGUMENT",
-      /input has 127 values, expected 128/,
+      /step: features: expected a Float32Array of 128, got Float32Array of 127/,
       "short features",
+    );
+    throwsCadenza(
+      () => pipeline.step(features(0), new Array(204).fill(0) as unknown as Float32Array),
+      "E_ARGUMENT",
+      /step: context: expected a Float32Array of 204, got /,
+      "a plain array as the context",
+    );
+    throwsCadenza(
+      () => pipeline.stepFromEmotion(new Float32Array(64), null as unknown as Float32Array),
+      "E_ARGUMENT",
+      /stepFromEmotion: context: expected a Float32Array of 204, got null/,
+      "a null context",
     );
     const groove = pipeline.models.GroovePredictor as Model;
     pipeline.dispose();
@@ -406,7 +485,19 @@ const stepFromCase: Case = {
       /downstream of "a" reads the graph input/,
       "stepFrom needing input",
     );
+    // Given the input, b reads a's new value 0 and input value 0.
+    mixed.step(Float32Array.of(1, 2, 3, 4));
+    const given = mixed.stepFrom("a", Float32Array.of(7, 8, 9, 10), Float32Array.of(-3, 0, 0, 0));
+    checkSame(given.a, Float32Array.of(7, 8, 9, 10), () => "a set");
+    checkSame(given.b, Float32Array.of(7, -3), () => "b from a and the input");
+    throwsCadenza(
+      () => mixed.stepFrom("a", new Float32Array(4), new Float32Array(3)),
+      "E_ARGUMENT",
+      /stepFrom: input has 3 values, expected 4/,
+      "short input",
+    );
     chain.dispose();
+    mixed.dispose();
   },
 };
 
@@ -493,6 +584,7 @@ export function pipelineCases(): Case[] {
     inspectCase,
     loadCase,
     byHandCase,
+    contextCase,
     viewsCase,
     fromEmotionCase,
     resetCase,
@@ -523,7 +615,9 @@ const drivenCase: Case = {
         driven.models[EMOTION_GRAPH.find((node) => node.name === name)!.model]
       );
       for (let t = 0; t < 6; t++) {
-        const x = features(t);
+        const x = new Float32Array(GRAPH_INPUT_SIZE);
+        x.set(features(t));
+        x.set(context(t), FEATURE_SIZE);
         stepped.step(x);
         for (let i = 0; i < runOrder.length; i++) {
           driven.setOutput(i, await Promise.resolve(runOrder[i].forward(driven.inputOf(i, x))));
@@ -554,15 +648,18 @@ const batchedCase: Case = {
   run: async () => {
     const hand = await loadByHand();
     const rows = 3;
-    const batched = batchedPipeline(EMOTION_GRAPH, hand, FEATURE_SIZE, rows);
+    const batched = batchedPipeline(EMOTION_GRAPH, hand, GRAPH_INPUT_SIZE, rows);
     const single = new EmotionPipeline(wrapAll(await loadByHand()));
     try {
-      const x = new Float32Array(rows * FEATURE_SIZE);
-      for (let r = 0; r < rows; r++) x.set(features(r), r * FEATURE_SIZE);
+      const x = new Float32Array(rows * GRAPH_INPUT_SIZE);
+      for (let r = 0; r < rows; r++) {
+        x.set(features(r), r * GRAPH_INPUT_SIZE);
+        x.set(context(r + 1), r * GRAPH_INPUT_SIZE + FEATURE_SIZE);
+      }
       const out = batched.step(x);
       for (let r = 0; r < rows; r++) {
         single.reset();
-        const one = single.step(features(r));
+        const one = single.step(features(r), context(r + 1));
         for (const key of batched.order) {
           const width = one[key].length;
           const row = out[key].subarray(r * width, (r + 1) * width);
@@ -609,7 +706,7 @@ const nativeUsedCase: Case = {
       const info = pipeline.pipeline.graphInfo();
       check(info !== null, () => "no graph info");
       check(
-        info!.nodeCount === 5 && info!.inputSize === 128 && info!.outputLength === 304,
+        info!.nodeCount === 5 && info!.inputSize === 332 && info!.outputLength === 304,
         () => `graph info ${JSON.stringify(info)}`,
       );
       check(!plain.native && plain.pipeline.graphInfo() === null, () => "wrapped models native");
@@ -632,13 +729,13 @@ const samePathsCase: Case = {
         }
       };
       for (let t = 0; t < 30; t++) {
-        native.step(features(t));
-        plain.step(features(t));
+        native.step(features(t), context(t));
+        plain.step(features(t), context(t));
         compare(`step ${t}`);
         if (t % 7 === 3) {
           const emotion = features(200 + t).subarray(0, 64).map(Math.tanh);
-          native.stepFromEmotion(emotion);
-          plain.stepFromEmotion(emotion);
+          native.stepFromEmotion(emotion, context(t + 1));
+          plain.stepFromEmotion(emotion, context(t + 1));
           compare(`stepFromEmotion at ${t}`);
         }
         if (t === 20) {
@@ -671,9 +768,10 @@ const allocCase: Case = {
       const before = counts();
       check(before[0] === 1 && before[1] === 0, () => `graph counts ${before.slice(0, 2)}`);
       const emotion = new Float32Array(64).fill(0.5);
+      const contexts = Array.from({ length: 8 }, (_, t) => context(t));
       for (let t = 0; t < 1_000; t++) {
-        pipeline.step(features(t & 7));
-        if (t % 10 === 0) pipeline.stepFromEmotion(emotion);
+        pipeline.step(features(t & 7), contexts[t & 7]);
+        if (t % 10 === 0) pipeline.stepFromEmotion(emotion, contexts[t & 3]);
         if (t % 250 === 0) pipeline.reset();
       }
       const after = counts();
@@ -735,11 +833,11 @@ const sharedModelCase: Case = {
 function emotionDescription(): Uint32Array {
   const input = GRAPH_INPUT_SOURCE;
   const records = [
-    [GRAPH_MAGIC, 1, 5, 128],
+    [GRAPH_MAGIC, 1, 5, 332], // input: [features 128 | context 204]
     [0, 1, input, 0, 128, 0], // emotion <- the features
-    [1, 1, 0, 0, 64, 0], // melody <- emotion
+    [1, 2, 0, 0, 64, 0, input, 128, 192, 0], // melody <- emotion, context 0..191
     [2, 1, 0, 0, 64, 0], // groove <- emotion
-    [3, 2, 0, 0, 64, 0, 1, 0, 128, 1], // harmony <- emotion, melody max-pooled by 2
+    [3, 2, 0, 0, 64, 0, input, 256, 76, 0], // harmony <- emotion, context 128..203
     [4, 2, 0, 0, 64, 4, 2, 0, 16, 0], // dynamics <- emotion mean-pooled by 4, groove 0..16
   ];
   return Uint32Array.from(records.flat());
@@ -768,9 +866,12 @@ const describedCase: Case = {
     const graph = api.graphCreate(emotionDescription(), handles);
     try {
       const out = new Float32Array(304);
+      const input = new Float32Array(332);
       for (let t = 0; t < 10; t++) {
-        check(api.graphStep(graph, features(t), out) === 0, () => api.graphLastError(graph));
-        const want = byHand(hand, features(t));
+        input.set(features(t));
+        input.set(context(t), 128);
+        check(api.graphStep(graph, input, out) === 0, () => api.graphLastError(graph));
+        const want = byHand(hand, features(t), undefined, context(t));
         // Node order: emotion, melody, groove, harmony, dynamics.
         const order = ["emotion", "melody", "groove", "harmony", "dynamics"] as const;
         let at = 0;
@@ -782,11 +883,38 @@ const describedCase: Case = {
       }
       check(api.graphStep(graph, new Float32Array(127), out) === 1, () => "short input ran");
       check(
-        /in_len is 127, expected 128/.test(api.graphLastError(graph)),
+        /in_len is 127, expected 332/.test(api.graphLastError(graph)),
         () => api.graphLastError(graph),
       );
       check(api.graphStepFrom(graph, 5, out, out) === 1, () => "node 5 ran");
       check(/node 5, expected 0\.\.4/.test(api.graphLastError(graph)), () => "node message");
+      // From the emotion: melody and harmony read the context, so the input must be given.
+      const emotion = features(50).subarray(0, 64).map(Math.tanh);
+      check(api.graphStepFrom(graph, 0, emotion, out) === 1, () => "ran without the input");
+      check(
+        /node 0 reads the graph input/.test(api.graphLastError(graph)),
+        () => api.graphLastError(graph),
+      );
+      input.set(context(3), 128);
+      check(
+        api.graphStepFrom(graph, 0, emotion, out, input) === 0,
+        () => api.graphLastError(graph),
+      );
+      const want = byHand(hand, null, emotion, context(3));
+      const order = ["emotion", "melody", "groove", "harmony", "dynamics"] as const;
+      let at = 0;
+      for (const key of order) {
+        checkSame(out.subarray(at, at + want[key].length), want[key], () => `stepFrom, ${key}`);
+        at += want[key].length;
+      }
+      check(
+        api.graphStepFrom(graph, 0, emotion, out, input.subarray(0, 331)) === 1,
+        () => "short input ran",
+      );
+      check(
+        /x_len is 331, expected 332/.test(api.graphLastError(graph)),
+        () => api.graphLastError(graph),
+      );
     } finally {
       api.graphDestroy(graph);
       disposeAll(graphModels);
@@ -804,8 +932,8 @@ const BAD_WORDS: [number, number, RegExp][] = [
   [10, 0, /node 1: model 0 is already run by node 0/],
   [12, 1, /node 1 edge 0: source 1, expected an earlier node \(below 1\)/],
   [15, 9, /node 1 edge 0: op 9, expected 0\.\.4/],
-  [31, 0, /node 3: its edges give 192 values, its model takes 128/],
-  [39, 17, /node 4 edge 1: slice \[17, 17\+16\) is outside its source \(width 32\)/],
+  [34, 72, /node 3: its edges give 136 values, its model takes 140/],
+  [43, 17, /node 4 edge 1: slice \[17, 17\+16\) is outside its source \(width 32\)/],
 ];
 
 const badDescriptionCase: Case = {
@@ -823,7 +951,7 @@ const badDescriptionCase: Case = {
       throwsCadenza(
         () => api.graphCreate(base.subarray(0, base.length - 1), handles),
         "E_ARGUMENT",
-        /node 4: 2 edges need 8 words from word 34/,
+        /node 4: 2 edges need 8 words from word 38/,
         "truncated",
       );
       throwsCadenza(
@@ -905,6 +1033,8 @@ function runAccepted(api: NativeApi, graph: NativeGraph, rng: Rng, what: () => s
     for (const width of [16, 32, 64, 128]) {
       const status = api.graphStepFrom(graph, node, input.subarray(0, width), out);
       check(status <= 1, () => `${what()}: stepFrom node ${node} gave status ${status}`);
+      const given = api.graphStepFrom(graph, node, input.subarray(0, width), out, input);
+      check(given <= 1, () => `${what()}: stepFrom node ${node} with input: status ${given}`);
     }
   }
   check(api.graphReset(graph) === 0, what);

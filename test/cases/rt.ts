@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { CadenzaError } from "../../src/errors.ts";
 import {
+  CONTEXT_SIZE,
   EMOTION_MODELS,
   EMOTION_SIZE,
   type EmotionOutputs,
@@ -86,8 +87,12 @@ export async function withEngine(
 }
 
 /** Submits `features`, retrying while the ring is full; returns after it was accepted. */
-async function submitSurely(engine: RealtimeEngine, features: Float32Array): Promise<void> {
-  await waitFor(() => engine.submit(features), "a free input slot");
+async function submitSurely(
+  engine: RealtimeEngine,
+  features: Float32Array,
+  context?: Float32Array,
+): Promise<void> {
+  await waitFor(() => engine.submit(features, context), "a free input slot");
 }
 
 /** Waits until `latest` returns `seq` (or later); returns what it returned. */
@@ -492,6 +497,15 @@ export const longTimeoutCase: Case = {
 
 export const policyCases: Case[] = [policyCase("latest"), policyCase("every")];
 
+/** A context as the decoder builds one: previous note, chord in force, span pitch classes. */
+function contextOf(seq: number): Float32Array {
+  const c = new Float32Array(CONTEXT_SIZE);
+  c[(55 + 3 * seq) % 128] = 1;
+  c[128 + ((5 * seq) % 64)] = 1;
+  c[192 + (seq % 12)] = 1;
+  return c;
+}
+
 /**
  * The engine's Worker runs the models node by node, EmotionPipeline in one native graph call:
  * the same kernels on the same weights, so the results must be the same bits.
@@ -513,6 +527,13 @@ function pipelineCase(precision: "f32" | "bf16" | "int8", input: "features" | "e
           check(engine.outputNames.join() === EMOTION_OUTPUTS.join(), () => "output order");
           const width = input === "emotion" ? EMOTION_SIZE : FEATURE_SIZE;
           check(engine.inputSize === width, () => `inputSize ${engine.inputSize}`);
+          check(engine.contextSize === CONTEXT_SIZE, () => `contextSize ${engine.contextSize}`);
+          throwsCadenza(
+            () => engine.submit(new Float32Array(width), new Float32Array(12)),
+            "E_ARGUMENT",
+            /context: expected 204 values .*got Float32Array of 12/,
+            "a short context",
+          );
           const s0 = engine.stats();
           check(s0.nativeGraph && s0.input === input, () => `nativeGraph ${s0.nativeGraph}`);
           check(
@@ -527,11 +548,14 @@ function pipelineCase(precision: "f32" | "bf16" | "int8", input: "features" | "e
           );
           for (let seq = 0; seq < steps; seq++) {
             const values = rng.floats(width, -1, 1);
-            await submitSurely(engine, values);
+            // Every other input carries a context (a previous note, a chord, pitch classes);
+            // the others none, which must read as all zero, not as the last one submitted.
+            const context = seq % 2 === 0 ? contextOf(seq) : undefined;
+            await submitSurely(engine, values, context);
             check(await latestAtLeast(engine, into, seq) === seq, () => `result ${seq} skipped`);
             const want = input === "emotion"
-              ? reference.stepFromEmotion(values)
-              : reference.step(values);
+              ? reference.stepFromEmotion(values, context)
+              : reference.step(values, context);
             for (const name of EMOTION_OUTPUTS) {
               check(sameValues(into[name], want[name]), () => `step ${seq}: ${name} differs`);
             }
