@@ -1008,7 +1008,8 @@ export const timedPipelineCases: Case[] = (["native", "node by node"] as const).
       }
       const first = pipeline.order[0];
       const width = pipeline.outputs[first].length;
-      pipeline.stepFrom(first, new Float32Array(width));
+      // The emotion graph's melody and harmony read the context from the graph input.
+      pipeline.stepFrom(first, new Float32Array(width), input);
       check(pipeline.nodeNs[0] === 0, () => `the start node timed ${pipeline.nodeNs[0]} ns`);
       check(pipeline.nodeNs.slice(1).some((ns) => ns > 0), () => "no downstream node timed");
       pipeline.prefetch();
