@@ -10,7 +10,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { objectsCreated } from "./bun-alloc.ts";
 import type { Case } from "./cases/check.ts";
-import { allocationCase, deathCase, failedRestart, modelsDir, rtCases } from "./cases/rt.ts";
+import {
+  allocationCase,
+  deathCase,
+  failedRestart,
+  modelsDir,
+  rareAcceptCase,
+  rtCases,
+} from "./cases/rt.ts";
 
 const TIMEOUT_MS = 30_000;
 
@@ -21,6 +28,7 @@ const cases: Case[] = [
   // 16 objects of slack for what the JIT may still create while the loop runs: 100,000 calls
   // that allocated even one object each would be 6,000 times over.
   allocationCase(objectsCreated, 16, "JSC objects"),
+  rareAcceptCase(objectsCreated, 16, "JSC objects"),
 ];
 
 for (const c of cases) test(c.name, c.run, TIMEOUT_MS);

@@ -7,7 +7,7 @@
 
 import type { Case } from "../cases/check.ts";
 import { envInt } from "../helpers.ts";
-import { allocationCase, rtCases, stressCase } from "../cases/rt.ts";
+import { allocationCase, rareAcceptCase, rtCases, stressCase } from "../cases/rt.ts";
 import { bytesPerThousand } from "./alloc-probe.ts";
 
 const submits = envInt("CADENZA_RT_SUBMITS", 20_000);
@@ -16,6 +16,7 @@ const cases: Case[] = [
   ...rtCases,
   // 256 bytes per 1,000 calls of slack: one 12-byte number boxed per call would be 12,000.
   allocationCase(bytesPerThousand, 256, "bytes per 1,000 calls"),
+  rareAcceptCase(bytesPerThousand, 256, "bytes per 1,000 calls"),
   stressCase({ submits, policy: "latest", fake: true }),
   stressCase({ submits, policy: "latest", fake: false }),
   stressCase({ submits: submits / 10, policy: "every", fake: true }),
