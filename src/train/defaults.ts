@@ -99,25 +99,25 @@ export const TRAIN_PLANS: Readonly<Record<TrainedModelName, TrainPlan>> = {
   MelodyTransformer: {
     set: "melody",
     loss: "xent",
-    epochs: 2,
+    epochs: 5,
     options: { lr: 1e-3, lrMin: 1e-4, warmupSteps: 100, batch: 16, seqLen: 32, clipNorm: 1 },
   },
   HarmonyPredictor: {
     set: "harmony",
     loss: "xent",
-    epochs: 8,
+    epochs: 20,
     options: { lr: 2e-3, lrMin: 1e-4, batch: 128, seqLen: 1 },
   },
   DynamicsEngine: {
     set: "dynamics",
     loss: "mse",
-    epochs: 6,
+    epochs: 20,
     options: { lr: 2e-3, lrMin: 1e-4, batch: 128, seqLen: 1 },
   },
   GroovePredictor: {
     set: "groove",
     loss: "mse",
-    epochs: 6,
+    epochs: 20,
     options: { lr: 2e-3, lrMin: 1e-4, batch: 128, seqLen: 1 },
   },
 };
