@@ -133,3 +133,53 @@ export function meanBaseline(
   const n = Math.max(testTargets.length, 1);
   return { name: "constant (training mean)", mse: se / n, mae: ae / n, positions: testTargets.length / width };
 }
+
+/**
+ * A baseline that sees what the melody model sees besides the emotion: the next note from the
+ * previous note and the chord in force (counts of (previous, chord) -> next, backing off to
+ * chord -> next, then to the unigram). Sequences are [note, chord] pairs; the chord is the one in
+ * force at the note being predicted.
+ */
+export function chordBigramBaseline(
+  train: readonly (readonly (readonly [number, number])[])[],
+  test: readonly (readonly (readonly [number, number])[])[],
+  k: number,
+  chords: number,
+): ClassBaseline {
+  const both = new Counts(k);
+  const chordOnly = new Counts(k);
+  const uni = new Counts(k);
+  const key = (prev: number, chord: number) => (prev + 1) * chords + chord;
+  for (const seq of train) {
+    for (let i = 0; i < seq.length; i++) {
+      const prev = i > 0 ? seq[i - 1][0] : -1;
+      both.add(key(prev, seq[i][1]), seq[i][0]);
+      chordOnly.add(seq[i][1], seq[i][0]);
+      uni.add(0, seq[i][0]);
+    }
+  }
+  let positions = 0;
+  let hits = 0;
+  let loss = 0;
+  for (const seq of test) {
+    for (let i = 0; i < seq.length; i++) {
+      const prev = i > 0 ? seq[i - 1][0] : -1;
+      const [t, c] = seq[i];
+      let guess = both.argmax(key(prev, c));
+      if (guess < 0) guess = chordOnly.argmax(c);
+      if (guess < 0) guess = uni.argmax(0);
+      positions++;
+      if (guess === t) hits++;
+      loss -= Math.log(
+        0.6 * both.prob(key(prev, c), t) + 0.3 * chordOnly.prob(c, t) + 0.1 * uni.prob(0, t),
+      );
+    }
+  }
+  const n = Math.max(positions, 1);
+  return {
+    name: "bigram given the chord (backoff to chord, unigram)",
+    accuracy: hits / n,
+    loss: loss / n,
+    positions,
+  };
+}

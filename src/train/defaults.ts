@@ -32,7 +32,7 @@ import { archParameterCount, EMOTION_MODELS, type EmotionModelName } from "../pi
 import { defaultCorpusPath, fnv1a, readCorpus, type SplitName } from "./corpus.ts";
 import { type LossName, readTrainingData, splitData, type TrainingData, writeTrainingData } from "./data.ts";
 import { arousalStats, pieceLabels } from "./labels.ts";
-import { type ClassBaseline, meanBaseline, sequenceBaselines, type ValueBaseline } from "./baselines.ts";
+import { chordBigramBaseline, type ClassBaseline, meanBaseline, sequenceBaselines, type ValueBaseline } from "./baselines.ts";
 import { buildSet, melodyEvents, type PreparedPiece, preparePiece, type SetName, SET_NAMES } from "./sets.ts";
 import { fit } from "./loop.ts";
 import { initSpec, withParams } from "./params.ts";
@@ -162,7 +162,7 @@ export interface Manifest {
   examples: Record<SetName, Record<SplitName, number>>;
   /** Positions (targets) per test set. */
   baselines: {
-    melody: { mostFrequent: ClassBaseline; ngram: ClassBaseline };
+    melody: { mostFrequent: ClassBaseline; ngram: ClassBaseline; chordBigram: ClassBaseline };
     harmony: { mostFrequent: ClassBaseline; ngram: ClassBaseline };
   };
   command: string;
@@ -210,6 +210,8 @@ export async function buildDataSets(options: BuildOptions = {}): Promise<Manifes
     log(`${name}: ${train.count} train, ${val.count} validation, ${test.count} test examples`);
   }
   const melodySeq = (ps: PreparedPiece[]) => ps.map((p) => melodyEvents(p).map((e) => e.pitch));
+  const pairs = (ps: PreparedPiece[]) =>
+    ps.map((p) => melodyEvents(p).map((e) => [e.pitch, e.chord] as const));
   const chordSeq = (ps: PreparedPiece[]) => ps.map((p) => p.spans.map((s) => s.chord));
   const manifest: Manifest = {
     corpus: "data/corpus.jsonl.gz",
@@ -223,7 +225,10 @@ export async function buildDataSets(options: BuildOptions = {}): Promise<Manifes
     },
     examples,
     baselines: {
-      melody: sequenceBaselines(melodySeq(prepared.train), melodySeq(prepared.test), 128, 0),
+      melody: {
+        ...sequenceBaselines(melodySeq(prepared.train), melodySeq(prepared.test), 128, 0),
+        chordBigram: chordBigramBaseline(pairs(prepared.train), pairs(prepared.test), 128, 64),
+      },
       harmony: sequenceBaselines(chordSeq(prepared.train), chordSeq(prepared.test), 64, 1),
     },
     command: options.command ?? "bun scripts/build-training-data.ts",
@@ -359,7 +364,11 @@ export async function trainDefault(
     const bf16 = await scoreIn(kept, test, plan.loss, "bf16");
     const int8 = await scoreIn(kept, test, plan.loss, "int8");
     const baselines: (ClassBaseline | ValueBaseline)[] = plan.set === "melody"
-      ? [manifest.baselines.melody.mostFrequent, manifest.baselines.melody.ngram]
+      ? [
+        manifest.baselines.melody.mostFrequent,
+        manifest.baselines.melody.ngram,
+        ...(manifest.baselines.melody.chordBigram ? [manifest.baselines.melody.chordBigram] : []),
+      ]
       : plan.set === "harmony"
       ? [manifest.baselines.harmony.mostFrequent, manifest.baselines.harmony.ngram]
       : [meanBaseline(train.targets as Float32Array, test.targets as Float32Array, test.targetSize)];
