@@ -3,7 +3,10 @@
  * EmotionRecognizer's training, in the same format) leaves beside each trained model, so every
  * number in it comes from a command. `writeCard` replaces the part of models/MODELS.md between
  * `<!-- card:begin -->` and `<!-- card:end -->` (appending the section when there is none) and
- * leaves the rest of the file as it is.
+ * leaves the rest of the file as it is. A model trained elsewhere (the EmotionRecognizer) joins
+ * the card by leaving its own NAME.metrics.json (the `ModelMetrics` shape of
+ * src/train/defaults.ts; `extra` holds measures of its own, e.g. valence and arousal correlation)
+ * in the same folder.
  *
  * ```ts
  * const md = renderCard(readMetrics("out/trained"));
@@ -109,6 +112,16 @@ export function renderCard(all: readonly ModelMetrics[]): string {
     );
   }
   lines.push("");
+  const extras = all.filter((m) => m.extra !== undefined && Object.keys(m.extra).length > 0);
+  if (extras.length > 0) {
+    lines.push("Further held-out measures:");
+    lines.push("");
+    for (const m of extras) {
+      const list = Object.entries(m.extra!).map(([k, v]) => `${k} ${f4(v)}`).join(", ");
+      lines.push(`- ${m.model}: ${list}`);
+    }
+    lines.push("");
+  }
   lines.push("### Validation per epoch");
   lines.push("");
   for (const m of all) {

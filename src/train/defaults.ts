@@ -99,13 +99,13 @@ export const TRAIN_PLANS: Readonly<Record<TrainedModelName, TrainPlan>> = {
   MelodyTransformer: {
     set: "melody",
     loss: "xent",
-    epochs: 5,
+    epochs: 12,
     options: { lr: 1e-3, lrMin: 1e-4, warmupSteps: 100, batch: 16, seqLen: 32, clipNorm: 1 },
   },
   HarmonyPredictor: {
     set: "harmony",
     loss: "xent",
-    epochs: 20,
+    epochs: 40,
     options: { lr: 2e-3, lrMin: 1e-4, batch: 128, seqLen: 1 },
   },
   DynamicsEngine: {
@@ -284,6 +284,8 @@ export interface ModelMetrics {
   corpusSha256: string;
   trainedAt: string;
   command: string;
+  /** Further held-out measures by name (e.g. the recognizer's valence and arousal correlations). */
+  extra?: Record<string, number>;
 }
 
 export interface TrainOptions {
