@@ -105,7 +105,7 @@ export const TRAIN_PLANS: Readonly<Record<TrainedModelName, TrainPlan>> = {
   HarmonyPredictor: {
     set: "harmony",
     loss: "xent",
-    epochs: 40,
+    epochs: 20,
     options: { lr: 2e-3, lrMin: 1e-4, batch: 128, seqLen: 1 },
   },
   DynamicsEngine: {
