@@ -13,7 +13,7 @@
  * |---|---|
  * | 0..95 | semitone band of MIDI note 24 + i: the level of its strongest FFT bin (bins whose centre lies within a quarter tone of the note; a band narrower than a bin reads the bin nearest the note) |
  * | 96..107 | chroma now: pitch class c (C = 0) is the share of band amplitude in the bands of class c (sums to 1; 0 in silence) |
- * | 108..119 | chroma smoothed: features 96..107 through a one-pole filter of time constant 2 s |
+ * | 108..119 | chroma smoothed: features 96..107 through a one-pole filter of time constant 8 s |
  * | 120 | loudness: the level of the window's RMS (Hann-weighted) |
  * | 121 | loudness smoothed (2 s) |
  * | 122 | onset strength: the rise of the band levels since the previous `compute`, summed over bands, per second, / 96 / 2 |
@@ -29,7 +29,9 @@
  * a full-scale sine about 1. The smoothed features start equal to the unsmoothed ones at the first
  * `compute` after construction or `reset`, and onset strength starts at 0; so one `compute` after
  * any pattern of `push` calls depends on the latest 4096 samples alone. The filters follow the
- * samples pushed between two `compute` calls, so the features mean the same at any block size.
+ * samples pushed between two `compute` calls, so the features mean the same at any block size;
+ * until a filter's time constant has passed since the first `compute`, it is the plain
+ * (time-weighted) mean of the frames since then, so it settles from the start.
  *
  * Everything is allocated in the constructor, so `push` and `compute` can run inside an audio
  * callback.
@@ -66,8 +68,11 @@ export const BRIGHTNESS_SMOOTHED = 124;
 export const BASS_SHARE = 125;
 export const MAJOR_CLARITY = 126;
 export const MINOR_CLARITY = 127;
-/** Time constant of the smoothed features, seconds. */
+/** Time constant of the smoothed loudness, onset strength and brightness, seconds. */
 export const SMOOTHING_SECONDS = 2;
+/** Time constant of the smoothed chroma (and so of the key clarity), seconds: a key is heard
+ * over several bars. */
+export const CHROMA_SMOOTHING_SECONDS = 8;
 /** Bands below this MIDI note count as bass (feature 127). */
 export const BASS_BELOW_NOTE = 48;
 const ONSET_SCALE = 1 / (BANDS * 2);
@@ -140,9 +145,9 @@ export class FeatureExtractor {
   /**
    * Doubles passed between the methods of `compute` (V8 boxes a double argument or return value
    * of a call it does not inline; a typed array never): [0] the frame's window-weighted energy,
-   * [1] brightness, [2] seconds since the previous frame.
+   * [1] brightness, [2] seconds since the previous frame, [3] seconds since the first frame.
    */
-  readonly #scratch = new Float64Array(3);
+  readonly #scratch = new Float64Array(4);
   /** Samples pushed since the last compute; -1 before the first compute (state unset). */
   #pending = -1;
   /** Turns |X[k]| into the amplitude of a sine centred on bin k: 2 / sum(window). */
@@ -256,6 +261,7 @@ export class FeatureExtractor {
     this.#pending = -1;
     this.#previousLevel.fill(0);
     this.#smoothed.fill(0);
+    this.#scratch.fill(0);
   }
 
   /** The smoothed features: one-pole filters over the time since the last frame. */
@@ -263,8 +269,13 @@ export class FeatureExtractor {
     const s = this.#smoothed;
     const brightness = this.#scratch[1];
     const seconds = this.#scratch[2];
-    const alpha = first ? 1 : 1 - Math.exp(-seconds / SMOOTHING_SECONDS);
-    for (let c = 0; c < 12; c++) s[c] += alpha * (into[CHROMA_NOW + c] - s[c]);
+    // Until a filter's time constant has passed since the first frame, it is the plain mean of
+    // the frames so far (weighted by the time each stands for): it settles from the start.
+    const elapsed = (this.#scratch[3] += seconds);
+    const mean = first ? 1 : seconds / elapsed;
+    const alpha = Math.max(mean, 1 - Math.exp(-seconds / SMOOTHING_SECONDS));
+    const chromaAlpha = Math.max(mean, 1 - Math.exp(-seconds / CHROMA_SMOOTHING_SECONDS));
+    for (let c = 0; c < 12; c++) s[c] += chromaAlpha * (into[CHROMA_NOW + c] - s[c]);
     s[12] += alpha * (into[LOUDNESS] - s[12]);
     s[13] += alpha * (into[ONSET] - s[13]);
     s[14] += alpha * (brightness - s[14]);

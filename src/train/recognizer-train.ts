@@ -9,7 +9,8 @@
  *
  * Writes OUT/EmotionRecognizer.safetensors (metadata: trained, data, data_commit, metrics,
  * command) and OUT/EmotionRecognizer.metrics.json: the fields of the other models' metrics
- * files (src/train/defaults.ts, what the card reads) plus `emotion` (RecognizerEmotion).
+ * files (src/train/defaults.ts, what the card reads; `extra` holds the correlations the card
+ * lists) plus `emotion` (RecognizerEmotion: every correlation, per epoch and precision).
  */
 
 import { createHash } from "node:crypto";
@@ -274,6 +275,17 @@ export async function trainRecognizer(options: RecognizerTrainOptions): Promise<
       corpusSha256,
       trainedAt: new Date().toISOString(),
       command,
+      extra: {
+        "valence r per test piece (f32)": testCorrelations.f32.valence,
+        "arousal r per test piece (f32)": testCorrelations.f32.arousal,
+        "valence r (bf16)": testCorrelations.bf16.valence,
+        "arousal r (bf16)": testCorrelations.bf16.arousal,
+        "valence r (int8)": testCorrelations.int8.valence,
+        "arousal r (int8)": testCorrelations.int8.arousal,
+        "valence sign = mode, share of test pieces (f32)": testCorrelations.f32.modeAccuracy,
+        "linear baseline valence r": linear.test.valence,
+        "linear baseline arousal r": linear.test.arousal,
+      },
       emotion: { test: testCorrelations, history: emotionHistory, linear },
     };
     mkdirSync(options.out, { recursive: true });
