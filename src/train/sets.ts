@@ -11,7 +11,7 @@
  *   the vocabulary (`foldQuality`: maj7 -> maj, sus4 -> maj, hdim7 -> dim, dim7 -> dim: the
  *   triad on the same root; the other six map to themselves);
  * - single lines: a template match (`matchChord`) on the span's duration-weighted pitch classes:
- *   score = weight inside the chord - weight outside - 0.1 for a seventh - 0.15 for dim/aug
+ *   score = weight inside the chord - weight outside - 0.35 for a seventh - 0.15 for dim/aug
  *   + 0.05 when every chord note is in the mode's scale (major; harmonic and natural minor)
  *   + 0.03 for keeping the previous span's chord; the best score wins (lowest class on ties).
  *   A span without notes keeps the previous chord (the tonic triad at the start).
@@ -83,7 +83,7 @@ export function matchChord(
     let inside = 0;
     for (const pc of pcs) inside += weights[pc];
     let score = (2 * inside - total) / total;
-    if (pcs.length === 4) score -= 0.1;
+    if (pcs.length === 4) score -= 0.35;
     if (c >= 48) score -= 0.15;
     if (pcs.every((pc) => scale.has(pc))) score += 0.05;
     if (c === previous) score += 0.03;
