@@ -217,3 +217,53 @@ export { type ModelScore, scoreModel, teacherLogits } from "./train/evaluate.ts"
 export { initSpec } from "./train/params.ts";
 export { Progress, type ProgressOptions, type ProgressUpdate } from "./train/progress.ts";
 export { copyTask, markovLanguage, markovTask, unigramBaseline } from "./train/tasks.ts";
+export {
+  type CorpusChord,
+  type CorpusNote,
+  type CorpusPiece,
+  type CorpusQuality,
+  parseCorpus,
+  readCorpus,
+  type SplitName,
+  splitOf,
+  toTonicC,
+} from "./train/corpus.ts";
+export {
+  arousalStats,
+  type ArousalStats,
+  labelCorpus,
+  labelEmotion,
+  pieceLabels,
+  type PieceLabels,
+  pieceTempo,
+  type RenderOptions,
+} from "./train/labels.ts";
+export {
+  chordSpans,
+  dynamicsTargets,
+  foldQuality,
+  grooveTargets,
+  matchChord,
+  type PreparedPiece,
+  preparePiece,
+  type SetName,
+  type Span,
+} from "./train/sets.ts";
+export {
+  chordBigramBaseline,
+  type ClassBaseline,
+  meanBaseline,
+  sequenceBaselines,
+  type ValueBaseline,
+} from "./train/baselines.ts";
+export {
+  buildDataSets,
+  type Manifest,
+  type ModelMetrics,
+  TRAIN_PLANS,
+  TRAINED_ARCHS,
+  TRAINED_MODELS,
+  trainDefault,
+  type TrainedModelName,
+} from "./train/defaults.ts";
+export { readMetrics, renderCard, writeCard } from "./train/card.ts";

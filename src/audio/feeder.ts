@@ -10,17 +10,23 @@ import type { EmotionOutputs } from "../pipeline/emotion.ts";
 import type { RealtimeEngine } from "../rt/engine.ts";
 import { FEATURE_BINS, FeatureExtractor } from "./features.ts";
 
-/** The audio callback's side: block -> features -> submit, then latest. */
+/**
+ * The audio callback's side: block -> features -> submit, then latest. `sampleRateHz` is the
+ * source's rate (the extractor's semitone bands depend on it).
+ */
 export class BlockFeeder {
   readonly features = new Float32Array(FEATURE_BINS);
   readonly into: EmotionOutputs;
   submitted = 0;
   /** Blocks whose latest() call found a result. */
   resultsRead = 0;
-  /** Sequence number of the newest result read, -1 before the first. */
-  lastSeq = -1;
+  /**
+   * Sequence number of the newest result read, -1 before the first. Kept in a typed array: a
+   * sequence number past 2^31 is a double, which a plain field would box anew on every write.
+   */
+  readonly #lastSeq = new Float64Array([-1]);
   readonly #engine: RealtimeEngine<EmotionOutputs>;
-  readonly #extractor = new FeatureExtractor();
+  readonly #extractor: FeatureExtractor;
   readonly #samples: Float32Array;
   readonly #blockSamples: number;
   #position = 0;
@@ -29,6 +35,7 @@ export class BlockFeeder {
     engine: RealtimeEngine<EmotionOutputs>,
     samples: Float32Array,
     blockSamples: number,
+    sampleRateHz = 48_000,
   ) {
     if (engine.inputSize !== FEATURE_BINS || samples.length === 0) {
       throw new CadenzaError(
@@ -38,6 +45,7 @@ export class BlockFeeder {
       );
     }
     this.#engine = engine;
+    this.#extractor = new FeatureExtractor(sampleRateHz);
     this.into = engine.createBuffers();
     this.#samples = samples;
     this.#blockSamples = blockSamples;
@@ -52,11 +60,16 @@ export class BlockFeeder {
     if (this.readLatest()) this.resultsRead++;
   }
 
+  /** Sequence number of the newest result read, -1 before the first. */
+  get lastSeq(): number {
+    return this.#lastSeq[0];
+  }
+
   /** Copies the newest result into `into`; false when there is none. */
   readLatest(): boolean {
     const seq = this.#engine.latest(this.into);
     if (seq < 0) return false;
-    this.lastSeq = seq;
+    this.#lastSeq[0] = seq;
     return true;
   }
 

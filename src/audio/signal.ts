@@ -13,8 +13,8 @@ import { CadenzaError } from "../errors.ts";
 
 /**
  * The phrase: MIDI notes, one per beat, at MELODY_BPM (C major, up and back down). It sits in
- * octaves 5-6 (523-1047 Hz) so that its notes fall in different bins of a 256-point FFT at
- * 48 kHz (187.5 Hz apart); the bass note is the only thing below.
+ * octaves 5-6 (523-1047 Hz), well apart from the bass note (MIDI 48), the only thing below;
+ * each note is the strongest of the feature extractor's semitone bands above the bass.
  */
 export const MELODY_NOTES: readonly number[] = Object.freeze([
   72,

@@ -303,7 +303,7 @@ export interface LiveSummary {
     seconds: number;
     /** Always false: features are computed at the source's rate. */
     resampled: false;
-    /** Frequency of feature bin k is k * binHz. */
+    /** The feature extractor's FFT bins are binHz apart (sampleRateHz / FFT_SIZE). */
     binHz: number;
   };
   stream: {
@@ -418,8 +418,8 @@ function sourceLine(summary: LiveSummary): string {
     ? `the generated melody (${src.seconds.toFixed(2)} s, looped)`
     : `${src.path} (${src.channels} channel(s) ${src.format}` +
       `${src.channels > 1 ? " mixed to mono" : ""}, ${src.seconds.toFixed(2)} s, looped)`;
-  return `source: ${what} at ${src.sampleRateHz} Hz, not resampled: feature bin k is ` +
-    `k x ${src.binHz.toFixed(2)} Hz`;
+  return `source: ${what} at ${src.sampleRateHz} Hz, not resampled: semitone bands from ` +
+    `FFT bins ${src.binHz.toFixed(2)} Hz apart`;
 }
 
 function latencyTable(latency: RealtimeStats["latencyUs"]): string[] {
@@ -528,7 +528,7 @@ async function startAndStream(
   });
   let summary: LiveSummary;
   try {
-    const feeder = new BlockFeeder(engine, source.samples, options.blockSamples);
+    const feeder = new BlockFeeder(engine, source.samples, options.blockSamples, source.sampleRateHz);
     let statusAtMs = performance.now() + STATUS_MS;
     await stream(feeder, plan, run, (nowMs) => {
       if (options.quiet || nowMs < statusAtMs) return;

@@ -341,7 +341,7 @@ const HEAR_BLOCK = 128;
 function hear(pipeline: EmotionPipeline, wav: WavAudio, smoothing: number): Float32Array {
   const blocks = Math.ceil(wav.frames / HEAR_BLOCK);
   const heard = new Float32Array(blocks * EMOTION_VECTOR_SIZE);
-  const extractor = new FeatureExtractor();
+  const extractor = new FeatureExtractor(wav.sampleRateHz);
   const features = new Float32Array(FEATURE_BINS);
   const alpha = 1 - Math.exp(-HEAR_BLOCK / wav.sampleRateHz / smoothing);
   const state = new Float32Array(EMOTION_VECTOR_SIZE);

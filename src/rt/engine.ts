@@ -309,7 +309,11 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   /** Views of each output in #staging, in output order. */
   readonly #stagingViews: readonly Float32Array[];
   #open = true;
-  #checksum = 0;
+  /**
+   * In a typed array: a checksum past 2^30 is no small integer, and a plain field would box it
+   * anew on every `latest()` that finds a fresh result.
+   */
+  readonly #checksum = new Int32Array(1);
 
   // Supervision: runs on the event loop, never inside submit/latest.
   readonly #settings: Settings;
@@ -472,7 +476,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       ) {
         const staged = this.#stagingViews;
         for (let k = 0; k < count; k++) into[names[k]].set(staged[k]);
-        this.#checksum = checksum;
+        this.#checksum[0] = checksum;
         return seq;
       }
     }
@@ -485,7 +489,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
    * layout.ts resultChecksum): it covers that result's sequence number and all its outputs.
    */
   get resultChecksum(): number {
-    return this.#checksum;
+    return this.#checksum[0];
   }
 
   /** Output buffers for `latest()`: one view per output over one contiguous Float32Array. */

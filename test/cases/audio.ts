@@ -11,10 +11,12 @@ import { join } from "node:path";
 import {
   AMPLITUDE_FLOOR,
   FEATURE_BINS,
+  FEATURE_COUNT,
   FeatureExtractor,
-  FFT_SIZE,
+  KEY_PROFILES,
 } from "../../src/audio/features.ts";
-import { MELODY_BPM, MELODY_NOTES, melodySignal, noteHz } from "../../src/audio/signal.ts";
+import { KK_MAJOR_PROFILE, KK_MINOR_PROFILE } from "../../src/music/keyfinder.ts";
+import { MELODY_BPM, MELODY_NOTES, melodySignal } from "../../src/audio/signal.ts";
 import { parseWav, readWav } from "../../src/audio/wav.ts";
 import { type Case, check, rejectsCadenza, throwsCadenza } from "./check.ts";
 import { Rng } from "../helpers.ts";
@@ -276,7 +278,8 @@ const fileCase: Case = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Features.
+// Features, against a float64 reference written from the definition in src/audio/features.ts:
+// a direct DFT (no FFT) of the Hann-windowed latest 4096 samples at every bin a band reads.
 
 function sine(amplitude: number, hz: number, rateHz: number, count: number): Float32Array {
   const out = new Float32Array(count);
@@ -284,74 +287,186 @@ function sine(amplitude: number, hz: number, rateHz: number, count: number): Flo
   return out;
 }
 
-function featuresOf(samples: Float32Array, blockSamples = samples.length): Float32Array {
-  const extractor = new FeatureExtractor();
+function featuresOf(
+  samples: Float32Array,
+  blockSamples = samples.length,
+  rateHz = 48_000,
+): Float32Array {
+  const extractor = new FeatureExtractor(rateHz);
   for (let at = 0; at < samples.length; at += blockSamples) {
     extractor.push(samples, at, Math.min(blockSamples, samples.length - at));
   }
-  const into = new Float32Array(FEATURE_BINS);
+  const into = new Float32Array(FEATURE_COUNT);
   extractor.compute(into);
   return into;
 }
 
-function argmax(values: Float32Array, from = 0): number {
+function argmax(values: ArrayLike<number>, from = 0, to = values.length): number {
   let best = from;
-  for (let i = from + 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  for (let i = from + 1; i < to; i++) if (values[i] > values[best]) best = i;
   return best;
 }
 
 const level = (amplitude: number) => Math.log10(1 + amplitude / AMPLITUDE_FLOOR) / 4;
+const hzOf = (note: number) => 440 * 2 ** ((note - 69) / 12);
+const KK = [
+  [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+  [6.33, 2.68, 3.52, 5.38, 2.6, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+];
 
-/** A sine centred on `bin` peaks at feature bin - 1 with its amplitude's level. */
-function checkTone(bin: number, rateHz: number, amplitude: number): void {
-  const hz = (bin * rateHz) / FFT_SIZE;
-  const features = featuresOf(sine(amplitude, hz, rateHz, 1000), 128);
-  const peak = argmax(features);
-  check(
-    peak === bin - 1,
-    () => `${hz} Hz at ${rateHz} Hz: peak at feature ${peak}, not ${bin - 1}`,
-  );
-  check(
-    Math.abs(features[peak] - level(amplitude)) < 1e-4,
-    () => `${hz} Hz: level ${features[peak]}, expected ${level(amplitude)}`,
-  );
+function correlation(a: number[], b: number[]): number {
+  const ma = a.reduce((s, v) => s + v, 0) / a.length;
+  const mb = b.reduce((s, v) => s + v, 0) / b.length;
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += (a[i] - ma) * (b[i] - mb);
+    aa += (a[i] - ma) ** 2;
+    bb += (b[i] - mb) ** 2;
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+}
+
+/**
+ * The features of one `compute` (the first after construction) in float64: the latest 4096
+ * samples (zeros before the signal starts).
+ */
+function referenceFeatures(samples: Float32Array, rateHz: number): Float64Array {
+  const n = 4096;
+  const frame = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = samples.length - n + i;
+    frame[i] = at >= 0 ? samples[at] : 0;
+  }
+  const w = (i: number) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / n);
+  const windowed = frame.map((x, i) => x * w(i));
+  const cos = Float64Array.from({ length: n }, (_, i) => Math.cos((2 * Math.PI * i) / n));
+  const sin = Float64Array.from({ length: n }, (_, i) => Math.sin((2 * Math.PI * i) / n));
+  const bin = (k: number) => {
+    let re = 0;
+    let im = 0;
+    for (let i = 0; i < n; i++) {
+      const phase = (k * i) % n; // exact: k * i < 2^53
+      re += windowed[i] * cos[phase];
+      im -= windowed[i] * sin[phase];
+    }
+    // Sum of the window is n / 2; a sine of amplitude A centred on bin k reads A; Nyquist once.
+    return (Math.hypot(re, im) * 2) / (n / 2) * (k === n / 2 ? 0.5 : 1);
+  };
+  const out = new Float64Array(128);
+  const amp = new Float64Array(96);
+  const binHz = rateHz / n;
+  for (let b = 0; b < 96; b++) {
+    const note = 24 + b;
+    if (hzOf(note) >= rateHz / 2) continue;
+    const bins: number[] = [];
+    for (let k = 0; k <= n / 2; k++) {
+      const hz = k * binHz;
+      if (hz >= hzOf(note - 0.5) && hz < hzOf(note + 0.5)) bins.push(k);
+    }
+    if (bins.length === 0) bins.push(Math.round(hzOf(note) / binHz));
+    amp[b] = Math.max(...bins.map(bin));
+    out[b] = level(amp[b]);
+  }
+  const total = amp.reduce((s, a) => s + a, 0);
+  const chroma = new Array(12).fill(0);
+  for (let b = 0; b < 96; b++) chroma[(24 + b) % 12] += total > 1e-4 ? amp[b] / total : 0;
+  for (let c = 0; c < 12; c++) out[96 + c] = out[108 + c] = chroma[c];
+  let power = 0;
+  for (let i = 0; i < n; i++) power += w(i) * frame[i] ** 2;
+  out[120] = out[121] = level(Math.sqrt(power / (n / 2)));
+  let weighted = 0;
+  let bass = 0;
+  for (let b = 0; b < 96; b++) {
+    weighted += b * amp[b];
+    if (b < 24) bass += amp[b];
+  }
+  out[124] = total > 1e-4 ? weighted / total / 95 : 0;
+  out[125] = total > 1e-4 ? bass / total : 0;
+  const flat = chroma.every((c) => Math.abs(c - chroma[0]) < 1e-9);
+  for (let m = 0; m < 2; m++) {
+    let best = -1;
+    for (let t = 0; t < 12; t++) {
+      const rotated = chroma.map((_, c) => chroma[(t + c) % 12]);
+      best = Math.max(best, correlation(rotated, KK[m]));
+    }
+    out[126 + m] = flat ? 0 : best;
+  }
+  return out;
+}
+
+/** Every feature of one compute within `tolerance` of the float64 reference. */
+function checkAgainstReference(samples: Float32Array, rateHz: number, what: string): Float32Array {
+  const got = featuresOf(samples, 128, rateHz);
+  const want = referenceFeatures(samples, rateHz);
+  for (let i = 0; i < 128; i++) {
+    // float32 samples and outputs, float64 arithmetic inside: 1e-5 covers the rounding of the
+    // FFT's 11 stages against the direct sums (levels are ~1, shares and correlations <= 1).
+    check(
+      Math.abs(got[i] - want[i]) < 1e-5,
+      () => `${what}: feature ${i} is ${got[i]}, the reference ${want[i]}`,
+    );
+  }
+  return got;
 }
 
 const toneCase: Case = {
-  name: "audio: a pure tone's features peak at its bin, at its amplitude's level",
+  name: "audio: a pure tone lands in its semitone band and pitch class, as the float64 reference",
   run: () => {
-    checkTone(8, 48_000, 0.5);
-    checkTone(37, 44_100, 0.25);
-    checkTone(1, 48_000, 1);
-    checkTone(127, 16_000, 0.1);
-    // Nyquist, alternating samples, is one real line: it reads its amplitude at bin 128, and
-    // the window's half-height neighbour, counted as a pair, reads the same at bin 127.
-    const nyquist = Float32Array.from({ length: 512 }, (_, i) => (i & 1 ? -0.3 : 0.3));
-    const features = featuresOf(nyquist);
-    check(
-      Math.abs(features[127] - level(0.3)) < 1e-4 && Math.abs(features[126] - level(0.3)) < 1e-4,
-      () => `Nyquist: levels ${features[126]}, ${features[127]}, expected ${level(0.3)}`,
-    );
-    check(features[125] < level(AMPLITUDE_FLOOR), () => `Nyquist: bin 126 reads ${features[125]}`);
-    // Between bins 20 and 21: the peak is one of the two.
-    const between = featuresOf(sine(0.5, (20.5 * 48_000) / 256, 48_000, 512));
-    check([19, 20].includes(argmax(between)), () => `bin 20.5 peaks at ${argmax(between)}`);
+    for (const [note, rateHz, amplitude] of [[69, 48_000, 0.5], [57, 44_100, 0.25], [81, 48_000, 1], [100, 32_000, 0.1], [60, 48_000, 0.05]]) {
+      const features = checkAgainstReference(
+        sine(amplitude, hzOf(note), rateHz, 6000),
+        rateHz,
+        `note ${note} at ${rateHz} Hz`,
+      );
+      const band = argmax(features, 0, 96);
+      check(band === note - 24, () => `note ${note}: strongest band ${band}, not ${note - 24}`);
+      // A sine off a bin's centre reads at most 1.42 dB (Hann scalloping) below its amplitude.
+      check(
+        features[band] <= level(amplitude) + 1e-6 && features[band] > level(amplitude * 0.84),
+        () => `note ${note}: level ${features[band]}, amplitude's ${level(amplitude)}`,
+      );
+      check(argmax(features, 96, 108) === 96 + (note % 12), () => `note ${note}: chroma`);
+    }
+    // A chord and noise, every feature.
+    const rng = new Rng(3);
+    const noise = rng.floats(8000, -0.05, 0.05);
+    const chord = new Float32Array(8000);
+    for (const note of [45, 57, 60, 64]) {
+      const s = sine(0.2, hzOf(note), 48_000, 8000);
+      for (let i = 0; i < 8000; i++) chord[i] += s[i] + noise[i] / 4;
+    }
+    const f = checkAgainstReference(chord, 48_000, "A minor chord with noise");
+    check(f[127] > f[126], () => `A minor chord: minor clarity ${f[127]} <= major ${f[126]}`);
+    const major = new Float32Array(8000);
+    for (const note of [48, 60, 64, 67]) {
+      const s = sine(0.2, hzOf(note), 48_000, 8000);
+      for (let i = 0; i < 8000; i++) major[i] += s[i];
+    }
+    const g = checkAgainstReference(major, 48_000, "C major chord");
+    check(g[126] > g[127], () => `C major chord: major clarity ${g[126]} <= minor ${g[127]}`);
+    // Bands at or above Nyquist read 0: at 8 kHz, from C8 (4186 Hz).
+    const low = featuresOf(sine(0.5, 440, 8000, 5000), 128, 8000);
+    check(low.slice(108 - 24, 96).every((v) => v === 0), () => "bands above 4 kHz at 8 kHz");
+    check(low[107 - 24] > 0, () => "B7 (3951 Hz) at 8 kHz reads nothing");
+    check(KEY_PROFILES.every((p, m) => p.every((v, c) => v === [KK_MAJOR_PROFILE, KK_MINOR_PROFILE][m][c])), () => "the key profiles differ from the key finder's");
   },
 };
 
 const historyCase: Case = {
-  name: "audio: features depend on the latest 256 samples only, however they are pushed",
+  name: "audio: one compute depends on the latest 4096 samples only, however they are pushed",
   run: () => {
-    const silence = featuresOf(new Float32Array(300));
+    const silence = featuresOf(new Float32Array(5000));
     check(silence.every((v) => v === 0), () => `silence reads ${silence.find((v) => v !== 0)}`);
     const rng = new Rng(5);
     const noise = rng.floats(1000, -1, 1);
-    const tone = sine(0.5, 3000, 48_000, 256);
+    const tone = sine(0.5, 3000, 48_000, 4096);
     const whole = featuresOf(tone);
-    const joined = new Float32Array(1256);
+    const joined = new Float32Array(5096);
     joined.set(noise);
     joined.set(tone, 1000);
-    for (const block of [1, 7, 128, 256, 1256]) {
+    for (const block of [1, 7, 128, 256, 5096]) {
       const streamed = featuresOf(joined, block);
       const i = streamed.findIndex((v, k) => v !== whole[k]);
       check(i < 0, () => `blocks of ${block}: feature ${i} is ${streamed[i]}, not ${whole[i]}`);
@@ -364,9 +479,9 @@ const historyCase: Case = {
       "compute",
     );
     throwsCadenza(
-      () => extractor.push(tone, 200, 100),
+      () => extractor.push(tone, 4000, 100),
       "E_ARGUMENT",
-      /\[200, 300\): expected whole indices within 0\.\.256/,
+      /\[4000, 4100\): expected whole indices within 0\.\.4096/,
       "push",
     );
     throwsCadenza(
@@ -375,6 +490,61 @@ const historyCase: Case = {
       /\[0\.5, 100\.5\): expected whole indices/,
       "push from a fractional index",
     );
+    throwsCadenza(() => new FeatureExtractor(0), "E_ARGUMENT", /sampleRateHz is 0/, "rate 0");
+  },
+};
+
+const smoothingCase: Case = {
+  name: "audio: smoothed features are running means, then 2 s (8 s chroma) one-pole filters, at any block size",
+  run: () => {
+    // 2 s of a tone, then 2 s of silence. Once the window is silent (4096 samples after the
+    // tone ends) the 2 s features, whose time constant has passed, decay as exp(-t / 2 s)
+    // exactly; the chroma (8 s), still a running mean of everything since the first compute,
+    // falls as 1 / (time since then). Runs that start with the same first compute (after 4096
+    // samples) and go on in blocks of 128 or 384 samples agree within 1% (the filters see the
+    // same signal sampled at other instants).
+    const rate = 48_000;
+    const signal = new Float32Array(4 * rate);
+    signal.set(sine(0.3, 523.25, rate, 2 * rate));
+    const run = (block: number) => {
+      const extractor = new FeatureExtractor(rate);
+      const into = new Float32Array(FEATURE_COUNT);
+      const at: Record<number, number[]> = {};
+      extractor.push(signal, 0, 4096);
+      extractor.compute(into);
+      for (let start = 4096; start < signal.length; start += block) {
+        extractor.push(signal, start, Math.min(block, signal.length - start));
+        extractor.compute(into);
+        at[start + block] = Array.from(into);
+      }
+      return at;
+    };
+    const a = run(128);
+    const b = run(384);
+    const t1 = 2 * rate + 4096 + 1152; // a common block end after the window went silent
+    const t2 = 4096 + 384 * 489; // the last common block end
+    for (const [name, i] of [["loudness", 121], ["chroma C", 108], ["brightness", 124]] as const) {
+      const decay = a[t2][i] / a[t1][i];
+      const want = i === 108 ? (t1 - 4096) / (t2 - 4096) : Math.exp(-(t2 - t1) / rate / 2);
+      check(Math.abs(decay - want) < 1e-5, () => `${name}: decays by ${decay}, expected ${want}`);
+      check(Math.abs(a[t2][i] - b[t2][i]) < 1e-2 * Math.abs(a[t2][i]), () => `${name}: blocks of 128 read ${a[t2][i]}, of 384 ${b[t2][i]}`);
+    }
+    // A tone starting after silence rises the band levels: the onset strength peaks while the
+    // window fills; in a steady tone it reads far less (the sidelobes' levels wobble a little
+    // as the window slides over a sine).
+    const extractor = new FeatureExtractor(rate);
+    const into = new Float32Array(FEATURE_COUNT);
+    extractor.push(new Float32Array(4096), 0, 4096);
+    extractor.compute(into);
+    let onsetPeak = 0;
+    for (let start = 0; start < 8192; start += 128) {
+      extractor.push(signal, start, 128);
+      extractor.compute(into);
+      onsetPeak = Math.max(onsetPeak, into[122]);
+    }
+    check(onsetPeak > 0.05, () => `onset strength at the tone's start: ${onsetPeak}`);
+    check(a[rate][122] < onsetPeak / 4, () => `onset in a steady tone: ${a[rate][122]}, peak ${onsetPeak}`);
+    check(a[t2][122] === 0, () => `onset in silence: ${a[t2][122]}`);
   },
 };
 
@@ -427,11 +597,10 @@ const signalCase: Case = {
     const beatSamples = (60 / MELODY_BPM) * 48_000;
     for (const [beat, note] of MELODY_NOTES.entries()) {
       const middle = Math.round((beat + 0.5) * beatSamples);
-      const features = featuresOf(full.slice(middle - 256, middle));
-      // Above the bass (bins 0-1), the strongest bin is the note's fundamental.
-      const bin = argmax(features, 1) + 1;
-      const want = (noteHz(note) * FFT_SIZE) / 48_000;
-      check(Math.abs(bin - want) <= 1, () => `beat ${beat} (note ${note}): bin ${bin}, ~${want}`);
+      const features = featuresOf(full.slice(middle - 4096, middle));
+      // Above the bass (MIDI 48), the strongest semitone band is the note's.
+      const band = argmax(features, 49 - 24, 96) + 24;
+      check(band === note, () => `beat ${beat} (note ${note}): band of MIDI ${band}`);
     }
     throwsCadenza(() => melodySignal(0), "E_ARGUMENT", /0 Hz/, "rate 0");
   },
@@ -443,5 +612,6 @@ export const audioCases: Case[] = [
   fileCase,
   toneCase,
   historyCase,
+  smoothingCase,
   signalCase,
 ];
