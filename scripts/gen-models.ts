@@ -1,9 +1,9 @@
 /**
- * Writes the default models (models/<Name>.safetensors): seeded random initialisations of the
+ * Writes seeded random initialisations (<DIR>/<Name>.safetensors) of the
  * five emotion-pipeline architectures in src/pipeline/emotion.ts. They are NOT trained; each
  * file says so in its metadata (untrained: "true"). Same seed, same bytes.
  *
- *   bun scripts/gen-models.ts [--seed N] [--out DIR] [--check]
+ *   bun scripts/gen-models.ts --out DIR [--seed N] [--check]
  *
  * --check writes nothing: it regenerates in memory and exits 1 if any file in DIR differs.
  */
@@ -13,13 +13,12 @@ import type { LayerArch, LayerSpec, ModelSpec } from "../src/model/spec.ts";
 import { parameterCount, tensorShapes } from "../src/model/spec.ts";
 import { exit, readFile, scriptArgs, writeFile } from "../src/native/io.ts";
 import {
-  defaultModelsDir,
   EMOTION_MODELS,
   type EmotionModelInfo,
   modelFile,
 } from "../src/pipeline/emotion.ts";
 
-/** The seed the committed models/ files were generated with. */
+/** The seed of the initialisations (the untrained files models/ held before training). */
 export const DEFAULT_SEED = 20240917;
 export const GENERATOR = "scripts/gen-models.ts (Glorot-uniform weights, xorshift32 stream)";
 
@@ -107,7 +106,9 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { seed: DEFAULT_SEED, out: defaultModelsDir(), check: false };
+  // No default folder: models/ holds the trained models (scripts/train-defaults.ts), which an
+  // initialisation must never overwrite.
+  const args: Args = { seed: DEFAULT_SEED, out: "", check: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === "--check") args.check = true;
@@ -115,8 +116,14 @@ function parseArgs(argv: string[]): Args {
     else if (flag === "--out" && argv[i + 1] !== undefined) args.out = argv[++i];
     else {throw new Error(
         `gen-models: unknown or incomplete argument "${flag}"; ` +
-          "usage: bun scripts/gen-models.ts [--seed N] [--out DIR] [--check]",
+          "usage: bun scripts/gen-models.ts --out DIR [--seed N] [--check]",
       );}
+  }
+  if (args.out === "") {
+    throw new Error(
+      "gen-models: --out DIR is required (models/ holds the trained models); " +
+        "usage: bun scripts/gen-models.ts --out DIR [--seed N] [--check]",
+    );
   }
   return args;
 }
