@@ -17,11 +17,11 @@ scripts/recognizer-data.ts, keeps the epoch with the best validation correlation
 on the test pieces (f32, bf16, int8) beside the linear baseline.
 
   --quick        the quick data (data/recognizer-quick) and 2 epochs
-  --epochs N     epochs (default 12; 2 with --quick)
+  --epochs N     epochs (default 8; 2 with --quick)
   --data DIR     the data folder (default data/recognizer, or data/recognizer-quick)
   --out DIR      where the model and metrics go (default data/build/trained)
   --seed S       initialisation and shuffle seed (default 1)
-  --lr X         peak learning rate (default 0.002)
+  --lr X         peak learning rate (default 0.001)
   --help         this text
 `;
 
@@ -42,7 +42,7 @@ if (values.help) {
   process.exit(0);
 }
 const quick = values.quick === true;
-const epochs = Number(values.epochs ?? (quick ? 2 : 12));
+const epochs = Number(values.epochs ?? (quick ? 2 : 8));
 const seed = Number(values.seed);
 const lr = values.lr === undefined ? undefined : Number(values.lr);
 if (!(Number.isInteger(epochs) && epochs >= 1)) {

@@ -157,7 +157,7 @@ export async function trainRecognizer(options: RecognizerTrainOptions): Promise<
   const batchesPerEpoch = Math.floor(sets.train.data.count / batch);
   const trainerOptions: TrainerOptions = {
     optimizer: "adamw",
-    lr: options.lr ?? 2e-3,
+    lr: options.lr ?? 1e-3,
     lrMin: 1e-4,
     warmupSteps: Math.min(50, Math.floor((batchesPerEpoch * options.epochs) / 4)),
     totalSteps: batchesPerEpoch * options.epochs,
