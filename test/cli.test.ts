@@ -89,7 +89,8 @@ test("inspect DIR prints the five pipeline models with exact counts beside the s
     expect(row).toContain(` ${params} `);
     expect(row).toContain(` ${params * 4} `);
     expect(row).toContain(` ${seeded} `);
-    expect(row).toContain("UNTRAINED");
+    expect(row).toContain(" trained");
+    expect(row).not.toContain("UNTRAINED");
   }
   expect(result.out).toContain("total: 1049168 parameters, 4196672 weight bytes");
   const json = JSON.parse((await cli("inspect", join(ROOT, "models"), "--json")).out);
