@@ -66,6 +66,10 @@ async function traceChild(command: string, args: string[]): Promise<Window> {
 
 const PACING = /^(clock_nanosleep|nanosleep)\(|^futex\(0x[0-9a-f]+, FUTEX_WAIT/;
 const WAKE = /^futex\(0x[0-9a-f]+, FUTEX_WAKE/;
+// What the runtime itself does now and then on any JS thread, not submit/latest: its locks
+// yielding under contention (JSC), its heap growing (V8's mmap/madvise/munmap). Seen on a loaded
+// 2-core VM (a few per 750 blocks); counted and bounded, never allowed to be routine.
+const RUNTIME = /^(sched_yield|mmap|munmap|madvise|mprotect)\(/;
 
 for (
   const [runtime, command, args] of [
@@ -78,10 +82,13 @@ for (
       `the counted notify fallback (${runtime}, strace)`,
     async () => {
       const { syscalls, counters } = await traceChild(command, [...args]);
-      const other = syscalls.filter((l) => !PACING.test(l) && !WAKE.test(l));
+      const runtimeCalls = syscalls.filter((l) => RUNTIME.test(l));
+      const other = syscalls.filter((l) => !PACING.test(l) && !WAKE.test(l) && !RUNTIME.test(l));
       expect(other.slice(0, 5)).toEqual([]);
+      expect(runtimeCalls.length).toBeLessThanOrEqual(Math.ceil(counters.blocks / 100));
       const wakes = syscalls.filter((l) => WAKE.test(l)).length;
-      expect(wakes).toBeLessThanOrEqual(2 * counters.notifies);
+      // A notify is one or two futex wakes; the runtime's own locks add a few under load.
+      expect(wakes).toBeLessThanOrEqual(2 * counters.notifies + Math.ceil(counters.blocks / 100));
       expect(counters.completed).toBeGreaterThan(0);
       // The cadence engaged: some blocks found the Worker awake, so some submits made no call
       // at all (with wake "notify" every submit at block rate notifies).
@@ -90,7 +97,8 @@ for (
       console.log(
         `${runtime}: ${counters.blocks} blocks, Worker awake for ${counters.wokenEarly}, ` +
           `${counters.notifies} notified (${wakes} futex wakes), ` +
-          `${syscalls.length - wakes} pacing sleeps, nothing else`,
+          `${syscalls.length - wakes - runtimeCalls.length} pacing sleeps, ` +
+          `${runtimeCalls.length} runtime-internal calls, nothing else`,
       );
     },
     60_000,
