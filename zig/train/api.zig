@@ -20,8 +20,8 @@ const Status = enum(u32) {
     limit = 5,
 };
 
-/// (page_allocator.) Under `zig build test` the leak-checking testing allocator, so that every test that goes
-/// through the C ABI fails on a model, graph or trainer it created and did not free.
+/// page_allocator; under `zig build test` the leak-checking testing allocator, so that every
+/// test that goes through the C ABI fails on a trainer it created and did not free.
 const backing = if (@import("builtin").is_test) std.testing.allocator else std.heap.page_allocator;
 const invalid_message = "invalid trainer: null, destroyed, or not from cz_trainer_create";
 
