@@ -4,11 +4,11 @@
  */
 
 import { test } from "bun:test";
-import { readerFuzzCases } from "./cases/reader_fuzz.ts";
+import { readerFuzzCases, regressionCase } from "./cases/reader_fuzz.ts";
 import { envInt } from "./helpers.ts";
 
 const cases = readerFuzzCases(
   envInt("CADENZA_READER_FUZZ_ITERS", 150),
   envInt("CADENZA_READER_FUZZ_SEED", 0x14f),
 );
-for (const c of cases) test(c.name, c.run, 600_000);
+for (const c of [regressionCase, ...cases]) test(c.name, c.run, 600_000);

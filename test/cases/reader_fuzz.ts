@@ -14,10 +14,11 @@
  * iteration, so that it can be replayed and kept as a regression file under test/fuzz/.
  *
  * CADENZA_READER_FUZZ_ITERS sets the mutants per format (default 150);
- * CADENZA_READER_FUZZ_SEED the seed.
+ * CADENZA_READER_FUZZ_SEED the seed; CADENZA_FUZZ_LAST names a file that holds the mutant under
+ * way (what a hang or a crash was reading).
  */
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseWav } from "../../src/audio/wav.ts";
 import { CadenzaError } from "../../src/errors.ts";
@@ -375,12 +376,15 @@ export function readerFuzzCases(iters: number, seed: number): Case[] {
       "CadenzaError",
     run: async () => {
       const rng = new Rng(seed);
+      const last = envVar("CADENZA_FUZZ_LAST");
       const tally = { ok: 0, refused: 0 };
       for (const s of target.seeds) {
         if (await readOne(target, s, "seed") !== "ok") fail(`${target.name}: a seed is refused`);
       }
       for (let i = 0; i < iters; i++) {
         const bytes = target.mutate(rng.pick(target.seeds), rng);
+        // The mutant under way, kept where a hang or crash can be picked up from.
+        if (last !== undefined) writeFileSync(last, bytes);
         tally[await readOne(target, bytes, `seed ${seed} iteration ${i}`)]++;
       }
       if (envVar("CADENZA_FUZZ_VERBOSE")) console.log(target.name, JSON.stringify(tally));
@@ -388,3 +392,30 @@ export function readerFuzzCases(iters: number, seed: number): Case[] {
     },
   }));
 }
+
+const REGRESSIONS = fileURLToPath(new URL("../fuzz/", import.meta.url));
+
+/** Each file the fuzzers found a fault with, read again by its reader (by extension). */
+export const regressionCase: Case = {
+  name: "reader fuzz: every file in test/fuzz/ (faults found by fuzzing) is a short CadenzaError",
+  run: async () => {
+    const readers: Record<string, (b: Uint8Array) => unknown> = {
+      mid: (b) => fromMidi(b),
+      wav: (b) => parseWav(b, "fuzz.wav"),
+      safetensors: (b) => loadSpec(b, { format: "safetensors" }),
+      json: (b) => loadSpec(b),
+      onnx: (b) => loadSpec(b, { format: "onnx" }),
+    };
+    const names = readdirSync(REGRESSIONS).filter((n) => !n.endsWith(".md"));
+    if (names.length === 0) fail("test/fuzz/ holds no files");
+    for (const name of names) {
+      const read = readers[name.slice(name.lastIndexOf(".") + 1)];
+      if (read === undefined) fail(`test/fuzz/${name}: no reader for its extension`);
+      const bytes = new Uint8Array(readFileSync(REGRESSIONS + name));
+      const target = { name: `test/fuzz/${name}`, seeds: [], mutate: (b: Uint8Array) => b, read };
+      if (await readOne(target, bytes, "regression") !== "refused") {
+        fail(`test/fuzz/${name} was read as valid`);
+      }
+    }
+  },
+};
