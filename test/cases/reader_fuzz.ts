@@ -82,8 +82,10 @@ function mutateTree(tree: Json, rng: Rng): void {
   // A copy of another part of the file (a matrix where a vector belongs) or a boundary value.
   const value = structuredClone(rng.next() < 0.15 ? rng.pick(all) : rng.pick(BOUNDARY_VALUES));
   if (Array.isArray(node)) {
-    if (node.length === 0 || rng.next() < 0.2) node.push(value);
-    else if (rng.next() < 0.2) node.length = rng.int(0, node.length - 1);
+    const push = node.length === 0 || rng.next() < 0.2;
+    const cut = !push && rng.next() < 0.2;
+    if (push) node.push(value);
+    else if (cut) node.length = rng.int(0, node.length - 1);
     else node[rng.int(0, node.length - 1)] = value;
     return;
   }
