@@ -24,7 +24,9 @@ pub const Status = enum(u32) {
 };
 
 /// Stateless and lock-free: safe from any thread without shared bookkeeping.
-const backing = std.heap.page_allocator;
+/// (page_allocator.) Under `zig build test` the leak-checking testing allocator, so that every test that goes
+/// through the C ABI fails on a model, graph or trainer it created and did not free.
+const backing = if (@import("builtin").is_test) std.testing.allocator else std.heap.page_allocator;
 
 /// A failed safety check inside the library is a bug (caller input is checked before use):
 /// say so on stderr and stop, without the stack-trace machinery, which would need

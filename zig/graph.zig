@@ -1183,3 +1183,19 @@ fn runFuzzed(rng: std.Random, g: ?*anyopaque) !void {
     }
     try testing.expectEqual(@as(u32, 0), api.cz_graph_reset(g));
 }
+
+fn createGraphWith(words: []const u32, a: Allocator, diag: *Diag) anyerror!*Graph {
+    return Graph.create(a, words, &fixture_models, diag);
+}
+
+var fixture_models: [5]*Model = undefined;
+
+test "graph: an allocation failure at every point of create is error.OutOfMemory, no leak" {
+    var f = try Fixture.init(90);
+    defer f.deinit();
+    fixture_models = f.graph_models;
+    const words = try describe(testing.allocator, 12, &five_nodes);
+    defer testing.allocator.free(words);
+    const points = try t.failEveryAllocation(Graph, @as([]const u32, words), createGraphWith);
+    try testing.expect(points >= 2);
+}

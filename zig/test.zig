@@ -881,3 +881,46 @@ test "image: a skip layer wider than the model input is refused" {
         "the model input)";
     try testing.expectEqualStrings(want, std.mem.sliceTo(&err, 0));
 }
+
+/// Runs `create` (returning a *T that T.destroy frees) with an allocator that fails at its
+/// first, second, ... allocation, until one run allocates without an induced failure. Each
+/// failing run must return error.OutOfMemory with a message that says so, and free what it
+/// took: the backing is testing.allocator, which fails the test on any leak. Returns how many
+/// allocation points were failed.
+pub fn failEveryAllocation(
+    comptime T: type,
+    ctx: anytype,
+    comptime create: fn (@TypeOf(ctx), std.mem.Allocator, *image.Diag) anyerror!*T,
+) !usize {
+    var index: usize = 0;
+    while (index < 10_000) : (index += 1) {
+        var failing = testing.FailingAllocator.init(testing.allocator, .{ .fail_index = index });
+        var diag: image.Diag = .{};
+        const made = create(ctx, failing.allocator(), &diag) catch |err| {
+            try testing.expect(failing.has_induced_failure);
+            try testing.expectEqual(error.OutOfMemory, err);
+            try testing.expect(std.mem.indexOf(u8, diag.message(), "out of memory") != null);
+            continue;
+        };
+        made.destroy();
+        try testing.expect(!failing.has_induced_failure);
+        try testing.expectEqual(failing.allocated_bytes, failing.freed_bytes);
+        return index;
+    }
+    return error.TooManyAllocations;
+}
+
+fn createFrom(bytes: []const u8, a: std.mem.Allocator, diag: *image.Diag) anyerror!*Model {
+    return Model.create(a, bytes, diag);
+}
+
+test "model: an allocation failure at every point of create is error.OutOfMemory, no leak" {
+    const int8_specs = everyKindAs(.int8);
+    const bf16_specs = everyKindBf16();
+    for ([_][]const Spec{ &every_kind, &int8_specs, &bf16_specs }) |specs| {
+        const bytes = try build(testing.allocator, 3, 4, specs);
+        defer testing.allocator.free(bytes);
+        const points = try failEveryAllocation(Model, @as([]const u8, bytes), createFrom);
+        try testing.expect(points >= 2);
+    }
+}

@@ -15,7 +15,8 @@ import {
   type EmotionPipeline,
   FEATURE_SIZE,
 } from "../pipeline/emotion.ts";
-import { runtime, writeFile } from "../native/io.ts";
+import { runtime } from "../native/io.ts";
+import { writeFileAtomicSync } from "../atomic.ts";
 import { agreementTolerance, checkAgreement, pipelineStepper } from "../bench/agreement.ts";
 import { loadBenchPipeline } from "../bench/load.ts";
 import { importOrt, OrtPipeline } from "../bench/peers.ts";
@@ -67,7 +68,10 @@ async function runBench(args: ParsedArgs, output: Output): Promise<number> {
     printReport(report, output);
     const jsonPath = args.values.get("json");
     if (jsonPath !== undefined) {
-      await writeFile(jsonPath, new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"));
+      writeFileAtomicSync(
+        jsonPath,
+        new TextEncoder().encode(JSON.stringify(report, null, 2) + "\n"),
+      );
       output.err(`wrote ${jsonPath}`);
     }
     return 0;

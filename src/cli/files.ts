@@ -4,44 +4,13 @@
  * partial file (`convert`, `generate`, `respond`).
  */
 
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import process from "node:process";
-import { CadenzaError } from "../errors.ts";
+import { statSync } from "node:fs";
+import { dirname } from "node:path";
+import { writeFileAtomicSync } from "../atomic.ts";
 
-/**
- * Writes `bytes` to a new temporary file beside `path`, flushes it and renames it over `path`;
- * on any failure the temporary file is removed (if it can be) and `path` is left as it was.
- */
+/** Writes `bytes` over `path` atomically (src/atomic.ts). */
 export function writeAtomically(path: string, bytes: Uint8Array): void {
-  const suffix = Math.floor(Math.random() * 2 ** 32).toString(16);
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${suffix}.tmp`);
-  let fd = -1;
-  let created = false;
-  try {
-    fd = openSync(temp, "wx", 0o644);
-    created = true;
-    let written = 0;
-    while (written < bytes.length) written += writeSync(fd, bytes, written);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(temp, path);
-  } catch (err) {
-    if (fd >= 0) closeSync(fd);
-    if (created) removeQuietly(temp);
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CadenzaError("E_IO", `cannot write ${path}: ${reason}`, { cause: err });
-  }
-}
-
-/** Cleanup after a failed write: that failure is the one to report, not a second one. */
-export function removeQuietly(path: string): void {
-  try {
-    rmSync(path, { force: true });
-  } catch {
-    // Left behind; its name says what it was.
-  }
+  writeFileAtomicSync(path, bytes);
 }
 
 /** Why `path` cannot be written as a new or replaced file, or null when it can. */

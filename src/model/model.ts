@@ -4,6 +4,7 @@
  * per-step path allocates nothing in JS or in native code.
  */
 
+import { writeFileAtomicSync } from "../atomic.ts";
 import { CadenzaError } from "../errors.ts";
 import {
   INFO_FIELDS,
@@ -14,7 +15,6 @@ import {
   statusCode,
 } from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
-import { writeFile } from "../native/io.ts";
 import { writeSafetensors } from "./formats/safetensors.ts";
 import { packImage, type Precision, PRECISIONS, weightBytes } from "./image.ts";
 import {
@@ -260,10 +260,14 @@ export class Model {
     };
   }
 
-  /** Writes the model as .safetensors (architecture in its metadata), whatever the extension. */
+  /**
+   * Writes the model as .safetensors (architecture in its metadata), whatever the extension,
+   * atomically (src/atomic.ts): an interrupted save leaves the previous file whole.
+   */
   async save(path: string): Promise<void> {
     this.#live("save");
-    await writeFile(path, writeSafetensors(this.spec));
+    writeFileAtomicSync(path, writeSafetensors(this.spec));
+    await Promise.resolve();
   }
 
   /** Frees the native model. Idempotent; afterwards every other call throws E_DISPOSED. */

@@ -259,6 +259,49 @@ const ascii4 = (bytes: Uint8Array, at: number) =>
  * it, which would otherwise read past the end as undefined; unknown chunks are dropped, as the
  * format asks.
  */
+/**
+ * Walks a track's events as far as their structure is sound and refuses a variable-length
+ * number longer than 4 bytes (the most a Standard MIDI File allows): parseMidi adds such a
+ * number up in 32-bit signed arithmetic, and a negative length sends its reader backwards
+ * forever (found by test/cases/reader_fuzz.ts; test/fuzz/midi-5-byte-length.mid). Anything
+ * else wrong is left for parseMidi to report.
+ */
+function checkVarInts(track: Uint8Array, file: string, index: number): void {
+  let at = 0;
+  let status = 0;
+  const varInt = (): number => {
+    let value = 0;
+    for (let n = 0; n < 4; n++) {
+      if (at >= track.length) return -1;
+      const b = track[at++];
+      value = value * 128 + (b & 0x7f);
+      if ((b & 0x80) === 0) return value;
+    }
+    corrupt(file, `track ${index}, byte ${at - 4}: a variable-length number longer than 4 bytes`);
+  };
+  while (at < track.length) {
+    if (varInt() < 0 || at >= track.length) return;
+    let type = track[at];
+    if (type >= 0x80) at++;
+    else if (status === 0) return;
+    else type = status;
+    if (type === 0xff) {
+      at++; // the meta type
+      const length = varInt();
+      if (length < 0) return;
+      at += length;
+    } else if (type === 0xf0 || type === 0xf7) {
+      const length = varInt();
+      if (length < 0) return;
+      at += length;
+    } else if (type >= 0xf0) return;
+    else {
+      status = type;
+      at += (type & 0xf0) === 0xc0 || (type & 0xf0) === 0xd0 ? 1 : 2;
+    }
+  }
+}
+
 function checkedChunks(bytes: Uint8Array, file: string): Uint8Array {
   if (bytes.length > MAX_MIDI_BYTES) {
     throw new CadenzaError(
@@ -292,7 +335,10 @@ function checkedChunks(bytes: Uint8Array, file: string): Uint8Array {
       const header = bytes.slice(at, at + 14);
       new DataView(header.buffer).setUint32(4, 6); // extra header bytes are allowed; drop them
       kept.push(header);
-    } else if (id === "MTrk") kept.push(bytes.subarray(at, at + 8 + length));
+    } else if (id === "MTrk") {
+      checkVarInts(bytes.subarray(at + 8, at + 8 + length), file, kept.length - 1);
+      kept.push(bytes.subarray(at, at + 8 + length));
+    }
     at += 8 + length;
     index++;
   }

@@ -4,9 +4,10 @@
  * run stopped mid-write leaves the previous checkpoint whole.
  */
 
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, rmSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import process from "node:process";
+import { writeFileAtomicSync } from "../atomic.ts";
 import { CadenzaError } from "../errors.ts";
 
 /**
@@ -25,31 +26,8 @@ export function checkWritable(path: string): void {
   }
 }
 
+/** Writes `bytes` over `path` atomically (src/atomic.ts, the one writer). */
 export function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const suffix = Math.floor(Math.random() * 2 ** 32).toString(16);
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${suffix}.tmp`);
-  let fd = -1;
-  let created = false;
-  try {
-    fd = openSync(temp, "wx", 0o644);
-    created = true;
-    let written = 0;
-    while (written < bytes.length) written += writeSync(fd, bytes, written);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(temp, path);
-  } catch (err) {
-    if (fd >= 0) closeSync(fd);
-    if (created) {
-      try {
-        rmSync(temp, { force: true });
-      } catch {
-        // Left behind; its name says what it was.
-      }
-    }
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new CadenzaError("E_IO", `cannot write ${path}: ${reason}`, { cause: err });
-  }
+  writeFileAtomicSync(path, bytes);
   return Promise.resolve();
 }

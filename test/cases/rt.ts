@@ -103,7 +103,7 @@ async function latestAtLeast(engine: RealtimeEngine, into: EmotionOutputs, seq: 
 }
 
 /** The buffers from createBuffers as one word array (they share one Float32Array). */
-function wordsOf(into: PipelineBuffers): Uint32Array {
+export function wordsOf(into: PipelineBuffers): Uint32Array {
   const first = Object.values(into)[0];
   return new Uint32Array(first.buffer, first.byteOffset, first.buffer.byteLength >>> 2);
 }
@@ -178,7 +178,7 @@ export function stressRun(engine: RealtimeEngine, options: StressOptions): Stres
   return { reads, distinctResults: distinct, accepted };
 }
 
-function checkFakeValues(outputs: Float32Array[], seq: number, read: number): void {
+export function checkFakeValues(outputs: Float32Array[], seq: number, read: number): void {
   for (let k = 0; k < outputs.length; k++) {
     const output = outputs[k];
     for (let i = 0; i < output.length; i++) {

@@ -20,7 +20,9 @@ const Status = enum(u32) {
     limit = 5,
 };
 
-const backing = std.heap.page_allocator;
+/// page_allocator; under `zig build test` the leak-checking testing allocator, so that every
+/// test that goes through the C ABI fails on a trainer it created and did not free.
+const backing = if (@import("builtin").is_test) std.testing.allocator else std.heap.page_allocator;
 const invalid_message = "invalid trainer: null, destroyed, or not from cz_trainer_create";
 
 fn statusOf(err: trainer.Error) u32 {

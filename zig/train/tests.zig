@@ -422,3 +422,22 @@ test "trainer ABI: single-word changes to a valid config are refused with a mess
         if (s == 0) try testing.expectEqual(@as(u32, 0), e);
     };
 }
+
+const TrainerInputs = struct { bytes: []const u8, words: []const u32 };
+
+fn createTrainerWith(in: TrainerInputs, a: std.mem.Allocator, diag: *image.Diag) anyerror!*Trainer {
+    return Trainer.create(a, in.bytes, in.words, diag);
+}
+
+test "trainer: an allocation failure at every point of create is error.OutOfMemory, no leak" {
+    const layers = [_]helpers.Spec{
+        .{ .kind = .dense, .act = .tanh, .in = 3, .out = 8, .p = helpers.params(1, 0, 0) },
+        .{ .kind = .lstm, .in = 8, .out = 6 },
+        .{ .kind = .gru, .in = 6, .out = 4, .p = helpers.params(1, 0, 0) },
+    };
+    const bytes = try helpers.build(testing.allocator, 8, 1, &layers);
+    defer testing.allocator.free(bytes);
+    const words = configWords(4, 5, 0, 0, 0);
+    const points = try helpers.failEveryAllocation(Trainer, TrainerInputs{ .bytes = bytes, .words = &words }, createTrainerWith);
+    try testing.expect(points >= 2);
+}

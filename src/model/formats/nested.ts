@@ -19,8 +19,13 @@ export function shapeOf(value: unknown): number[] {
   return shape;
 }
 
+/** Dimensions a message shows at most: a hostile file may nest arrays thousands deep. */
+const SHAPE_DIMS_SHOWN = 8;
+
 export function formatShape(shape: readonly number[]): string {
-  return shape.length === 0 ? "a scalar" : `[${shape.join("][")}]`;
+  if (shape.length === 0) return "a scalar";
+  if (shape.length <= SHAPE_DIMS_SHOWN) return `[${shape.join("][")}]`;
+  return `[${shape.slice(0, SHAPE_DIMS_SHOWN).join("][")}]... (${shape.length} dimensions)`;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
