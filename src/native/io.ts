@@ -23,7 +23,7 @@ interface DenoHost {
   env: { get(name: string): string | undefined };
   permissions: { querySync(d: { name: "env"; variable: string }): { state: string } };
   exit(code: number): never;
-  build: { os: string };
+  build: { os: string; arch: string };
 }
 
 const host = globalThis as unknown as {
@@ -32,6 +32,7 @@ const host = globalThis as unknown as {
   process?: {
     exit(code: number): never;
     platform: string;
+    arch: string;
     argv: string[];
     env: Record<string, string | undefined>;
   };
@@ -56,6 +57,14 @@ export function platform(): string {
   return name === "win32" ? "windows" : name;
 }
 
+/** "x64" or "arm64" (Node's names), or what the runtime reports for other CPUs. */
+export function arch(): string {
+  const name = host.Deno !== undefined ? host.Deno.build.arch : host.process?.arch ?? "x64";
+  if (name === "x86_64") return "x64";
+  if (name === "aarch64") return "arm64";
+  return name;
+}
+
 function ioError(action: string, path: string, cause: unknown): CadenzaError {
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new CadenzaError("E_IO", `cannot ${action} ${path}: ${reason}`);
@@ -65,7 +74,10 @@ function ioError(action: string, path: string, cause: unknown): CadenzaError {
 export async function readFile(path: string): Promise<Uint8Array> {
   try {
     if (host.Deno !== undefined) return await host.Deno.readFile(path);
-    if (host.Bun === undefined) return new Uint8Array(await nodeReadFile(path));
+    if (host.Bun === undefined) {
+      if (isDirectory(path)) throw new Error("is a directory");
+      return new Uint8Array(await nodeReadFile(path));
+    }
     const file = host.Bun!.file(path);
     if (!(await file.exists())) {
       throw new Error(isDirectory(path) ? "is a directory" : "no such file");

@@ -14,7 +14,7 @@
  */
 
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageRoot } from "../native/root.ts";
 import { CadenzaError } from "../errors.ts";
 import { describe, type LayerArch, parameterCount, tensorShapes } from "../model/spec.ts";
 import { loadModel, type LoadOptions, loadSpec } from "../model/load.ts";
@@ -169,7 +169,7 @@ export const EMOTION_SIZE = 64;
 
 /** The project's models/ folder, where the default files live. */
 export function defaultModelsDir(): string {
-  return fileURLToPath(new URL("../../models/", import.meta.url));
+  return `${packageRoot()}models/`;
 }
 
 /** The file of model `name` in `dir`. */
