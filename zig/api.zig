@@ -33,7 +33,11 @@ pub const panic = std.debug.FullPanic(struct {
     fn panic(msg: []const u8, first_trace_addr: ?usize) noreturn {
         _ = first_trace_addr;
         // wasm has no stderr: the trap reaches the host as a RuntimeError.
-        if (comptime !@import("builtin").cpu.arch.isWasm()) {
+        if (comptime @import("builtin").os.tag == .windows) {
+            for ([_][]const u8{ "cadenza: internal error: ", msg, "\n" }) |part| {
+                std.fs.File.stderr().writeAll(part) catch {};
+            }
+        } else if (comptime !@import("builtin").cpu.arch.isWasm()) {
             for ([_][]const u8{ "cadenza: internal error: ", msg, "\n" }) |part| {
                 _ = std.posix.write(std.posix.STDERR_FILENO, part) catch {};
             }

@@ -328,6 +328,10 @@ fn nowNs() u64 {
         const ns = host.cz_host_now_ns();
         return if (ns >= 0 and ns < 1e18) @intFromFloat(ns) else 0;
     }
+    if (comptime builtin.os.tag == .windows) {
+        const ticks: u128 = std.os.windows.QueryPerformanceCounter();
+        return @truncate(ticks * 1_000_000_000 / @max(1, std.os.windows.QueryPerformanceFrequency()));
+    }
     const ts = std.posix.clock_gettime(.MONOTONIC) catch return 0;
     return @as(u64, @intCast(ts.sec)) *% 1_000_000_000 +% @as(u64, @intCast(ts.nsec));
 }
