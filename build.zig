@@ -62,7 +62,7 @@ pub fn build(b: *std.Build) void {
 
     // `zig build prebuilt`: the libraries an npm package carries (scripts/pack.mjs), cross-
     // compiled into zig-out/prebuilt/<platform>-<arch>/ for every platform the package
-    // supports (windows-x64 apart, below). linux-x64 comes twice: a baseline for AVX2+FMA CPUs (x86_64_v3) and an
+    // supports. linux-x64 comes twice: a baseline for AVX2+FMA CPUs (x86_64_v3) and an
     // AVX-512 build (x86_64_v4, 512-bit vectors kept), chosen at load by src/native/library.ts.
     const prebuilt_step = b.step("prebuilt", "Cross-compile the libraries for every platform");
     const platforms = [_]struct { []const u8, []const u8, []const u8 }{
@@ -71,16 +71,10 @@ pub fn build(b: *std.Build) void {
         .{ "linux-arm64", "aarch64-linux", "baseline" },
         .{ "darwin-x64", "x86_64-macos", "x86_64_v3" },
         .{ "darwin-arm64", "aarch64-macos", "apple_m1" },
-    };
-    // windows-x64 does not build yet (a std call reaches libc there); its step is apart, so
-    // that `prebuilt` and the package build without it.
-    const windows_step = b.step("prebuilt-windows", "Cross-compile the windows-x64 library (fails today)");
-    const windows = [_]struct { []const u8, []const u8, []const u8 }{
         .{ "windows-x64", "x86_64-windows", "x86_64_v3" },
     };
-    for (platforms ++ windows) |p| {
+    for (platforms) |p| {
         const dir, const triple, const cpu = p;
-        const step = if (std.mem.eql(u8, dir, "windows-x64")) windows_step else prebuilt_step;
         const query = std.Target.Query.parse(.{ .arch_os_abi = triple, .cpu_features = cpu }) catch
             @panic("bad prebuilt target");
         for (variants) |v| {
@@ -102,7 +96,7 @@ pub fn build(b: *std.Build) void {
                 .implib_dir = .disabled,
                 .pdb_dir = .disabled,
             });
-            step.dependOn(&install.step);
+            prebuilt_step.dependOn(&install.step);
         }
     }
 
