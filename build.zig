@@ -2,6 +2,10 @@
 //! (ReleaseFast), both for the CPU of the machine that builds them unless -Dtarget says
 //! otherwise. `zig build test` runs the Zig unit tests (-Doptimize picks their mode).
 //! No libc: the library needs only memory from the page allocator (mmap).
+//! It also installs zig-out/wasm/cadenza_safe.wasm and cadenza_fast.wasm: the same library
+//! for wasm32 with simd128 (the WebAssembly backend, src/native/wasm.ts), with no libc and
+//! no threads, its memory from the wasm allocator (memory.grow); `zig build wasm` builds
+//! only those.
 const std = @import("std");
 
 pub fn build(b: *std.Build) void {
@@ -25,6 +29,75 @@ pub fn build(b: *std.Build) void {
             }),
         });
         b.installArtifact(lib);
+    }
+
+    // A wasm library is an executable without an entry point whose exports stay (-rdynamic):
+    // wasm32-freestanding has no dynamic linking, so addLibrary(.dynamic) is refused there.
+    const wasm_step = b.step("wasm", "Build only the WebAssembly library (zig-out/wasm/)");
+    const wasm_target = b.resolveTargetQuery(.{
+        .cpu_arch = .wasm32,
+        .os_tag = .freestanding,
+        .cpu_model = .{ .explicit = &std.Target.wasm.cpu.generic },
+        .cpu_features_add = std.Target.wasm.featureSet(&.{.simd128}),
+    });
+    for (variants) |v| {
+        const name, const optimize = v;
+        const wasm = b.addExecutable(.{
+            .name = name,
+            .root_module = b.createModule(.{
+                .root_source_file = b.path("zig/api.zig"),
+                .target = wasm_target,
+                .optimize = optimize,
+                .link_libc = false,
+                .single_threaded = true,
+                .strip = true,
+            }),
+        });
+        wasm.entry = .disabled;
+        wasm.rdynamic = true;
+        const install = b.addInstallArtifact(wasm, .{ .dest_dir = .{ .override = .{ .custom = "wasm" } } });
+        wasm_step.dependOn(&install.step);
+        b.getInstallStep().dependOn(&install.step);
+    }
+
+    // `zig build prebuilt`: the libraries an npm package carries (scripts/pack.mjs), cross-
+    // compiled into zig-out/prebuilt/<platform>-<arch>/ for every platform the package
+    // supports. linux-x64 comes twice: a baseline for AVX2+FMA CPUs (x86_64_v3) and an
+    // AVX-512 build (x86_64_v4, 512-bit vectors kept), chosen at load by src/native/library.ts.
+    const prebuilt_step = b.step("prebuilt", "Cross-compile the libraries for every platform");
+    const platforms = [_]struct { []const u8, []const u8, []const u8 }{
+        .{ "linux-x64", "x86_64-linux", "x86_64_v3" },
+        .{ "linux-x64-avx512", "x86_64-linux", "x86_64_v4-prefer_256_bit" },
+        .{ "linux-arm64", "aarch64-linux", "baseline" },
+        .{ "darwin-x64", "x86_64-macos", "x86_64_v3" },
+        .{ "darwin-arm64", "aarch64-macos", "apple_m1" },
+        .{ "windows-x64", "x86_64-windows", "x86_64_v3" },
+    };
+    for (platforms) |p| {
+        const dir, const triple, const cpu = p;
+        const query = std.Target.Query.parse(.{ .arch_os_abi = triple, .cpu_features = cpu }) catch
+            @panic("bad prebuilt target");
+        for (variants) |v| {
+            const name, const optimize = v;
+            const lib = b.addLibrary(.{
+                .linkage = .dynamic,
+                .name = name,
+                .root_module = b.createModule(.{
+                    .root_source_file = b.path("zig/api.zig"),
+                    .target = b.resolveTargetQuery(query),
+                    .optimize = optimize,
+                    .link_libc = false,
+                    .strip = true,
+                }),
+            });
+            const dest: std.Build.InstallDir = .{ .custom = b.fmt("prebuilt/{s}", .{dir}) };
+            const install = b.addInstallArtifact(lib, .{
+                .dest_dir = .{ .override = dest },
+                .implib_dir = .disabled,
+                .pdb_dir = .disabled,
+            });
+            prebuilt_step.dependOn(&install.step);
+        }
     }
 
     const tests = b.addTest(.{

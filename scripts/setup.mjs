@@ -149,6 +149,12 @@ function main() {
   } catch (err) {
     say(`audio rendering (--wav) is unavailable: ${err instanceof Error ? err.message : err}`);
   }
+  // An installed package carries its libraries (prebuilt/, scripts/pack.mjs) and no Zig
+  // sources: there is nothing to build.
+  if (existsSync(join(root, "prebuilt")) && !existsSync(join(root, "zig"))) {
+    say("prebuilt libraries found in prebuilt/: nothing to build");
+    return;
+  }
   if (process.env.CADENZA_SKIP_NATIVE === "1") {
     say("CADENZA_SKIP_NATIVE=1: skipping Zig and the native build");
     return;

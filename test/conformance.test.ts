@@ -14,7 +14,9 @@ import {
 test("the models run on the library CADENZA_LIB names (default safe)", async () => {
   const variant = process.env.CADENZA_LIB ?? "safe";
   const api = await openNative();
-  const expected = variant === "safe" || variant === "fast" ? `libcadenza_${variant}.` : variant;
+  const wasm = process.env.CADENZA_BACKEND === "wasm";
+  const built = wasm ? `cadenza_${variant}.wasm` : `libcadenza_${variant}.`;
+  const expected = variant === "safe" || variant === "fast" ? built : variant;
   expect(api.libraryPath).toContain(expected);
 });
 

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { detectFormat } from "../src/model/formats/detect.ts";
 import { parseRtneural, toRtneural } from "../src/model/formats/rtneural.ts";
 import { readSafetensors, writeSafetensors } from "../src/model/formats/safetensors.ts";
@@ -19,7 +20,7 @@ import {
 import { throwsCadenzaWith } from "./cases/check.ts";
 import { ALL_KINDS } from "./helpers.ts";
 
-const CONFORMANCE = join(import.meta.dir, "..", "..", "shared", "conformance", "rtneural");
+const CONFORMANCE = fileURLToPath(new URL("../../shared/conformance/rtneural", import.meta.url));
 
 function modelJson(file: string): unknown {
   return JSON.parse(readFileSync(join(CONFORMANCE, "models", file), "utf8"));

@@ -34,8 +34,15 @@ const backing = if (@import("builtin").is_test) std.testing.allocator else std.h
 pub const panic = std.debug.FullPanic(struct {
     fn panic(msg: []const u8, first_trace_addr: ?usize) noreturn {
         _ = first_trace_addr;
-        for ([_][]const u8{ "cadenza: internal error: ", msg, "\n" }) |part| {
-            _ = std.posix.write(std.posix.STDERR_FILENO, part) catch {};
+        // wasm has no stderr: the trap reaches the host as a RuntimeError.
+        if (comptime @import("builtin").os.tag == .windows) {
+            for ([_][]const u8{ "cadenza: internal error: ", msg, "\n" }) |part| {
+                std.fs.File.stderr().writeAll(part) catch {};
+            }
+        } else if (comptime !@import("builtin").cpu.arch.isWasm()) {
+            for ([_][]const u8{ "cadenza: internal error: ", msg, "\n" }) |part| {
+                _ = std.posix.write(std.posix.STDERR_FILENO, part) catch {};
+            }
         }
         @trap();
     }
@@ -214,10 +221,7 @@ fn token(handle: ?*anyopaque) u64 {
     return @intFromPtr(handle);
 }
 
-comptime {
-    // A token takes 52 bits (handles.zig); a 32-bit target would need a narrower encoding.
-    if (@bitSizeOf(usize) < 64) @compileError("handles are 52-bit tokens: 64-bit targets only");
-}
+// A token takes 52 bits on 64-bit targets and 32 on wasm32 (handles.zig): pointer-sized.
 
 /// Live models now (for tests).
 pub fn liveModelCount() u32 {
@@ -604,8 +608,11 @@ test {
 }
 
 // The training ABI (docs/DESIGN.md, "Training ABI"): its exports live in zig/train/api.zig.
+// The wasm build leaves it out (its engine uses threads and 64-bit sizes): training runs on
+// the native library only.
 comptime {
-    _ = @import("train/api.zig");
+    if (!@import("builtin").cpu.arch.isWasm()) _ = @import("train/api.zig");
+    if (@import("builtin").cpu.arch.isWasm()) _ = @import("wasm.zig");
 }
 
 test {

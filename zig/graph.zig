@@ -5,6 +5,7 @@
 //! buffer; step, stepFrom and reset allocate nothing. The graph does not own its models: the
 //! caller destroys the graph before any of them (destroy never touches them).
 const std = @import("std");
+const builtin = @import("builtin");
 const model = @import("model.zig");
 const image = @import("image.zig");
 
@@ -316,9 +317,23 @@ pub const Graph = struct {
     }
 };
 
+/// wasm has no clock of its own: the host passes one in (src/native/wasm.ts, performance.now),
+/// as an f64 of nanoseconds (exact to 2^53 ns; a u64 would cost the host a BigInt per call).
+const host = struct {
+    extern "env" fn cz_host_now_ns() f64;
+};
+
 /// The monotonic clock in nanoseconds (0 if it cannot be read). Without libc, Zig's std finds
 /// the vDSO through the host process's getauxval, so this makes no system call.
 fn nowNs() u64 {
+    if (comptime builtin.cpu.arch.isWasm()) {
+        const ns = host.cz_host_now_ns();
+        return if (ns >= 0 and ns < 1e18) @intFromFloat(ns) else 0;
+    }
+    if (comptime builtin.os.tag == .windows) {
+        const ticks: u128 = std.os.windows.QueryPerformanceCounter();
+        return @truncate(ticks * 1_000_000_000 / @max(1, std.os.windows.QueryPerformanceFrequency()));
+    }
     const ts = std.posix.clock_gettime(.MONOTONIC) catch return 0;
     return @as(u64, @intCast(ts.sec)) *% 1_000_000_000 +% @as(u64, @intCast(ts.nsec));
 }

@@ -15,9 +15,20 @@
 //! A call racing with destroy of the same handle on another thread may still read freed memory.
 const std = @import("std");
 
-/// Handle bits: 4 bits of tag (48..51), 32 of generation (16..47), 16 of slot index (0..15).
-/// The whole stays below 2^53, so JavaScript numbers (bun:ffi pointers) hold it exactly.
+/// Handle bits on 64-bit targets: 4 bits of tag (48..51), 32 of generation (16..47), 16 of
+/// slot index (0..15). The whole stays below 2^53, so JavaScript numbers (bun:ffi pointers)
+/// hold it exactly. On 32-bit targets (wasm32) a handle is a 32-bit pointer-sized value: 2
+/// bits of tag (30..31), then the generation, then as many index bits as the capacity needs
+/// (a model handle: 16 bits of generation, 14 of index). Inserts rotate through every slot,
+/// so a stale handle could meet its slot's generation again only after 2^30 creates.
 pub const Tag = enum(u4) { model = 1, graph = 2 };
+
+const wide = @bitSizeOf(usize) >= 64;
+
+/// A slot's atomic word: generation and state. wasm32 has no 64-bit atomics, so there it is
+/// a u32 with the state in the low 2 bits.
+const Word = if (wide) u64 else u32;
+const state_bits = if (wide) 32 else 2;
 
 const state_free: u32 = 0;
 const state_reserved: u32 = 1;
@@ -25,15 +36,20 @@ const state_live: u32 = 2;
 
 pub fn Table(comptime T: type, comptime capacity: u32, comptime tag: Tag) type {
     comptime std.debug.assert(capacity >= 1 and capacity <= 1 << 16);
+    comptime std.debug.assert(wide or @intFromEnum(tag) < 4);
     return struct {
         const Self = @This();
+
+        const index_bits = if (wide) 16 else std.math.log2_int_ceil(u32, capacity);
+        const generation_bits = if (wide) 32 else 30 - index_bits;
+        const generation_mask: u32 = @intCast((@as(u64, 1) << generation_bits) - 1);
 
         pub const slots_max = capacity;
 
         /// `word` is generation << 32 | state. A slot on its own cache line: Workers on
         /// different cores look up their own handles without sharing lines.
         const Slot = struct {
-            word: std.atomic.Value(u64) align(std.atomic.cache_line),
+            word: std.atomic.Value(Word) align(std.atomic.cache_line),
             object: std.atomic.Value(usize),
         };
 
@@ -84,7 +100,7 @@ pub fn Table(comptime T: type, comptime capacity: u32, comptime tag: Tag) type {
             const live = pack(generation, state_live);
             if (slot.word.load(.acquire) != live) return null;
             const address = slot.object.load(.monotonic);
-            const retired = pack(generation +% 1, state_free);
+            const retired = pack((generation +% 1) & generation_mask, state_free);
             if (slot.word.cmpxchgStrong(live, retired, .acq_rel, .monotonic) != null) return null;
             return @ptrFromInt(address);
         }
@@ -96,29 +112,32 @@ pub fn Table(comptime T: type, comptime capacity: u32, comptime tag: Tag) type {
             return n;
         }
 
+        const tag_shift = if (wide) 48 else 30;
+
         fn encode(index: u32, generation: u32) u64 {
-            return @as(u64, @intFromEnum(tag)) << 48 | @as(u64, generation) << 16 | index;
+            return @as(u64, @intFromEnum(tag)) << tag_shift |
+                @as(u64, generation) << index_bits | index;
         }
 
         fn decode(handle: u64) ?struct { u32, u32 } {
-            if (handle >> 48 != @intFromEnum(tag)) return null;
-            const index: u32 = @intCast(handle & 0xFFFF);
+            if (handle >> tag_shift != @intFromEnum(tag)) return null;
+            const index: u32 = @intCast(handle & ((1 << index_bits) - 1));
             if (index >= capacity) return null;
-            return .{ index, @intCast((handle >> 16) & 0xFFFF_FFFF) };
+            return .{ index, @intCast((handle >> index_bits) & generation_mask) };
         }
     };
 }
 
-fn pack(generation: u32, state: u32) u64 {
-    return @as(u64, generation) << 32 | state;
+fn pack(generation: u32, state: u32) Word {
+    return @as(Word, generation) << state_bits | state;
 }
 
-fn generationOf(word: u64) u32 {
-    return @intCast(word >> 32);
+fn generationOf(word: Word) u32 {
+    return @intCast(word >> state_bits);
 }
 
-fn stateOf(word: u64) u32 {
-    return @truncate(word);
+fn stateOf(word: Word) u32 {
+    return @intCast(word & ((1 << state_bits) - 1));
 }
 
 const testing = std.testing;

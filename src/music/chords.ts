@@ -171,7 +171,7 @@ const CENTRE_PULL = 0.35;
  */
 export class VoiceLeader {
   /** The current voicing, ascending; `count` notes. */
-  readonly notes = new Int32Array(4);
+  readonly notes: Int32Array = new Int32Array(4);
   count = 0;
   readonly #candidate = new Int32Array(4);
   readonly #best = new Int32Array(4);

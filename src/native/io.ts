@@ -6,6 +6,7 @@
 
 // node:fs is built into both runtimes; only its synchronous stat is used, for the library path.
 import { statSync } from "node:fs";
+import { readFile as nodeReadFile, writeFile as nodeWriteFile } from "node:fs/promises";
 import { CadenzaError } from "../errors.ts";
 
 interface BunHost {
@@ -22,22 +23,31 @@ interface DenoHost {
   env: { get(name: string): string | undefined };
   permissions: { querySync(d: { name: "env"; variable: string }): { state: string } };
   exit(code: number): never;
-  build: { os: string };
+  build: { os: string; arch: string };
 }
 
 const host = globalThis as unknown as {
   Bun?: BunHost;
   Deno?: DenoHost;
-  process?: { exit(code: number): never; platform: string };
+  process?: {
+    exit(code: number): never;
+    platform: string;
+    arch: string;
+    argv: string[];
+    env: Record<string, string | undefined>;
+  };
 };
 
-export type Runtime = "bun" | "deno";
+export type Runtime = "bun" | "deno" | "node";
 
-/** The runtime we run under; cadenza needs Bun or Deno (their FFI). */
+/**
+ * The runtime we run under: Bun and Deno reach the native library through their FFI; any
+ * other (Node, where there is no FFI) gets the WebAssembly backend.
+ */
 export function runtime(): Runtime {
   if (host.Bun !== undefined) return "bun";
   if (host.Deno !== undefined) return "deno";
-  throw new CadenzaError("E_NATIVE", "cadenza runs under Bun or Deno; this runtime is neither");
+  return "node";
 }
 
 /** "linux", "darwin" or "windows". */
@@ -45,6 +55,14 @@ export function platform(): string {
   if (host.Deno !== undefined) return host.Deno.build.os;
   const name = host.process?.platform ?? "linux";
   return name === "win32" ? "windows" : name;
+}
+
+/** "x64" or "arm64" (Node's names), or what the runtime reports for other CPUs. */
+export function arch(): string {
+  const name = host.Deno !== undefined ? host.Deno.build.arch : host.process?.arch ?? "x64";
+  if (name === "x86_64") return "x64";
+  if (name === "aarch64") return "arm64";
+  return name;
 }
 
 function ioError(action: string, path: string, cause: unknown): CadenzaError {
@@ -56,6 +74,10 @@ function ioError(action: string, path: string, cause: unknown): CadenzaError {
 export async function readFile(path: string): Promise<Uint8Array> {
   try {
     if (host.Deno !== undefined) return await host.Deno.readFile(path);
+    if (host.Bun === undefined) {
+      if (isDirectory(path)) throw new Error("is a directory");
+      return new Uint8Array(await nodeReadFile(path));
+    }
     const file = host.Bun!.file(path);
     if (!(await file.exists())) {
       throw new Error(isDirectory(path) ? "is a directory" : "no such file");
@@ -74,7 +96,8 @@ export async function readText(path: string): Promise<string> {
 export async function writeFile(path: string, data: Uint8Array): Promise<void> {
   try {
     if (host.Deno !== undefined) await host.Deno.writeFile(path, data);
-    else await host.Bun!.write(path, data);
+    else if (host.Bun !== undefined) await host.Bun.write(path, data);
+    else await nodeWriteFile(path, data);
   } catch (err) {
     throw ioError("write", path, err);
   }
@@ -106,13 +129,13 @@ export function envVar(name: string): string | undefined {
     const granted = host.Deno.permissions.querySync({ name: "env", variable: name });
     return granted.state === "granted" ? host.Deno.env.get(name) : undefined;
   }
-  return host.Bun?.env[name];
+  return host.Bun?.env[name] ?? host.process?.env[name];
 }
 
 /** The command-line arguments after the script name. */
 export function scriptArgs(): string[] {
   if (host.Deno !== undefined) return host.Deno.args;
-  return host.Bun!.argv.slice(2);
+  return (host.Bun ?? host.process!).argv.slice(2);
 }
 
 export function exit(code: number): never {

@@ -19,7 +19,7 @@
  */
 
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageRoot } from "../native/root.ts";
 import { CadenzaError } from "../errors.ts";
 import { describe, type LayerArch, parameterCount, tensorShapes } from "../model/spec.ts";
 import { loadModel, type LoadOptions, loadSpec } from "../model/load.ts";
@@ -212,7 +212,7 @@ export function archParameterCount(layers: readonly LayerArch[]): number {
 
 /** The project's models/ folder, where the default files live. */
 export function defaultModelsDir(): string {
-  return fileURLToPath(new URL("../../models/", import.meta.url));
+  return `${packageRoot()}models/`;
 }
 
 /** The file of model `name` in `dir`. */

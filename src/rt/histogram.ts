@@ -96,7 +96,7 @@ function percentileUnits(
 
 /** A histogram in its own array, for measurements taken outside the engine (benchmarks). */
 export class LatencyHistogram {
-  readonly words = new Int32Array(HISTOGRAM_WORDS);
+  readonly words: Int32Array = new Int32Array(HISTOGRAM_WORDS);
 
   record(us: number): void {
     histogramRecord(this.words, 0, us);

@@ -234,7 +234,7 @@ const optionsCase: Case = {
     await withModel(loadModel(bytes, { library: "fast" }), (model) => {
       check(model.source === "<bytes>", () => `source ${model.source}`);
       check(
-        /libcadenza_fast\.\w+$/.test(model.nativeInfo().libraryPath),
+        /(libcadenza_fast\.\w+|cadenza_fast\.wasm)$/.test(model.nativeInfo().libraryPath),
         () => "not the fast library",
       );
     });

@@ -61,6 +61,9 @@ pub const Pool = struct {
     }
 
     pub fn finish(p: *Pool) void {
+        // Only start (Linux) makes a helper: elsewhere there is nothing to stop, and the
+        // Linux calls below must not be compiled (they would need libc on Windows).
+        if (builtin.os.tag != .linux) return;
         const mem = p.stack orelse return;
         p.stop = true;
         _ = p.posted.fetchAdd(1, .release);
