@@ -43,6 +43,7 @@ const REQUIRED = [
   "cz_graph_destroy",
   "cz_graph_info",
   "cz_graph_step",
+  "cz_graph_step_from_input",
   "cz_graph_step_from",
   "cz_graph_reset",
   "cz_graph_node_ns",
@@ -342,8 +343,24 @@ export function openWasm(exports: Exports, source: string): NativeApi {
           [1],
           ([i, o]) => cz.cz_graph_step!(h(graph), i!, input.length, o!, output.length),
         ),
-    graphStepFrom: (graph, node, values, output) =>
-      stageFloats(values, output)
+    graphStepFrom: (graph, node, values, output, input) =>
+      input !== undefined
+        ? call(
+          [values, input, output],
+          [2],
+          ([v, x, o]) =>
+            cz.cz_graph_step_from_input!(
+              h(graph),
+              node,
+              v!,
+              values.length,
+              x!,
+              input.length,
+              o!,
+              output.length,
+            ),
+        )
+        : stageFloats(values, output)
         ? unstageFloats(
           output,
           cz.cz_graph_step_from!(h(graph), node, in_at, values.length, out_at, output.length),

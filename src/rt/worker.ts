@@ -207,7 +207,6 @@ class ServeLoop {
       }
       const seq = this.#latest ? (write - 1) | 0 : read;
       if (!this.#take(read, seq)) continue;
-      if (seq !== read) Atomics.add(control, Control.SKIPPED, (seq - read) | 0);
       // Replaced between the check above and the take: what it holds is counted by leave().
       if (!this.#current() || !this.#step(seq)) break;
     }
@@ -360,6 +359,10 @@ class ServeLoop {
       Atomics.store(control, Control.HELD + this.#recordIndex, 0);
       return false;
     }
+    // Counted right after the take, with no JavaScript call in between: a terminate() takes
+    // effect at a call or a loop's back edge, so it cannot fall between the take and this count
+    // (it did when the count came after the return: the skipped inputs went uncounted).
+    if (seq !== read) Atomics.add(control, Control.SKIPPED, (seq - read) | 0);
     if (this.#cadence !== null) this.#observe(taken);
     return true;
   }
