@@ -13,7 +13,13 @@ const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const TIMEOUT_MS = 30_000;
 
 // One object per block would be 20,000; 16 is room for the JIT's own.
-for (const c of [...liveCases, feederAllocationCase(objectsCreated, 16, "JSC objects")]) {
+// Slack 64 objects over 20,000 blocks: in the whole suite JSC still makes a few cells a chunk
+// (about 6 per 5,000 blocks, JIT tiering of the 4096-point feature extractor) where the file
+// alone makes none; one allocation per block would be 20,000.
+const FEEDER_SLACK = 64;
+for (
+  const c of [...liveCases, feederAllocationCase(objectsCreated, FEEDER_SLACK, "JSC objects")]
+) {
   test(c.name, c.run, TIMEOUT_MS);
 }
 
