@@ -27,6 +27,7 @@ import {
   validateSpec,
 } from "../model/spec.ts";
 import {
+  type NativeBacked,
   NATIVE_MODEL,
   type NativeApi,
   type NativeTrainer,
@@ -322,7 +323,9 @@ export class Trainer {
   /** A trainer for a loaded model's weights (synchronous: the library is already open). */
   static forModel(model: Model, options: TrainerOptions = {}): Trainer {
     const config = trainerConfig(options);
-    const ref = model[NATIVE_MODEL]();
+    // Through NativeBacked: Deno's checker, reaching this file through the module augmentation
+    // below from some entry points, sees Model without its symbol-keyed method.
+    const ref = (model as unknown as NativeBacked)[NATIVE_MODEL]();
     if (ref === null) {
       throw new CadenzaError("E_DISPOSED", `${model.source}: trainer called after dispose()`);
     }

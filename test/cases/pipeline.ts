@@ -24,6 +24,7 @@ import {
   GRAPH_MAGIC,
   NATIVE_MODEL,
   type NativeApi,
+  type NativeBacked,
   type NativeGraph,
 } from "../../src/native/api.ts";
 import { readSafetensors, writeSafetensors } from "../../src/model/formats/safetensors.ts";
@@ -864,7 +865,7 @@ function nativeOf(hand: HandModels): { api: NativeApi; handles: BigUint64Array }
     "HarmonyPredictor",
     "DynamicsEngine",
   ];
-  const refs = names.map((name) => hand[name][NATIVE_MODEL]()!);
+  const refs = names.map((name) => (hand[name] as unknown as NativeBacked)[NATIVE_MODEL]()!);
   const api = refs[0].api;
   return { api, handles: BigUint64Array.from(refs, (ref) => api.handleValue(ref.handle)) };
 }
