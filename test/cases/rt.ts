@@ -900,8 +900,14 @@ export const lostCase: Case = {
       // The hung Worker still holds input 1 (in flight) until it is gone: it wakes, finds itself
       // replaced and counts it (Deno), or it is terminated past the grace period and the engine
       // counts it (Bun).
+      // Gone means counted (inFlight 0) and its record cleared, which the engine notices on its
+      // next heartbeat check: wait for both.
       await waitFor(
-        () => engine.stats().pending === 0 && engine.stats().inFlight === 0,
+        () => {
+          const t = engine.stats();
+          return t.pending === 0 && t.inFlight === 0 &&
+            t.workersExited + t.workersTerminated === 1;
+        },
         "the ring to drain and the hung Worker to leave",
       );
       const s = engine.stats();
