@@ -569,6 +569,15 @@ function compose(
   collect(decoder.finish(totalTime));
   notes.push(...bassNotes(spans, stepSec));
   if (settings.drums) notes.push(...drumNotes(barGrooves, barDynamics, settings, decoder));
+  // The piece ends with its last bar: swing, push and micro-timing can carry a note of the last
+  // beat past it (a triumphant drum hit did), so every part is cut there, as a bar line would.
+  let kept = 0;
+  for (const note of notes) {
+    if (note.startTime >= totalTime) continue;
+    if (note.endTime > totalTime) note.endTime = totalTime;
+    notes[kept++] = note;
+  }
+  notes.length = kept;
   let endTime = totalTime;
   if (primer !== null) {
     // The generated bars follow the primer's.
