@@ -91,6 +91,10 @@ pub const LayerView = struct {
     lens: [desc.tensors_max]u32,
     /// Byte offset of each tensor's first element.
     data_offsets: [desc.tensors_max]usize,
+    /// For a matrix stored quantised (desc.int8_stored): its rows and the byte offset of their
+    /// f32 scales; 0 rows for every other tensor (its data are f32).
+    scale_rows: [desc.tensors_max]u32,
+    scale_offsets: [desc.tensors_max]usize,
 
     pub fn floats(v: *const LayerView) usize {
         var n: usize = 0;
@@ -98,7 +102,10 @@ pub const LayerView = struct {
         return n;
     }
 
-    /// Copies the tensors (little-endian, unaligned) into `tmp` and points `out` at them.
+    /// Copies the tensors (little-endian, unaligned) into `tmp` and points `out` at them. A
+    /// matrix stored quantised becomes q * scale of its row: the packing quantises it again,
+    /// which gives back q and, for every scale max / 127 can produce, the same scale
+    /// (docs/DESIGN.md, "Model image v1"). Only one layer is ever in `tmp`.
     pub fn copyTensors(
         v: *const LayerView,
         bytes: []const u8,
@@ -108,8 +115,12 @@ pub const LayerView = struct {
         var at: usize = 0;
         for (0..v.tensor_count) |t| {
             const dst = tmp[at..][0..v.lens[t]];
-            const src = bytes[v.data_offsets[t]..][0 .. dst.len * 4];
-            for (dst, 0..) |*f, e| f.* = @bitCast(word(src, e * 4));
+            if (v.scale_rows[t] > 0) {
+                dequantise(bytes, v.data_offsets[t], v.scale_offsets[t], v.scale_rows[t], dst);
+            } else {
+                const src = bytes[v.data_offsets[t]..][0 .. dst.len * 4];
+                for (dst, 0..) |*f, e| f.* = @bitCast(word(src, e * 4));
+            }
             out[t] = dst;
             at += dst.len;
         }
@@ -132,12 +143,22 @@ pub const LayerIter = struct {
             .tensor_count = @intCast(rec.w[14]),
             .lens = undefined,
             .data_offsets = undefined,
+            .scale_rows = @splat(0),
+            .scale_offsets = @splat(0),
         };
+        const stored = if (view.desc.int8_stored) matrixMask(&view.desc) else 0;
         var at = it.offset + record_words * 4;
         for (0..view.tensor_count) |t| {
             view.lens[t] = word(it.bytes, at);
             view.data_offsets[t] = at + 4;
-            at += 4 + @as(usize, view.lens[t]) * 4;
+            if ((stored >> @intCast(t)) & 1 == 1) {
+                at += 4 + int8Bytes(view.lens[t]);
+                view.scale_rows[t] = word(it.bytes, at);
+                view.scale_offsets[t] = at + 4;
+                at += 4 + @as(usize, view.scale_rows[t]) * 4;
+            } else {
+                at += 4 + @as(usize, view.lens[t]) * 4;
+            }
         }
         it.offset = at;
         return view;
@@ -146,6 +167,35 @@ pub const LayerIter = struct {
 
 fn word(bytes: []const u8, offset: usize) u32 {
     return std.mem.readInt(u32, bytes[offset..][0..4], .little);
+}
+
+/// Bytes of `len` int8 values padded to whole words.
+fn int8Bytes(len: u32) usize {
+    return (@as(usize, len) + 3) / 4 * 4;
+}
+
+/// dst[e] = q[e] * scale[e / cols] for a matrix stored quantised (rows divides dst.len).
+fn dequantise(bytes: []const u8, q_at: usize, scale_at: usize, rows: u32, dst: []f32) void {
+    std.debug.assert(rows > 0 and dst.len % rows == 0);
+    const cols = dst.len / rows;
+    for (0..rows) |r| {
+        const scale: f32 = @bitCast(word(bytes, scale_at + r * 4));
+        for (dst[r * cols ..][0..cols], r * cols..) |*f, e| {
+            const q: i8 = @bitCast(bytes[q_at + e]);
+            f.* = @as(f32, @floatFromInt(q)) * scale;
+        }
+    }
+}
+
+/// Rows of matrix tensor `t` as stored quantised, one scale each: the rows the library
+/// quantises separately (LSTM's fused [Wx | Wh] row r gives both tensors' row r one scale).
+fn storedRows(d: *const LayerDesc, t: usize) u32 {
+    return switch (d.kind) {
+        .lstm => 4 * d.out,
+        .gru => 3 * d.out,
+        .transformer => if (t == 12) d.p[2] else d.out, // tensor 12 is W1 [ffDim][d]
+        else => d.out,
+    };
 }
 
 const Record = struct {
@@ -166,10 +216,14 @@ const Record = struct {
             .out = rec.w[3],
             .p = rec.w[4..12].*,
             .f = .{ @bitCast(rec.w[12]), @bitCast(rec.w[13]) },
-            .weight_type = @enumFromInt(rec.w[15]),
+            .weight_type = if (rec.w[15] == weight_type_int8_stored) .int8 else @enumFromInt(rec.w[15]),
+            .int8_stored = rec.w[15] == weight_type_int8_stored,
         };
     }
 };
+
+/// Word 15's value for int8 matrices carried quantised: int8 values and a scale per row.
+pub const weight_type_int8_stored: u32 = 3;
 
 pub fn parse(bytes: []const u8, diag: *Diag) Error!Image {
     const header = try parseHeader(bytes, diag);
@@ -337,9 +391,9 @@ fn checkWords(at: LayerAt, rec: Record, prev_out: u32) Error!void {
                 "expected a finite value", .{ i, k, v, rec.w[i] });
         }
     }
-    if (rec.w[15] > @intFromEnum(desc.WeightType.int8)) {
+    if (rec.w[15] > weight_type_int8_stored) {
         return at.fail(error.BadImage, "word 15 (weight_type) is {d}, expected 0 (f32), " ++
-            "1 (bf16) or 2 (int8)", .{rec.w[15]});
+            "1 (bf16), 2 (int8) or 3 (int8, stored quantised)", .{rec.w[15]});
     }
 }
 
@@ -443,6 +497,13 @@ fn parseTensors(
             });
         }
         offset += 4;
+        const is_matrix = (matrices >> @intCast(t)) & 1 == 1;
+        if (is_matrix and d.int8_stored) {
+            offset = try parseStoredMatrix(at, bytes, offset, d, t, len);
+            floats += len;
+            weight_bytes += len;
+            continue;
+        }
         const data_bytes = @as(u64, len) * 4;
         if (bytes.len - offset < data_bytes) {
             return at.fail(error.BadImage, "the image ends inside tensor {d} ({s}): " ++
@@ -450,7 +511,6 @@ fn parseTensors(
                 t, name, len, data_bytes, offset, bytes.len - offset,
             });
         }
-        const is_matrix = (matrices >> @intCast(t)) & 1 == 1;
         const bf16 = d.weight_type == .bf16 and is_matrix;
         try checkFinite(at, bytes[offset..][0..@intCast(data_bytes)], t, name, bf16);
         offset += @intCast(data_bytes);
@@ -461,6 +521,57 @@ fn parseTensors(
     // padding is not: they are derived from the weights).
     if (d.weight_type == .int8) weight_bytes += 4 * matrixGeometry(d).rows;
     return .{ .desc = d.*, .floats = floats, .weight_bytes = weight_bytes, .end = offset };
+}
+
+/// A matrix stored quantised (word 15 is 3): `len` int8 values in [-127, 127] padded with
+/// zero bytes to whole words, its row count (storedRows), then one finite scale >= 0 per row.
+/// Returns the offset after it.
+fn parseStoredMatrix(
+    at: LayerAt,
+    bytes: []const u8,
+    start: usize,
+    d: *const LayerDesc,
+    t: usize,
+    len: u32,
+) Error!usize {
+    const name = tensorName(d, t);
+    const q_bytes = int8Bytes(len);
+    if (bytes.len - start < q_bytes + 4) {
+        return at.fail(error.BadImage, "the image ends inside tensor {d} ({s}): {d} int8 " ++
+            "elements and the row count need {d} bytes at byte {d}, {d} are left", .{
+            t, name, len, q_bytes + 4, start, bytes.len - start,
+        });
+    }
+    for (bytes[start..][0..q_bytes], 0..) |b, e| {
+        const bad = if (e < len) b == 0x80 else b != 0;
+        if (bad) {
+            return at.fail(error.BadImage, "tensor {d} ({s}) int8 byte {d} is 0x{X:0>2}, expected " ++
+                "{s}", .{ t, name, e, b, if (e < len) "a value in -127..127" else "0 (padding)" });
+        }
+    }
+    var offset = start + q_bytes;
+    const rows = word(bytes, offset);
+    const expected = storedRows(d, t);
+    if (rows != expected or len % expected != 0) {
+        return at.fail(error.BadImage, "tensor {d} ({s}) has {d} scale rows, expected {d} " ++
+            "(one per row of its {d} elements)", .{ t, name, rows, expected, len });
+    }
+    offset += 4;
+    const scale_bytes = @as(usize, rows) * 4;
+    if (bytes.len - offset < scale_bytes) {
+        return at.fail(error.BadImage, "the image ends inside tensor {d} ({s})'s {d} scales " ++
+            "at byte {d}, {d} bytes are left", .{ t, name, rows, offset, bytes.len - offset });
+    }
+    for (0..rows) |r| {
+        const bits = word(bytes, offset + r * 4);
+        // Finite and not negative: a sign bit or the all-ones exponent is refused.
+        if (bits >= 0x7F80_0000) {
+            const v: f32 = @bitCast(bits);
+            return at.fail(error.BadImage, "tensor {d} ({s}) row {d}'s scale is {d} (bits " ++
+                "0x{X:0>8}), expected a finite value >= 0", .{ t, name, r, v, bits });
+        }
+    }
+    return offset + scale_bytes;
 }
 
 /// Every element finite and, for a matrix held as bf16, small enough not to round to infinity.
@@ -615,8 +726,9 @@ test "image: layer record rejections" {
             "word 3 (out) is 65537, expected 1..65536" },
         .{ .at = layer1 + 48, .value = 0x7F800000, .err = error.BadImage, .message = "layer 1 " ++
             "(lstm): word 12 (f0) is inf (bits 0x7F800000), expected a finite value" },
-        .{ .at = layer1 + 60, .value = 3, .err = error.BadImage, .message = "layer 1 (lstm): " ++
-            "word 15 (weight_type) is 3, expected 0 (f32), 1 (bf16) or 2 (int8)" },
+        .{ .at = layer1 + 60, .value = 4, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 15 (weight_type) is 4, expected 0 (f32), 1 (bf16), 2 (int8) or 3 (int8, " ++
+            "stored quantised)" },
         .{ .at = layer2 + 16, .value = 2, .err = error.BadImage, .message = "layer 2 (dense): " ++
             "p0 (bias) must be 0 or 1 (got in 8, out 2, act 0, p { 2, 0, 0, 0, 0, 0, 0, 0 }, " ++
             "f { 0, 0 })" },

@@ -9,12 +9,14 @@ import {
   ACTIVATION_IDS,
   DEFAULT_MAX_BATCH,
   KIND_IDS,
+  type LayerArch,
   type LayerKind,
   type LayerSpec,
   type ModelSpec,
   outputSize,
   resolveArch,
   TENSOR_NAMES,
+  tensorShapes,
   validateSpec,
 } from "./spec.ts";
 
@@ -63,9 +65,8 @@ export const MATRIX_TENSORS: Readonly<Record<LayerKind, readonly string[]>> = {
  * Wh fused ([x, h] in one matrix), so its row r is row r of both; every other kind holds
  * each matrix tensor's rows as they are (conv1d: row o is W[o], all its taps).
  */
-function heldRows(layer: LayerSpec): { tensor: string; offset: number; len: number }[][] {
+export function heldRows(layer: LayerArch): { tensor: string; offset: number; len: number }[][] {
   const rows: { tensor: string; offset: number; len: number }[][] = [];
-  const t = layer.tensors;
   if (layer.kind === "lstm") {
     const n_in = layer.inputSize;
     const h = layer.outputSize;
@@ -79,14 +80,14 @@ function heldRows(layer: LayerSpec): { tensor: string; offset: number; len: numb
   }
   for (const name of MATRIX_TENSORS[layer.kind]) {
     const count = rowCount(layer, name);
-    const len = t[name].length / count;
+    const len = tensorShapes(layer)[name].reduce((a, b) => a * b, 1) / count;
     for (let r = 0; r < count; r++) rows.push([{ tensor: name, offset: r * len, len }]);
   }
   return rows;
 }
 
 /** Rows of matrix tensor `name` (its first dimension in DESIGN.md's table). */
-function rowCount(layer: LayerSpec, name: string): number {
+function rowCount(layer: LayerArch, name: string): number {
   switch (layer.kind) {
     case "gru":
       return 3 * layer.outputSize;
@@ -120,7 +121,7 @@ export function weightBytes(spec: ModelSpec, precision: Precision): number {
 const MIN_NORMAL_F32 = 2 ** -126;
 
 /** Round half to even. */
-function roundHalfEven(t: number): number {
+export function roundHalfEven(t: number): number {
   const below = Math.floor(t);
   const frac = t - below;
   if (frac !== 0.5) return frac < 0.5 ? below : below + 1;

@@ -9,9 +9,10 @@ import { parseAmpJson } from "./formats/amp.ts";
 import { detectFormat, type ModelFormat } from "./formats/detect.ts";
 import { readOnnx } from "./formats/onnx.ts";
 import { parseRtneural } from "./formats/rtneural.ts";
-import { readSafetensors } from "./formats/safetensors.ts";
+import { isInt8Safetensors, readSafetensors, readSafetensorsInt8 } from "./formats/safetensors.ts";
 import { parseTorchStateDict, type TorchLayerDecl } from "./formats/torch.ts";
 import { checkOptionsObject, Model, MODEL_OPTION_KEYS, type ModelOptions } from "./model.ts";
+import { dequantiseSpec, type Int8ModelSpec } from "./quantised.ts";
 import type { ModelSpec } from "./spec.ts";
 
 export interface SpecOptions {
@@ -21,10 +22,20 @@ export interface SpecOptions {
   layers?: TorchLayerDecl[];
 }
 
-export interface LoadOptions extends SpecOptions, Omit<ModelOptions, "source"> {}
+export interface LoadOptions extends SpecOptions, Omit<ModelOptions, "source"> {
+  /**
+   * For an int8 file: load its dequantised values (q * scale, an f32 copy) so that another
+   * precision can be asked for. Without it an int8 file loads as int8 only, and asking it for
+   * "f32" or "bf16" is refused.
+   */
+  dequantise?: boolean;
+}
 
 export interface LoadedSpec {
+  /** For an int8 file, its dequantised values, made when read (an f32 copy of the model). */
   spec: ModelSpec;
+  /** An int8 file's int8 values and scales as stored; absent for every other file. */
+  int8?: Int8ModelSpec;
   format: ModelFormat;
   /** The path, or "<bytes>". */
   source: string;
@@ -36,6 +47,7 @@ const FORMATS: readonly string[] = ["auto", "rtneural", "safetensors", "torch", 
 const LOAD_OPTION_KEYS: readonly string[] = [
   "format",
   "layers",
+  "dequantise",
   ...MODEL_OPTION_KEYS.filter((key) => key !== "source"),
 ];
 
@@ -103,6 +115,17 @@ export async function loadSpec(
     throw new CadenzaError("E_ARGUMENT", "loadModel: expected a path or a Uint8Array");
   }
   const format = requested === "auto" ? detectFormat(bytes, source) : requested;
+  if (format === "safetensors" && isInt8Safetensors(bytes, source)) {
+    const int8 = readSafetensorsInt8(bytes, source);
+    return {
+      get spec() {
+        return dequantiseSpec(int8);
+      },
+      int8,
+      format,
+      source,
+    };
+  }
   return { spec: await parseAs(format, bytes, options, source, from_file), format, source };
 }
 
@@ -110,7 +133,10 @@ export async function loadSpec(
  * Loads a model file (.safetensors, .onnx, RTNeural .json, guitar-amp .json, PyTorch state_dict
  * .json) or its bytes.
  * `precision: "bf16"` holds the weight matrices as bfloat16 (half the bytes per step), "int8"
- * as int8 with a scale per row (a quarter of the bytes; inputs quantised per call).
+ * as int8 with a scale per row (a quarter of the bytes; inputs quantised per call). A file
+ * with int8 weights (`cadenza compress --int8`, writeSafetensorsInt8) loads as int8 by default,
+ * its int8 values and scales going to the library as they are; another precision is refused
+ * unless `dequantise: true`.
  *
  * @example
  * const model = await loadModel("models/melody.safetensors", { precision: "bf16" });
@@ -121,9 +147,24 @@ export async function loadModel(
   options: LoadOptions = {},
 ): Promise<Model> {
   checkOptionsObject(options, LOAD_OPTION_KEYS);
-  const { spec, source } = await loadSpec(path_or_bytes, options);
-  const { maxBatch, library, precision } = options;
-  return await Model.create(spec, { maxBatch, library, precision, source });
+  const loaded = await loadSpec(path_or_bytes, options);
+  const { maxBatch, library, precision, dequantise } = options;
+  const source = loaded.source;
+  if (loaded.int8 !== undefined) {
+    if (dequantise === true) {
+      return await Model.create(loaded.spec, { maxBatch, library, precision, source });
+    }
+    if (precision !== undefined && precision !== "int8") {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `${source}: holds int8 weights (__metadata__.quantization): it loads as int8 only; ` +
+          `precision ${JSON.stringify(precision)} needs its f32 values: pass dequantise: true ` +
+          "(the CLI's --dequantise)",
+      );
+    }
+    return await Model.createInt8(loaded.int8, { maxBatch, library, source });
+  }
+  return await Model.create(loaded.spec, { maxBatch, library, precision, source });
 }
 
 /**

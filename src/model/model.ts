@@ -15,15 +15,21 @@ import {
   statusCode,
 } from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
-import { writeSafetensors } from "./formats/safetensors.ts";
+import { writeSafetensors, writeSafetensorsInt8 } from "./formats/safetensors.ts";
 import { packImage, type Precision, PRECISIONS, weightBytes } from "./image.ts";
+import {
+  dequantiseSpec,
+  type Int8ModelSpec,
+  int8ParameterCount,
+  int8WeightBytes,
+  packInt8Image,
+} from "./quantised.ts";
 import {
   archOf,
   DEFAULT_MAX_BATCH,
   describe,
   type LayerArch,
   type ModelSpec,
-  outputSize,
   parameterCount,
   validateSpec,
 } from "./spec.ts";
@@ -75,8 +81,6 @@ interface Held {
 const registry = new FinalizationRegistry<Held>((held) => held.api.destroy(held.handle));
 
 export class Model {
-  /** The canonical spec, with maxBatch filled in. */
-  readonly spec: ModelSpec;
   readonly layers: readonly LayerArch[];
   readonly inputSize: number;
   readonly outputSize: number;
@@ -92,6 +96,14 @@ export class Model {
   /** Names the model in error messages. */
   readonly source: string;
 
+  /**
+   * The int8 values and scales of a model loaded from an int8 file (loadModel of a file
+   * written by `cadenza compress --int8`, or Model.createInt8): what the library holds, with
+   * no f32 copy of a matrix. null for every other model.
+   */
+  readonly int8: Int8ModelSpec | null;
+
+  #spec: ModelSpec | null;
   #api: NativeApi;
   #handle: NativeHandle | null;
   #output: Float32Array;
@@ -105,17 +117,23 @@ export class Model {
   private constructor(
     api: NativeApi,
     handle: NativeHandle,
-    spec: ModelSpec,
+    spec: ModelSpec | Int8ModelSpec,
+    int8: boolean,
     source: string,
     precision: Precision,
   ) {
-    this.spec = spec;
+    this.#spec = int8 ? null : spec as ModelSpec;
+    this.int8 = int8 ? spec as Int8ModelSpec : null;
     this.layers = spec.layers.map((layer) => archOf(layer));
     this.inputSize = spec.inputSize;
-    this.outputSize = outputSize(spec);
-    this.parameterCount = parameterCount(spec);
+    this.outputSize = spec.layers[spec.layers.length - 1].outputSize;
+    this.parameterCount = int8
+      ? int8ParameterCount(spec as Int8ModelSpec)
+      : parameterCount(spec as ModelSpec);
     this.precision = precision;
-    this.weightBytes = weightBytes(spec, precision);
+    this.weightBytes = int8
+      ? int8WeightBytes(spec as Int8ModelSpec)
+      : weightBytes(spec as ModelSpec, precision);
     this.maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
     this.source = source;
     this.#api = api;
@@ -151,9 +169,57 @@ export class Model {
       }
       throw err;
     }
-    const model = new Model(api, handle, full, source, precision);
+    const model = new Model(api, handle, full, false, source, precision);
     model.#checkNativeSizes();
     return model;
+  }
+
+  /**
+   * Loads an int8 spec (quantiseSpec, readSafetensorsInt8) as an int8 model: the image carries
+   * the int8 values and scales (weight_type 3) and the library holds exactly them; nothing is
+   * widened to f32 but one layer at a time inside the library while it packs. `precision` may
+   * only be "int8" (or absent).
+   *
+   * @example
+   * const model = await Model.createInt8(quantiseSpec(spec), { library: "fast" });
+   */
+  static async createInt8(spec: Int8ModelSpec, options: ModelOptions = {}): Promise<Model> {
+    checkOptionsObject(options, MODEL_OPTION_KEYS);
+    const source = options.source ?? "<int8 spec>";
+    if (options.precision !== undefined && options.precision !== "int8") {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `${source}: precision: the weights are stored as int8, expected "int8" or nothing, got ` +
+          `${describe(options.precision)} (dequantise explicitly for another precision)`,
+      );
+    }
+    const given: Int8ModelSpec = {
+      ...spec,
+      maxBatch: options.maxBatch ?? spec?.maxBatch ?? DEFAULT_MAX_BATCH,
+    };
+    const image = packInt8Image(given, source);
+    const held = copyInt8Spec(given);
+    const api = await openNative(options.library);
+    let handle: NativeHandle;
+    try {
+      handle = api.create(image);
+    } catch (err) {
+      if (err instanceof CadenzaError) {
+        throw new CadenzaError(err.code, `${source}: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+    const model = new Model(api, handle, held, true, source, "int8");
+    model.#checkNativeSizes();
+    return model;
+  }
+
+  /**
+   * The canonical spec, with maxBatch filled in. For a model loaded from int8 (`int8` is not
+   * null) it is made when asked for, each time: the dequantised values (q * scale), an f32 copy.
+   */
+  get spec(): ModelSpec {
+    return this.#spec ?? dequantiseSpec(this.int8!);
   }
 
   /**
@@ -266,7 +332,10 @@ export class Model {
    */
   async save(path: string): Promise<void> {
     this.#live("save");
-    writeFileAtomicSync(path, writeSafetensors(this.spec));
+    const bytes = this.int8 === null
+      ? writeSafetensors(this.#spec!)
+      : writeSafetensorsInt8(this.int8);
+    writeFileAtomicSync(path, bytes);
     await Promise.resolve();
   }
 
@@ -392,6 +461,22 @@ function copySpec(spec: ModelSpec): ModelSpec {
     return { ...layer, tensors };
   });
   const copy: ModelSpec = { ...spec, layers };
+  if (spec.meta !== undefined) copy.meta = { ...spec.meta };
+  return copy;
+}
+
+/** A copy of an int8 spec that shares no array or object with it. */
+function copyInt8Spec(spec: Int8ModelSpec): Int8ModelSpec {
+  const layers = spec.layers.map((layer) => {
+    const tensors: Record<string, Float32Array> = {};
+    for (const [name, values] of Object.entries(layer.tensors)) tensors[name] = values.slice();
+    const int8: Int8ModelSpec["layers"][number]["int8"] = {};
+    for (const [name, held] of Object.entries(layer.int8)) {
+      int8[name] = { q: held.q.slice(), scales: held.scales.slice() };
+    }
+    return { ...layer, tensors, int8 };
+  });
+  const copy: Int8ModelSpec = { ...spec, layers };
   if (spec.meta !== undefined) copy.meta = { ...spec.meta };
   return copy;
 }

@@ -22,12 +22,21 @@ import {
   validateSpec,
 } from "../spec.ts";
 import { formatShape } from "./nested.ts";
+import { MATRIX_TENSORS } from "../image.ts";
+import {
+  INT8_SCHEME,
+  type Int8LayerSpec,
+  type Int8ModelSpec,
+  type Int8Tensor,
+  storedRows,
+  validateInt8Spec,
+} from "../quantised.ts";
 
 export const SAFETENSORS_FORMAT = "cadenza";
 export const SAFETENSORS_VERSION = "1";
 
 /** Metadata keys the format owns; spec.meta may not use them. */
-const RESERVED_META = ["format", "cadenza_version", "architecture"];
+const RESERVED_META = ["format", "cadenza_version", "architecture", "quantization"];
 
 /** The safetensors reference implementation refuses headers above 100 MB; so do we. */
 const HEADER_BYTES_MAX = 100_000_000;
@@ -52,7 +61,7 @@ function writtenShape(layer: LayerSpec, name: string, shapes: Record<string, num
   return layer.tensors[name].length === len ? shape : [layer.tensors[name].length];
 }
 
-function metadataOf(spec: ModelSpec): Record<string, string> {
+function metadataOf(spec: ModelSpec | Int8ModelSpec): Record<string, string> {
   const architecture = JSON.stringify({
     inputSize: spec.inputSize,
     maxBatch: spec.maxBatch ?? DEFAULT_MAX_BATCH,
@@ -131,6 +140,7 @@ function writeF32(view: DataView, offset: number, values: Float32Array): void {
 
 interface Entry {
   key: string;
+  dtype: "F32" | "I8";
   shape: number[];
   begin: number;
   end: number;
@@ -257,12 +267,13 @@ function readEntries(header: Record<string, unknown>, data_bytes: number, source
         `${what}: expected {dtype, shape, data_offsets}, got ${describe(i)}`,
       );
     }
-    if (i.dtype !== "F32") {
+    if (i.dtype !== "F32" && i.dtype !== "I8") {
       throw new CadenzaError(
         "E_FORMAT",
-        `${what}: dtype: expected "F32", got ${describe(i.dtype)}`,
+        `${what}: dtype: expected "F32" (or "I8" in an int8 file), got ${describe(i.dtype)}`,
       );
     }
+    const element_bytes = i.dtype === "I8" ? 1 : 4;
     const shape = i.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new CadenzaError(
@@ -283,14 +294,14 @@ function readEntries(header: Record<string, unknown>, data_bytes: number, source
       );
     }
     const elements = shape.reduce((x: number, y: number) => x * y, 1);
-    if (end - begin !== elements * 4) {
+    if (end - begin !== elements * element_bytes) {
       throw new CadenzaError(
         "E_FORMAT",
-        `${what}: data_offsets: expected ${elements * 4} bytes for shape ${formatShape(shape)}, ` +
-          `got ${end - begin}`,
+        `${what}: data_offsets: expected ${elements * element_bytes} bytes for shape ` +
+          `${formatShape(shape)} (${i.dtype}), got ${end - begin}`,
       );
     }
-    entries.push({ key, shape, begin, end });
+    entries.push({ key, dtype: i.dtype, shape, begin, end });
   }
   return entries;
 }
@@ -358,6 +369,9 @@ function readLayerTensors(
         `tensor "${key}": expected for layer ${index} (${arch.kind}), got nothing`,
       );
     }
+    if (entry.dtype !== "F32") {
+      throw formatError(source, `tensor "${key}": dtype: expected "F32", got "${entry.dtype}"`);
+    }
     const shared_slope = arch.kind === "prelu" && sameShape(entry.shape, [1]);
     if (!sameShape(entry.shape, shapes[name]) && !shared_slope) {
       throw new CadenzaError(
@@ -383,6 +397,14 @@ function readLayerTensors(
 export function readSafetensors(bytes: Uint8Array, source: string): ModelSpec {
   const header = readHeader(bytes, source);
   const meta = readMetadata(header, source);
+  if (Object.hasOwn(meta, "quantization")) {
+    throw formatError(
+      source,
+      `holds int8 weight matrices (__metadata__.quantization ${describe(meta.quantization)}): ` +
+        "read it with readSafetensorsInt8, or load it with loadModel (int8), or ask for its f32 " +
+        "values with dequantise: true",
+    );
+  }
   const arch = readArchitecture(meta.architecture, source);
   const data_start = 8 + Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
   const data_bytes = bytes.length - data_start;
@@ -400,5 +422,164 @@ export function readSafetensors(bytes: Uint8Array, source: string): ModelSpec {
   const extra = Object.entries(meta).filter(([key]) => !RESERVED_META.includes(key));
   if (extra.length > 0) spec.meta = Object.fromEntries(extra);
   validateSpec(spec, source);
+  return spec;
+}
+
+// ---------------------------------------------------------------------------------------------
+// int8 files: `__metadata__.quantization` names the scheme (INT8_SCHEME); each weight matrix is
+// an I8 tensor `layers.<i>.<name>` of its f32 shape plus an F32 tensor `layers.<i>.<name>.scale`
+// [rows]; every other tensor is F32 as in an f32 file. F32 tensors come first in the data.
+
+/** True when `bytes` is a cadenza safetensors file with int8 weight matrices. */
+export function isInt8Safetensors(bytes: Uint8Array, source = "<bytes>"): boolean {
+  const header = readHeader(bytes, source);
+  const meta = header.__metadata__ as Record<string, unknown> | undefined;
+  return typeof meta === "object" && meta !== null && Object.hasOwn(meta, "quantization");
+}
+
+/**
+ * Writes an int8 spec (quantiseSpec) as a safetensors file: I8 matrices, F32 scales and other
+ * tensors, `__metadata__.quantization` = INT8_SCHEME. Deterministic, like writeSafetensors.
+ *
+ * @example
+ * await Bun.write("harmony.int8.safetensors", writeSafetensorsInt8(quantiseSpec(spec)));
+ */
+export function writeSafetensorsInt8(spec: Int8ModelSpec): Uint8Array {
+  validateInt8Spec(spec, "writeSafetensorsInt8");
+  const header: Record<string, unknown> = {
+    __metadata__: { ...metadataOf(spec), quantization: INT8_SCHEME },
+  };
+  const f32: [string, number[], Float32Array][] = [];
+  const i8: [string, number[], Int8Array][] = [];
+  spec.layers.forEach((layer, i) => {
+    const shapes = tensorShapes(layer);
+    for (const name of TENSOR_NAMES(layer.kind, layer)) {
+      const held = layer.int8[name];
+      if (held === undefined) {
+        const values = layer.tensors[name];
+        const shape = values.length === shapes[name].reduce((a, b) => a * b, 1)
+          ? shapes[name]
+          : [values.length];
+        f32.push([tensorKey(i, name), shape, values]);
+      } else {
+        f32.push([`${tensorKey(i, name)}.scale`, [held.scales.length], held.scales]);
+        i8.push([tensorKey(i, name), shapes[name], held.q]);
+      }
+    }
+  });
+  let data_bytes = 0;
+  for (const [key, shape, values] of f32) {
+    header[key] = {
+      dtype: "F32",
+      shape,
+      data_offsets: [data_bytes, data_bytes + values.length * 4],
+    };
+    data_bytes += values.length * 4;
+  }
+  for (const [key, shape, values] of i8) {
+    header[key] = { dtype: "I8", shape, data_offsets: [data_bytes, data_bytes + values.length] };
+    data_bytes += values.length;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const header_bytes = Math.ceil((8 + json.length) / 8) * 8 - 8;
+  const out = new Uint8Array(8 + header_bytes + data_bytes);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(header_bytes), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + header_bytes);
+  let offset = 8 + header_bytes;
+  for (const [, , values] of f32) {
+    writeF32(view, offset, values);
+    offset += values.length * 4;
+  }
+  for (const [, , values] of i8) {
+    out.set(new Uint8Array(values.buffer, values.byteOffset, values.length), offset);
+    offset += values.length;
+  }
+  return out;
+}
+
+function takeEntry(
+  byKey: Map<string, Entry>,
+  key: string,
+  dtype: "F32" | "I8",
+  shape: number[],
+  source: string,
+  what: string,
+): Entry {
+  const entry = byKey.get(key);
+  if (entry === undefined) {
+    throw formatError(source, `tensor "${key}": expected for ${what}, got nothing`);
+  }
+  if (entry.dtype !== dtype) {
+    throw formatError(source, `tensor "${key}": dtype: expected "${dtype}", got "${entry.dtype}"`);
+  }
+  if (!sameShape(entry.shape, shape)) {
+    throw new CadenzaError(
+      "E_SHAPE",
+      `${source}: tensor "${key}": expected shape ${formatShape(shape)}, got ${
+        formatShape(entry.shape)
+      }`,
+    );
+  }
+  byKey.delete(key);
+  return entry;
+}
+
+/**
+ * Reads a cadenza int8 safetensors file (writeSafetensorsInt8) into a validated int8 spec: the
+ * int8 values and scales as stored, no f32 copy of a matrix. Refuses what readSafetensors
+ * refuses, a scheme other than INT8_SCHEME, and scales the library would not give back.
+ */
+export function readSafetensorsInt8(bytes: Uint8Array, source: string): Int8ModelSpec {
+  const header = readHeader(bytes, source);
+  const meta = readMetadata(header, source);
+  if (meta.quantization !== INT8_SCHEME) {
+    throw formatError(
+      source,
+      `__metadata__.quantization: expected "${INT8_SCHEME}", got ${describe(meta.quantization)}`,
+    );
+  }
+  const arch = readArchitecture(meta.architecture, source);
+  const data_start = 8 + Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  const data_bytes = bytes.length - data_start;
+  const entries = readEntries(header, data_bytes, source);
+  checkTiling(entries, data_bytes, source);
+  const byKey = new Map(entries.map((entry) => [entry.key, entry]));
+  const layers = arch.layers.map((layer, i): Int8LayerSpec => {
+    const what = `layer ${i} (${layer.kind})`;
+    const shapes = tensorShapes(layer);
+    const tensors: Record<string, Float32Array> = {};
+    const int8: Record<string, Int8Tensor> = {};
+    const matrices = MATRIX_TENSORS[layer.kind];
+    for (const name of TENSOR_NAMES(layer.kind, layer)) {
+      const key = tensorKey(i, name);
+      if (!matrices.includes(name)) {
+        const entry = byKey.get(key);
+        const shape = layer.kind === "prelu" && entry && sameShape(entry.shape, [1])
+          ? [1]
+          : shapes[name];
+        const e = takeEntry(byKey, key, "F32", shape, source, what);
+        tensors[name] = readF32(bytes, data_start + e.begin, (e.end - e.begin) / 4);
+        continue;
+      }
+      const q = takeEntry(byKey, key, "I8", shapes[name], source, what);
+      const rows = storedRows(layer, name);
+      const s = takeEntry(byKey, `${key}.scale`, "F32", [rows], source, what);
+      int8[name] = {
+        q: new Int8Array(bytes.slice(data_start + q.begin, data_start + q.end).buffer),
+        scales: readF32(bytes, data_start + s.begin, rows),
+      };
+    }
+    return { ...layer, tensors, int8 };
+  });
+  if (byKey.size > 0) {
+    const names = [...byKey.keys()].slice(0, 8).map((key) => `"${key}"`).join(", ");
+    throw formatError(source, `tensors: expected only those the architecture names, got ${names}`);
+  }
+  const spec: Int8ModelSpec = { inputSize: arch.inputSize, layers, maxBatch: arch.maxBatch };
+  const extra = Object.entries(meta).filter(([key]) => !RESERVED_META.includes(key));
+  if (extra.length > 0) spec.meta = Object.fromEntries(extra);
+  validateInt8Spec(spec, source);
   return spec;
 }

@@ -1,0 +1,5 @@
+/** int8 files and compressed pipeline directories under Deno: the cases of test/compress.test.ts. */
+
+import { int8FileCases } from "../cases/compress.ts";
+
+for (const c of int8FileCases()) Deno.test({ name: c.name, fn: c.run, sanitizeResources: false });
