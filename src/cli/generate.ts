@@ -98,7 +98,7 @@ const SHARED_HELP = [
   "  --soundfont FILE    the SoundFont for --wav (default: the GM SoundFont found on the system)",
   "  --json              print the note sequence, chords, emotion path and seed as JSON",
   "  --models DIR        the five model files (default: the project's models/)",
-  "  --precision P       f32 (default), bf16 or int8 weights",
+  "  --precision P       f32, bf16 or int8 weights (default: as the files store them)",
   "  --library L         the native library: safe (default), fast, or a path",
   "",
   "Nothing is written when any flag or input is wrong (exit 2) or generating fails (exit 1):",

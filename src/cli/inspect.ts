@@ -2,6 +2,7 @@
 
 import { statSync } from "node:fs";
 import { loadSpec } from "../model/load.ts";
+import { int8WeightBytes } from "../model/quantised.ts";
 import { type EmotionModelRow, inspectEmotionModels } from "../pipeline/emotion.ts";
 import {
   archOf,
@@ -75,20 +76,23 @@ function isDirectory(path: string): boolean {
 
 /** The five emotion-pipeline models of a directory, against the seed table's counts. */
 function pipelineTable(rows: EmotionModelRow[]): string[] {
-  const header = ["model", "in -> out", "params", "bytes", "seed", "diff", "weights"];
+  const header = ["model", "in -> out", "params", "bytes", "stored", "seed", "diff", "weights"];
   const cells = rows.map((r) => [
     r.name,
     r.shape,
     String(r.parameters),
     String(r.bytes),
+    r.precision,
     String(r.seedParameters),
     `${r.diffPercent >= 0 ? "+" : ""}${r.diffPercent.toFixed(2)}%`,
     r.untrained ? "UNTRAINED (seeded random)" : "trained",
   ]);
-  const lines = align(header, cells, [false, false, true, true, true, true, false]);
+  const lines = align(header, cells, [false, false, true, true, false, true, true, false]);
   for (const r of rows) lines.push(`  ${r.name}: ${r.architecture}`);
   const parameters = rows.reduce((sum, r) => sum + r.parameters, 0);
-  lines.push(`total: ${parameters} parameters, ${parameters * 4} weight bytes (FP32)`);
+  const bytes = rows.reduce((sum, r) => sum + r.bytes, 0);
+  const stored = rows.every((r) => r.precision === "f32") ? "FP32" : "as stored";
+  lines.push(`total: ${parameters} parameters, ${bytes} weight bytes (${stored})`);
   return lines;
 }
 
@@ -115,13 +119,18 @@ export const inspectCommand: Command = {
     const [path] = expectPositionals(args, ["model"], "inspect");
     if (isDirectory(path)) {
       const models = await inspectEmotionModels(path);
-      if (args.switches.has("json")) output.out(JSON.stringify({ dir: path, models }, null, 2));
-      else for (const line of pipelineTable(models)) output.out(line);
+      const parameters = models.reduce((sum, r) => sum + r.parameters, 0);
+      const weightBytes = models.reduce((sum, r) => sum + r.bytes, 0);
+      if (args.switches.has("json")) {
+        output.out(JSON.stringify({ dir: path, parameters, weightBytes, models }, null, 2));
+      } else for (const line of pipelineTable(models)) output.out(line);
       return 0;
     }
-    const { spec, format, source } = await loadSpec(path, await specOptions(args, "inspect"));
+    const loaded = await loadSpec(path, await specOptions(args, "inspect"));
+    const { spec, format, source } = loaded;
     const rows = spec.layers.map(layerRow);
     const parameters = parameterCount(spec);
+    const stored = loaded.int8 === undefined ? parameters * 4 : int8WeightBytes(loaded.int8);
     const summary = {
       source,
       format,
@@ -129,7 +138,8 @@ export const inspectCommand: Command = {
       outputSize: outputSize(spec),
       maxBatch: spec.maxBatch ?? DEFAULT_MAX_BATCH,
       parameterCount: parameters,
-      weightBytes: parameters * 4,
+      precision: loaded.int8 === undefined ? "f32" : "int8",
+      weightBytes: stored,
       meta: spec.meta ?? {},
     };
     if (args.switches.has("json")) {
@@ -145,7 +155,8 @@ export const inspectCommand: Command = {
         `max batch ${summary.maxBatch}, ${rows.length} layers`,
     );
     for (const line of table(rows)) output.out(line);
-    output.out(`total: ${parameters} parameters, ${parameters * 4} weight bytes`);
+    const held = summary.precision === "int8" ? " (int8)" : "";
+    output.out(`total: ${parameters} parameters, ${stored} weight bytes${held}`);
     return 0;
   },
 };

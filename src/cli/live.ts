@@ -61,7 +61,8 @@ export interface LiveOptions {
   models: string;
   library?: string;
   /** How the models hold their weight matrices (default f32). */
-  precision: Precision;
+  /** Absent: as the files store them (f32, or int8 for int8 files). */
+  precision?: Precision;
   json: boolean;
   quiet: boolean;
 }
@@ -103,8 +104,8 @@ export function liveOptions(args: ParsedArgs): LiveOptions {
   if (policy !== "latest" && policy !== "every") {
     throw new UsageError(`live: --policy must be "latest" or "every", got "${policy}"`);
   }
-  const precision = args.values.get("precision") ?? "f32";
-  if (!(PRECISIONS as readonly string[]).includes(precision)) {
+  const precision = args.values.get("precision");
+  if (precision !== undefined && !(PRECISIONS as readonly string[]).includes(precision)) {
     throw new UsageError(
       `live: --precision must be one of ${PRECISIONS.join(", ")}, got "${precision}"`,
     );
@@ -118,7 +119,7 @@ export function liveOptions(args: ParsedArgs): LiveOptions {
     speed: numberFlag(args, "speed", 1, MAX_SPEED),
     models: args.values.get("models") ?? defaultModelsDir(),
     library: args.values.get("library"),
-    precision: precision as Precision,
+    precision: precision as Precision | undefined,
     json: args.switches.has("json"),
     quiet: args.switches.has("quiet"),
   };
@@ -339,8 +340,8 @@ export interface LiveSummary {
   engineState: string;
   latencyUs: RealtimeStats["latencyUs"];
   modelLoadMs: number;
-  /** How the models held their weight matrices. */
-  precision: Precision;
+  /** How the models held their weight matrices ("as stored" when --precision was not given). */
+  precision: Precision | "as stored";
   weightBytes: number;
   memory: RealtimeStats["memory"];
   models: { name: string; parameters: number; untrained: boolean }[];
@@ -398,7 +399,7 @@ function summaryOf(
     engineState: s.state,
     latencyUs: s.latencyUs,
     modelLoadMs: s.modelLoadMs,
-    precision: options.precision,
+    precision: options.precision ?? "as stored",
     weightBytes: s.weightBytes,
     memory: s.memory,
     models: rows.map((r) => ({ name: r.name, parameters: r.parameters, untrained: r.untrained })),
@@ -528,7 +529,12 @@ async function startAndStream(
   });
   let summary: LiveSummary;
   try {
-    const feeder = new BlockFeeder(engine, source.samples, options.blockSamples, source.sampleRateHz);
+    const feeder = new BlockFeeder(
+      engine,
+      source.samples,
+      options.blockSamples,
+      source.sampleRateHz,
+    );
     let statusAtMs = performance.now() + STATUS_MS;
     await stream(feeder, plan, run, (nowMs) => {
       if (options.quiet || nowMs < statusAtMs) return;
@@ -578,8 +584,9 @@ export const liveCommand: Command = {
     "                   every: it runs every block (the ring may fill and refuse some)",
     "  --speed X        feed X times faster than real time (default 1; for tests and stress)",
     `  --precision P    how the models hold their weight matrices: ${PRECISIONS.join(", ")}`,
-    "                   (default f32; bf16 halves the bytes each step reads, rounding each",
-    "                   weight to 8 significant bits)",
+    "                   (default: as the files store them, f32 or int8 for a compressed",
+    "                   directory; bf16 halves the bytes each step reads, rounding each weight",
+    "                   to 8 significant bits; an int8 file is refused at f32 or bf16)",
     "  --models DIR     folder of the five model files (default: the project's models/)",
     "  --library L      safe (default), fast, or a library path (else CADENZA_LIB)",
     "  --json           print the summary as JSON",

@@ -11,7 +11,9 @@ import { exit, scriptArgs } from "../native/io.ts";
 import { parseArgs, UsageError } from "./args.ts";
 import { type Command, consoleOutput, type Output } from "./command.ts";
 import { benchCommand } from "./bench.ts";
+import { compressCommand } from "./compress.ts";
 import { convertCommand } from "./convert.ts";
+import { evalCommand } from "./eval.ts";
 import { generateCommand, respondCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
@@ -30,6 +32,8 @@ export const commands: readonly Command[] = [
   finetuneCommand,
   distillCommand,
   quantizeCommand,
+  compressCommand,
+  evalCommand,
 ];
 
 function topHelp(): string {

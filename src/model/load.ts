@@ -159,7 +159,7 @@ export async function loadModel(
         "E_ARGUMENT",
         `${source}: holds int8 weights (__metadata__.quantization): it loads as int8 only; ` +
           `precision ${JSON.stringify(precision)} needs its f32 values: pass dequantise: true ` +
-          "(the CLI's --dequantise)",
+          "(loadModel's option)",
       );
     }
     return await Model.createInt8(loaded.int8, { maxBatch, library, source });

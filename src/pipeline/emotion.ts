@@ -23,6 +23,7 @@ import { packageRoot } from "../native/root.ts";
 import { CadenzaError } from "../errors.ts";
 import { describe, type LayerArch, parameterCount, tensorShapes } from "../model/spec.ts";
 import { loadModel, type LoadOptions, loadSpec } from "../model/load.ts";
+import { int8ParameterCount, int8WeightBytes } from "../model/quantised.ts";
 import { Pipeline, type PipelineModel, type PipelineNode } from "./pipeline.ts";
 
 export type EmotionModelName =
@@ -228,8 +229,10 @@ export interface EmotionModelRow {
   /** "dense 128->512 tanh, dense 512->256 tanh, lstm 256->168, ...". */
   architecture: string;
   parameters: number;
-  /** parameters * 4 (float32). */
+  /** Weight bytes as stored: parameters * 4 (float32), or int8's (int8WeightBytes). */
   bytes: number;
+  /** How the file stores the weight matrices. */
+  precision: "f32" | "int8";
   seedParameters: number;
   /** (parameters / seedParameters - 1) * 100. */
   diffPercent: number;
@@ -264,15 +267,19 @@ export async function inspectEmotionModels(
   const rows: EmotionModelRow[] = [];
   for (const info of EMOTION_MODELS) {
     const file = modelFile(dir, info.name);
-    const { spec } = await loadSpec(file);
-    const parameters = parameterCount(spec);
+    const loaded = await loadSpec(file);
+    const spec = loaded.int8 ?? loaded.spec;
+    const parameters = loaded.int8 === undefined
+      ? parameterCount(loaded.spec)
+      : int8ParameterCount(loaded.int8);
     const diffPercent = (parameters / info.seedParameters - 1) * 100;
     rows.push({
       name: info.name,
       shape: `${spec.inputSize} -> ${spec.layers[spec.layers.length - 1].outputSize}`,
       architecture: architectureLine(spec.layers),
       parameters,
-      bytes: parameters * 4,
+      bytes: loaded.int8 === undefined ? parameters * 4 : int8WeightBytes(loaded.int8),
+      precision: loaded.int8 === undefined ? "f32" : "int8",
       seedParameters: info.seedParameters,
       diffPercent,
       withinSeed: Math.abs(diffPercent) < 10,

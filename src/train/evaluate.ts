@@ -55,7 +55,8 @@ export function scoreModel(model: Model, data: TrainingData, loss: LossName): Mo
         `${model.inputSize}`,
     );
   }
-  const last = model.spec.layers[model.spec.layers.length - 1].activation;
+  // model.layers, not model.spec: an int8-stored model would dequantise for spec.
+  const last = model.layers[model.layers.length - 1].activation;
   const k = model.outputSize;
   const p = new Float64Array(k);
   let total = 0;

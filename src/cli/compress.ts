@@ -1,0 +1,81 @@
+/**
+ * `cadenza compress models/ --out DIR [--int8] [--distill] [--prune S]`: a deployable pipeline
+ * directory (src/optimize/compress.ts) that EmotionPipeline.load, the real-time engine and
+ * `live`/`generate --models DIR` take as they are.
+ */
+
+import { compressPipeline } from "../optimize/compress.ts";
+import { expectPositionals, type ParsedArgs, UsageError } from "./args.ts";
+import type { Command, Output } from "./command.ts";
+
+/** The command line as given, for compress.json. */
+function commandLine(args: ParsedArgs): string {
+  const parts = ["cadenza compress", ...args.positionals];
+  for (const [name, value] of args.values) parts.push(`--${name} ${value}`);
+  for (const name of args.switches) parts.push(`--${name}`);
+  return parts.join(" ");
+}
+
+async function run(args: ParsedArgs, output: Output): Promise<number> {
+  const [from] = expectPositionals(args, ["models"], "compress");
+  const out = args.values.get("out");
+  if (out === undefined) throw new UsageError("compress: --out DIR is required");
+  if (args.values.has("prune")) {
+    throw new UsageError(
+      "compress: --prune needs src/optimize/prune.ts, which this build does not have yet",
+    );
+  }
+  const report = await compressPipeline({
+    from,
+    out,
+    int8: args.switches.has("int8"),
+    distill: args.switches.has("distill"),
+    studentsDir: args.values.get("students"),
+    onProgress: (line) => output.err(line),
+    command: commandLine(args),
+  });
+  if (args.switches.has("json")) {
+    output.out(JSON.stringify(report, null, 2));
+    return 0;
+  }
+  for (const m of report.models) {
+    output.out(
+      `${m.name}: ${m.origin}${m.pruned === null ? "" : `, ${m.pruned}`}, ${m.precision}, ` +
+        `${m.parameters} parameters, ${m.weightBytes} weight bytes`,
+    );
+  }
+  output.out(
+    `compress: ${out}: ${report.parameters} parameters, ${report.weightBytes} weight bytes ` +
+      `(${report.fileBytes} file bytes); check it with: cadenza eval ${out}`,
+  );
+  return 0;
+}
+
+export const compressCommand: Command = {
+  name: "compress",
+  summary: "a deployable pipeline directory: int8, distilled students, pruning",
+  help: [
+    "usage: cadenza compress MODELS_DIR --out DIR [--int8] [--distill] [--prune S] [--json]",
+    "",
+    "Writes DIR with the five pipeline models (<Name>.safetensors) and compress.json (how each",
+    "was made), ready for EmotionPipeline.load(DIR), RealtimeEngine.start({ models: DIR }),",
+    "`cadenza live --models DIR` and `cadenza generate --models DIR`. The files are written to",
+    "a staging folder beside DIR and moved in only when all five are whole. docs/OPTIMIZATION.md",
+    "has the accuracy and speed of each choice (`cadenza eval DIR`, `cadenza bench --models DIR`).",
+    "",
+    "flags:",
+    "  --out DIR          the pipeline directory to write (created if missing)",
+    "  --int8             store every model as int8: I8 weight matrices and one f32 scale per",
+    "                     row (the library's scheme); loaded as int8 without an f32 copy",
+    "  --distill          use the distilled students (EmotionRecognizer, MelodyTransformer, half",
+    "                     the parameters or fewer) of MODELS_DIR/compact/ in place of the teachers",
+    "  --students DIR     where the students are (default MODELS_DIR/compact)",
+    "  --prune S          magnitude pruning to sparsity S (needs src/optimize/prune.ts)",
+    "  --json             print the report as JSON",
+  ].join("\n"),
+  flags: {
+    values: { out: "DIR", students: "DIR", prune: "S" },
+    switches: ["int8", "distill", "json"],
+  },
+  run,
+};
