@@ -16,6 +16,9 @@ import { readText } from "../native/io.ts";
 import { EMOTION_MODELS } from "../pipeline/emotion.ts";
 import { checkWritable } from "../train/atomic.ts";
 import { readCheckpoint } from "../train/checkpoint.ts";
+import { writeFileAtomicSync } from "../atomic.ts";
+import { writeSafetensorsInt8 } from "../model/formats/safetensors.ts";
+import { int8WeightBytes, quantiseSpec } from "../model/quantised.ts";
 import {
   checkDataForModel,
   LOSSES,
@@ -544,13 +547,47 @@ async function distill(args: ParsedArgs, output: Output): Promise<number> {
   return 0;
 }
 
+/** Rewrites the f32 model file `path` as an int8 file (the library's scheme), atomically. */
+async function storeInt8(path: string): Promise<void> {
+  const { spec } = await loadSpec(path);
+  writeFileAtomicSync(path, writeSafetensorsInt8(quantiseSpec(spec)));
+}
+
+/** `quantize M OUT` without --qat: post-training int8, no data. */
+async function quantizePostTraining(
+  args: ParsedArgs,
+  output: Output,
+  input: string,
+  out: string,
+): Promise<number> {
+  for (const flag of ["data", "eval", "epochs"]) {
+    if (args.values.has(flag)) {
+      throw new UsageError(
+        `quantize: --${flag} is for --qat (training); without it no data is read`,
+      );
+    }
+  }
+  checkWritable(out);
+  const { spec } = await loadSpec(input);
+  const int8 = quantiseSpec({
+    ...spec,
+    meta: { ...(spec.meta ?? {}), quantized_from: input, quantized_by: "cadenza quantize" },
+  });
+  const bytes = writeSafetensorsInt8(int8);
+  writeFileAtomicSync(out, bytes);
+  summary(
+    args,
+    output,
+    { out, weightBytes: int8WeightBytes(int8), fileBytes: bytes.length },
+    `quantize: ${out}: int8 (post-training, ${int8WeightBytes(int8)} weight bytes; ` +
+      `loads as int8)`,
+  );
+  return 0;
+}
+
 async function quantize(args: ParsedArgs, output: Output): Promise<number> {
   const [input, out] = expectPositionals(args, ["model", "out"], "quantize");
-  if (!args.switches.has("qat")) {
-    throw new UsageError(
-      "quantize: only quantisation-aware training is built yet: pass --qat --data FILE",
-    );
-  }
+  if (!args.switches.has("qat")) return await quantizePostTraining(args, output, input, out);
   const seed = numberFlag(args, "seed", 1, nonNegativeInt, "a non-negative integer", "quantize");
   const library = args.values.get("library");
   const { spec } = await loadSpec(input);
@@ -578,8 +615,9 @@ async function quantize(args: ParsedArgs, output: Output): Promise<number> {
     return 0;
   }
   trainer.dispose();
+  await storeInt8(out);
   const ptq = await loadModel(input, { library, precision: "int8" });
-  const qat = await loadModel(out, { library, precision: "int8" });
+  const qat = await loadModel(out, { library });
   const before = scoreModel(ptq, parts.heldOut, loss);
   const after = scoreModel(qat, parts.heldOut, loss);
   ptq.dispose();
@@ -589,7 +627,7 @@ async function quantize(args: ParsedArgs, output: Output): Promise<number> {
     args,
     output,
     { out, postTraining: before, qat: after },
-    `quantize: ${out} (load with precision "int8"): held-out through the int8 path: QAT loss ${
+    `quantize: ${out} (int8 file): held-out through the int8 path: QAT loss ${
       after.loss.toFixed(4)
     }, ${what} ${after.accuracy.toFixed(4)}; post-training int8 of ${input}: loss ${
       before.loss.toFixed(4)
@@ -680,17 +718,18 @@ export const distillCommand: Command = {
 
 export const quantizeCommand: Command = {
   name: "quantize",
-  summary: "quantisation-aware training for the int8 path (--qat)",
+  summary: "int8 model files: post-training, or quantisation-aware training (--qat)",
   help: helpFor(
-    "usage: cadenza quantize M.safetensors OUT.safetensors --qat --data FILE [--epochs N]",
+    "usage: cadenza quantize M.safetensors OUT.safetensors [--qat --data FILE [--epochs N]]",
     [
-      "Fine-tunes M with its forward running the int8 inference arithmetic (per-row int8",
-      "weights, per-call int8 inputs; gradients straight through), and writes OUT with f32",
-      'weights and metadata precision "int8": load it with { precision: "int8" } (`--precision',
-      "int8` in the commands) to run it as trained. The summary scores OUT and M, both through",
-      "the int8 inference path, on the held-out part.",
+      "Writes OUT as an int8 file: I8 weight matrices and one f32 scale per row (the library's",
+      "scheme, __metadata__.quantization), which loads as int8 with no f32 copy. Without --qat",
+      "the weights of M are quantised as they are (post-training). With --qat M is first",
+      "fine-tuned with its forward running the int8 inference arithmetic (per-row int8 weights,",
+      "per-call int8 inputs; gradients straight through); the summary scores OUT and M, both",
+      "through the int8 inference path, on the held-out part.",
       "",
-      "  --qat                  required: quantisation-aware training",
+      "  --qat                  quantisation-aware training on --data before quantising",
     ],
     "3",
     "1e-4",

@@ -170,7 +170,20 @@ async function otherCommands(): Promise<void> {
     );
     const qm = await loadModel(q, { precision: "int8" });
     check(qm.spec.meta?.precision === "int8", () => JSON.stringify(qm.spec.meta));
+    // Stored as int8 (I8 matrices, per-row scales): it loads as int8 by default.
+    check(qm.int8 !== null && qm.precision === "int8", () => "the QAT file is not an int8 file");
     qm.dispose();
+    const p = join(dir, "p.safetensors");
+    const ptq = await cli("quantize", teacher, p);
+    check(ptq.code === 0 && /int8 \(post-training/.test(ptq.out), () => ptq.out + ptq.err);
+    const pm = await loadModel(p);
+    const at_load = await loadModel(teacher, { precision: "int8" });
+    const x = new Float32Array(pm.inputSize).map((_, i) => Math.cos(i));
+    const want = at_load.forward(x).slice();
+    const same = pm.forward(x).every((v, i) => Object.is(v, want[i]));
+    check(pm.int8 !== null && same, () => "post-training int8 file differs from int8 at load");
+    pm.dispose();
+    at_load.dispose();
   });
 }
 
