@@ -172,7 +172,7 @@ export function int8FileCases(): Case[] {
         await throwsCadenzaAsync(
           () => loadModel(bytes, { precision }),
           "E_ARGUMENT",
-          /holds int8 weights .* pass dequantise: true
+          /holds int8 weights .* pass dequantise: true/,
           `precision ${precision}`,
         );
       }
