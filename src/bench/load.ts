@@ -11,8 +11,11 @@ import {
 } from "../pipeline/emotion.ts";
 import { envVar } from "../native/io.ts";
 
-/** The five models from `dir` with the chosen library (default fast), and their pipeline. */
-export async function loadBenchPipeline(dir: string, precision: Precision = "f32"): Promise<{
+/**
+ * The five models from `dir` with the chosen library (default fast), and their pipeline;
+ * `precision` absent loads each file as stored (f32, or int8 for an int8 file).
+ */
+export async function loadBenchPipeline(dir: string, precision?: Precision): Promise<{
   pipeline: EmotionPipeline;
   models: Record<EmotionModelName, Model>;
   library: string;

@@ -24,6 +24,18 @@ export interface BenchReport {
   models: ModelFigures[];
   pipeline: LatencySummary;
   memory: { rssBytes: number };
+  /**
+   * `--models DIR` beside an FP32 directory (`--baseline`): both pipelines' steps timed in
+   * alternating rounds of the same run, and the ratio of the medians (compressed / FP32).
+   */
+  baseline?: {
+    dir: string;
+    weightBytes: number;
+    pipeline: LatencySummary;
+    compressed: LatencySummary;
+    ratio: number;
+    rounds: number;
+  };
   peers?: {
     onnxruntime: {
       version: string;
@@ -93,6 +105,14 @@ export function printReport(report: BenchReport, output: ReportOutput): void {
       `pipeline p99 ${fmt(p.p99Us)} us vs 10000 us (${fmt(10000 / p.p99Us)}x under); ` +
       `weights ${fmt(bytes / 1e6, 2)} MB vs ~4 MB`,
   );
+  const base = report.baseline;
+  if (base) {
+    output.out(
+      `against FP32 ${base.dir} (${fmt(base.weightBytes / 1024)} KB of weights), ${base.rounds} ` +
+        `alternating rounds: pipeline step p50 ${fmt(base.compressed.p50Us)} us vs ` +
+        `${fmt(base.pipeline.p50Us)} us FP32: ${fmt(base.ratio, 3)}x the FP32 step`,
+    );
+  }
   output.out(`memory: rss ${fmt(report.memory.rssBytes / 1048576)} MiB`);
 }
 

@@ -5,6 +5,7 @@
  * peers, report), shared with the mitata suites in bench/ and the tests.
  */
 
+import { resolve } from "node:path";
 import process from "node:process";
 import { type Precision, PRECISIONS } from "../model/image.ts";
 import type { Model } from "../model/model.ts";
@@ -21,21 +22,25 @@ import { agreementTolerance, checkAgreement, pipelineStepper } from "../bench/ag
 import { loadBenchPipeline } from "../bench/load.ts";
 import { importOrt, OrtPipeline } from "../bench/peers.ts";
 import { type BenchReport, type ModelFigures, printReport } from "../bench/report.ts";
-import { benchInputs, timeAsync, timeSync } from "../bench/stats.ts";
+import { benchInputs, summarizeUs, timeAsync, timeSync } from "../bench/stats.ts";
 import { intFlag, type ParsedArgs, UsageError } from "./args.ts";
 import type { Command, Output } from "./command.ts";
 
-export const BENCH_HELP = `usage: cadenza bench [--models DIR] [--iterations N]
+export const BENCH_HELP = `usage: cadenza bench [--models DIR] [--baseline DIR] [--iterations N]
                      [--precision f32|bf16|int8] [--json FILE] [--peers]
 
 Times each model of the emotion pipeline (one step, batch 1) and the full pipeline step:
 median, p99 and max latency in microseconds, parameters, weight bytes and the process's
 resident memory; then the targets (single model < 2 ms, pipeline < 10 ms, ~4 MB of weights).
 
-  --models DIR      folder with the five .safetensors files (default: the project's models/)
+  --models DIR      folder with the five .safetensors files (default: the project's models/),
+                    e.g. a directory from \`cadenza compress\`; its files load as stored
+  --baseline DIR    with --models: also time this FP32 directory's pipeline step in the same
+                    run, in alternating rounds, and print compressed / FP32 (default: the
+                    project's models/ when --models names another directory)
   --iterations N    timed steps per model and for the pipeline (default 1000)
   --warmup N        untimed steps first (default 100)
-  --precision P     f32 (default); bf16: weight matrices held as bfloat16, half the bytes;
+  --precision P     as stored (default: f32 files at f32, int8 files at int8); f32; bf16: weight matrices held as bfloat16, half the bytes;
                     int8: matrices as int8 with a scale per row, inputs quantised per call.
                     --peers then run the weights as held (bf16-rounded, or int8 dequantised
                     to q * scale) in f32 arithmetic
@@ -46,8 +51,9 @@ resident memory; then the targets (single model < 2 ms, pipeline < 10 ms, ~4 MB 
 
 The native library is CADENZA_LIB (safe, fast or a path); bench defaults to fast.`;
 
-function checkPrecision(args: ParsedArgs): Precision {
-  const precision = args.values.get("precision") ?? "f32";
+function checkPrecision(args: ParsedArgs): Precision | undefined {
+  const precision = args.values.get("precision");
+  if (precision === undefined) return undefined;
   if (PRECISIONS.includes(precision as Precision)) return precision as Precision;
   throw new UsageError(`bench: --precision must be f32, bf16 or int8, got "${precision}"`);
 }
@@ -59,7 +65,12 @@ async function runBench(args: ParsedArgs, output: Output): Promise<number> {
   const dir = args.values.get("models") ?? defaultModelsDir();
   const { pipeline, models, library } = await loadBenchPipeline(dir, precision);
   try {
-    const report = measureAll(pipeline, models, { iterations, warmup, library, precision });
+    const held = precision ?? models.MelodyTransformer.precision;
+    const report = measureAll(pipeline, models, { iterations, warmup, library, precision: held });
+    const baseline = baselineDir(args, dir);
+    if (baseline !== undefined) {
+      report.baseline = await measureBaseline(pipeline, baseline, iterations, warmup);
+    }
     if (args.switches.has("peers")) {
       report.peers = {
         onnxruntime: await measurePeers(pipeline, models, report, iterations, warmup),
@@ -77,6 +88,58 @@ async function runBench(args: ParsedArgs, output: Output): Promise<number> {
     return 0;
   } finally {
     pipeline.dispose();
+  }
+}
+
+/** The FP32 directory to compare with, or undefined when there is none to compare. */
+function baselineDir(args: ParsedArgs, dir: string): string | undefined {
+  const given = args.values.get("baseline");
+  if (given !== undefined) return given;
+  if (!args.values.has("models")) return undefined;
+  return resolve(dir) === resolve(defaultModelsDir()) ? undefined : defaultModelsDir();
+}
+
+/**
+ * Times the two pipeline steps in alternating rounds (compressed, FP32, compressed, ...), so
+ * that a change in the machine's load falls on both; each summary pools its rounds' samples.
+ */
+async function measureBaseline(
+  compressed: EmotionPipeline,
+  dir: string,
+  iterations: number,
+  warmup: number,
+): Promise<NonNullable<BenchReport["baseline"]>> {
+  const base = await loadBenchPipeline(dir, "f32");
+  try {
+    const features = benchInputs(64, FEATURE_SIZE, 3);
+    const rounds = 5;
+    const per = Math.max(1, Math.ceil(iterations / rounds));
+    const samples: [number[], number[]] = [[], []];
+    const pipelines = [compressed, base.pipeline];
+    for (let r = 0; r < rounds; r++) {
+      pipelines.forEach((pipeline, k) => {
+        for (let i = 0; i < warmup; i++) pipeline.step(features[i & 63]);
+        for (let i = 0; i < per; i++) {
+          const start = performance.now();
+          pipeline.step(features[i & 63]);
+          samples[k].push((performance.now() - start) * 1e3);
+        }
+        pipeline.reset();
+      });
+    }
+    const own = summarizeUs(samples[0]);
+    const fp32 = summarizeUs(samples[1]);
+    const weightBytes = EMOTION_MODELS.reduce((n, m) => n + base.models[m.name].weightBytes, 0);
+    return {
+      dir,
+      weightBytes,
+      pipeline: fp32,
+      compressed: own,
+      ratio: own.p50Us / fp32.p50Us,
+      rounds,
+    };
+  } finally {
+    base.pipeline.dispose();
   }
 }
 
@@ -174,7 +237,14 @@ export const benchCommand: Command = {
   summary: "time each model and the pipeline step (--peers: beside onnxruntime-node)",
   help: BENCH_HELP,
   flags: {
-    values: { models: "DIR", iterations: "N", warmup: "N", precision: "P", json: "FILE" },
+    values: {
+      models: "DIR",
+      baseline: "DIR",
+      iterations: "N",
+      warmup: "N",
+      precision: "P",
+      json: "FILE",
+    },
     switches: ["peers"],
   },
   run: runBench,
