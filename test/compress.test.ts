@@ -4,6 +4,6 @@
  */
 
 import { test } from "bun:test";
-import { int8FileCases } from "./cases/compress.ts";
+import { compressDirCases, int8FileCases } from "./cases/compress.ts";
 
-for (const c of int8FileCases()) test(c.name, c.run, 60_000);
+for (const c of [...int8FileCases(), ...compressDirCases()]) test(c.name, c.run, 120_000);

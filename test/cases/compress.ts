@@ -20,7 +20,21 @@ import { Model } from "../../src/model/model.ts";
 import { dequantiseSpec, type Int8ModelSpec, quantiseSpec } from "../../src/model/quantised.ts";
 import type { LayerArch, ModelSpec } from "../../src/model/spec.ts";
 import { openNative } from "../../src/native/index.ts";
+import { compressPipeline } from "../../src/optimize/compress.ts";
+import { evaluatePipeline } from "../../src/optimize/evaluate.ts";
+import {
+  EMOTION_MODELS,
+  EmotionPipeline,
+  inspectEmotionModels,
+  modelFile,
+} from "../../src/pipeline/emotion.ts";
+import { type TrainingData, writeTrainingData } from "../../src/train/data.ts";
+import { scoreModel } from "../../src/train/evaluate.ts";
 import { initSpec } from "../../src/train/params.ts";
+import { main } from "../../src/cli/main.ts";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Case, check, fail, throwsCadenza } from "./check.ts";
 
 /** One small model per matrix kind, odd widths (padding in every panel and column quad). */
@@ -312,4 +326,218 @@ async function throwsCadenzaAsync(
     return;
   }
   fail(`${what}: expected CadenzaError ${code}, nothing was thrown`);
+}
+
+async function withScratch(run: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "cadenza-compress-"));
+  try {
+    await run(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A small held-out set: deterministic inputs in [-1, 1], class ids or values as targets. */
+function smallSet(
+  name: string,
+  inputSize: number,
+  target: { classes: number } | { values: number },
+  count = 6,
+  steps = 5,
+): TrainingData {
+  const inputs = new Float32Array(count * steps * inputSize).map((_, i) => Math.sin(i * 0.61));
+  const classes = "classes" in target;
+  const size = classes ? target.classes : target.values;
+  const targets = classes
+    ? new Int32Array(count * steps).map((_, i) => (i * 7) % size)
+    : new Float32Array(count * steps * size).map((_, i) => 0.5 * Math.cos(i * 0.3));
+  return {
+    source: name,
+    count,
+    steps,
+    inputSize,
+    inputs,
+    targetKind: classes ? "classes" : "values",
+    targets,
+    targetSize: size,
+    lengths: new Int32Array(count).fill(steps),
+    split: null,
+    meta: {},
+  };
+}
+
+/** The five test sets eval reads, small, in `dir` (recognizer: test.safetensors + windows.json). */
+function writeSmallSets(dir: string): void {
+  const sets: [string, TrainingData][] = [
+    ["melody-test.safetensors", smallSet("melody", 256, { classes: 128 })],
+    ["harmony-test.safetensors", smallSet("harmony", 140, { classes: 64 })],
+    ["groove-test.safetensors", smallSet("groove", 64, { values: 32 })],
+    ["dynamics-test.safetensors", smallSet("dynamics", 32, { values: 16 })],
+    ["test.safetensors", smallSet("recognizer", 128, { values: 64 })],
+  ];
+  for (const [file, data] of sets) writeFileSync(join(dir, file), writeTrainingData(data));
+  const test = Array.from({ length: 6 }, (_, i) => ({
+    piece: `piece-${i % 3}`,
+    render: 0,
+    window: i,
+    valence: Math.sin(i),
+    arousal: Math.cos(i * 1.3),
+    plan: {},
+  }));
+  writeFileSync(join(dir, "windows.json"), JSON.stringify({ test }));
+}
+
+export function compressDirCases(): Case[] {
+  return [{
+    name: "compress --int8 --distill: under 1,000,000 weight bytes, loads through " +
+      "EmotionPipeline.load and loadModel, teachers exactly as int8 at load",
+    run: () =>
+      withScratch(async (dir) => {
+        const out = join(dir, "compact");
+        const report = await compressPipeline({ from: "models", out, int8: true, distill: true });
+        check(report.weightBytes < 1_000_000, () => `${report.weightBytes} weight bytes`);
+        const rows = await inspectEmotionModels(out);
+        const total = rows.reduce((n, r) => n + r.bytes, 0);
+        check(total === report.weightBytes, () => `inspect ${total} vs ${report.weightBytes}`);
+        check(rows.every((r) => r.precision === "int8"), () => "a model is not stored as int8");
+        const students = report.models.filter((m) => m.origin === "student");
+        check(students.length === 2, () => `${students.length} students`);
+        for (const m of students) {
+          const teacher = EMOTION_MODELS.find((e) => e.name === m.name)!;
+          const full = report.models.find((r) => r.name === m.name)!;
+          check(
+            full.parameters * 2 <= (await loadSpec(modelFile("models", teacher.name))).spec
+              .layers.reduce(
+                (n, l) => n + Object.values(l.tensors).reduce((a, t) => a + t.length, 0),
+                0,
+              ),
+            () => `${m.name}: ${full.parameters} parameters, more than half the teacher's`,
+          );
+        }
+        const pipeline = await EmotionPipeline.load(out);
+        try {
+          const features = new Float32Array(128).map((_, i) => Math.sin(i));
+          const y = pipeline.step(features);
+          const sum = y.melody.reduce((a, b) => a + b, 0);
+          check(Math.abs(sum - 1) < 1e-4, () => `melody sums to ${sum}`);
+          check(y.emotion.length === 64 && y.dynamics.length === 16, () => "output sizes");
+        } finally {
+          pipeline.dispose();
+        }
+        // A teacher in the directory holds exactly what the f32 file gives at int8.
+        const stored = await loadModel(modelFile(out, "HarmonyPredictor"));
+        const atLoad = await loadModel(modelFile("models", "HarmonyPredictor"), {
+          precision: "int8",
+        });
+        try {
+          check(stored.int8 !== null, () => "HarmonyPredictor is not int8-stored");
+          checkSameOutputs(atLoad, stored, "HarmonyPredictor: compressed vs int8 at load");
+        } finally {
+          stored.dispose();
+          atLoad.dispose();
+        }
+      }),
+  }, {
+    name: "eval: every field per model, the reference scored as scoreModel scores it",
+    run: () =>
+      withScratch(async (dir) => {
+        const out = join(dir, "compact");
+        await compressPipeline({ from: "models", out, int8: true, distill: true });
+        writeSmallSets(dir);
+        const r = await evaluatePipeline({
+          dir: out,
+          reference: "models",
+          data: dir,
+          recognizerData: dir,
+        });
+        check(r.missing.length === 0 && r.models.length === 5, () => JSON.stringify(r.missing));
+        const by = Object.fromEntries(r.models.map((m) => [m.name, m]));
+        check(
+          by.EmotionRecognizer.metrics.map((m) => m.metric).join() === "valence r,arousal r",
+          () => "recognizer metrics",
+        );
+        const cos = by.EmotionRecognizer.cosine!;
+        check(cos >= -1 && cos <= 1, () => `cosine ${cos}`);
+        for (const name of ["MelodyTransformer", "HarmonyPredictor"]) {
+          const a = by[name].agreement!;
+          check(a >= 0 && a <= 1 && by[name].metrics[0].metric === "accuracy", () => name);
+        }
+        for (const name of ["GroovePredictor", "DynamicsEngine"]) {
+          check(by[name].metrics[0].metric === "mse", () => name);
+        }
+        const bytes = r.models.reduce((n, m) => n + m.weightBytes, 0);
+        check(bytes === r.weightBytes && bytes < 1_000_000, () => `${bytes}`);
+        for (const m of r.models) {
+          for (const v of m.metrics) {
+            const within = v.higherIsBetter
+              ? v.value >= 0.95 * v.reference
+              : v.value <= 1.05 * v.reference;
+            check(v.within === within, () => `${m.name} ${v.metric}: within flag`);
+          }
+        }
+        check(
+          r.allWithin === r.models.every((m) => m.metrics.every((v) => v.within)),
+          () => "allWithin",
+        );
+        // The reference's accuracy through the training code's own scorer (src/train/evaluate.ts).
+        const ref = await loadModel(modelFile("models", "HarmonyPredictor"));
+        const { readTrainingData } = await import("../../src/train/data.ts");
+        const data = await readTrainingData(join(dir, "harmony-test.safetensors"));
+        const want = scoreModel(ref, data, "xent").accuracy;
+        ref.dispose();
+        check(
+          Math.abs(by.HarmonyPredictor.metrics[0].reference - want) < 1e-12,
+          () => `reference accuracy ${by.HarmonyPredictor.metrics[0].reference} vs ${want}`,
+        );
+        const cli = await runCli(["eval", out, "--json", "--data", dir, "--recognizer-data", dir]);
+        check(cli.code === 0, () => cli.err);
+        const json = JSON.parse(cli.out);
+        check(json.models.length === 5 && typeof json.allWithin === "boolean", () => cli.out);
+      }),
+  }, {
+    name: "compress and eval: a bad directory is refused naming the file, nothing is written",
+    run: () =>
+      withScratch(async (dir) => {
+        const partial = join(dir, "partial");
+        mkdirSync(partial);
+        writeFileSync(join(partial, "EmotionRecognizer.safetensors"), new Uint8Array(8));
+        const out = join(dir, "out");
+        await throwsCadenzaAsync(
+          () => compressPipeline({ from: partial, out }),
+          "E_IO",
+          /MelodyTransformer\.safetensors is missing/,
+          "a models directory without MelodyTransformer",
+        );
+        check(!existsSync(out), () => "compress created --out after refusing");
+        const empty = join(dir, "empty");
+        mkdirSync(empty);
+        await throwsCadenzaAsync(
+          () => compressPipeline({ from: "models", out, distill: true, studentsDir: empty }),
+          "E_IO",
+          /--distill: no student in/,
+          "a students directory without students",
+        );
+        check(
+          readdirSync(dir).every((name) => !name.includes(".compress-")),
+          () => `a staging folder was left: ${readdirSync(dir).join(", ")}`,
+        );
+        await throwsCadenzaAsync(
+          () => evaluatePipeline({ dir: partial, reference: "models" }),
+          "E_IO",
+          /eval: .*MelodyTransformer\.safetensors is missing/,
+          "eval of a directory without MelodyTransformer",
+        );
+        const usage = await runCli(["compress", "models"]);
+        check(usage.code === 2 && usage.err.includes("--out DIR is required"), () => usage.err);
+        const bad = await runCli(["eval", join(dir, "nowhere")]);
+        check(bad.code === 1 && bad.err.includes("is missing"), () => bad.err);
+      }),
+  }];
+}
+
+async function runCli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
 }

@@ -1,5 +1,7 @@
 /** int8 files and compressed pipeline directories under Deno: the cases of test/compress.test.ts. */
 
-import { int8FileCases } from "../cases/compress.ts";
+import { compressDirCases, int8FileCases } from "../cases/compress.ts";
 
-for (const c of int8FileCases()) Deno.test({ name: c.name, fn: c.run, sanitizeResources: false });
+for (const c of [...int8FileCases(), ...compressDirCases()]) {
+  Deno.test({ name: c.name, fn: c.run, sanitizeResources: false });
+}
