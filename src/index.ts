@@ -32,7 +32,23 @@ export {
 } from "./model/spec.ts";
 export type { ModelFormat } from "./model/formats/detect.ts";
 export type { TorchLayerDecl, TorchLayerKind } from "./model/formats/torch.ts";
-export { readSafetensors, writeSafetensors } from "./model/formats/safetensors.ts";
+export {
+  isInt8Safetensors,
+  readSafetensors,
+  readSafetensorsInt8,
+  writeSafetensors,
+  writeSafetensorsInt8,
+} from "./model/formats/safetensors.ts";
+export {
+  dequantiseSpec,
+  INT8_SCHEME,
+  type Int8LayerSpec,
+  type Int8ModelSpec,
+  int8ParameterCount,
+  type Int8Tensor,
+  int8WeightBytes,
+  quantiseSpec,
+} from "./model/quantised.ts";
 export { toRtneural } from "./model/formats/rtneural.ts";
 export { looksLikeAmpJson, parseAmpJson } from "./model/formats/amp.ts";
 export { type ExternalReader, ONNX_SUPPORTED_OPS, readOnnx } from "./model/formats/onnx.ts";
@@ -215,6 +231,19 @@ export {
 export { fit, type FitOptions, type FitResult } from "./train/loop.ts";
 export { type ModelScore, scoreModel, teacherLogits } from "./train/evaluate.ts";
 export { initSpec } from "./train/params.ts";
+export {
+  type CompressedModel,
+  type CompressOptions,
+  compressPipeline,
+  type CompressReport,
+} from "./optimize/compress.ts";
+export {
+  evaluatePipeline,
+  type EvaluateOptions,
+  type MetricValue,
+  type ModelEvaluation,
+  type PipelineEvaluation,
+} from "./optimize/evaluate.ts";
 export { Progress, type ProgressOptions, type ProgressUpdate } from "./train/progress.ts";
 export { copyTask, markovLanguage, markovTask, unigramBaseline } from "./train/tasks.ts";
 export {
