@@ -489,7 +489,11 @@ async function distill(args: ParsedArgs, output: Output): Promise<number> {
     ? "xent"
     : (parts.train.meta.loss as LossName | undefined) ?? "mse";
   checkDataForModel(parts.train, teacher, original);
-  const logitTeacher = await modelFromSpec(logitsSpec(teacher.spec).spec, {
+  const logits = logitsSpec(teacher.spec);
+  // A teacher without a final softmax or sigmoid (a regression, e.g. the EmotionRecognizer's
+  // tanh embedding) has no distribution to soften: the student matches its outputs (mse).
+  const matchOutputs = logits.removed === null && args.values.get("loss") !== "kl";
+  const logitTeacher = await modelFromSpec(logits.spec, {
     library,
     source: teacherPath,
   });
@@ -505,11 +509,18 @@ async function distill(args: ParsedArgs, output: Output): Promise<number> {
       command: "distill",
       spec,
       out,
-      loss: "kl",
-      parts: soft,
+      loss: matchOutputs ? "mse" : "kl",
+      parts: matchOutputs
+        ? {
+          train: { ...soft.train, meta: { ...soft.train.meta, loss: "mse" } },
+          heldOut: { ...soft.heldOut, meta: { ...soft.heldOut.meta, loss: "mse" } },
+        }
+        : soft,
       defaults: { epochs: 10, lr: 1e-3 },
-      extra: { temperature },
-      meta: { distilled_from: teacherPath, temperature: String(temperature) },
+      extra: matchOutputs ? {} : { temperature },
+      meta: matchOutputs
+        ? { distilled_from: teacherPath, distill_loss: "mse" }
+        : { distilled_from: teacherPath, temperature: String(temperature) },
     },
     args,
     output,
@@ -697,7 +708,8 @@ export const distillCommand: Command = {
     "usage: cadenza distill --teacher T.safetensors --student SPEC-OR-WEIGHTS --data FILE --out S.safetensors",
     [
       "Runs the teacher over --data and trains the student to match its outputs: loss kl",
-      "between the two softmaxes at --temperature (default 2), times T^2. The student is a",
+      "between the two softmaxes at --temperature (default 2), times T^2; a teacher that ends",
+      "in neither softmax nor sigmoid (a regression) is matched by mse on its outputs. The student is a",
       "model file, an architecture JSON or a pipeline model's name, as for `train`. At the end",
       "both run the held-out part through ordinary inference and the summary gives each one's",
       "accuracy on the data's own targets and the student's share of the teacher's.",
