@@ -53,7 +53,13 @@ export interface PruneOptions {
 }
 
 /** What happened to one layer. */
-export type PruneAction = "weights" | "units" | "ff-columns" | "heads" | "ff-columns+heads" | "none";
+export type PruneAction =
+  | "weights"
+  | "units"
+  | "ff-columns"
+  | "heads"
+  | "ff-columns+heads"
+  | "none";
 
 export interface LayerPruneReport {
   layer: number;
@@ -109,12 +115,19 @@ export interface PruneResult {
   masks?: PruneMasks;
 }
 
-const PASS_THROUGH: ReadonlySet<LayerKind> = new Set<LayerKind>(["activation", "batchnorm", "prelu"]);
+const PASS_THROUGH: ReadonlySet<LayerKind> = new Set<LayerKind>([
+  "activation",
+  "batchnorm",
+  "prelu",
+]);
 const READERS: ReadonlySet<LayerKind> = new Set<LayerKind>(["dense", "lstm", "gru"]);
 const COUPLING = new Set(["softmax", "logsoftmax"]);
 
 function argError(field: string, expected: string, got: unknown): CadenzaError {
-  return new CadenzaError("E_ARGUMENT", `prune: ${field}: expected ${expected}, got ${describe(got)}`);
+  return new CadenzaError(
+    "E_ARGUMENT",
+    `prune: ${field}: expected ${expected}, got ${describe(got)}`,
+  );
 }
 
 function checkFraction(field: string, value: unknown): number {
@@ -126,7 +139,9 @@ function checkFraction(field: string, value: unknown): number {
 
 /** The options, checked: each layer's sparsity (index order). */
 export function layerSparsities(spec: ModelSpec, options: PruneOptions): number[] {
-  if (typeof options !== "object" || options === null) throw argError("options", "an object", options);
+  if (typeof options !== "object" || options === null) {
+    throw argError("options", "an object", options);
+  }
   const known = ["sparsity", "structured", "perLayer", "heads"];
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
@@ -606,7 +621,10 @@ export function trainableMask(spec: ModelSpec, masks: PruneMasks): Uint8Array {
 }
 
 /** Combines two mask sets (an entry is held if either holds it). */
-export function mergeMasks(a: PruneMasks | undefined, b: PruneMasks | undefined): PruneMasks | undefined {
+export function mergeMasks(
+  a: PruneMasks | undefined,
+  b: PruneMasks | undefined,
+): PruneMasks | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
   return a.map((layer, i) => {

@@ -31,10 +31,10 @@ import {
   layerSparsities,
   mergeMasks,
   type Planned,
-  pruneReport,
   type PruneMasks,
   type PruneOptions,
   type PruneReport,
+  pruneReport,
   type PruneResult,
   pruneStructuredTo,
   pruneUnstructured,
@@ -215,7 +215,11 @@ export async function pruneFinetune(
   const seed = options.seed ?? 1;
   const loss = options.loss ?? (data.meta.loss as LossName | undefined) ??
     (data.targetKind === "classes" ? "xent" : "mse");
-  const shape = { inputSize: spec.inputSize, outputSize: outputSize(spec), source: "pruneFinetune" };
+  const shape = {
+    inputSize: spec.inputSize,
+    outputSize: outputSize(spec),
+    source: "pruneFinetune",
+  };
   checkDataForModel(data, shape, loss);
   let train = data;
   let heldOut = options.heldOut ?? null;
