@@ -15,6 +15,7 @@ import { convertCommand } from "./convert.ts";
 import { generateCommand, respondCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
+import { pruneCommand } from "./prune.ts";
 import { runCommand } from "./run.ts";
 import { distillCommand, finetuneCommand, quantizeCommand, trainCommand } from "./train.ts";
 
@@ -30,6 +31,7 @@ export const commands: readonly Command[] = [
   finetuneCommand,
   distillCommand,
   quantizeCommand,
+  pruneCommand,
 ];
 
 function topHelp(): string {

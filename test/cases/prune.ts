@@ -26,6 +26,8 @@ import { initSpec } from "../../src/train/params.ts";
 import { markovLanguage, markovTask } from "../../src/train/tasks.ts";
 import { Trainer } from "../../src/train/trainer.ts";
 import { writeFileAtomicSync } from "../../src/atomic.ts";
+import { writeTrainingData } from "../../src/train/data.ts";
+import { cli } from "./live.ts";
 import { deviation, Rng } from "../helpers.ts";
 import { ReferenceModel } from "../reference.ts";
 import {
@@ -423,6 +425,81 @@ async function badOptions(): Promise<void> {
   );
 }
 
+/** `cadenza prune`: both modes, --json, --finetune with held-out figures, and the refusals. */
+async function pruneCli(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "cadenza-prune-cli-"));
+  try {
+    const { spec, train, heldOut } = await trainedLstm();
+    const input = join(dir, "m.safetensors");
+    writeFileAtomicSync(input, writeSafetensors(spec));
+    const data = join(dir, "train.safetensors");
+    const evalFile = join(dir, "eval.safetensors");
+    writeFileAtomicSync(data, writeTrainingData(train));
+    writeFileAtomicSync(evalFile, writeTrainingData(heldOut));
+    const out = join(dir, "s.safetensors");
+    const r = await cli("prune", input, out, "--sparsity", "0.5", "--structured", "--json");
+    check(r.code === 0, () => `exit ${r.code}: ${r.err}`);
+    const j = JSON.parse(r.out) as { report: { layers: { unitsAfter: number }[] } };
+    check(
+      j.report.layers[0].unitsAfter === 12 && j.report.layers[1].unitsAfter === 12,
+      () => r.out,
+    );
+    const small = await loadModel(out);
+    check(
+      small.spec.layers[1].outputSize === 12 && small.spec.meta?.pruned_from === input,
+      () => JSON.stringify(small.spec.meta),
+    );
+    small.dispose();
+    const tuned = join(dir, "u.safetensors");
+    const f = await cli(
+      "prune",
+      input,
+      tuned,
+      "--sparsity",
+      "0.7",
+      "--finetune",
+      "--data",
+      data,
+      "--eval",
+      evalFile,
+      "--epochs",
+      "2",
+      "--lr",
+      "0.005",
+    );
+    check(f.code === 0, () => `exit ${f.code}: ${f.err}`);
+    check(/layer 1 lstm: \d+\/\d+ weights left \(70\.0% pruned\)/.test(f.out), () => f.out);
+    check(/held-out, original: loss [\d.]+, accuracy/.test(f.out), () => f.out);
+    check(
+      /round 1 \(sparsity 0\.700\): pruned loss [\d.]+.*fine-tuned loss/.test(f.out),
+      () => f.out,
+    );
+    check(/prune epoch 2\/2 step \d+\/\d+/.test(f.err), () => `no progress line: ${f.err}`);
+    const refusals: [string[], number, RegExp][] = [
+      [["prune", input, out], 2, /--sparsity S is required/],
+      [["prune", input, out, "--sparsity", "1"], 2, /--sparsity must be a fraction in \[0, 1\)/],
+      [["prune", input, out, "--sparsity", "0.5", "--per-layer", "x"], 2, /--per-layer must be/],
+      [
+        ["prune", input, out, "--sparsity", "0.5", "--data", data],
+        2,
+        /--data goes with --finetune/,
+      ],
+      [["prune", input, out, "--sparsity", "0.5", "--finetune"], 2, /--finetune needs --data/],
+      [["prune", input, out, "--sparsity", "0.5", "--per-layer", "7=0.5"], 1, /perLayer/],
+      [["prune", join(dir, "none.safetensors"), out, "--sparsity", "0.5"], 1, /none\.safetensors/],
+    ];
+    for (const [argv, code, pattern] of refusals) {
+      const e = await cli(...argv);
+      check(
+        e.code === code && pattern.test(e.err),
+        () => `${argv.join(" ")}: exit ${e.code}: ${e.err}`,
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export function pruneCases(): Case[] {
   return [
     {
@@ -442,5 +519,6 @@ export function pruneCases(): Case[] {
     },
     { name: "prune: gradual structured pruning reaches the target widths", run: gradualStructured },
     { name: "prune: bad options name the field", run: badOptions },
+    { name: "prune: the cadenza prune command", run: pruneCli },
   ];
 }
