@@ -296,3 +296,18 @@ export {
   type TrainedModelName,
 } from "./train/defaults.ts";
 export { readMetrics, renderCard, writeCard } from "./train/card.ts";
+export {
+  type LayerPruneReport,
+  prune,
+  type PruneAction,
+  pruneFinetune,
+  type PruneFinetuneOptions,
+  type PruneFinetuneResult,
+  type PruneMasks,
+  type PruneOptions,
+  type PruneProgress,
+  type PruneReport,
+  type PruneResult,
+  type PruneRound,
+  trainableMask,
+} from "./optimize/prune.ts";

@@ -17,6 +17,7 @@ import { evalCommand } from "./eval.ts";
 import { generateCommand, respondCommand } from "./generate.ts";
 import { inspectCommand } from "./inspect.ts";
 import { liveCommand } from "./live.ts";
+import { pruneCommand } from "./prune.ts";
 import { runCommand } from "./run.ts";
 import { distillCommand, finetuneCommand, quantizeCommand, trainCommand } from "./train.ts";
 
@@ -34,6 +35,7 @@ export const commands: readonly Command[] = [
   quantizeCommand,
   compressCommand,
   evalCommand,
+  pruneCommand,
 ];
 
 function topHelp(): string {
