@@ -122,8 +122,8 @@ export async function loadModel(
 ): Promise<Model> {
   checkOptionsObject(options, LOAD_OPTION_KEYS);
   const { spec, source } = await loadSpec(path_or_bytes, options);
-  const { maxBatch, library, precision } = options;
-  return await Model.create(spec, { maxBatch, library, precision, source });
+  const { maxBatch, library, precision, sparse } = options;
+  return await Model.create(spec, { maxBatch, library, precision, sparse, source });
 }
 
 /**

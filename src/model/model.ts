@@ -16,7 +16,15 @@ import {
 } from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
 import { writeSafetensors } from "./formats/safetensors.ts";
-import { packImage, type Precision, PRECISIONS, weightBytes } from "./image.ts";
+import {
+  packImage,
+  type Precision,
+  PRECISIONS,
+  SPARSE_CHOICES,
+  type SparseChoice,
+  sparseLayers,
+  weightBytes,
+} from "./image.ts";
 import {
   archOf,
   DEFAULT_MAX_BATCH,
@@ -45,6 +53,13 @@ export interface ModelOptions {
    * call, integer dot products rescaled once per output (docs/DESIGN.md, "Precision").
    */
   precision?: Precision;
+  /**
+   * Dense layers held as compressed sparse rows: "auto" (default: where the weight matrix is
+   * sparse enough for the sparse kernel to be faster, as pruning leaves it; docs/PRUNING.md),
+   * "never" or "always". f32 only; results equal the dense kernel's up to the order of the
+   * f32 additions.
+   */
+  sparse?: SparseChoice;
 }
 
 /** What the native library reports about a loaded model (cz_model_info). */
@@ -91,6 +106,8 @@ export class Model {
   readonly maxBatch: number;
   /** Names the model in error messages. */
   readonly source: string;
+  /** Indices of the dense layers held as sparse rows (ModelOptions.sparse). */
+  readonly sparseLayers: readonly number[];
 
   #api: NativeApi;
   #handle: NativeHandle | null;
@@ -108,6 +125,7 @@ export class Model {
     spec: ModelSpec,
     source: string,
     precision: Precision,
+    sparse: readonly boolean[],
   ) {
     this.spec = spec;
     this.layers = spec.layers.map((layer) => archOf(layer));
@@ -115,7 +133,8 @@ export class Model {
     this.outputSize = outputSize(spec);
     this.parameterCount = parameterCount(spec);
     this.precision = precision;
-    this.weightBytes = weightBytes(spec, precision);
+    this.weightBytes = weightBytes(spec, precision, sparse);
+    this.sparseLayers = sparse.flatMap((held, i) => (held ? [i] : []));
     this.maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
     this.source = source;
     this.#api = api;
@@ -140,7 +159,8 @@ export class Model {
     // The model keeps its own copy: a caller that reuses its arrays afterwards must not change
     // what `spec` and save() report, which would no longer be the weights the library holds.
     const full = copySpec(given);
-    const image = packImage(full, source, precision);
+    const sparse = sparseLayers(full, precision, checkSparse(options.sparse, source));
+    const image = packImage(full, source, precision, sparse);
     const api = await openNative(options.library);
     let handle: NativeHandle;
     try {
@@ -151,7 +171,7 @@ export class Model {
       }
       throw err;
     }
-    const model = new Model(api, handle, full, source, precision);
+    const model = new Model(api, handle, full, source, precision, sparse);
     model.#checkNativeSizes();
     return model;
   }
@@ -361,7 +381,13 @@ export class Model {
 }
 
 /** The keys ModelOptions has. */
-export const MODEL_OPTION_KEYS: readonly string[] = ["maxBatch", "library", "source", "precision"];
+export const MODEL_OPTION_KEYS: readonly string[] = [
+  "maxBatch",
+  "library",
+  "source",
+  "precision",
+  "sparse",
+];
 
 /**
  * An options argument: an object (or nothing) with only `known` keys, so that a misspelled
@@ -403,5 +429,15 @@ function checkPrecision(value: unknown, source: string): Precision {
   throw new CadenzaError(
     "E_ARGUMENT",
     `${source}: precision: expected "f32", "bf16" or "int8", got ${describe(value)}`,
+  );
+}
+
+/** The sparse option, checked: "auto" when absent. */
+function checkSparse(value: unknown, source: string): SparseChoice {
+  if (value === undefined) return "auto";
+  if (SPARSE_CHOICES.includes(value as SparseChoice)) return value as SparseChoice;
+  throw new CadenzaError(
+    "E_ARGUMENT",
+    `${source}: sparse: expected "auto", "never" or "always", got ${describe(value)}`,
   );
 }

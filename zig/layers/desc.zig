@@ -102,6 +102,9 @@ pub const LayerDesc = struct {
     /// Kind-specific floats (epsilon, ...).
     f: [2]f32,
     weight_type: WeightType = .f32,
+    /// Image word 15 = 3: a dense layer's W held as compressed sparse rows (zig/layers/
+    /// sparse.zig), p1 its nonzero count; weight_type is then f32.
+    sparse: bool = false,
 };
 
 /// Element counts (f32) a layer needs in the model's arena.
