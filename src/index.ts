@@ -11,6 +11,7 @@
 
 export { CadenzaError, type CadenzaErrorCode } from "./errors.ts";
 export { Model, type ModelOptions, type NativeInfo, type Precision } from "./model/model.ts";
+export type { SparseChoice } from "./model/image.ts";
 export {
   type LoadedSpec,
   loadModel,

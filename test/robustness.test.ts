@@ -619,9 +619,9 @@ group("native create without TypeScript validation", () => {
     const a = await api();
     nativeRefuses(
       a,
-      setWord(image, HEADER_WORDS + 15, 3),
+      setWord(image, HEADER_WORDS + 15, 5),
       "E_FORMAT",
-      /word 15 \(weight_type\) is 3, expected 0 \(f32\), 1 \(bf16\) or 2 \(int8\)/,
+      /word 15 \(weight_type\) is 5, expected 0 \(f32\), 1 \(bf16\), 2 \(int8\), 3 \(sparse\) or 4 \(int8, stored quantised\)/,
       "weight_type",
     );
     const handle = a.create(image);

@@ -198,6 +198,10 @@ fn storedRows(d: *const LayerDesc, t: usize) u32 {
     };
 }
 
+/// Word 15's value for a dense layer held as compressed sparse rows (zig/layers/sparse.zig).
+pub const sparse_word: u32 = 3;
+const sparse = @import("layers/sparse.zig");
+
 const Record = struct {
     w: [record_words]u32,
 
@@ -216,14 +220,19 @@ const Record = struct {
             .out = rec.w[3],
             .p = rec.w[4..12].*,
             .f = .{ @bitCast(rec.w[12]), @bitCast(rec.w[13]) },
-            .weight_type = if (rec.w[15] == weight_type_int8_stored) .int8 else @enumFromInt(rec.w[15]),
+            .weight_type = switch (rec.w[15]) {
+                sparse_word => .f32,
+                weight_type_int8_stored => .int8,
+                else => @enumFromInt(rec.w[15]),
+            },
+            .sparse = rec.w[15] == sparse_word,
             .int8_stored = rec.w[15] == weight_type_int8_stored,
         };
     }
 };
 
 /// Word 15's value for int8 matrices carried quantised: int8 values and a scale per row.
-pub const weight_type_int8_stored: u32 = 3;
+pub const weight_type_int8_stored: u32 = 4;
 
 pub fn parse(bytes: []const u8, diag: *Diag) Error!Image {
     const header = try parseHeader(bytes, diag);
@@ -393,12 +402,16 @@ fn checkWords(at: LayerAt, rec: Record, prev_out: u32) Error!void {
     }
     if (rec.w[15] > weight_type_int8_stored) {
         return at.fail(error.BadImage, "word 15 (weight_type) is {d}, expected 0 (f32), " ++
-            "1 (bf16), 2 (int8) or 3 (int8, stored quantised)", .{rec.w[15]});
+            "1 (bf16), 2 (int8), 3 (sparse) or 4 (int8, stored quantised)", .{rec.w[15]});
     }
 }
 
 /// Kinds without a weight matrix hold everything as f32.
 fn checkWeightType(at: LayerAt, d: *const LayerDesc) Error!void {
+    if (d.sparse and d.kind != .dense) {
+        return at.fail(error.BadImage, "word 15 (weight_type) is 3 (sparse), expected 0 (f32), " ++
+            "1 (bf16) or 2 (int8): sparse weights are for dense layers only", .{});
+    }
     if (d.weight_type == .f32) return;
     const has_matrix = switch (d.kind) {
         inline else => |k| @hasDecl(Impl(k), "matrixTensors"),
@@ -515,7 +528,10 @@ fn parseTensors(
         try checkFinite(at, bytes[offset..][0..@intCast(data_bytes)], t, name, bf16);
         offset += @intCast(data_bytes);
         floats += len;
-        weight_bytes += @as(u64, len) * (if (is_matrix) d.weight_type.bytes() else 4);
+        weight_bytes += if (is_matrix and d.sparse)
+            sparse.heldBytes(d.out, d.p[1])
+        else
+            @as(u64, len) * (if (is_matrix) d.weight_type.bytes() else 4);
     }
     // Each int8 matrix row holds its f32 scale (the VNNI corrections are not counted, as
     // padding is not: they are derived from the weights).
@@ -523,7 +539,7 @@ fn parseTensors(
     return .{ .desc = d.*, .floats = floats, .weight_bytes = weight_bytes, .end = offset };
 }
 
-/// A matrix stored quantised (word 15 is 3): `len` int8 values in [-127, 127] padded with
+/// A matrix stored quantised (word 15 is 4): `len` int8 values in [-127, 127] padded with
 /// zero bytes to whole words, its row count (storedRows), then one finite scale >= 0 per row.
 /// Returns the offset after it.
 fn parseStoredMatrix(
@@ -726,9 +742,12 @@ test "image: layer record rejections" {
             "word 3 (out) is 65537, expected 1..65536" },
         .{ .at = layer1 + 48, .value = 0x7F800000, .err = error.BadImage, .message = "layer 1 " ++
             "(lstm): word 12 (f0) is inf (bits 0x7F800000), expected a finite value" },
-        .{ .at = layer1 + 60, .value = 4, .err = error.BadImage, .message = "layer 1 (lstm): " ++
-            "word 15 (weight_type) is 4, expected 0 (f32), 1 (bf16), 2 (int8) or 3 (int8, " ++
-            "stored quantised)" },
+        .{ .at = layer1 + 60, .value = 5, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 15 (weight_type) is 5, expected 0 (f32), 1 (bf16), 2 (int8), 3 (sparse) or 4 " ++
+            "(int8, stored quantised)" },
+        .{ .at = layer1 + 60, .value = 3, .err = error.BadImage, .message = "layer 1 (lstm): " ++
+            "word 15 (weight_type) is 3 (sparse), expected 0 (f32), 1 (bf16) or 2 (int8): " ++
+            "sparse weights are for dense layers only" },
         .{ .at = layer2 + 16, .value = 2, .err = error.BadImage, .message = "layer 2 (dense): " ++
             "p0 (bias) must be 0 or 1 (got in 8, out 2, act 0, p { 2, 0, 0, 0, 0, 0, 0, 0 }, " ++
             "f { 0, 0 })" },

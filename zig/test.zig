@@ -21,6 +21,7 @@ test {
     _ = @import("layers/gru.zig");
     _ = @import("layers/attention.zig");
     _ = @import("layers/skip.zig");
+    _ = @import("layers/sparse.zig");
 }
 
 /// One layer for `build`: tensors are filled with random values unless given.

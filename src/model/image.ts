@@ -42,7 +42,60 @@ export const PRECISIONS: readonly Precision[] = ["f32", "bf16", "int8"];
 
 const WEIGHT_TYPE_IDS: Record<Precision, number> = { f32: 0, bf16: 1, int8: 2 };
 
+/** Word 15 of a dense layer whose W is held as compressed sparse rows (p1: its nonzeros). */
+export const SPARSE_WEIGHT_TYPE = 3;
+
 const MATRIX_ELEMENT_BYTES: Record<Precision, number> = { f32: 4, bf16: 2, int8: 1 };
+
+/**
+ * Which dense layers hold W as compressed sparse rows (image word 15 = 3, zig/layers/sparse.zig):
+ * "auto" (default) those whose W is sparse enough for the sparse kernel to be the faster
+ * (`sparseWins`, from bench/prune.bench.ts), "never", or "always" (every dense layer: for
+ * benchmarks and tests). Only at precision f32; results equal the dense kernel's up to the
+ * order of the f32 additions.
+ */
+export type SparseChoice = "auto" | "never" | "always";
+
+export const SPARSE_CHOICES: readonly SparseChoice[] = ["auto", "never", "always"];
+
+/**
+ * The measured rule (docs/PRUNING.md, bench/prune.bench.ts): the sparse kernel beats the dense
+ * one on a W of at least SPARSE_MIN_WEIGHTS entries of which at least SPARSE_MIN_ZEROS are
+ * zero. Below either, the dense SIMD kernel is faster (at 50% zeros 4-20x faster on every
+ * pipeline shape), and a pruned layer stays dense with its zeros.
+ */
+export const SPARSE_MIN_ZEROS = 0.9;
+export const SPARSE_MIN_WEIGHTS = 131072;
+
+function zeroShare(w: Float32Array): number {
+  let zeros = 0;
+  for (let i = 0; i < w.length; i++) zeros += w[i] === 0 ? 1 : 0;
+  return zeros / w.length;
+}
+
+/** Whether the sparse kernel is the faster for this dense layer (the rule above). */
+export function sparseWins(layer: LayerSpec): boolean {
+  return layer.kind === "dense" && layer.tensors.W.length >= SPARSE_MIN_WEIGHTS &&
+    zeroShare(layer.tensors.W) >= SPARSE_MIN_ZEROS;
+}
+
+/** Per layer: held as sparse rows under `choice` at `precision` (f32 only). */
+export function sparseLayers(
+  spec: ModelSpec,
+  precision: Precision,
+  choice: SparseChoice = "auto",
+): boolean[] {
+  return spec.layers.map((layer) =>
+    precision === "f32" && layer.kind === "dense" && layer.inputSize <= 65536 &&
+    (choice === "always" || (choice === "auto" && sparseWins(layer)))
+  );
+}
+
+function nonzeroCount(w: Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < w.length; i++) n += w[i] !== 0 ? 1 : 0;
+  return n;
+}
 
 /** The tensors of each kind that are weight matrices, held at the model's precision. */
 export const MATRIX_TENSORS: Readonly<Record<LayerKind, readonly string[]>> = {
@@ -101,16 +154,27 @@ function rowCount(layer: LayerArch, name: string): number {
 /**
  * Bytes the parameters of `spec` take as a model of `precision` holds them (no padding): matrix
  * elements at 4 (f32), 2 (bf16) or 1 (int8) bytes, plus at int8 one 4-byte scale per held row;
+ * a dense W held as sparse rows (`sparse[i]`) at 6 bytes per nonzero plus 4 per row and one;
  * everything else at 4.
  */
-export function weightBytes(spec: ModelSpec, precision: Precision): number {
+export function weightBytes(
+  spec: ModelSpec,
+  precision: Precision,
+  sparse: readonly boolean[] = [],
+): number {
   const matrix_bytes = MATRIX_ELEMENT_BYTES[precision];
   let total = 0;
-  for (const layer of spec.layers) {
+  for (const [index, layer] of spec.layers.entries()) {
     const matrices = MATRIX_TENSORS[layer.kind];
     for (const name of TENSOR_NAMES(layer.kind, layer)) {
+      const t = layer.tensors[name];
+      if (sparse[index] && name === "W") {
+        // Sparse rows: 4 bytes per value, 2 per column index, 4 per row offset.
+        total += 6 * nonzeroCount(t) + 4 * (layer.outputSize + 1);
+        continue;
+      }
       const bytes = matrices.includes(name) ? matrix_bytes : 4;
-      total += layer.tensors[name].length * bytes;
+      total += t.length * bytes;
     }
     if (precision === "int8") total += 4 * heldRows(layer).length;
   }
@@ -238,6 +302,7 @@ export function packImage(
   spec: ModelSpec,
   source = "model spec",
   precision: Precision = "f32",
+  sparse: readonly boolean[] = [],
 ): Uint8Array {
   validateSpec(spec, source);
   const total_bytes = imageBytes(spec);
@@ -261,7 +326,9 @@ export function packImage(
   ];
   header.forEach((word, i) => view.setUint32(i * 4, word, true));
   let offset = IMAGE_HEADER_WORDS * 4;
-  for (const layer of spec.layers) offset = writeLayer(view, offset, layer, precision);
+  spec.layers.forEach((layer, i) => {
+    offset = writeLayer(view, offset, layer, precision, sparse[i] === true);
+  });
   return new Uint8Array(buffer);
 }
 
@@ -270,6 +337,7 @@ function writeLayer(
   offset: number,
   layer: LayerSpec,
   precision: Precision,
+  sparse: boolean,
 ): number {
   const fields = layerFields(layer);
   const names = TENSOR_NAMES(layer.kind, layer);
@@ -282,6 +350,16 @@ function writeLayer(
   record[14] = names.length;
   // Kinds without a matrix stay f32: the parser refuses weight_type 1 and 2 on them.
   if (MATRIX_TENSORS[layer.kind].length > 0) record[15] = WEIGHT_TYPE_IDS[precision];
+  if (sparse) {
+    if (layer.kind !== "dense" || precision !== "f32") {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `packImage: sparse rows are for dense layers at f32, got ${layer.kind} at ${precision}`,
+      );
+    }
+    record[15] = SPARSE_WEIGHT_TYPE;
+    record[5] = nonzeroCount(layer.tensors.W);
+  }
   record.forEach((word, i) => view.setUint32(offset + i * 4, word, true));
   fields.f.forEach((value, i) => view.setFloat32(offset + (12 + i) * 4, value, true));
   offset += IMAGE_RECORD_WORDS * 4;

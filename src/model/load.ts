@@ -148,11 +148,11 @@ export async function loadModel(
 ): Promise<Model> {
   checkOptionsObject(options, LOAD_OPTION_KEYS);
   const loaded = await loadSpec(path_or_bytes, options);
-  const { maxBatch, library, precision, dequantise } = options;
+  const { maxBatch, library, precision, dequantise, sparse } = options;
   const source = loaded.source;
   if (loaded.int8 !== undefined) {
     if (dequantise === true) {
-      return await Model.create(loaded.spec, { maxBatch, library, precision, source });
+      return await Model.create(loaded.spec, { maxBatch, library, precision, sparse, source });
     }
     if (precision !== undefined && precision !== "int8") {
       throw new CadenzaError(
@@ -164,7 +164,7 @@ export async function loadModel(
     }
     return await Model.createInt8(loaded.int8, { maxBatch, library, source });
   }
-  return await Model.create(loaded.spec, { maxBatch, library, precision, source });
+  return await Model.create(loaded.spec, { maxBatch, library, precision, sparse, source });
 }
 
 /**

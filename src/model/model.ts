@@ -16,7 +16,15 @@ import {
 } from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
 import { writeSafetensors, writeSafetensorsInt8 } from "./formats/safetensors.ts";
-import { packImage, type Precision, PRECISIONS, weightBytes } from "./image.ts";
+import {
+  packImage,
+  type Precision,
+  PRECISIONS,
+  SPARSE_CHOICES,
+  type SparseChoice,
+  sparseLayers,
+  weightBytes,
+} from "./image.ts";
 import {
   dequantiseSpec,
   type Int8ModelSpec,
@@ -51,6 +59,13 @@ export interface ModelOptions {
    * call, integer dot products rescaled once per output (docs/DESIGN.md, "Precision").
    */
   precision?: Precision;
+  /**
+   * Dense layers held as compressed sparse rows: "auto" (default: where the weight matrix is
+   * sparse enough for the sparse kernel to be faster, as pruning leaves it; docs/PRUNING.md),
+   * "never" or "always". f32 only; results equal the dense kernel's up to the order of the
+   * f32 additions.
+   */
+  sparse?: SparseChoice;
 }
 
 /** What the native library reports about a loaded model (cz_model_info). */
@@ -95,6 +110,8 @@ export class Model {
   readonly maxBatch: number;
   /** Names the model in error messages. */
   readonly source: string;
+  /** Indices of the dense layers held as sparse rows (ModelOptions.sparse). */
+  readonly sparseLayers: readonly number[];
 
   /**
    * The int8 values and scales of a model loaded from an int8 file (loadModel of a file
@@ -121,6 +138,7 @@ export class Model {
     int8: boolean,
     source: string,
     precision: Precision,
+    sparse: readonly boolean[],
   ) {
     this.#spec = int8 ? null : spec as ModelSpec;
     this.int8 = int8 ? spec as Int8ModelSpec : null;
@@ -133,7 +151,8 @@ export class Model {
     this.precision = precision;
     this.weightBytes = int8
       ? int8WeightBytes(spec as Int8ModelSpec)
-      : weightBytes(spec as ModelSpec, precision);
+      : weightBytes(spec as ModelSpec, precision, sparse);
+    this.sparseLayers = sparse.flatMap((held, i) => (held ? [i] : []));
     this.maxBatch = spec.maxBatch ?? DEFAULT_MAX_BATCH;
     this.source = source;
     this.#api = api;
@@ -158,7 +177,8 @@ export class Model {
     // The model keeps its own copy: a caller that reuses its arrays afterwards must not change
     // what `spec` and save() report, which would no longer be the weights the library holds.
     const full = copySpec(given);
-    const image = packImage(full, source, precision);
+    const sparse = sparseLayers(full, precision, checkSparse(options.sparse, source));
+    const image = packImage(full, source, precision, sparse);
     const api = await openNative(options.library);
     let handle: NativeHandle;
     try {
@@ -169,14 +189,14 @@ export class Model {
       }
       throw err;
     }
-    const model = new Model(api, handle, full, false, source, precision);
+    const model = new Model(api, handle, full, false, source, precision, sparse);
     model.#checkNativeSizes();
     return model;
   }
 
   /**
    * Loads an int8 spec (quantiseSpec, readSafetensorsInt8) as an int8 model: the image carries
-   * the int8 values and scales (weight_type 3) and the library holds exactly them; nothing is
+   * the int8 values and scales (weight_type 4) and the library holds exactly them; nothing is
    * widened to f32 but one layer at a time inside the library while it packs. `precision` may
    * only be "int8" (or absent).
    *
@@ -209,7 +229,7 @@ export class Model {
       }
       throw err;
     }
-    const model = new Model(api, handle, held, true, source, "int8");
+    const model = new Model(api, handle, held, true, source, "int8", []);
     model.#checkNativeSizes();
     return model;
   }
@@ -430,7 +450,13 @@ export class Model {
 }
 
 /** The keys ModelOptions has. */
-export const MODEL_OPTION_KEYS: readonly string[] = ["maxBatch", "library", "source", "precision"];
+export const MODEL_OPTION_KEYS: readonly string[] = [
+  "maxBatch",
+  "library",
+  "source",
+  "precision",
+  "sparse",
+];
 
 /**
  * An options argument: an object (or nothing) with only `known` keys, so that a misspelled
@@ -488,5 +514,15 @@ function checkPrecision(value: unknown, source: string): Precision {
   throw new CadenzaError(
     "E_ARGUMENT",
     `${source}: precision: expected "f32", "bf16" or "int8", got ${describe(value)}`,
+  );
+}
+
+/** The sparse option, checked: "auto" when absent. */
+function checkSparse(value: unknown, source: string): SparseChoice {
+  if (value === undefined) return "auto";
+  if (SPARSE_CHOICES.includes(value as SparseChoice)) return value as SparseChoice;
+  throw new CadenzaError(
+    "E_ARGUMENT",
+    `${source}: sparse: expected "auto", "never" or "always", got ${describe(value)}`,
   );
 }

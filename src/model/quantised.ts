@@ -33,7 +33,7 @@ import {
 export const INT8_SCHEME = "int8-per-row-absmax";
 
 /** Image word 15 for matrices carried quantised (zig/image.zig, weight_type_int8_stored). */
-const WEIGHT_TYPE_INT8_STORED = 3;
+const WEIGHT_TYPE_INT8_STORED = 4;
 
 /** One weight matrix as int8: row-major values and one scale per stored row. */
 export interface Int8Tensor {
@@ -267,7 +267,7 @@ function tensorBytes(layer: Int8LayerSpec, name: string): number {
 }
 
 /**
- * Packs a validated int8 spec as a model image v1 whose matrix layers have weight_type 3: each
+ * Packs a validated int8 spec as a model image v1 whose matrix layers have weight_type 4: each
  * matrix tensor's count word, its int8 values padded with zero bytes to whole words, its row
  * count and one f32 scale per row (docs/DESIGN.md, "Model image v1"). No f32 copy of a matrix
  * is made; the native library packs one layer at a time from these bytes.

@@ -331,13 +331,17 @@ function checkWeightTypeWord(
 }
 
 const WEIGHT_TYPE_MESSAGE =
-  /layer 0 \(\w+\): word 15 \(weight_type\) is \d+, expected 0 \(f32\), 1 \(bf16\), 2 \(int8\) or 3 \(int8, stored quantised\)/;
+  /layer 0 \(\w+\): word 15 \(weight_type\) is \d+, expected 0 \(f32\), 1 \(bf16\), 2 \(int8\), 3 \(sparse\) or 4 \(int8, stored quantised\)/;
+/** Word 15 = 3 (sparse rows, dense only): p1 must count W's nonzeros; other kinds refuse it. */
+const SPARSE_DENSE_MESSAGE = /layer 0 \(dense\): p1 \(nonzeros of a sparse W\) differs/;
+const SPARSE_OTHER_MESSAGE =
+  /layer 0 \(\w+\): word 15 \(weight_type\) is 3 \(sparse\), .*for dense layers only/;
 
 function parserCases(): Case[] {
-  // 3 (int8 stored quantised) changes the tensors' layout: test/compress.test.ts covers it.
-  const words = [4, 0x100, 0x7fffffff, 0x80000000, 0xffffffff];
+  // 4 (int8 stored quantised) changes the tensors' layout: test/compress.test.ts covers it.
+  const words = [5, 0x100, 0x7fffffff, 0x80000000, 0xffffffff];
   return [{
-    name: "bf16: the parser takes word 15 as 0..3 (1 only where there is a matrix)",
+    name: "bf16: the parser takes word 15 as 0..4 (1 only where there is a matrix)",
     run: async () => {
       const api = await openNative("safe");
       const rng = new Rng(0x15);
@@ -353,6 +357,12 @@ function parserCases(): Case[] {
             `${kind} word 15 = ${value}`,
           );
         }
+        throwsCadenza(
+          () => api.destroy(api.create(setWord(image, word15, 3))),
+          "E_FORMAT",
+          kind === "dense" ? SPARSE_DENSE_MESSAGE : SPARSE_OTHER_MESSAGE,
+          `${kind} word 15 = 3 with p1 0`,
+        );
         checkWeightTypeWord(api, spec, setWord(image, word15, 1), "bf16");
       }
     },

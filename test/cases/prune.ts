@@ -17,17 +17,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, modelFromSpec } from "../../src/model/load.ts";
 import { writeSafetensors } from "../../src/model/formats/safetensors.ts";
-import { MATRIX_TENSORS } from "../../src/model/image.ts";
+import { MATRIX_TENSORS, packImage, SPARSE_MIN_WEIGHTS } from "../../src/model/image.ts";
 import type { LayerArch, LayerSpec, ModelSpec } from "../../src/model/spec.ts";
 import { prune, pruneFinetune, trainableMask } from "../../src/optimize/prune.ts";
-import type { TrainingData } from "../../src/train/data.ts";
+import { type TrainingData, writeTrainingData } from "../../src/train/data.ts";
 import { fit } from "../../src/train/loop.ts";
 import { initSpec } from "../../src/train/params.ts";
 import { markovLanguage, markovTask } from "../../src/train/tasks.ts";
 import { Trainer } from "../../src/train/trainer.ts";
 import { writeFileAtomicSync } from "../../src/atomic.ts";
-import { writeTrainingData } from "../../src/train/data.ts";
 import { cli } from "./live.ts";
+import { openNative } from "../../src/native/index.ts";
 import { deviation, Rng } from "../helpers.ts";
 import { ReferenceModel } from "../reference.ts";
 import {
@@ -36,6 +36,7 @@ import {
   checkDeviation,
   fail,
   rejectsCadenza,
+  throwsCadenza,
   throwsCadenzaWith,
 } from "./check.ts";
 
@@ -500,6 +501,170 @@ async function pruneCli(): Promise<void> {
   }
 }
 
+/** A dense layer [out][in] whose W has about `zeros` of its entries 0 (either sign). */
+function sparseDense(inp: number, out: number, zeros: number, seed: number): ModelSpec {
+  const rng = new Rng(seed);
+  const W = Float32Array.from(
+    { length: inp * out },
+    () => rng.next() < zeros ? (rng.next() < 0.5 ? 0 : -0) : rng.next() * 2 - 1,
+  );
+  const b = Float32Array.from({ length: out }, () => rng.next() - 0.5);
+  return {
+    inputSize: inp,
+    layers: [{
+      kind: "dense",
+      inputSize: inp,
+      outputSize: out,
+      activation: "tanh",
+      tensors: { W, b },
+    }],
+  };
+}
+
+/**
+ * The sparse kernel (dense layers held as compressed sparse rows) against the float64
+ * reference on odd sizes and sparsities, through forward, forwardBatch and process; its bytes
+ * as documented. Bound: LAYER_BOUND of test/cases/layers.ts (2e-5), one layer.
+ */
+async function sparseKernelExact(): Promise<void> {
+  const sizes = [1, 3, 17, 33, 70];
+  for (const inp of sizes) {
+    for (const out of sizes) {
+      for (const zeros of [0, 0.5, 0.9, 1]) {
+        const spec = sparseDense(inp, out, zeros, inp * 100 + out + zeros * 7);
+        const model = await modelFromSpec(spec, { sparse: "always" });
+        try {
+          check(model.sparseLayers.length === 1, () => "not held sparse");
+          const W = spec.layers[0].tensors.W;
+          const nnz = W.reduce((n, v) => n + (v !== 0 ? 1 : 0), 0);
+          check(
+            model.weightBytes === 6 * nnz + 4 * (out + 1) + 4 * out &&
+              model.nativeInfo().weightBytes === model.weightBytes,
+            () => `${out}x${inp}: weightBytes ${model.weightBytes}, nnz ${nnz}`,
+          );
+          const xs = inputs(spec, 3, inp + out);
+          const want = referenceRun(spec, xs);
+          const got: number[] = [];
+          for (const x of xs) got.push(...model.forward(x));
+          const where = () => `${out}x${inp} at ${zeros} zeros`;
+          checkDeviation(deviation(got, want), 2e-5, () => `${where()} forward`);
+          const flat = Float32Array.from(xs.flatMap((x) => [...x]));
+          checkDeviation(
+            deviation(model.forwardBatch(flat, 3), want),
+            2e-5,
+            () => `${where()} batch`,
+          );
+          checkDeviation(deviation(model.process(flat, 3), want), 2e-5, () => `${where()} process`);
+        } finally {
+          model.dispose();
+        }
+      }
+    }
+  }
+}
+
+/** Infinities and NaN in the input: the sparse layer gives what the dense one gives. */
+async function sparseNonFinite(): Promise<void> {
+  const spec = sparseDense(9, 6, 0.5, 3);
+  spec.layers[0].activation = "linear";
+  const dense = await modelFromSpec(spec, { sparse: "never" });
+  const sparse = await modelFromSpec(spec, { sparse: "always" });
+  try {
+    for (const bad of [Infinity, -Infinity, NaN]) {
+      for (const at of [0, 4, 8]) {
+        const x = Float32Array.from({ length: 9 }, (_, i) => (i === at ? bad : i / 9 - 0.4));
+        const a = [...dense.forward(x)];
+        const b = [...sparse.forward(x)];
+        a.forEach((v, i) => {
+          const same = Number.isNaN(v)
+            ? Number.isNaN(b[i])
+            : Number.isFinite(v)
+            ? Math.abs(v - b[i]) < 1e-5
+            : v === b[i];
+          check(same, () => `x[${at}] = ${bad}: output ${i} dense ${v}, sparse ${b[i]}`);
+        });
+      }
+    }
+  } finally {
+    dense.dispose();
+    sparse.dispose();
+  }
+}
+
+/** "auto" holds a layer sparse only where the measured rule says the kernel is faster. */
+async function sparseAutoRule(): Promise<void> {
+  const cases: [number, number, number, boolean][] = [
+    [512, 256, 0.95, true],
+    [512, 256, 0.5, false],
+    [128, 128, 0.95, false],
+  ];
+  check(512 * 256 >= SPARSE_MIN_WEIGHTS && 128 * 128 < SPARSE_MIN_WEIGHTS, () => "rule moved");
+  for (const [inp, out, s, want] of cases) {
+    const pruned = prune(sparseDense(inp, out, 0, 1), { sparsity: s }).spec;
+    const model = await modelFromSpec(pruned);
+    check(
+      (model.sparseLayers.length === 1) === want,
+      () => `${out}x${inp} at ${s}: sparse layers ${model.sparseLayers}`,
+    );
+    model.dispose();
+  }
+  await rejectsCadenza(
+    () => modelFromSpec(sparseDense(3, 2, 0, 1), { sparse: "yes" as "auto" }),
+    "E_ARGUMENT",
+    /sparse: expected "auto", "never" or "always"/,
+    "bad sparse option",
+  );
+}
+
+/** Images that lie about a sparse layer are refused with a status and a message. */
+async function sparseBadImages(): Promise<void> {
+  const api = await openNative();
+  const spec = sparseDense(5, 4, 0.5, 9);
+  const nnz = spec.layers[0].tensors.W.reduce((n, v) => n + (v !== 0 ? 1 : 0), 0);
+  const image = packImage(spec, "test", "f32", [true]);
+  const view = new DataView(image.buffer);
+  const record = 8 * 4;
+  check(
+    view.getUint32(record + 15 * 4, true) === 3 && view.getUint32(record + 5 * 4, true) === nnz,
+    () => "word 15 = 3 and p1 = nonzeros",
+  );
+  const bad = (edit: (v: DataView) => void) => {
+    const copy = image.slice();
+    edit(new DataView(copy.buffer));
+    return copy;
+  };
+  throwsCadenza(
+    () => api.create(bad((v) => v.setUint32(record + 5 * 4, nnz + 1, true))),
+    "E_FORMAT",
+    /p1 \(nonzeros of a sparse W\) differs/,
+    "p1 off by one",
+  );
+  throwsCadenza(
+    () => api.create(bad((v) => v.setUint32(record + 5 * 4, 21, true))),
+    "E_FORMAT",
+    /p1 \(nonzeros of a sparse W\) must be at most in \* out/,
+    "p1 above in * out",
+  );
+  throwsCadenza(
+    () => api.create(bad((v) => v.setUint32(record + 15 * 4, 5, true))),
+    "E_FORMAT",
+    /weight_type\) is 5, expected 0 \(f32\), 1 \(bf16\), 2 \(int8\), 3 \(sparse\) or 4 \(int8, stored quantised\)/,
+    "word 15 = 5",
+  );
+  const lstm = initSpec(
+    { inputSize: 3, layers: [{ kind: "lstm", inputSize: 3, outputSize: 2 }] },
+    1,
+  );
+  const lstmImage = packImage(lstm);
+  new DataView(lstmImage.buffer).setUint32(record + 15 * 4, 3, true);
+  throwsCadenza(
+    () => api.create(lstmImage),
+    "E_FORMAT",
+    /sparse weights are for dense layers only/,
+    "sparse lstm",
+  );
+}
+
 export function pruneCases(): Case[] {
   return [
     {
@@ -520,5 +685,12 @@ export function pruneCases(): Case[] {
     { name: "prune: gradual structured pruning reaches the target widths", run: gradualStructured },
     { name: "prune: bad options name the field", run: badOptions },
     { name: "prune: the cadenza prune command", run: pruneCli },
+    { name: "sparse kernel: equals the float64 reference on odd sizes", run: sparseKernelExact },
+    {
+      name: "sparse kernel: infinities and NaN as the dense kernel gives them",
+      run: sparseNonFinite,
+    },
+    { name: "sparse kernel: auto follows the measured rule", run: sparseAutoRule },
+    { name: "sparse kernel: bad images give status codes and messages", run: sparseBadImages },
   ];
 }

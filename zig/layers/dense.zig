@@ -1,16 +1,31 @@
 //! Dense layer: `y = act(W x + b)`. W is packed for matvec.zig, the kernel every layer
 //! shares, as f32, bf16 or int8 (the layer's weight_type); the bias stays f32, padded to whole
-//! vectors. The scratch holds the quantised input at int8 (one row at a time).
+//! vectors. The scratch holds the quantised input at int8 (one row at a time). A sparse dense
+//! layer (image word 15 = 3, p1 = the nonzero count of W) holds W as compressed sparse rows
+//! and runs sparse.zig's kernel instead (pruned layers where that is faster).
 const std = @import("std");
 const desc = @import("desc.zig");
 const act = @import("act.zig");
 const mv = @import("matvec.zig");
+const sparse = @import("sparse.zig");
 
 const LayerDesc = desc.LayerDesc;
 
 pub fn check(d: *const LayerDesc) ?[]const u8 {
     if (d.p[0] > 1) return "p0 (bias) must be 0 or 1";
     if (!desc.elemsFit(&.{ d.in, d.out })) return "in * out must be at most 2^30 weights";
+    if (d.sparse and @as(u64, d.p[1]) > @as(u64, d.in) * d.out) {
+        return "p1 (nonzeros of a sparse W) must be at most in * out";
+    }
+    return null;
+}
+
+/// A sparse layer's p1 must be the true nonzero count of W (the held size depends on it).
+pub fn checkTensors(d: *const LayerDesc, tensors: []const []const f32) ?[]const u8 {
+    if (!d.sparse) return null;
+    if (sparse.countNonzeros(tensors[0]) != d.p[1]) {
+        return "p1 (nonzeros of a sparse W) differs from the number of nonzero entries of W";
+    }
     return null;
 }
 
@@ -35,17 +50,27 @@ fn shape(d: *const LayerDesc) mv.Shape {
     return .{ .rows = d.out, .cols = d.in, .weight_type = d.weight_type };
 }
 
+/// Words of the held matrix: packed panels, or compressed sparse rows.
+fn matrixWords(d: *const LayerDesc) usize {
+    return if (d.sparse) sparse.words(d.out, d.p[1]) else shape(d).words();
+}
+
 pub fn sizes(d: *const LayerDesc, max_batch: u32) desc.Sizes {
     _ = max_batch;
     const s = shape(d);
-    return .{ .weights = s.words() + mv.padded(d.out), .state = 0, .scratch = s.inputWords() };
+    return .{ .weights = matrixWords(d) + mv.padded(d.out), .state = 0, .scratch = s.inputWords() };
 }
 
 pub fn pack(d: *const LayerDesc, tensors: []const []const f32, weights: []f32) void {
     const s = shape(d);
     std.debug.assert(weights.len == sizes(d, 1).weights);
-    mv.pack(s, tensors[0], weights[0..s.words()]);
-    const bias = weights[s.words()..];
+    const n = matrixWords(d);
+    if (d.sparse) {
+        sparse.pack(d.out, d.in, d.p[1], tensors[0], weights[0..n]);
+    } else {
+        mv.pack(s, tensors[0], weights[0..n]);
+    }
+    const bias = weights[n..];
     @memset(bias, 0);
     if (d.p[0] == 1) @memcpy(bias[0..d.out], tensors[1]);
 }
@@ -61,7 +86,12 @@ pub fn forward(
     _ = state;
     const s = shape(d);
     const xq = scratch[0..s.inputWords()];
-    mv.matvec(s, weights[0..s.words()], weights[s.words()..], x[0..d.in], y[0..d.out], xq);
+    if (d.sparse) {
+        const n = matrixWords(d);
+        sparse.matvec(d.out, d.p[1], weights[0..n], weights[n..], x[0..d.in], y[0..d.out]);
+    } else {
+        mv.matvec(s, weights[0..s.words()], weights[s.words()..], x[0..d.in], y[0..d.out], xq);
+    }
     act.apply(d.act, y[0..d.out]);
 }
 
@@ -75,7 +105,15 @@ pub fn forwardBatch(
 ) void {
     const s = shape(d);
     const xq = scratch[0..s.inputWords()];
-    mv.matmul(s, weights[0..s.words()], weights[s.words()..], x, y, batch, xq);
+    if (d.sparse) {
+        const n = matrixWords(d);
+        for (0..batch) |r| {
+            const xr = x[r * d.in ..][0..d.in];
+            sparse.matvec(d.out, d.p[1], weights[0..n], weights[n..], xr, y[r * d.out ..][0..d.out]);
+        }
+    } else {
+        mv.matmul(s, weights[0..s.words()], weights[s.words()..], x, y, batch, xq);
+    }
     for (0..batch) |r| act.apply(d.act, y[r * d.out ..][0..d.out]);
 }
 

@@ -102,9 +102,12 @@ pub const LayerDesc = struct {
     /// Kind-specific floats (epsilon, ...).
     f: [2]f32,
     weight_type: WeightType = .f32,
-    /// The image carried the matrices already quantised (weight_type word 3): int8 values and
+    /// The image carried the matrices already quantised (weight_type word 4): int8 values and
     /// one f32 scale per row, instead of f32 values quantised at create.
     int8_stored: bool = false,
+    /// Image word 15 = 3: a dense layer's W held as compressed sparse rows (zig/layers/
+    /// sparse.zig), p1 its nonzero count; weight_type is then f32.
+    sparse: bool = false,
 };
 
 /// Element counts (f32) a layer needs in the model's arena.

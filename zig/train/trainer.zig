@@ -178,6 +178,7 @@ pub const Trainer = struct {
         while (it.next()) |view| : (index += 1) {
             var s = LayerSpec{ .desc = view.desc, .tensor_count = view.tensor_count, .lens = view.lens, .matrices = 0 };
             s.desc.weight_type = .f32;
+            s.desc.sparse = false;
             switch (s.desc.kind) {
                 inline else => |k| if (@hasDecl(image.Impl(k), "matrixTensors")) {
                     s.matrices = image.Impl(k).matrixTensors(&s.desc);
