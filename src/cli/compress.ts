@@ -5,6 +5,7 @@
  */
 
 import { compressPipeline } from "../optimize/compress.ts";
+import type { EmotionModelName } from "../pipeline/emotion.ts";
 import { expectPositionals, type ParsedArgs, UsageError } from "./args.ts";
 import type { Command, Output } from "./command.ts";
 
@@ -14,6 +15,15 @@ function commandLine(args: ParsedArgs): string {
   for (const [name, value] of args.values) parts.push(`--${name} ${value}`);
   for (const name of args.switches) parts.push(`--${name}`);
   return parts.join(" ");
+}
+
+/** --distill (every student) or --distill-only A,B (those). */
+function distillChoice(args: ParsedArgs): boolean | EmotionModelName[] {
+  const only = args.values.get("distill-only");
+  if (only === undefined) return args.switches.has("distill");
+  const names = only.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  if (names.length === 0) throw new UsageError("compress: --distill-only needs model names");
+  return names as EmotionModelName[];
 }
 
 async function run(args: ParsedArgs, output: Output): Promise<number> {
@@ -29,7 +39,7 @@ async function run(args: ParsedArgs, output: Output): Promise<number> {
     from,
     out,
     int8: args.switches.has("int8"),
-    distill: args.switches.has("distill"),
+    distill: distillChoice(args),
     studentsDir: args.values.get("students"),
     onProgress: (line) => output.err(line),
     command: commandLine(args),
@@ -55,7 +65,8 @@ export const compressCommand: Command = {
   name: "compress",
   summary: "a deployable pipeline directory: int8, distilled students, pruning",
   help: [
-    "usage: cadenza compress MODELS_DIR --out DIR [--int8] [--distill] [--prune S] [--json]",
+    "usage: cadenza compress MODELS_DIR --out DIR [--int8] [--distill | --distill-only A,B]",
+    "                        [--prune S] [--json]",
     "",
     "Writes DIR with the five pipeline models (<Name>.safetensors) and compress.json (how each",
     "was made), ready for EmotionPipeline.load(DIR), RealtimeEngine.start({ models: DIR }),",
@@ -69,12 +80,13 @@ export const compressCommand: Command = {
     "                     row (the library's scheme); loaded as int8 without an f32 copy",
     "  --distill          use the distilled students (EmotionRecognizer, MelodyTransformer, half",
     "                     the parameters or fewer) of MODELS_DIR/compact/ in place of the teachers",
+    "  --distill-only A,B only these students (e.g. MelodyTransformer); implies --distill",
     "  --students DIR     where the students are (default MODELS_DIR/compact)",
     "  --prune S          magnitude pruning to sparsity S (needs src/optimize/prune.ts)",
     "  --json             print the report as JSON",
   ].join("\n"),
   flags: {
-    values: { out: "DIR", students: "DIR", prune: "S" },
+    values: { out: "DIR", students: "DIR", "distill-only": "NAMES", prune: "S" },
     switches: ["int8", "distill", "json"],
   },
   run,

@@ -41,8 +41,11 @@ export interface CompressOptions {
   out: string;
   /** Store every model as int8 (the library's per-row scheme). */
   int8?: boolean;
-  /** Use the distilled students of `studentsDir` where one exists (EmotionRecognizer, MelodyTransformer). */
-  distill?: boolean;
+  /**
+   * Use the distilled students of `studentsDir`: true for every student there (EmotionRecognizer,
+   * MelodyTransformer), or the names of those to use.
+   */
+  distill?: boolean | readonly EmotionModelName[];
   /** Where the students are (default: `<from>/compact`). */
   studentsDir?: string;
   /** Prunes each model's spec after the student choice and before int8. */
@@ -119,8 +122,28 @@ export async function compressPipeline(options: CompressOptions): Promise<Compre
     throw new CadenzaError("E_IO", `compress: --out ${out}: exists and is not a directory`);
   }
   const studentsDir = options.studentsDir ?? defaultStudentsDir(from);
-  const students = options.distill === true ? studentFiles(studentsDir) : new Map();
-  if (options.distill === true && students.size === 0) {
+  const distill = options.distill ?? false;
+  const students = distill === false ? new Map() : studentFiles(studentsDir);
+  if (Array.isArray(distill)) {
+    for (const name of distill) {
+      if (!EMOTION_MODELS.some((m) => m.name === name)) {
+        throw new CadenzaError(
+          "E_ARGUMENT",
+          `compress: distill: "${name}" is not a pipeline model (expected one of ` +
+            `${EMOTION_MODELS.map((m) => m.name).join(", ")})`,
+        );
+      }
+      if (!students.has(name)) {
+        throw new CadenzaError(
+          "E_IO",
+          `compress: distill: no student of ${name} in ${studentsDir} (expected ` +
+            `${modelFile(studentsDir, name)})`,
+        );
+      }
+    }
+    for (const name of [...students.keys()]) if (!distill.includes(name)) students.delete(name);
+  }
+  if (distill !== false && students.size === 0) {
     throw new CadenzaError(
       "E_IO",
       `compress: --distill: no student in ${studentsDir} (expected e.g. ` +
@@ -184,8 +207,8 @@ export async function compressPipeline(options: CompressOptions): Promise<Compre
       from,
       command: options.command ?? null,
       int8: options.int8 === true,
-      distill: options.distill === true,
-      studentsDir: options.distill === true ? studentsDir : null,
+      distill: [...students.keys()],
+      studentsDir: students.size > 0 ? studentsDir : null,
       ...report,
     };
     writeFileAtomicSync(
