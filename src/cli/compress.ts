@@ -4,9 +4,9 @@
  * `live`/`generate --models DIR` take as they are.
  */
 
-import { compressPipeline } from "../optimize/compress.ts";
+import { compressPipeline, pruneStep } from "../optimize/compress.ts";
 import type { EmotionModelName } from "../pipeline/emotion.ts";
-import { expectPositionals, type ParsedArgs, UsageError } from "./args.ts";
+import { expectPositionals, intFlag, type ParsedArgs, UsageError } from "./args.ts";
 import type { Command, Output } from "./command.ts";
 
 /** The command line as given, for compress.json. */
@@ -30,17 +30,41 @@ async function run(args: ParsedArgs, output: Output): Promise<number> {
   const [from] = expectPositionals(args, ["models"], "compress");
   const out = args.values.get("out");
   if (out === undefined) throw new UsageError("compress: --out DIR is required");
-  if (args.values.has("prune")) {
-    throw new UsageError(
-      "compress: --prune needs src/optimize/prune.ts, which this build does not have yet",
-    );
+  const finetune = args.switches.has("finetune");
+  const pruneText = args.values.get("prune");
+  if (pruneText === undefined && (finetune || args.switches.has("structured"))) {
+    throw new UsageError("compress: --finetune and --structured go with --prune S");
   }
+  for (const flag of ["data", "recognizer-data", "epochs"]) {
+    if (args.values.has(flag) && !finetune) {
+      throw new UsageError(`compress: --${flag} goes with --prune S --finetune`);
+    }
+  }
+  const sparsity = pruneText === undefined ? undefined : Number(pruneText);
+  if (sparsity !== undefined && !(pruneText!.trim() !== "" && sparsity > 0 && sparsity < 1)) {
+    throw new UsageError(`compress: --prune must be a sparsity in (0, 1), got "${pruneText}"`);
+  }
+  const epochs = args.values.has("epochs") ? intFlag(args, "epochs", 1, "compress") : undefined;
+  const prune = sparsity === undefined ? undefined : pruneStep({
+    sparsity,
+    structured: args.switches.has("structured"),
+    finetune: finetune
+      ? {
+        data: args.values.get("data"),
+        recognizerData: args.values.get("recognizer-data"),
+        epochs,
+        library: args.values.get("library"),
+      }
+      : undefined,
+    onProgress: (line) => output.err(line),
+  });
   const report = await compressPipeline({
     from,
     out,
     int8: args.switches.has("int8"),
     distill: distillChoice(args),
     studentsDir: args.values.get("students"),
+    prune,
     onProgress: (line) => output.err(line),
     command: commandLine(args),
   });
@@ -66,7 +90,7 @@ export const compressCommand: Command = {
   summary: "a deployable pipeline directory: int8, distilled students, pruning",
   help: [
     "usage: cadenza compress MODELS_DIR --out DIR [--int8] [--distill | --distill-only A,B]",
-    "                        [--prune S] [--json]",
+    "                        [--prune S [--structured] [--finetune [--epochs N]]] [--json]",
     "",
     "Writes DIR with the five pipeline models (<Name>.safetensors) and compress.json (how each",
     "was made), ready for EmotionPipeline.load(DIR), RealtimeEngine.start({ models: DIR }),",
@@ -82,12 +106,29 @@ export const compressCommand: Command = {
     "                     the parameters or fewer) of MODELS_DIR/compact/ in place of the teachers",
     "  --distill-only A,B only these students (e.g. MelodyTransformer); implies --distill",
     "  --students DIR     where the students are (default MODELS_DIR/compact)",
-    "  --prune S          magnitude pruning to sparsity S (needs src/optimize/prune.ts)",
+    "  --prune S          magnitude pruning (src/optimize/prune.ts) of every model to sparsity",
+    "                     S in (0, 1): single weights (zeros; the file keeps its shapes), or",
+    "  --structured       whole hidden units, attention feed-forward columns (smaller shapes)",
+    "  --finetune         then fine-tune each pruned model on its training set, pruned weights",
+    "                     held at 0 (minutes per model; a progress line per 10%)",
+    "  --data DIR         the symbolic training sets (default data/build)",
+    "  --recognizer-data DIR  the recognizer's (default data/recognizer)",
+    "  --epochs N         fine-tuning epochs per model (default 1)",
+    "  --library L        for fine-tuning: fast (default), safe or a library path",
     "  --json             print the report as JSON",
   ].join("\n"),
   flags: {
-    values: { out: "DIR", students: "DIR", "distill-only": "NAMES", prune: "S" },
-    switches: ["int8", "distill", "json"],
+    values: {
+      out: "DIR",
+      students: "DIR",
+      "distill-only": "NAMES",
+      prune: "S",
+      data: "DIR",
+      "recognizer-data": "DIR",
+      epochs: "N",
+      library: "safe|fast|PATH",
+    },
+    switches: ["int8", "distill", "json", "structured", "finetune"],
   },
   run,
 };

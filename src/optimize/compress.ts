@@ -22,6 +22,8 @@ import { loadSpec } from "../model/load.ts";
 import { quantiseSpec } from "../model/quantised.ts";
 import { type ModelSpec, parameterCount } from "../model/spec.ts";
 import { EMOTION_MODELS, type EmotionModelName, modelFile } from "../pipeline/emotion.ts";
+import { readTrainingData } from "../train/data.ts";
+import { prune, pruneFinetune } from "./prune.ts";
 
 /** The students `distill` uses: in models/compact/ beside the teachers (models/compact/README.md). */
 export function defaultStudentsDir(from: string): string {
@@ -33,6 +35,105 @@ export type PruneStep = (
   name: EmotionModelName,
   spec: ModelSpec,
 ) => Promise<{ spec: ModelSpec; note: string }>;
+
+/** Where each model's training set is, for fine-tuning after pruning. */
+export interface FinetuneData {
+  /** The symbolic sets (`<task>-train.safetensors`; default data/build). */
+  data?: string;
+  /** The recognizer's folder (train.safetensors, validation.safetensors; default data/recognizer). */
+  recognizerData?: string;
+  /** Epochs of fine-tuning per model (default 1). */
+  epochs?: number;
+  library?: string;
+}
+
+const TRAIN_SETS: Record<EmotionModelName, string> = {
+  EmotionRecognizer: "train.safetensors",
+  MelodyTransformer: "melody-train.safetensors",
+  HarmonyPredictor: "harmony-train.safetensors",
+  GroovePredictor: "groove-train.safetensors",
+  DynamicsEngine: "dynamics-train.safetensors",
+};
+
+/** Fine-tuning peak learning rates: a tenth to a half of each model's training peak. */
+const FINETUNE_LR: Record<EmotionModelName, number> = {
+  EmotionRecognizer: 2e-4,
+  MelodyTransformer: 2e-4,
+  HarmonyPredictor: 5e-4,
+  GroovePredictor: 5e-4,
+  DynamicsEngine: 5e-4,
+};
+
+/**
+ * A PruneStep of src/optimize/prune.ts: magnitude pruning to `sparsity` (unstructured, or
+ * whole units with `structured`), then, with `finetune`, training on each model's training set
+ * with the pruned weights held at 0 (pruneFinetune; the validation part held out).
+ */
+export function pruneStep(
+  options: {
+    sparsity: number;
+    structured?: boolean;
+    finetune?: FinetuneData;
+    onProgress?: (line: string) => void;
+  },
+): PruneStep {
+  const { sparsity, structured } = options;
+  const kind = structured === true ? "structured" : "unstructured";
+  return async (name, spec) => {
+    if (options.finetune === undefined) {
+      const pruned = prune(spec, { sparsity, structured });
+      return { spec: pruned.spec, note: pruneNote(kind, sparsity, pruned.report) };
+    }
+    const f = options.finetune;
+    const recognizer = name === "EmotionRecognizer";
+    const folder = recognizer ? f.recognizerData ?? "data/recognizer" : f.data ?? "data/build";
+    const path = join(folder, TRAIN_SETS[name]);
+    if (!existsSync(path)) {
+      throw new CadenzaError(
+        "E_IO",
+        `compress: --finetune: ${path} is missing (build it: ${
+          recognizer ? "bun scripts/recognizer-data.ts" : "bun scripts/build-training-data.ts"
+        })`,
+      );
+    }
+    const data = await readTrainingData(path);
+    const heldOut = recognizer
+      ? await readTrainingData(join(folder, "validation.safetensors"))
+      : undefined;
+    let shown = -1;
+    const result = await pruneFinetune(spec, {
+      sparsity,
+      structured,
+      data,
+      heldOut,
+      epochs: f.epochs ?? 1,
+      lr: FINETUNE_LR[name],
+      library: f.library ?? "fast",
+      onProgress: (p) => {
+        const percent = Math.floor((100 * p.step) / p.totalSteps);
+        if (percent >= shown + 10) {
+          shown = percent;
+          options.onProgress?.(
+            `compress: ${name}: fine-tuning ${percent}% (loss ${p.loss.toFixed(4)})`,
+          );
+        }
+      },
+    });
+    const note = `${pruneNote(kind, sparsity, result.report)}, fine-tuned ${
+      f.epochs ?? 1
+    } epoch(s)`;
+    return { spec: result.spec, note };
+  };
+}
+
+function pruneNote(
+  kind: string,
+  sparsity: number,
+  report: { matrixBefore: number; matrixNonzerosAfter: number },
+): string {
+  const kept = report.matrixNonzerosAfter / report.matrixBefore;
+  return `pruned ${kind} ${sparsity} (${(100 * (1 - kept)).toFixed(1)}% of matrix weights gone)`;
+}
 
 export interface CompressOptions {
   /** The models/ directory the five models come from. */
