@@ -4,7 +4,10 @@
  * models/, times the combination against FP32 with `cadenza bench --models`, and writes the
  * table between the markers of docs/OPTIMIZATION.md. Rerun it whenever models/ changes.
  *
- *   bun scripts/optimize-table.ts [--limit N] [--no-bench] [--no-write]
+ *   bun scripts/optimize-table.ts [--limit N] [--no-bench] [--no-finetune] [--no-write]
+ *
+ * --no-finetune leaves out the row that fine-tunes every pruned model (the slow one: about a
+ * quarter of an hour on a shared 2-core machine).
  *
  * Needs the held-out sets: bun scripts/build-training-data.ts (data/build) and
  * bun scripts/recognizer-data.ts (data/recognizer).
@@ -16,7 +19,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { writeFileAtomicSync } from "../src/atomic.ts";
 import { main } from "../src/cli/main.ts";
-import { compressPipeline } from "../src/optimize/compress.ts";
+import { compressPipeline, pruneStep } from "../src/optimize/compress.ts";
 import { evaluatePipeline, type PipelineEvaluation } from "../src/optimize/evaluate.ts";
 import type { Precision } from "../src/model/image.ts";
 import { loadSpec } from "../src/model/load.ts";
@@ -29,13 +32,14 @@ const { values } = parseArgs({
   options: {
     limit: { type: "string" },
     "no-bench": { type: "boolean", default: false },
+    "no-finetune": { type: "boolean", default: false },
     "no-write": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (values.help) {
   process.stdout.write(
-    "bun scripts/optimize-table.ts [--limit N] [--no-bench] [--no-write]\n" +
+    "bun scripts/optimize-table.ts [--limit N] [--no-bench] [--no-finetune] [--no-write]\n" +
       "Builds the pipeline variants into out/optimize/, evaluates each on the held-out sets\n" +
       "and writes the table of docs/OPTIMIZATION.md (--no-write: print it only).\n",
   );
@@ -108,6 +112,31 @@ const rows: Row[] = [
     },
   },
   {
+    name: "pruned 50% (unstructured), no fine-tuning",
+    command: "`cadenza compress models/ --out DIR --prune 0.5`",
+    dir: join(WORK, "pruned"),
+    build: async () => {
+      await compressPipeline({
+        from: MODELS,
+        out: join(WORK, "pruned"),
+        prune: pruneStep({ sparsity: 0.5 }),
+      });
+    },
+  },
+  ...(values["no-finetune"] ? [] : [{
+    name: "pruned 50% (unstructured), fine-tuned 1 epoch",
+    command: "`cadenza compress models/ --out DIR --prune 0.5 --finetune --epochs 1`",
+    dir: join(WORK, "pruned-finetuned"),
+    build: async () => {
+      await compressPipeline({
+        from: MODELS,
+        out: join(WORK, "pruned-finetuned"),
+        prune: pruneStep({ sparsity: 0.5, finetune: { epochs: 1 }, onProgress: log }),
+        onProgress: log,
+      });
+    },
+  }]),
+  {
     name: "distilled students (FP32)",
     command: "`cadenza compress models/ --out DIR --distill`",
     dir: join(WORK, "distilled"),
@@ -116,13 +145,26 @@ const rows: Row[] = [
     },
   },
   {
-    name: "distilled + int8 (the compressed pipeline)",
-    command: "`cadenza compress models/ --out DIR --int8 --distill`",
+    name: "**int8 + MelodyTransformer student (the compressed pipeline)**",
+    command: "`cadenza compress models/ --out DIR --int8 --distill-only MelodyTransformer`",
     dir: join(WORK, "compact"),
     build: async () => {
       await compressPipeline({
         from: MODELS,
         out: join(WORK, "compact"),
+        int8: true,
+        distill: ["MelodyTransformer"],
+      });
+    },
+  },
+  {
+    name: "int8 + both students",
+    command: "`cadenza compress models/ --out DIR --int8 --distill`",
+    dir: join(WORK, "compact-both"),
+    build: async () => {
+      await compressPipeline({
+        from: MODELS,
+        out: join(WORK, "compact-both"),
         int8: true,
         distill: true,
       });
