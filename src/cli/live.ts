@@ -96,6 +96,12 @@ function boundedInt(args: ParsedArgs, name: string, fallback: number, max: numbe
   return value;
 }
 
+/** The files' own precision: f32 or int8 when every file agrees, else "mixed". */
+function storedPrecision(rows: EmotionModelRow[]): Precision | "mixed" {
+  const kinds = new Set(rows.map((r) => r.precision));
+  return kinds.size === 1 ? [...kinds][0] : "mixed";
+}
+
 export function liveOptions(args: ParsedArgs): LiveOptions {
   if (args.positionals.length > 0) {
     throw new UsageError(`live: takes no arguments, got: ${args.positionals.join(" ")}`);
@@ -340,8 +346,11 @@ export interface LiveSummary {
   engineState: string;
   latencyUs: RealtimeStats["latencyUs"];
   modelLoadMs: number;
-  /** How the models held their weight matrices ("as stored" when --precision was not given). */
-  precision: Precision | "as stored";
+  /**
+   * How the models held their weight matrices: --precision, else as the files store them
+   * (f32 or int8; "mixed" when the files differ).
+   */
+  precision: Precision | "mixed";
   weightBytes: number;
   memory: RealtimeStats["memory"];
   models: { name: string; parameters: number; untrained: boolean }[];
@@ -399,7 +408,7 @@ function summaryOf(
     engineState: s.state,
     latencyUs: s.latencyUs,
     modelLoadMs: s.modelLoadMs,
-    precision: options.precision ?? "as stored",
+    precision: options.precision ?? storedPrecision(rows),
     weightBytes: s.weightBytes,
     memory: s.memory,
     models: rows.map((r) => ({ name: r.name, parameters: r.parameters, untrained: r.untrained })),
