@@ -22,8 +22,10 @@ import type { LayerArch, ModelSpec } from "../../src/model/spec.ts";
 import { openNative } from "../../src/native/index.ts";
 import { compressPipeline } from "../../src/optimize/compress.ts";
 import { evaluatePipeline } from "../../src/optimize/evaluate.ts";
+import { RealtimeEngine } from "../../src/rt/engine.ts";
 import {
   EMOTION_MODELS,
+  type EmotionOutputs,
   EmotionPipeline,
   inspectEmotionModels,
   modelFile,
@@ -413,6 +415,29 @@ export function compressDirCases(): Case[] {
               ),
             () => `${m.name}: ${full.parameters} parameters, more than half the teacher's`,
           );
+        }
+        // The students load through the ordinary loadModel as the committed f32 files too.
+        for (const m of students) {
+          const f32 = await loadModel(modelFile("models/compact", m.name));
+          check(f32.precision === "f32" && f32.parameterCount === m.parameters, () => m.name);
+          f32.dispose();
+        }
+        // The real-time engine takes the directory as it is (its Worker loads it).
+        const engine = await RealtimeEngine.start<EmotionOutputs>({ models: out, policy: "every" });
+        try {
+          const buffers = engine.createBuffers();
+          const features = new Float32Array(128).map((_, i) => Math.cos(i));
+          let seq = -1;
+          for (let tries = 0; tries < 400 && seq < 0; tries++) {
+            engine.submit(features);
+            await new Promise<void>((resolve) => setTimeout(resolve, 5));
+            seq = engine.latest(buffers);
+          }
+          check(seq >= 0, () => "the engine published no result from the compressed directory");
+          const total = buffers.melody.reduce((a, b) => a + b, 0);
+          check(Math.abs(total - 1) < 1e-4, () => `engine melody sums to ${total}`);
+        } finally {
+          await engine.stop();
         }
         const pipeline = await EmotionPipeline.load(out);
         try {
