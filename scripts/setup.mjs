@@ -175,10 +175,11 @@ function main() {
   } catch (err) {
     say(`no Chromium for the browser test: ${err instanceof Error ? err.message : err}`);
   }
-  // An installed package carries its libraries (prebuilt/, scripts/pack.mjs) and no Zig
-  // sources: there is nothing to build.
-  if (existsSync(join(root, "prebuilt")) && !existsSync(join(root, "zig"))) {
-    say("prebuilt libraries found in prebuilt/: nothing to build");
+  // An installed package carries no Zig sources and nothing to build: its native library
+  // comes in the platform package (cadenza-<os>-<cpu>, an optional dependency) and the
+  // WebAssembly build in prebuilt/wasm/ (scripts/pack.mjs).
+  if (!existsSync(join(root, "zig"))) {
+    say("an installed package: the native library is in its platform package, nothing to build");
     return;
   }
   if (process.env.CADENZA_SKIP_NATIVE === "1") {
