@@ -2,10 +2,11 @@
  * The browser demo (web/), in headless Chromium: `bun web/serve.ts` serves it with the
  * cross-origin isolation headers, Chromium loads it (driven over the DevTools protocol with a
  * WebSocket, no extra package), the test clicks an emotion the way a user does (a mouse event at
- * the button), waits until at least one bar has played, and then checks what the page's
- * AudioWorklet counted in the shared memory: callbacks ran, notes were started and sounded
- * (a non-zero peak), and no render quantum ran past the music the Worker had decoded (zero
- * underruns). Then it takes a screenshot, checks that the piano roll shows notes in the
+ * the button), waits until two bars have played, and then checks what the page's AudioWorklet
+ * counted in the shared memory: callbacks ran, notes were started and sounded (a non-zero
+ * peak), and no render quantum ran past the music the Worker had decoded (zero underruns).
+ * Then it changes the emotion while playing and checks the same over a bar of the new piece,
+ * and takes a screenshot, checks that the piano roll shows notes in the
  * melody's and the chords' colours, and writes it to out/browser-demo.png (or to
  * CADENZA_SCREENSHOT: `CADENZA_SCREENSHOT=docs/img/browser-demo.png bun test
  * test/browser.test.ts` renews the README's picture).
@@ -208,24 +209,28 @@ test.skipIf(skipReason !== null)(
       expect(ready, page.console.join("\n")).toEqual({ ready: true, error: null, isolated: true });
 
       // Pick an emotion as a user does: a mouse click at the button's centre.
-      const box = await page.evaluate(
-        "(() => { const r = document.querySelector('[data-emotion=\"joyful\"]')" +
-          ".getBoundingClientRect(); return { x: r.x + r.width / 2, y: r.y + r.height / 2 }; })()",
-      );
-      for (const type of ["mousePressed", "mouseReleased"]) {
-        await page.send("Input.dispatchMouseEvent", {
-          type,
-          x: box.x,
-          y: box.y,
-          button: "left",
-          clickCount: 1,
-        });
-      }
+      const click = async (emotion: string) => {
+        const box = await page.evaluate(
+          `(() => { const r = document.querySelector('[data-emotion="${emotion}"]')` +
+            ".getBoundingClientRect(); return { x: r.x + r.width / 2, y: r.y + r.height / 2 }; })()",
+        );
+        for (const type of ["mousePressed", "mouseReleased"]) {
+          await page.send("Input.dispatchMouseEvent", {
+            type,
+            x: box.x,
+            y: box.y,
+            button: "left",
+            clickCount: 1,
+          });
+        }
+      };
+      const read = () => page.evaluate("({ ...cadenzaDemo.stats(), error: cadenzaDemo.error })");
+      await click("joyful");
       // Two whole bars and the start of a third, by the worklet's own clock.
       const stats = await poll(
         "two bars played",
         60_000,
-        () => page.evaluate("({ ...cadenzaDemo.stats(), error: cadenzaDemo.error })"),
+        read,
         (s) => s.error !== null || s.bars >= 3,
       );
       const detail = `${JSON.stringify(stats)}\n${page.console.join("\n")}`;
@@ -242,6 +247,27 @@ test.skipIf(skipReason !== null)(
       expect(stats.notes, detail).toBeGreaterThan(0);
       expect(stats.peak, detail).toBeGreaterThan(0.001);
       expect(stats.peak, detail).toBeLessThan(1);
+
+      // A change of emotion while playing: the new piece starts where the decoded music ends,
+      // and a bar of it plays with still no underrun and no late event.
+      await click("sad");
+      const changed = await poll(
+        "a bar of the new emotion played",
+        60_000,
+        read,
+        (s) => {
+          const sad = s.pieces.find((p: { emotion: string }) => p.emotion === "sad");
+          return s.error !== null || (sad !== undefined && s.frames >= sad.frame + sad.barFrames);
+        },
+      );
+      const changedDetail = `${JSON.stringify(changed)}\n${page.console.join("\n")}`;
+      expect(changed.error, changedDetail).toBeNull();
+      expect(changed.pieces.map((p: { emotion: string }) => p.emotion)).toEqual(["joyful", "sad"]);
+      // It starts within the lookahead (0.5 s) and a step of where the click found the clock.
+      expect(changed.pieces[1].frame).toBeGreaterThan(stats.frames);
+      expect(changed.underruns, changedDetail).toBe(0);
+      expect(changed.late, changedDetail).toBe(0);
+      expect(changed.notes).toBeGreaterThan(stats.notes);
 
       const shot = await page.send("Page.captureScreenshot", { format: "png" });
       const png = Uint8Array.from(atob(shot.data), (c) => c.charCodeAt(0));

@@ -160,9 +160,14 @@ const HIGH = 96;
 const BEFORE_S = 6;
 const AFTER_S = 1.5;
 
+/** Whole bars played, over every piece so far (each has its own bar length). */
 function barsPlayed(frame: number): number {
-  const first = demo.pieces[0];
-  return first === undefined ? 0 : Math.floor(frame / first.barFrames);
+  let bars = 0;
+  demo.pieces.forEach((piece, i) => {
+    const end = Math.min(frame, demo.pieces[i + 1]?.frame ?? Infinity);
+    if (end > piece.frame) bars += Math.floor((end - piece.frame) / piece.barFrames);
+  });
+  return bars;
 }
 
 function draw(): void {
@@ -251,6 +256,11 @@ demo.stats = () => {
     audioState: audio.state,
     library: demo.library,
     emotion: demo.emotion,
+    pieces: demo.pieces.map((p) => ({
+      emotion: p.emotion,
+      frame: p.frame,
+      barFrames: p.barFrames,
+    })),
   };
 };
 
