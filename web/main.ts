@@ -7,9 +7,11 @@
 
 import { chordSymbol, keyName } from "../src/music/chords.ts";
 import { EMOTION_NAMES } from "../src/music/emotion-map.ts";
+import { histogramSummary } from "../src/rt/histogram.ts";
 import {
   C,
   createShared,
+  EVENT_ALL_OFF,
   EVENT_CHORD,
   EVENT_NOTE_ON,
   eventKind,
@@ -20,6 +22,7 @@ import {
   mapShared,
   type PieceInfo,
   RING,
+  superseded,
   type ToWorker,
 } from "./shared.ts";
 
@@ -49,11 +52,10 @@ const demo = {
   library: "",
   emotion: null as string | null,
   pieces: [] as PieceInfo[],
-  timing: { steps: 0, p50us: 0, maxUs: 0 },
   /** Starts (or changes) the music: what the emotion buttons do. */
   play: async (_emotion: string) => {},
   /** What the worklet and the worker report, read from the shared memory. */
-  stats: () => ({}) as Record<string, unknown>,
+  stats: () => readStats(),
 };
 (globalThis as unknown as { cadenzaDemo: typeof demo }).cadenzaDemo = demo;
 
@@ -83,8 +85,6 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
     for (const b of buttons.querySelectorAll("button")) b.disabled = false;
   } else if (m.type === "piece") {
     demo.pieces.push(m);
-  } else if (m.type === "timing") {
-    demo.timing = m;
   } else fail(m.message);
 };
 worker.onerror = (event) => fail(`worker: ${event.message}`);
@@ -139,7 +139,13 @@ function gather(): void {
     const track = eventTrack(packed);
     const pitch = eventPitch(packed);
     const id = track * 256 + pitch;
-    if (kind === EVENT_CHORD) {
+    if (superseded(shared, seen, frame)) continue;
+    if (kind === EVENT_ALL_OFF) {
+      // A change of emotion: what was gathered of the old music past the cut goes.
+      for (const note of open.values()) note.end = frame;
+      open.clear();
+      dropAfter(frame);
+    } else if (kind === EVENT_CHORD) {
       const piece = demo.pieces.findLast((p) => p.frame <= frame) ?? demo.pieces.at(-1);
       if (piece !== undefined) chords.push({ frame, symbol: chordSymbol(pitch, piece.key) });
     } else if (kind === EVENT_NOTE_ON) {
@@ -152,6 +158,20 @@ function gather(): void {
       open.delete(id);
     }
   }
+}
+
+/** Drops the notes and chords gathered that start at or after `frame`; ends the rest there. */
+function dropAfter(frame: number): void {
+  let kept = 0;
+  for (const note of notes) {
+    if (note.start >= frame) continue;
+    if (note.end > frame) note.end = frame;
+    notes[kept++] = note;
+  }
+  notes.length = kept;
+  let chordsKept = 0;
+  for (const chord of chords) if (chord.frame < frame) chords[chordsKept++] = chord;
+  chords.length = chordsKept;
 }
 
 const COLORS = ["#f2a541", "#4aa3df"];
@@ -225,8 +245,8 @@ function draw(): void {
   g.stroke();
   const s = demo.stats();
   stats.textContent = `AudioWorklet callbacks ${s.callbacks}, underruns ${s.underruns}, late ` +
-    `events ${s.late}, notes ${s.notes}, bars ${s.bars}; model steps ${s.steps} ` +
-    `(p50 ${demo.timing.p50us.toFixed(0)} us, max ${demo.timing.maxUs.toFixed(0)} us)` +
+    `events ${s.late}, notes ${s.notes}, bars ${s.bars}; model steps ${s.steps} on wasm ` +
+    `(p50 ${s.stepP50us.toFixed(0)} us, p99 ${s.stepP99us.toFixed(0)} us)` +
     (demo.pieces.length > 0 ? `; ${describePiece(demo.pieces.at(-1)!)}` : "");
   requestAnimationFrame(draw);
 }
@@ -237,9 +257,10 @@ function describePiece(piece: PieceInfo): string {
     (piece.trained ? "" : " (UNTRAINED models)");
 }
 
-demo.stats = () => {
+function readStats() {
   const c = shared.control;
   const frame = Atomics.load(c, C.FRAME);
+  const steps = histogramSummary(shared.steps, 0);
   return {
     playing: Atomics.load(c, C.STATE) === 1,
     callbacks: Atomics.load(c, C.CALLBACKS),
@@ -251,7 +272,8 @@ demo.stats = () => {
     notes: Atomics.load(c, C.NOTES),
     peak: Atomics.load(c, C.PEAK) / 1e6,
     steps: Atomics.load(c, C.STEPS),
-    stepP50us: demo.timing.p50us,
+    stepP50us: steps.p50Us,
+    stepP99us: steps.p99Us,
     sampleRate: rate,
     audioState: audio.state,
     library: demo.library,
@@ -262,6 +284,6 @@ demo.stats = () => {
       barFrames: p.barFrames,
     })),
   };
-};
+}
 
 requestAnimationFrame(draw);

@@ -5,7 +5,19 @@
  * callbacks, frames and underruns; the page draws from both. Atomics order every hand-over: a
  * writer stores the entries first and then publishes the count with Atomics.store, a reader
  * loads the count with Atomics.load before it reads the entries. Nothing here waits or locks.
+ *
+ * A change of emotion must be heard at once, though the ring already holds a lookahead of the
+ * old music: the worker records a cut (a frame a moment ahead of the audio clock, and the ring
+ * index where the new music begins) and appends the new piece, opening with an all-notes-off
+ * at that frame. Every reader drops the events written before a cut's index that fall at or
+ * after its frame (`superseded`), so the old music stops at the cut and the new one starts
+ * there; the ring's order is time order again from the cut's index on.
+ *
+ * The worker's model-step times go into a latency histogram in the same memory, the real-time
+ * engine's own (src/rt/histogram.ts), which the page reads without messages.
  */
+
+import { HISTOGRAM_WORDS } from "../src/rt/histogram.ts";
 
 /** Int32 control words (indices into `control`). */
 export const C = Object.freeze({
@@ -32,8 +44,13 @@ export const C = Object.freeze({
   STEPS: 10,
   /** The sample rate, set by the page. */
   SAMPLE_RATE: 11,
+  /** Cuts recorded so far (the worker stores the cut's words first, then this count). */
+  CUTS: 12,
   COUNT: 16,
 });
+
+/** The last cuts kept, [frame, ring index] each; enough for changes a lookahead apart. */
+export const CUT_SLOTS = 16;
 
 /** Event ring capacity (a power of two); at most this many events are decoded ahead. */
 export const RING = 4096;
@@ -42,16 +59,25 @@ export const RING = 4096;
 export const EVENT_NOTE_OFF = 0;
 export const EVENT_NOTE_ON = 1;
 export const EVENT_CHORD = 2;
+/** Not the decoder's: every sounding note ends (opens the music after a cut). */
+export const EVENT_ALL_OFF = 3;
 
 export interface Shared {
   readonly buffer: SharedArrayBuffer;
   readonly control: Int32Array;
   /** RING pairs: [frame, kind | track << 4 | pitch << 8 | velocity << 16]. */
   readonly events: Int32Array;
+  /** CUT_SLOTS pairs [frame, ring index], slot = cut number % CUT_SLOTS. */
+  readonly cuts: Int32Array;
+  /** The model steps' latency histogram (src/rt/histogram.ts, at word 0). */
+  readonly steps: Int32Array;
 }
 
+const CUTS_AT = C.COUNT + 2 * RING;
+const STEPS_AT = CUTS_AT + 2 * CUT_SLOTS;
+
 export function createShared(): SharedArrayBuffer {
-  return new SharedArrayBuffer((C.COUNT + 2 * RING) * 4);
+  return new SharedArrayBuffer((STEPS_AT + HISTOGRAM_WORDS) * 4);
 }
 
 export function mapShared(buffer: SharedArrayBuffer): Shared {
@@ -59,7 +85,31 @@ export function mapShared(buffer: SharedArrayBuffer): Shared {
     buffer,
     control: new Int32Array(buffer, 0, C.COUNT),
     events: new Int32Array(buffer, C.COUNT * 4, 2 * RING),
+    cuts: new Int32Array(buffer, CUTS_AT * 4, 2 * CUT_SLOTS),
+    steps: new Int32Array(buffer, STEPS_AT * 4, HISTOGRAM_WORDS),
   };
+}
+
+/** Records a cut at `frame` before ring index `index` (the worker; one writer). */
+export function recordCut(shared: Shared, frame: number, index: number): void {
+  const count = Atomics.load(shared.control, C.CUTS);
+  const slot = (count % CUT_SLOTS) * 2;
+  shared.cuts[slot] = frame;
+  shared.cuts[slot + 1] = index;
+  Atomics.store(shared.control, C.CUTS, count + 1);
+}
+
+/**
+ * Whether the event at ring index `index`, due at `frame`, was superseded by a cut: written
+ * before the cut's index and due at or after its frame. Allocates nothing.
+ */
+export function superseded(shared: Shared, index: number, frame: number): boolean {
+  const count = Atomics.load(shared.control, C.CUTS);
+  for (let k = Math.max(0, count - CUT_SLOTS); k < count; k++) {
+    const slot = (k % CUT_SLOTS) * 2;
+    if (index < shared.cuts[slot + 1] && frame >= shared.cuts[slot]) return true;
+  }
+  return false;
 }
 
 export function packEvent(kind: number, track: number, pitch: number, velocity: number): number {
@@ -94,5 +144,4 @@ export interface PieceInfo {
 export type FromWorker =
   | { type: "ready"; library: string; parameters: number; weightBytes: number; loadMs: number }
   | PieceInfo
-  | { type: "timing"; steps: number; p50us: number; maxUs: number }
   | { type: "error"; message: string };

@@ -19,18 +19,27 @@ import {
   writeEmotionVector,
 } from "../src/music/emotion-map.ts";
 import { pipelineTrained } from "../src/music/generate.ts";
+import { histogramRecord } from "../src/rt/histogram.ts";
 import {
   C,
+  EVENT_ALL_OFF,
   type FromWorker,
   mapShared,
   packEvent,
+  recordCut,
   RING,
   type Shared,
   type ToWorker,
 } from "./shared.ts";
 
-/** How far ahead of the audio the music is decoded, in seconds. */
-const LOOKAHEAD_S = 0.5;
+/**
+ * How far ahead of the audio the music is decoded, in seconds: how long this thread may be
+ * kept from running (a busy machine, a collection) before the worklet runs dry. A change of
+ * emotion does not wait for it: it cuts the decoded music CUT_AHEAD_S ahead of the clock.
+ */
+const LOOKAHEAD_S = 2;
+/** How far ahead of the audio clock a change of emotion starts, in seconds. */
+const CUT_AHEAD_S = 0.1;
 /** How often the worker looks at the audio clock, in ms. */
 const POLL_MS = 10;
 
@@ -50,11 +59,10 @@ const latest = {
 let decoder: Decoder | null = null;
 /** The frame the current decoder's time 0 falls on. */
 let baseFrame = 0;
+/** The latest frame published: the ring is kept in time order (see publish). */
+let lastFrame = 0;
 let sampleRate = 48_000;
 let timer: ReturnType<typeof setTimeout> | null = null;
-/** Model step times in us, for the page's status line. */
-const stepUs = new Float64Array(1024);
-let stepCount = 0;
 
 function keep(outputs: EmotionOutputs): void {
   latest.melody.set(outputs.melody);
@@ -66,22 +74,38 @@ function keep(outputs: EmotionOutputs): void {
 function modelStep(): void {
   const started = performance.now();
   keep(pipeline!.stepFromEmotion(emotion, decoder!.context(context)));
-  stepUs[stepCount++ % stepUs.length] = (performance.now() - started) * 1000;
+  histogramRecord(shared!.steps, 0, (performance.now() - started) * 1000);
   Atomics.add(shared!.control, C.STEPS, 1);
 }
 
-/** Writes the decoder's `count` events into the ring, then publishes them. */
+/**
+ * Writes the decoder's `count` events into the ring, then publishes them. The worklet plays the
+ * ring in order, so the frames never go back: an event that swing or micro-timing put before
+ * one already published (by at most part of a step) is played with it.
+ */
 function publish(count: number): void {
   const { control, events } = shared!;
   const e = decoder!.events;
   let written = Atomics.load(control, C.WRITTEN);
   for (let i = 0; i < count; i++) {
     const at = (written % RING) * 2;
-    events[at] = baseFrame + Math.round(e.time[i] * sampleRate);
+    lastFrame = Math.max(lastFrame, baseFrame + Math.round(e.time[i] * sampleRate));
+    events[at] = lastFrame;
     events[at + 1] = packEvent(e.kind[i], e.track[i], e.pitch[i], e.velocity[i]);
     written++;
   }
   Atomics.store(control, C.WRITTEN, written);
+}
+
+/** Appends one event of the worker's own (the all-notes-off of a cut). */
+function publishOne(frame: number, packed: number): void {
+  const { control, events } = shared!;
+  const written = Atomics.load(control, C.WRITTEN);
+  const at = (written % RING) * 2;
+  events[at] = frame;
+  events[at + 1] = packed;
+  lastFrame = frame;
+  Atomics.store(control, C.WRITTEN, written + 1);
 }
 
 /** Starts a piece for `name` at `frame`: the decoder and the emotion, as generate sets them. */
@@ -129,21 +153,9 @@ function fill(): void {
   }
 }
 
-function report(): void {
-  const n = Math.min(stepCount, stepUs.length);
-  if (n === 0) return;
-  const sorted = Array.from(stepUs.subarray(0, n)).sort((a, b) => a - b);
-  post({ type: "timing", steps: stepCount, p50us: sorted[n >> 1], maxUs: sorted[n - 1] });
-}
-
-let lastReport = 0;
 function tick(): void {
   try {
     fill();
-    if (performance.now() - lastReport > 250) {
-      lastReport = performance.now();
-      report();
-    }
   } catch (err) {
     post({ type: "error", message: err instanceof Error ? err.message : String(err) });
     return;
@@ -182,15 +194,19 @@ function play(name: string, seed: number): void {
   if (decoder === null || Atomics.load(control, C.STATE) === 0) {
     // A fresh start: the clock begins at frame 0 once the first lookahead is decoded.
     Atomics.store(control, C.FRAME, 0);
+    lastFrame = 0;
     Atomics.store(control, C.READ, Atomics.load(control, C.WRITTEN));
     begin(name, seed, 0);
     fill();
     Atomics.store(control, C.STATE, 1);
   } else {
-    // A change of emotion: the held notes end where the music decoded so far ends, and the
-    // new piece starts there (at most the lookahead after the click).
-    const at = decodedFrame();
-    publish(decoder.finish((at - baseFrame) / sampleRate));
+    // A change of emotion: the music already decoded stops CUT_AHEAD_S ahead of the audio
+    // clock (the readers drop what was written before the cut and falls after it), every
+    // sounding note ends there, and the new piece starts there.
+    const now = Atomics.load(control, C.FRAME);
+    const at = now + Math.round(CUT_AHEAD_S * sampleRate);
+    recordCut(shared!, at, Atomics.load(control, C.WRITTEN));
+    publishOne(at, packEvent(EVENT_ALL_OFF, 0, 0, 0));
     begin(name, seed, at);
   }
   tick();

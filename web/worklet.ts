@@ -9,6 +9,7 @@
 
 import {
   C,
+  EVENT_ALL_OFF,
   EVENT_NOTE_OFF,
   EVENT_NOTE_ON,
   eventKind,
@@ -18,6 +19,7 @@ import {
   mapShared,
   RING,
   type Shared,
+  superseded,
 } from "./shared.ts";
 
 // The AudioWorkletGlobalScope's names (not in TypeScript's DOM library).
@@ -81,6 +83,10 @@ class CadenzaSynth extends AudioWorkletProcessor {
     }
   }
 
+  #allOff(): void {
+    for (let v = 0; v < VOICES; v++) if (this.#stage[v] === 1) this.#stage[v] = 2;
+  }
+
   process(_inputs: Float32Array[][], outputs: Float32Array[][]): boolean {
     const { control, events } = this.#shared;
     const out = outputs[0];
@@ -95,12 +101,17 @@ class CadenzaSynth extends AudioWorkletProcessor {
     const end = frame + n;
     Atomics.add(control, C.CALLBACKS, 1);
     if (Atomics.load(control, C.DECODED) < end) Atomics.add(control, C.UNDERRUNS, 1);
-    // The events due in this quantum (the ring's order is time order within a step).
+    // The events due in this quantum, in the ring's order (time order, but for what a change
+    // of emotion superseded: dropped).
     const written = Atomics.load(control, C.WRITTEN);
     let read = Atomics.load(control, C.READ);
     while (read < written) {
       const at = (read % RING) * 2;
       const due = events[at];
+      if (superseded(this.#shared, read, due)) {
+        read++;
+        continue;
+      }
       if (due >= end) break;
       if (due < frame) Atomics.add(control, C.LATE, 1);
       const packed = events[at + 1];
@@ -108,6 +119,7 @@ class CadenzaSynth extends AudioWorkletProcessor {
       if (kind === EVENT_NOTE_ON) {
         this.#noteOn(eventTrack(packed), eventPitch(packed), eventVelocity(packed));
       } else if (kind === EVENT_NOTE_OFF) this.#noteOff(eventTrack(packed), eventPitch(packed));
+      else if (kind === EVENT_ALL_OFF) this.#allOff();
       read++;
     }
     Atomics.store(control, C.READ, read);
