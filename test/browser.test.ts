@@ -291,11 +291,13 @@ test.skipIf(skipReason !== null)(
       const out = process.env.CADENZA_SCREENSHOT ?? join(root, "out", "browser-demo.png");
       mkdirSync(dirname(out), { recursive: true });
       writeFileSync(out, png);
-      await page.send("Browser.close").catch(() => {});
     } finally {
+      // Chromium closes itself (and its child processes), pass or fail; afterAll kills it if
+      // it has not within 10 s.
+      await Promise.race([page.send("Browser.close").catch(() => {}), Bun.sleep(10_000)]);
       page.close();
     }
-    await browser.exited;
+    await Promise.race([browser.exited, Bun.sleep(10_000)]);
   },
   180_000,
 );
