@@ -15,7 +15,7 @@ export function packageRoot(): string {
   if (!import.meta.url.startsWith("file:")) {
     // Loaded from a registry URL (JSR, https): there is no folder to find libraries or models in.
     throw new CadenzaError(
-      "E_ARGUMENT",
+      "E_UNAVAILABLE",
       `cadenza was loaded from ${import.meta.url}, not from files on disk, so it has no ` +
         "package folder with a native library or default models: pass a library path " +
         "(CADENZA_LIB or the library option), model paths, or openWasmLibrary(bytes)",
