@@ -5,7 +5,9 @@
 // Before that it looks for FluidSynth and a General MIDI SoundFont (audio rendering, `--wav`)
 // and, when they are missing and it runs as root where apt-get exists, installs the Debian
 // packages fluidsynth and fluid-soundfont-gm; it never fails the install over them (set
-// CADENZA_SKIP_AUDIO=1 to skip this step).
+// CADENZA_SKIP_AUDIO=1 to skip this step). In a checkout (not in an installed package) it does
+// the same for Debian's chromium, which the browser demo's test (test/browser.test.ts) drives
+// headless (CADENZA_SKIP_BROWSER=1 skips it; without it that test is skipped, saying so).
 
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -113,10 +115,10 @@ function audioFound() {
   return onPath("fluidsynth") && fonts.some((path) => existsSync(path));
 }
 
-function aptInstall(packages) {
+function aptInstall(packages, purpose) {
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const options = { cwd: root, stdio: "inherit", env, timeout: 600_000 };
-  say(`installing ${packages.join(" ")} for audio rendering (apt-get update, then install)`);
+  say(`installing ${packages.join(" ")} for ${purpose} (apt-get update, then install)`);
   const update = spawnSync("apt-get", ["update", "-qq"], options);
   if (update.status !== 0) return false;
   const args = ["install", "-y", "-qq", "--no-install-recommends", ...packages];
@@ -132,7 +134,7 @@ function setupAudio() {
   }
   const as_root = typeof process.getuid === "function" && process.getuid() === 0;
   if (as_root && onPath("apt-get")) {
-    if (aptInstall(["fluidsynth", "fluid-soundfont-gm"]) && audioFound()) {
+    if (aptInstall(["fluidsynth", "fluid-soundfont-gm"], "audio rendering") && audioFound()) {
       say("installed FluidSynth and the FluidR3 GM SoundFont: audio rendering (--wav) is available");
       return;
     }
@@ -143,16 +145,41 @@ function setupAudio() {
   );
 }
 
+const BROWSERS = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
+
+/** Headless Chromium for the browser demo's test: a checkout's, optional, never fatal. */
+function setupBrowser() {
+  if (process.env.CADENZA_SKIP_BROWSER === "1" || !existsSync(join(root, "zig"))) return;
+  if (BROWSERS.some(onPath)) return;
+  const as_root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (as_root && onPath("apt-get")) {
+    if (aptInstall(["chromium"], "the browser demo's test") && BROWSERS.some(onPath)) {
+      say("installed chromium: test/browser.test.ts runs the browser demo headless");
+      return;
+    }
+  }
+  say(
+    "no Chromium: test/browser.test.ts will be skipped (install it with " +
+      "`sudo apt-get install chromium`, or point CADENZA_CHROMIUM at a Chrome or Chromium)",
+  );
+}
+
 function main() {
   try {
     setupAudio();
   } catch (err) {
     say(`audio rendering (--wav) is unavailable: ${err instanceof Error ? err.message : err}`);
   }
-  // An installed package carries its libraries (prebuilt/, scripts/pack.mjs) and no Zig
-  // sources: there is nothing to build.
-  if (existsSync(join(root, "prebuilt")) && !existsSync(join(root, "zig"))) {
-    say("prebuilt libraries found in prebuilt/: nothing to build");
+  try {
+    setupBrowser();
+  } catch (err) {
+    say(`no Chromium for the browser test: ${err instanceof Error ? err.message : err}`);
+  }
+  // An installed package carries no Zig sources and nothing to build: its native library
+  // comes in the platform package (cadenza-<os>-<cpu>, an optional dependency) and the
+  // WebAssembly build in prebuilt/wasm/ (scripts/pack.mjs).
+  if (!existsSync(join(root, "zig"))) {
+    say("an installed package: the native library is in its platform package, nothing to build");
     return;
   }
   if (process.env.CADENZA_SKIP_NATIVE === "1") {

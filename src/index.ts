@@ -54,6 +54,7 @@ export { toRtneural } from "./model/formats/rtneural.ts";
 export { looksLikeAmpJson, parseAmpJson } from "./model/formats/amp.ts";
 export { type ExternalReader, ONNX_SUPPORTED_OPS, readOnnx } from "./model/formats/onnx.ts";
 export type { LibraryChoice } from "./native/library.ts";
+export { openWasmLibrary } from "./native/index.ts";
 export {
   Pipeline,
   type PipelineEdge,

@@ -49,11 +49,14 @@ function paeth(a: number, b: number, c: number): number {
   return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
-/** Decodes the whole image; every chunk's CRC is checked. */
+/**
+ * Decodes the whole image (8-bit RGBA or RGB, not interlaced) to RGBA; every chunk's CRC is
+ * checked.
+ */
 export function decodePng(bytes: Uint8Array): PngImage {
   const { width, height } = pngSize(bytes);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes[24] !== 8 || bytes[25] !== 6 || bytes[28] !== 0) {
+  if (bytes[24] !== 8 || (bytes[25] !== 6 && bytes[25] !== 2) || bytes[28] !== 0) {
     throw new Error(
       `unhandled PNG: depth ${bytes[24]}, colour type ${bytes[25]}, interlace ${bytes[28]}`,
     );
@@ -80,7 +83,8 @@ export function decodePng(bytes: Uint8Array): PngImage {
     o += chunk.length;
   }
   const raw = new Uint8Array(inflateSync(joined));
-  const stride = width * 4;
+  const channels = bytes[25] === 6 ? 4 : 3;
+  const stride = width * channels;
   if (raw.length !== height * (stride + 1)) throw new Error(`image data is ${raw.length} bytes`);
   const pixels = new Uint8Array(height * stride);
   for (let y = 0; y < height; y++) {
@@ -88,13 +92,21 @@ export function decodePng(bytes: Uint8Array): PngImage {
     const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
     const row = y * stride;
     for (let x = 0; x < stride; x++) {
-      const a = x >= 4 ? pixels[row + x - 4] : 0;
+      const a = x >= channels ? pixels[row + x - channels] : 0;
       const b = y > 0 ? pixels[row - stride + x] : 0;
-      const c = x >= 4 && y > 0 ? pixels[row - stride + x - 4] : 0;
+      const c = x >= channels && y > 0 ? pixels[row - stride + x - channels] : 0;
       const predictor = [0, a, b, (a + b) >> 1, paeth(a, b, c)][filter];
       if (predictor === undefined) throw new Error(`row ${y}: filter ${filter}`);
       pixels[row + x] = (line[x] + predictor) & 0xff;
     }
   }
-  return { width, height, pixels };
+  if (channels === 4) return { width, height, pixels };
+  const rgba = new Uint8Array(width * height * 4);
+  for (let i = 0, j = 0; i < pixels.length; i += 3, j += 4) {
+    rgba[j] = pixels[i];
+    rgba[j + 1] = pixels[i + 1];
+    rgba[j + 2] = pixels[i + 2];
+    rgba[j + 3] = 255;
+  }
+  return { width, height, pixels: rgba };
 }

@@ -6,7 +6,10 @@
  */
 
 import { CadenzaError } from "../src/errors.ts";
-import { openNative } from "../src/native/index.ts";
+import { openNative, openWasmLibrary } from "../src/native/index.ts";
+import { readFile } from "../src/native/io.ts";
+import { packageRoot } from "../src/native/root.ts";
+import { loadModel } from "../src/model/load.ts";
 import type { NativeApi, NativeHandle } from "../src/native/api.ts";
 import { packImage } from "../src/model/image.ts";
 import { ALL_KINDS, outputSizeOf, randomModel, Rng } from "./helpers.ts";
@@ -141,6 +144,44 @@ export const wasmCases: WasmCase[] = [
         threw = err instanceof CadenzaError && err.code === "E_NATIVE";
       }
       check(threw, () => "training on wasm did not throw E_NATIVE");
+    },
+  },
+  {
+    name: "wasm: openWasmLibrary opens the library from its bytes (as a browser does) and " +
+      "models loaded from bytes through it match the build opened by path",
+    run: async () => {
+      const root = packageRoot();
+      const bytes = await readFile(`${root}zig-out/wasm/cadenza_safe.wasm`);
+      const library = await openWasmLibrary(bytes, "memory:cadenza_safe.wasm");
+      check(library === "memory:cadenza_safe.wasm", () => library);
+      // The same source again is the instance already open.
+      check((await openWasmLibrary(new Uint8Array(0), library)) === library, () => "reopened");
+      const file = `${root}models/HarmonyPredictor.safetensors`;
+      const fromBytes = await loadModel(await readFile(file), { library });
+      const byPath = await loadModel(file, { library: "wasm" });
+      check(fromBytes.nativeInfo().libraryPath === library, () => "library path");
+      const x = new Float32Array(fromBytes.inputSize);
+      for (let i = 0; i < x.length; i++) x[i] = Math.cos(i * 0.7);
+      // The same wasm code on the same weights: bit for bit.
+      const a = fromBytes.forward(x).slice();
+      const b = byPath.forward(x);
+      for (let i = 0; i < a.length; i++) check(a[i] === b[i], () => `output ${i}`);
+      fromBytes.dispose();
+      byPath.dispose();
+      // Bytes that are not the library fail with E_NATIVE naming the source.
+      for (const bad of [new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 9]), bytes.slice(0, 64)]) {
+        let error: unknown = null;
+        try {
+          await openWasmLibrary(bad, "memory:broken.wasm");
+        } catch (err) {
+          error = err;
+        }
+        check(
+          error instanceof CadenzaError && error.code === "E_NATIVE" &&
+            error.message.includes("memory:broken.wasm"),
+          () => String(error),
+        );
+      }
     },
   },
 ];

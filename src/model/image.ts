@@ -60,12 +60,12 @@ export const SPARSE_CHOICES: readonly SparseChoice[] = ["auto", "never", "always
 
 /**
  * The measured rule (docs/PRUNING.md, bench/prune.bench.ts): the sparse kernel beats the dense
- * one on a W of at least SPARSE_MIN_WEIGHTS entries of which at least SPARSE_MIN_ZEROS are
- * zero. Below either, the dense SIMD kernel is faster (at 50% zeros 4-20x faster on every
- * pipeline shape), and a pruned layer stays dense with its zeros.
+ * one on a W of at least SPARSE_MIN_COLS columns of which at least SPARSE_MIN_ZEROS of the
+ * entries are zero. Below either, the dense SIMD kernel is faster (at 50% zeros 4-30x faster
+ * on every pipeline shape; at 90% still 1.1-8x), and a pruned layer stays dense with its zeros.
  */
-export const SPARSE_MIN_ZEROS = 0.9;
-export const SPARSE_MIN_WEIGHTS = 131072;
+export const SPARSE_MIN_ZEROS = 0.95;
+export const SPARSE_MIN_COLS = 256;
 
 function zeroShare(w: Float32Array): number {
   let zeros = 0;
@@ -75,7 +75,7 @@ function zeroShare(w: Float32Array): number {
 
 /** Whether the sparse kernel is the faster for this dense layer (the rule above). */
 export function sparseWins(layer: LayerSpec): boolean {
-  return layer.kind === "dense" && layer.tensors.W.length >= SPARSE_MIN_WEIGHTS &&
+  return layer.kind === "dense" && layer.inputSize >= SPARSE_MIN_COLS &&
     zeroShare(layer.tensors.W) >= SPARSE_MIN_ZEROS;
 }
 

@@ -15,6 +15,9 @@ import {
   statusCode,
 } from "../native/api.ts";
 import { type LibraryChoice, openNative } from "../native/index.ts";
+// Types only: the trainer (src/train/trainer.ts) builds on this module, not the other way round;
+// it registers itself as the factory `trainer()` calls (registerTrainerFactory).
+import type { Trainer, TrainerOptions } from "../train/trainer.ts";
 import { writeSafetensors, writeSafetensorsInt8 } from "./formats/safetensors.ts";
 import {
   packImage,
@@ -43,6 +46,16 @@ import {
 } from "./spec.ts";
 
 export type { Precision } from "./image.ts";
+
+/** Makes a trainer for a model: Trainer.forModel, registered when src/train/trainer.ts loads. */
+export type TrainerFactory = (model: Model, options?: TrainerOptions) => Trainer;
+
+let trainerFactory: TrainerFactory | null = null;
+
+/** Called once by src/train/trainer.ts, so that `model.trainer()` reaches Trainer.forModel. */
+export function registerTrainerFactory(factory: TrainerFactory): void {
+  trainerFactory = factory;
+}
 
 export interface ModelOptions {
   /** Most rows forwardBatch accepts (1..4096); overrides the spec's maxBatch. */
@@ -370,6 +383,21 @@ export class Model {
 
   get disposed(): boolean {
     return this.#handle === null;
+  }
+
+  /**
+   * A trainer for this model's current weights: `Trainer.forModel(model, options)`
+   * (src/train/trainer.ts; present once that module is loaded, as importing "cadenza" does).
+   */
+  trainer(options?: TrainerOptions): Trainer {
+    if (trainerFactory === null) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `${this.source}: trainer() needs the training module: import it from "cadenza" ` +
+          "(or src/train/trainer.ts)",
+      );
+    }
+    return trainerFactory(this, options);
   }
 
   /** For the native graph (src/pipeline): the library and live handle, or null once disposed. */

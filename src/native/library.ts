@@ -1,8 +1,10 @@
 /**
- * Finds the native library built by `zig build` (zig-out/). Two builds exist: "safe"
- * (ReleaseSafe: bounds and overflow checks kept) and "fast" (ReleaseFast). The choice comes from
- * the `library` option, else the CADENZA_LIB environment variable, else "safe"; either may also
- * be a path to a library file. The WebAssembly backend (wasm.ts) has the same two builds,
+ * Finds the native library. Two builds exist: "safe" (ReleaseSafe: bounds and overflow checks
+ * kept) and "fast" (ReleaseFast). The choice comes from the `library` option, else the
+ * CADENZA_LIB environment variable, else "safe"; either may also be a path to a library file.
+ * Where it looks, in order: the platform package an install brings (the optional dependency
+ * cadenza-<os>-<cpu>, e.g. cadenza-linux-x64, made by `node scripts/pack.mjs platforms`), the
+ * package's own prebuilt/ folder, then the local build of `zig build` (zig-out/). The WebAssembly backend (wasm.ts) has the same two builds,
  * zig-out/wasm/cadenza_safe.wasm and cadenza_fast.wasm: it is chosen by "wasm" / "wasm-fast"
  * or a path ending in .wasm, by CADENZA_BACKEND=wasm, or where the runtime has no FFI.
  */
@@ -44,29 +46,65 @@ function hasAvx512(): boolean {
 }
 
 /**
- * The prebuilt libraries a package carries (prebuilt/<platform>-<arch>/, from `zig build
- * prebuilt`), best first: on linux-x64 the AVX-512 build where the CPU has AVX-512, then the
- * AVX2+FMA baseline.
+ * The folders of `zig build prebuilt` for this platform (zig-out/prebuilt/<platform>-<arch>/),
+ * best first: on linux-x64 the AVX-512 build where the CPU has AVX-512, then the AVX2+FMA
+ * baseline.
  */
-function prebuiltPaths(variant: "safe" | "fast"): string[] {
+function prebuiltDirs(): string[] {
   const key = `${platform()}-${arch()}`;
-  const dirs = key === "linux-x64" && hasAvx512() ? ["linux-x64-avx512", key] : [key];
-  return dirs.map((dir) => `${packageRoot()}prebuilt/${dir}/${fileName(variant)}`);
+  return key === "linux-x64" && hasAvx512() ? ["linux-x64-avx512", key] : [key];
+}
+
+/** npm's name for this platform's package: cadenza-linux-x64, cadenza-win32-x64, ... */
+export function platformPackageName(): string {
+  const os = platform() === "windows" ? "win32" : platform();
+  return `cadenza-${os}-${arch()}`;
+}
+
+function packageVersion(): string | null {
+  try {
+    return JSON.parse(readFileSync(`${packageRoot()}package.json`, "utf8")).version ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /**
- * The library for "safe" or "fast": a prebuilt one for this platform, else the local build
- * (zig-out/), else an error naming every place looked in.
+ * Where the platform package can be, from this package's folder: beside it (npm's and Bun's
+ * flat node_modules, pnpm's store), inside it (a nested install), and Deno's npm cache
+ * (<registry>/<name>/<version>/, the same version beside this one).
+ */
+function platformPackageDirs(): string[] {
+  const name = platformPackageName();
+  const root = packageRoot();
+  const up = (dir: string) => dir.replace(/[^/\\]+[/\\]$/, "");
+  const dirs = [`${up(root)}${name}/`, `${root}node_modules/${name}/`];
+  const version = packageVersion();
+  if (version !== null) dirs.push(`${up(up(root))}${name}/${version}/`);
+  return dirs;
+}
+
+/**
+ * The library for "safe" or "fast": the platform package's, else one in the package's
+ * prebuilt/, else the local build (zig-out/), else an error naming every place looked in.
  */
 function findLibrary(variant: "safe" | "fast"): string {
-  const candidates = [...prebuiltPaths(variant), builtLibraryPath(variant)];
+  const file = fileName(variant);
+  const dirs = prebuiltDirs();
+  const candidates = [
+    ...platformPackageDirs().flatMap((pkg) => dirs.map((dir) => `${pkg}${dir}/${file}`)),
+    ...dirs.map((dir) => `${packageRoot()}prebuilt/${dir}/${file}`),
+    builtLibraryPath(variant),
+  ];
   const found = candidates.find((path) => fileExists(path));
   if (found !== undefined) return found;
   throw new CadenzaError(
     "E_NATIVE",
-    `native library not found: looked for ${candidates.join(", ")}. Run \`npm install\` (or ` +
-      "`npm run build:native` once the pinned Zig is installed) to build it, or use the " +
-      "WebAssembly backend (CADENZA_BACKEND=wasm)",
+    `native library not found for ${platform()}-${arch()}: looked for ${candidates.join(", ")}. ` +
+      `An install brings it in the optional dependency ${platformPackageName()} (reinstall ` +
+      "without omitting optional dependencies); a checkout builds it with `npm install` (or " +
+      "`npm run build:native` once the pinned Zig is installed); or use the WebAssembly " +
+      "backend (CADENZA_BACKEND=wasm)",
   );
 }
 

@@ -18,7 +18,7 @@
 import { CadenzaError } from "../errors.ts";
 import { writeSafetensors } from "../model/formats/safetensors.ts";
 import { packImage } from "../model/image.ts";
-import { Model, type ModelOptions } from "../model/model.ts";
+import { Model, type ModelOptions, registerTrainerFactory } from "../model/model.ts";
 import {
   describe,
   type ModelSpec,
@@ -762,16 +762,5 @@ export function createTrainer(model: Model, options: TrainerOptions = {}): Train
   return Trainer.forModel(model, options);
 }
 
-declare module "../model/model.ts" {
-  interface Model {
-    /**
-     * A trainer for this model's current weights (src/train/trainer.ts; present once that
-     * module is loaded, as importing "cadenza" does).
-     */
-    trainer(options?: TrainerOptions): Trainer;
-  }
-}
-
-Model.prototype.trainer = function (this: Model, options?: TrainerOptions): Trainer {
-  return Trainer.forModel(this, options);
-};
+// model.trainer(options) is Trainer.forModel(model, options) once this module has loaded.
+registerTrainerFactory((model, options) => Trainer.forModel(model, options));
