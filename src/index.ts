@@ -240,8 +240,8 @@ export {
   type CompressReport,
 } from "./optimize/compress.ts";
 export {
-  evaluatePipeline,
   type EvaluateOptions,
+  evaluatePipeline,
   type MetricValue,
   type ModelEvaluation,
   type PipelineEvaluation,
@@ -260,12 +260,12 @@ export {
   toTonicC,
 } from "./train/corpus.ts";
 export {
-  arousalStats,
   type ArousalStats,
+  arousalStats,
   labelCorpus,
   labelEmotion,
-  pieceLabels,
   type PieceLabels,
+  pieceLabels,
   pieceTempo,
   type RenderOptions,
 } from "./train/labels.ts";
@@ -292,9 +292,9 @@ export {
   type Manifest,
   type ModelMetrics,
   TRAIN_PLANS,
+  trainDefault,
   TRAINED_ARCHS,
   TRAINED_MODELS,
-  trainDefault,
   type TrainedModelName,
 } from "./train/defaults.ts";
 export { readMetrics, renderCard, writeCard } from "./train/card.ts";
