@@ -619,10 +619,17 @@ group("native create without TypeScript validation", () => {
     const a = await api();
     nativeRefuses(
       a,
+      setWord(image, HEADER_WORDS + 15, 4),
+      "E_FORMAT",
+      /word 15 \(weight_type\) is 4, expected 0 \(f32\), 1 \(bf16\), 2 \(int8\) or 3 \(sparse\)/,
+      "weight_type",
+    );
+    nativeRefuses(
+      a,
       setWord(image, HEADER_WORDS + 15, 3),
       "E_FORMAT",
-      /word 15 \(weight_type\) is 3, expected 0 \(f32\), 1 \(bf16\) or 2 \(int8\)/,
-      "weight_type",
+      /word 15 \(weight_type\) is 3 \(sparse\), .*sparse weights are for dense layers only/,
+      "weight_type 3 (sparse) on conv1d",
     );
     const handle = a.create(image);
     try {
