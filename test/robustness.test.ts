@@ -624,6 +624,13 @@ group("native create without TypeScript validation", () => {
       /word 15 \(weight_type\) is 5, expected 0 \(f32\), 1 \(bf16\), 2 \(int8\), 3 \(sparse\) or 4 \(int8, stored quantised\)/,
       "weight_type",
     );
+    nativeRefuses(
+      a,
+      setWord(image, HEADER_WORDS + 15, 3),
+      "E_FORMAT",
+      /word 15 \(weight_type\) is 3 \(sparse\), .*sparse weights are for dense layers only/,
+      "weight_type 3 (sparse) on conv1d",
+    );
     const handle = a.create(image);
     try {
       expect(a.forward(handle, new Float32Array(3), new Float32Array(2))).toBe(1);

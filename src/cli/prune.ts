@@ -93,7 +93,7 @@ function reportLines(report: PruneReport): string[] {
 function metricsText(m: Metrics | null, loss: LossName): string {
   if (m === null) return "n/a";
   const what = loss === "mse" ? "mean abs error" : "accuracy";
-  return `loss ${m.loss.toFixed(4)}, ${what} ${m.accuracy.toFixed(4)}`;
+  return `loss ${m.loss.toPrecision(4)}, ${what} ${m.accuracy.toPrecision(4)}`;
 }
 
 interface FinetunePlan {

@@ -35,7 +35,6 @@ import {
   parameterCount,
   resolveArch,
   TENSOR_NAMES,
-  validateSpec,
 } from "../model/spec.ts";
 
 export interface PruneOptions {

@@ -137,7 +137,7 @@ function cloneSpec(spec: ModelSpec): ModelSpec {
 }
 
 /** Unstructured: each matrix loses exactly round(s n) entries, the smallest ones; nothing else. */
-async function exactSparsity(): Promise<void> {
+function exactSparsity(): void {
   for (const [arch, seed] of [[CHAIN_ARCH, 1], [ATTENTION_ARCH, 2]] as const) {
     const spec = randomSpec(arch, seed);
     for (const s of [0.5, 0.7, 0.9]) {

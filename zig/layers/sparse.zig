@@ -12,7 +12,6 @@
 const std = @import("std");
 const simd = @import("../simd.zig");
 
-
 /// The most columns a u16 index reaches (every width is at most 65536).
 pub const cols_max: usize = 65536;
 
