@@ -339,7 +339,6 @@ function audioReady(plan: Plan, command: string, output: Output): boolean {
 async function emit(
   result: GenerateResult,
   plan: Plan,
-  command: string,
   output: Output,
   audio: boolean,
 ): Promise<void> {
@@ -406,7 +405,7 @@ async function runGenerate(args: ParsedArgs, output: Output): Promise<number> {
     emotion,
     bars: plan.options.bars ?? DEFAULT_BARS,
   });
-  await emit(result, plan, "generate", output, audio);
+  await emit(result, plan, output, audio);
   return 0;
 }
 
@@ -426,7 +425,7 @@ async function runRespond(args: ParsedArgs, output: Output): Promise<number> {
   if (wav.frames === 0) usage("respond", `${path}: the WAV file holds no audio`);
   const audio = audioReady(plan, "respond", output);
   const result = await respondToAudio(wav, path, { ...plan.options, smoothing });
-  await emit(result, plan, "respond", output, audio);
+  await emit(result, plan, output, audio);
   if (!plan.json) {
     output.out(
       `heard ${result.audioSeconds.toFixed(2)} s: ` +

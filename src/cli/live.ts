@@ -15,7 +15,7 @@
 
 import process from "node:process";
 import { setImmediate } from "node:timers";
-import { FEATURE_BINS, FFT_SIZE } from "../audio/features.ts";
+import { FFT_SIZE } from "../audio/features.ts";
 import { BlockFeeder } from "../audio/feeder.ts";
 import { MELODY_SECONDS, melodySignal } from "../audio/signal.ts";
 import { readWav, type WavSampleFormat } from "../audio/wav.ts";
