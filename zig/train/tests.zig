@@ -441,3 +441,55 @@ test "trainer: an allocation failure at every point of create is error.OutOfMemo
     const points = try helpers.failEveryAllocation(Trainer, TrainerInputs{ .bytes = bytes, .words = &words }, createTrainerWith);
     try testing.expect(points >= 2);
 }
+
+test "trainer ABI: destroyed, stale, double-freed and foreign handles are status 4, never a read" {
+    const a = testing.allocator;
+    const bytes = try lstmImage(a);
+    defer a.free(bytes);
+    var words = configWords(2, 3, 1, 0, 0);
+    var err: [256]u8 = undefined;
+    var handle: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_create(bytes.ptr, bytes.len, &words, 32, &handle, &err, err.len));
+    const live_before = api.liveTrainerCount();
+    const h: ?*anyopaque = @ptrFromInt(handle);
+    var info: [11]u64 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(h, &info, info.len));
+    api.cz_trainer_destroy(h);
+    try testing.expectEqual(live_before - 1, api.liveTrainerCount());
+    // Stale: every call on the destroyed handle is 4 and names why.
+    var loss: f32 = 0;
+    var params: [4]f32 = undefined;
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(h, &info, info.len));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_step(h, &params, 4, &params, 4, null, 0, &loss));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_get_params(h, &params, 4));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_set_state(h, &params, 4));
+    var msg: [256]u8 = undefined;
+    const n = api.cz_trainer_last_error(h, &msg, msg.len);
+    try testing.expectEqualStrings("invalid trainer: null, destroyed, or not from cz_trainer_create", msg[0..n]);
+    // Double free: nothing happens (the leak-checking allocator would catch a second free).
+    api.cz_trainer_destroy(h);
+    try testing.expectEqual(live_before - 1, api.liveTrainerCount());
+    // A new trainer in the same slot gets a new generation: the old handle stays stale.
+    var again: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_create(bytes.ptr, bytes.len, &words, 32, &again, &err, err.len));
+    defer api.cz_trainer_destroy(@ptrFromInt(again));
+    try testing.expect(again != handle);
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(h, &info, info.len));
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(@ptrFromInt(again), &info, info.len));
+    // Foreign: a model handle, a handle with another table's tag, an address, forged bits.
+    const model_api = @import("../api.zig");
+    var model_handle: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), model_api.cz_model_create(bytes.ptr, bytes.len, &model_handle, &err, err.len));
+    defer model_api.cz_model_destroy(@ptrFromInt(model_handle));
+    var on_stack: [64]u8 align(64) = @splat(0);
+    const forged = [_]u64{ model_handle, again ^ (@as(u64, 3) << 48), again + 1, again ^ (1 << 16), @intFromPtr(&on_stack), 1, ~@as(u64, 0) };
+    for (forged) |f| {
+        try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(@ptrFromInt(f), &info, info.len));
+        api.cz_trainer_destroy(@ptrFromInt(f));
+    }
+    // The model survived being passed as a trainer, and the trainer as a model.
+    try testing.expectEqual(@as(u32, 0), model_api.cz_model_info(@ptrFromInt(model_handle), &info, info.len));
+    try testing.expectEqual(@as(u32, 4), model_api.cz_model_info(@ptrFromInt(again), &info, info.len));
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(@ptrFromInt(again), &info, info.len));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(null, &info, info.len));
+}

@@ -15,7 +15,6 @@ const Diag = image.Diag;
 const Engine = engine.Engine(f32);
 const LayerSpec = engine.LayerSpec;
 
-pub const magic_live: u64 = 0x4E49415254_5A43_01;
 pub const config_words = 32;
 pub const config_version = 1;
 pub const arena_bytes_max: u64 = 1 << 31;
@@ -130,7 +129,6 @@ const L = std.simd.suggestVectorLength(f32) orelse 4;
 const VF = @Vector(L, f32);
 
 pub const Trainer = struct {
-    magic: u64,
     counting: model.CountingAllocator,
     arena: []align(64) u8,
     engine: Engine,
@@ -159,7 +157,6 @@ pub const Trainer = struct {
         const t = backing.create(Trainer) catch return oom(diag, @sizeOf(Trainer));
         errdefer backing.destroy(t);
         t.* = .{
-            .magic = 0,
             .counting = .{ .backing = backing },
             .arena = &.{},
             .engine = .{},
@@ -242,12 +239,10 @@ pub const Trainer = struct {
             at += n;
         }
         std.debug.assert(at == p);
-        t.magic = magic_live;
         return t;
     }
 
     pub fn destroy(t: *Trainer) void {
-        t.magic = 0;
         t.pool.finish();
         const a = t.counting.allocator();
         a.free(t.arena);
