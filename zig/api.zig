@@ -256,7 +256,6 @@ fn rows(
     return .{ .x = x[0..in_expected], .y = @constCast(y)[0..out_expected] };
 }
 
-
 test {
     _ = @import("test.zig");
     _ = @import("fpenv.zig");
