@@ -195,7 +195,10 @@ const trainerCase: Case = {
         getParams: api.trainerGetParams(t, new Float32Array(8)),
       };
       for (const [call, status] of Object.entries(statuses)) {
-        check(status === Status.badHandle, () => `${what}: ${call} gave status ${status}, expected 4`);
+        check(
+          status === Status.badHandle,
+          () => `${what}: ${call} gave status ${status}, expected 4`,
+        );
       }
       const message = api.trainerLastError(t);
       check(message.startsWith("invalid trainer: null, destroyed"), () => `${what}: "${message}"`);
@@ -214,7 +217,14 @@ const trainerCase: Case = {
       check(otherValue !== value, () => "a trainer handle was reused");
       expectBadTrainer(trainer, "stale beside a new trainer");
       const modelValue = api.handleValue(model);
-      const forged = [1n, 0x1000n, otherValue + 1n, otherValue ^ (1n << 16n), otherValue ^ (3n << 48n), modelValue];
+      const forged = [
+        1n,
+        0x1000n,
+        otherValue + 1n,
+        otherValue ^ (1n << 16n),
+        otherValue ^ (3n << 48n),
+        modelValue,
+      ];
       for (const f of forged) {
         const t = api.handleOf(f) as unknown as NativeTrainer;
         expectBadTrainer(t, `forged 0x${f.toString(16)}`);
@@ -223,7 +233,10 @@ const trainerCase: Case = {
       // Neither the model passed as a trainer nor the trainer passed as a model was touched.
       check(api.forward(model, x, y) === 0, () => "the model after being passed as a trainer");
       expectBadHandle(api, other as unknown as NativeHandle, "a trainer passed as a model");
-      check(api.trainerStep(other, x, y, null, loss) === 0, () => "the live trainer after all that");
+      check(
+        api.trainerStep(other, x, y, null, loss) === 0,
+        () => "the live trainer after all that",
+      );
     } finally {
       api.trainerDestroy(other);
       api.destroy(model);
