@@ -100,6 +100,33 @@ pub fn build(b: *std.Build) void {
         }
     }
 
+    // `zig build fuzz`: zig-out/bin/cadenza-fuzz, the coverage-guided fuzzer of the C ABI's
+    // readers (fuzz/driver.zig, scripts/fuzz.sh). The library is an object built with Zig's
+    // fuzz instrumentation (SanitizerCoverage 8-bit counters and comparison tracing) in
+    // ReleaseSafe, so that a bounds or overflow bug traps; the driver, not instrumented,
+    // supplies the coverage callbacks and links it.
+    const fuzz_step = b.step("fuzz", "Build the coverage-guided fuzzer (zig-out/bin/cadenza-fuzz)");
+    const fuzz_lib = b.addObject(.{
+        .name = "cadenza_fuzz",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("zig/api.zig"),
+            .target = target,
+            .optimize = .ReleaseSafe,
+            .link_libc = false,
+            .fuzz = true,
+        }),
+    });
+    const fuzz_exe = b.addExecutable(.{
+        .name = "cadenza-fuzz",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("fuzz/driver.zig"),
+            .target = target,
+            .optimize = .ReleaseSafe,
+        }),
+    });
+    fuzz_exe.root_module.addObject(fuzz_lib);
+    fuzz_step.dependOn(&b.addInstallArtifact(fuzz_exe, .{}).step);
+
     const tests = b.addTest(.{
         .root_module = b.createModule(.{
             .root_source_file = b.path("zig/api.zig"),

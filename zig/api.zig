@@ -8,25 +8,20 @@ const model = @import("model.zig");
 const image = @import("image.zig");
 const fpenv = @import("fpenv.zig");
 const handles = @import("handles.zig");
+const abi = @import("abi.zig");
 
 const Model = model.Model;
 const Diag = image.Diag;
 
 pub const abi_version = model.abi_version;
 
-pub const Status = enum(u32) {
-    ok = 0,
-    bad_argument = 1,
-    bad_image = 2,
-    out_of_memory = 3,
-    bad_handle = 4,
-    limit = 5,
-};
-
-/// Stateless and lock-free: safe from any thread without shared bookkeeping.
-/// (page_allocator.) Under `zig build test` the leak-checking testing allocator, so that every test that goes
-/// through the C ABI fails on a model, graph or trainer it created and did not free.
-const backing = if (@import("builtin").is_test) std.testing.allocator else std.heap.page_allocator;
+pub const Status = abi.Status;
+const backing = abi.backing;
+const token = abi.token;
+const fail = abi.fail;
+const floats = abi.floats;
+const writeInfo = abi.writeInfo;
+const writeMessage = abi.writeMessage;
 
 /// A failed safety check inside the library is a bug (caller input is checked before use):
 /// say so on stderr and stop, without the stack-trace machinery, which would need
@@ -216,11 +211,6 @@ pub fn live(handle: ?*anyopaque) ?*Model {
     return models.get(token(handle));
 }
 
-/// The handle as the token create wrote (a pointer-sized integer, not an address).
-fn token(handle: ?*anyopaque) u64 {
-    return @intFromPtr(handle);
-}
-
 // A token takes 52 bits on 64-bit targets and 32 on wasm32 (handles.zig): pointer-sized.
 
 /// Live models now (for tests).
@@ -237,40 +227,7 @@ inline fn compute(comptime f: anytype, args: anytype) u32 {
     return @intFromEnum(Status.ok);
 }
 
-/// Keeps a failed call's message in the handle's `diag` (a model's or a graph's).
-fn fail(diag: *Diag, status: Status, comptime fmt: []const u8, args: anytype) u32 {
-    diag.set(fmt, args);
-    return @intFromEnum(status);
-}
-
-fn statusOf(err: (image.Error || graph.Error || error{BadHandle})) Status {
-    return switch (err) {
-        error.BadArgument => .bad_argument,
-        error.BadImage => .bad_image,
-        error.OutOfMemory => .out_of_memory,
-        error.BadHandle => .bad_handle,
-        error.Limit => .limit,
-    };
-}
-
-/// Copies min(out_len, fields.len) info fields to `out` (u64 each, any alignment).
-fn writeInfo(
-    diag: *Diag,
-    comptime name: []const u8,
-    out: ?*anyopaque,
-    out_len: usize,
-    fields: []const u64,
-) u32 {
-    const dst: [*]align(1) u64 = @ptrCast(out orelse {
-        return fail(diag, .bad_argument, name ++ ": out is null", .{});
-    });
-    if (out_len == 0) {
-        return fail(diag, .bad_argument, name ++ ": out_len is 0, expected at least 1", .{});
-    }
-    const n = @min(out_len, fields.len);
-    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
-    return @intFromEnum(Status.ok);
-}
+const statusOf = abi.statusOf;
 
 const Rows = struct { x: []const f32, y: []f32 };
 
@@ -297,33 +254,6 @@ fn rows(
             "(output_size {d} x batch {d})", .{ out_len, out_expected, m.output_size, batch });
     }
     return .{ .x = x[0..in_expected], .y = @constCast(y)[0..out_expected] };
-}
-
-/// A call's f32 pointer, non-null and 4-byte aligned; else the message goes to `diag`.
-fn floats(
-    diag: *Diag,
-    comptime label: []const u8,
-    ptr: ?*const anyopaque,
-) error{BadArgument}![*]const f32 {
-    const p = ptr orelse return diag.fail(error.BadArgument, label ++ " is null", .{});
-    const address = @intFromPtr(p);
-    if (address % @alignOf(f32) != 0) {
-        return diag.fail(error.BadArgument, label ++ " is not 4-byte aligned (address 0x{x})", .{
-            address,
-        });
-    }
-    return @ptrCast(@alignCast(p));
-}
-
-/// Writes msg NUL-terminated into buf, cut to buf_len - 1 bytes; returns the bytes before
-/// the NUL. A null buf or zero length writes nothing.
-fn writeMessage(buf: ?[*]u8, buf_len: usize, msg: []const u8) usize {
-    const dst = buf orelse return 0;
-    if (buf_len == 0) return 0;
-    const n = @min(msg.len, buf_len - 1);
-    @memcpy(dst[0..n], msg[0..n]);
-    dst[n] = 0;
-    return n;
 }
 
 test {

@@ -21,7 +21,7 @@ const std = @import("std");
 /// bits of tag (30..31), then the generation, then as many index bits as the capacity needs
 /// (a model handle: 16 bits of generation, 14 of index). Inserts rotate through every slot,
 /// so a stale handle could meet its slot's generation again only after 2^30 creates.
-pub const Tag = enum(u4) { model = 1, graph = 2 };
+pub const Tag = enum(u4) { model = 1, graph = 2, trainer = 3 };
 
 const wide = @bitSizeOf(usize) >= 64;
 

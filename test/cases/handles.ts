@@ -16,8 +16,11 @@ import {
   INFO_FIELDS,
   type NativeApi,
   type NativeHandle,
+  type NativeTrainer,
   Status,
+  TRAINER_INFO_FIELDS,
 } from "../../src/native/api.ts";
+import { configWords, trainerConfig } from "../../src/train/trainer.ts";
 import { openNative } from "../../src/native/index.ts";
 import { randomModel, Rng } from "../helpers.ts";
 import { type Case, check } from "./check.ts";
@@ -173,4 +176,72 @@ const graphCase: Case = {
   },
 };
 
-export const handleCases: Case[] = [destroyedModelCase, forgedCase, graphCase];
+const trainerCase: Case = {
+  name:
+    "handles: trainer handles destroyed, destroyed twice, stale, forged or of a model are status 4",
+  run: async () => {
+    const api = await openNative();
+    const image = packImage(spec(4));
+    const config = configWords(trainerConfig({ batch: 1, loss: "mse" }));
+    const info = new BigUint64Array(TRAINER_INFO_FIELDS);
+    const x = new Float32Array(4);
+    const y = new Float32Array(3);
+    const loss = new Float32Array(1);
+    const expectBadTrainer = (t: NativeTrainer, what: string) => {
+      const statuses = {
+        info: api.trainerInfo(t, info),
+        step: api.trainerStep(t, x, y, null, loss),
+        forward: api.trainerForward(t, x, y),
+        getParams: api.trainerGetParams(t, new Float32Array(8)),
+      };
+      for (const [call, status] of Object.entries(statuses)) {
+        check(
+          status === Status.badHandle,
+          () => `${what}: ${call} gave status ${status}, expected 4`,
+        );
+      }
+      const message = api.trainerLastError(t);
+      check(message.startsWith("invalid trainer: null, destroyed"), () => `${what}: "${message}"`);
+    };
+    const trainer = api.trainerCreate(image, config);
+    check(api.trainerStep(trainer, x, y, null, loss) === 0, () => "step before destroy");
+    const value = api.handleValue(trainer as unknown as NativeHandle);
+    api.trainerDestroy(trainer);
+    expectBadTrainer(trainer, "destroyed");
+    api.trainerDestroy(trainer);
+    expectBadTrainer(trainer, "destroyed twice");
+    const model = api.create(image);
+    const other = api.trainerCreate(image, config);
+    try {
+      const otherValue = api.handleValue(other as unknown as NativeHandle);
+      check(otherValue !== value, () => "a trainer handle was reused");
+      expectBadTrainer(trainer, "stale beside a new trainer");
+      const modelValue = api.handleValue(model);
+      const forged = [
+        1n,
+        0x1000n,
+        otherValue + 1n,
+        otherValue ^ (1n << 16n),
+        otherValue ^ (3n << 48n),
+        modelValue,
+      ];
+      for (const f of forged) {
+        const t = api.handleOf(f) as unknown as NativeTrainer;
+        expectBadTrainer(t, `forged 0x${f.toString(16)}`);
+        api.trainerDestroy(t);
+      }
+      // Neither the model passed as a trainer nor the trainer passed as a model was touched.
+      check(api.forward(model, x, y) === 0, () => "the model after being passed as a trainer");
+      expectBadHandle(api, other as unknown as NativeHandle, "a trainer passed as a model");
+      check(
+        api.trainerStep(other, x, y, null, loss) === 0,
+        () => "the live trainer after all that",
+      );
+    } finally {
+      api.trainerDestroy(other);
+      api.destroy(model);
+    }
+  },
+};
+
+export const handleCases: Case[] = [destroyedModelCase, forgedCase, graphCase, trainerCase];

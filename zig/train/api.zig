@@ -1,65 +1,47 @@
 //! The training ABI's exported functions (docs/DESIGN.md, "Training ABI"). As zig/api.zig:
 //! every pointer checked for null (f32 pointers for alignment), every length against the
 //! trainer, every failure a status and a message kept with the handle (or, for create, in
-//! the caller's buffer); compute calls run with subnormals flushed (fpenv.zig).
+//! the caller's buffer); compute calls run with subnormals flushed (fpenv.zig). Trainer
+//! handles are tokens from a handle table (zig/handles.zig), as model and graph handles: a
+//! destroyed, stale or forged handle is status 4, never a read through it.
 const std = @import("std");
 const image = @import("../image.zig");
 const fpenv = @import("../fpenv.zig");
+const handles = @import("../handles.zig");
+const abi = @import("../abi.zig");
 const trainer = @import("trainer.zig");
 
 const Trainer = trainer.Trainer;
 const Diag = image.Diag;
+const Status = abi.Status;
+const backing = abi.backing;
+const writeMessage = abi.writeMessage;
 
-/// The same codes as zig/api.zig's Status.
-const Status = enum(u32) {
-    ok = 0,
-    bad_argument = 1,
-    bad_image = 2,
-    out_of_memory = 3,
-    bad_handle = 4,
-    limit = 5,
-};
-
-/// page_allocator; under `zig build test` the leak-checking testing allocator, so that every
-/// test that goes through the C ABI fails on a trainer it created and did not free.
-const backing = if (@import("builtin").is_test) std.testing.allocator else std.heap.page_allocator;
 const invalid_message = "invalid trainer: null, destroyed, or not from cz_trainer_create";
 
+/// The most trainers alive at once (each slot is one cache line: 64 KiB).
+pub const trainers_max = 1024;
+
+/// Every live trainer, by handle.
+var trainers: handles.Table(Trainer, trainers_max, .trainer) = .{};
+
 fn statusOf(err: trainer.Error) u32 {
-    const s: Status = switch (err) {
-        error.BadArgument => .bad_argument,
-        error.BadImage => .bad_image,
-        error.OutOfMemory => .out_of_memory,
-        error.Limit => .limit,
-    };
-    return @intFromEnum(s);
+    return abi.code(err);
 }
 
+/// The live trainer behind a handle, or null for a null, destroyed, stale or forged one.
 fn live(handle: ?*anyopaque) ?*Trainer {
-    const p = handle orelse return null;
-    if (@intFromPtr(p) % @alignOf(Trainer) != 0) return null;
-    const t: *Trainer = @ptrCast(@alignCast(p));
-    if (t.magic != trainer.magic_live) return null;
-    return t;
+    return trainers.get(abi.token(handle));
 }
 
-fn writeMessage(buf: ?[*]u8, buf_len: usize, msg: []const u8) usize {
-    const dst = buf orelse return 0;
-    if (buf_len == 0) return 0;
-    const n = @min(msg.len, buf_len - 1);
-    @memcpy(dst[0..n], msg[0..n]);
-    dst[n] = 0;
-    return n;
+/// Live trainers now (for tests).
+pub fn liveTrainerCount() u32 {
+    return trainers.liveCount();
 }
 
 /// A call's f32 array: non-null, 4-byte aligned, `len` elements.
 fn floats(diag: *Diag, comptime label: []const u8, ptr: ?*const anyopaque, len: usize) trainer.Error![]const f32 {
-    const p = ptr orelse return diag.fail(error.BadArgument, label ++ " is null", .{});
-    const address = @intFromPtr(p);
-    if (address % @alignOf(f32) != 0) {
-        return diag.fail(error.BadArgument, label ++ " is not 4-byte aligned (address 0x{x})", .{address});
-    }
-    return @as([*]const f32, @ptrCast(@alignCast(p)))[0..len];
+    return (try abi.floats(diag, label, ptr))[0..len];
 }
 
 fn mutFloats(diag: *Diag, comptime label: []const u8, ptr: ?*anyopaque, len: usize) trainer.Error![]f32 {
@@ -113,12 +95,19 @@ fn create(
     var copy: [trainer.config_words]u32 = undefined;
     for (&copy, 0..) |*w, i| w.* = words[i];
     const t = Trainer.create(backing, bytes[0..image_len], &copy, diag) catch |err| return statusOf(err);
-    out.* = @intFromPtr(t);
+    out.* = trainers.insert(t) orelse {
+        t.destroy();
+        diag.set("cz_trainer_create: {d} trainers are live, the most the library holds at " ++
+            "once; destroy one first", .{trainers_max});
+        return @intFromEnum(Status.limit);
+    };
     return @intFromEnum(Status.ok);
 }
 
+/// A null, destroyed or foreign handle is ignored. The handle is retired before the memory
+/// goes back, so every later call with it is status 4.
 pub export fn cz_trainer_destroy(handle: ?*anyopaque) void {
-    const t = live(handle) orelse return;
+    const t = trainers.remove(abi.token(handle)) orelse return;
     t.destroy();
 }
 
@@ -130,18 +119,7 @@ pub export fn cz_trainer_last_error(handle: ?*anyopaque, buf: ?[*]u8, buf_len: u
 /// Writes min(out_len, 11) u64 fields (any alignment); see trainer.Trainer.info.
 pub export fn cz_trainer_info(handle: ?*anyopaque, out: ?*anyopaque, out_len: usize) u32 {
     const t = live(handle) orelse return @intFromEnum(Status.bad_handle);
-    const dst: [*]align(1) u64 = @ptrCast(out orelse {
-        t.diag.set("cz_trainer_info: out is null", .{});
-        return @intFromEnum(Status.bad_argument);
-    });
-    if (out_len == 0) {
-        t.diag.set("cz_trainer_info: out_len is 0, expected at least 1", .{});
-        return @intFromEnum(Status.bad_argument);
-    }
-    const fields = t.info();
-    const n = @min(out_len, fields.len);
-    for (dst[0..n], fields[0..n]) |*d, f| d.* = f;
-    return @intFromEnum(Status.ok);
+    return abi.writeInfo(&t.diag, "cz_trainer_info", out, out_len, &t.info());
 }
 
 fn batchOf(

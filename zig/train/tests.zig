@@ -390,7 +390,7 @@ test "trainer ABI: single-word changes to a valid config are refused with a mess
     defer a.free(bytes);
     const base = configWords(2, 3, 1, 0, 0);
     const specials = [_]u32{
-        0,          1,          2,          3,          4,          7,          0xFFFF_FFFF, 0x8000_0000,
+        0,           1,           2,           3,           4,           7,           0xFFFF_FFFF, 0x8000_0000,
         0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x0000_0001, 0x3F80_0000, 0x4F80_0000, 0x0DA2_4260, 65537,
     };
     var x: [2 * 3 * 4]f32 = @splat(0.5);
@@ -440,4 +440,131 @@ test "trainer: an allocation failure at every point of create is error.OutOfMemo
     const words = configWords(4, 5, 0, 0, 0);
     const points = try helpers.failEveryAllocation(Trainer, TrainerInputs{ .bytes = bytes, .words = &words }, createTrainerWith);
     try testing.expect(points >= 2);
+}
+
+test "trainer ABI: destroyed, stale, double-freed and foreign handles are status 4, never a read" {
+    const a = testing.allocator;
+    const bytes = try lstmImage(a);
+    defer a.free(bytes);
+    var words = configWords(2, 3, 1, 0, 0);
+    var err: [256]u8 = undefined;
+    var handle: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_create(bytes.ptr, bytes.len, &words, 32, &handle, &err, err.len));
+    const live_before = api.liveTrainerCount();
+    const h: ?*anyopaque = @ptrFromInt(handle);
+    var info: [11]u64 = undefined;
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(h, &info, info.len));
+    api.cz_trainer_destroy(h);
+    try testing.expectEqual(live_before - 1, api.liveTrainerCount());
+    // Stale: every call on the destroyed handle is 4 and names why.
+    var loss: f32 = 0;
+    var params: [4]f32 = undefined;
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(h, &info, info.len));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_step(h, &params, 4, &params, 4, null, 0, &loss));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_get_params(h, &params, 4));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_set_state(h, &params, 4));
+    var msg: [256]u8 = undefined;
+    const n = api.cz_trainer_last_error(h, &msg, msg.len);
+    try testing.expectEqualStrings("invalid trainer: null, destroyed, or not from cz_trainer_create", msg[0..n]);
+    // Double free: nothing happens (the leak-checking allocator would catch a second free).
+    api.cz_trainer_destroy(h);
+    try testing.expectEqual(live_before - 1, api.liveTrainerCount());
+    // A new trainer in the same slot gets a new generation: the old handle stays stale.
+    var again: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_create(bytes.ptr, bytes.len, &words, 32, &again, &err, err.len));
+    defer api.cz_trainer_destroy(@ptrFromInt(again));
+    try testing.expect(again != handle);
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(h, &info, info.len));
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(@ptrFromInt(again), &info, info.len));
+    // Foreign: a model handle, a handle with another table's tag, an address, forged bits.
+    const model_api = @import("../api.zig");
+    var model_handle: u64 = 0;
+    try testing.expectEqual(@as(u32, 0), model_api.cz_model_create(bytes.ptr, bytes.len, &model_handle, &err, err.len));
+    defer model_api.cz_model_destroy(@ptrFromInt(model_handle));
+    var on_stack: [64]u8 align(64) = @splat(0);
+    const forged = [_]u64{ model_handle, again ^ (@as(u64, 3) << 48), again + 1, again ^ (1 << 16), @intFromPtr(&on_stack), 1, ~@as(u64, 0) };
+    for (forged) |f| {
+        try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(@ptrFromInt(f), &info, info.len));
+        api.cz_trainer_destroy(@ptrFromInt(f));
+    }
+    // The model survived being passed as a trainer, and the trainer as a model.
+    try testing.expectEqual(@as(u32, 0), model_api.cz_model_info(@ptrFromInt(model_handle), &info, info.len));
+    try testing.expectEqual(@as(u32, 4), model_api.cz_model_info(@ptrFromInt(again), &info, info.len));
+    try testing.expectEqual(@as(u32, 0), api.cz_trainer_info(@ptrFromInt(again), &info, info.len));
+    try testing.expectEqual(@as(u32, 4), api.cz_trainer_info(null, &info, info.len));
+}
+
+test "trainer: a step that would make a parameter or the optimizer state non-finite is refused, nothing changed (fuzz finds)" {
+    // fuzz/regressions/trainer/: weight_decay = f32 max made the parameters inf after one step
+    // and the next QAT forward trapped quantising them; a gradient of 1e20 made AdamW's v inf
+    // (a state that set_state then refused); a subnormal eps divided 0 by 0 in the flushed step.
+    const a = testing.allocator;
+    const bytes = try lstmImage(a);
+    defer a.free(bytes);
+    var err: [256]u8 = undefined;
+    const Case = struct { word: usize, value: f32, optimizer: u32, flags: u32, target: f32 };
+    const cases = [_]Case{
+        .{ .word = 16, .value = std.math.floatMax(f32), .optimizer = 0, .flags = 1, .target = 0.5 }, // weight decay, QAT
+        .{ .word = 16, .value = std.math.floatMax(f32), .optimizer = 1, .flags = 0, .target = 0.5 }, // the same, SGD
+        .{ .word = 11, .value = 1e38, .optimizer = 1, .flags = 0, .target = 0.5 }, // learning rate, SGD
+        .{ .word = 11, .value = 1e-2, .optimizer = 0, .flags = 0, .target = 1e25 }, // v = g^2 overflows
+    };
+    for (cases) |c| {
+        var words = configWords(2, 3, 0, c.optimizer, c.flags); // mse
+        words[c.word] = @bitCast(c.value);
+        if (c.target > 1) words[18] = 0; // no clipping: the gradient itself reaches 1e25
+        var handle: u64 = 0;
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_create(bytes.ptr, bytes.len, &words, 32, &handle, &err, err.len));
+        const h: ?*anyopaque = @ptrFromInt(handle);
+        defer api.cz_trainer_destroy(h);
+        var info: [11]u64 = undefined;
+        _ = api.cz_trainer_info(h, &info, info.len);
+        const params = try a.alloc(f32, @intCast(info[1]));
+        defer a.free(params);
+        const after = try a.alloc(f32, params.len);
+        defer a.free(after);
+        const state = try a.alloc(f32, @intCast(info[2]));
+        defer a.free(state);
+        const state_after = try a.alloc(f32, state.len);
+        defer a.free(state_after);
+        var x: [2 * 3 * 4]f32 = @splat(0.5);
+        var y: [2 * 3 * 4]f32 = @splat(0);
+        // Unequal targets: equal ones would cancel through the output softmax's Jacobian.
+        for (&y, 0..) |*v, i| v.* = if (i % 2 == 0) c.target else 0;
+        var loss: f32 = 0;
+        // The first steps may still be finite (parameters of 1e36); one within four is not.
+        var refused = false;
+        for (0..4) |_| {
+            try testing.expectEqual(@as(u32, 0), api.cz_trainer_get_params(h, params.ptr, params.len));
+            try testing.expectEqual(@as(u32, 0), api.cz_trainer_get_state(h, state.ptr, state.len));
+            const status = api.cz_trainer_step(h, &x, x.len, &y, y.len, null, 0, &loss);
+            if (status == 0) continue;
+            try testing.expectEqual(@as(u32, 1), status);
+            refused = true;
+            break;
+        }
+        var msg: [256]u8 = undefined;
+        const n = api.cz_trainer_last_error(h, &msg, msg.len);
+        try testing.expect(refused);
+        try testing.expect(std.mem.indexOf(u8, msg[0..n], "not finite") != null or
+            std.mem.indexOf(u8, msg[0..n], "non-finite") != null);
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_get_params(h, after.ptr, after.len));
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_get_state(h, state_after.ptr, state_after.len));
+        try testing.expectEqualSlices(u32, std.mem.bytesAsSlice(u32, std.mem.sliceAsBytes(params)), std.mem.bytesAsSlice(u32, std.mem.sliceAsBytes(after)));
+        try testing.expectEqualSlices(u32, std.mem.bytesAsSlice(u32, std.mem.sliceAsBytes(state)), std.mem.bytesAsSlice(u32, std.mem.sliceAsBytes(state_after)));
+        for (after) |v| try testing.expect(std.math.isFinite(v));
+        for (state_after[2..]) |v| try testing.expect(std.math.isFinite(v));
+        // The trainer still runs (the QAT forward quantises finite weights) and its own state
+        // and parameters go back in.
+        var metrics: [3]f32 = undefined;
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_eval(h, &x, x.len, &y, y.len, null, 0, &metrics, 3));
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_set_state(h, state_after.ptr, state_after.len));
+        try testing.expectEqual(@as(u32, 0), api.cz_trainer_set_params(h, after.ptr, after.len));
+    }
+    // A subnormal eps is refused at create.
+    var words = configWords(2, 3, 0, 0, 0);
+    words[15] = 6;
+    var handle: u64 = 0;
+    try testing.expectEqual(@as(u32, 2), api.cz_trainer_create(bytes.ptr, bytes.len, &words, 32, &handle, &err, err.len));
+    try testing.expect(std.mem.indexOf(u8, &err, "(eps)") != null);
 }

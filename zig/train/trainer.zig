@@ -15,7 +15,6 @@ const Diag = image.Diag;
 const Engine = engine.Engine(f32);
 const LayerSpec = engine.LayerSpec;
 
-pub const magic_live: u64 = 0x4E49415254_5A43_01;
 pub const config_words = 32;
 pub const config_version = 1;
 pub const arena_bytes_max: u64 = 1 << 31;
@@ -97,7 +96,8 @@ pub const Config = struct {
         if (!(c.lr_min >= 0 and c.lr_min <= c.lr)) return bad(diag, 12, "lr_min", "{e}, expected 0..lr", .{c.lr_min});
         if (!(c.beta1 >= 0 and c.beta1 < 1)) return bad(diag, 13, "beta1", "{e}, expected [0, 1)", .{c.beta1});
         if (!(c.beta2 >= 0 and c.beta2 < 1)) return bad(diag, 14, "beta2", "{e}, expected [0, 1)", .{c.beta2});
-        if (!(c.eps > 0 and std.math.isFinite(c.eps))) return bad(diag, 15, "eps", "{e}, expected a finite value > 0", .{c.eps});
+        // A subnormal eps would be 0 in the step, which runs with subnormals flushed (0 / 0).
+        if (!(c.eps >= std.math.floatMin(f32) and std.math.isFinite(c.eps))) return bad(diag, 15, "eps", "{e}, expected a finite value >= 1.2e-38 (not subnormal)", .{c.eps});
         if (!(c.weight_decay >= 0 and std.math.isFinite(c.weight_decay))) return bad(diag, 16, "weight_decay", "{e}, expected a finite value >= 0", .{c.weight_decay});
         if (!(c.momentum >= 0 and c.momentum < 1)) return bad(diag, 17, "momentum", "{e}, expected [0, 1)", .{c.momentum});
         if (!(c.clip_norm >= 0 and std.math.isFinite(c.clip_norm))) return bad(diag, 18, "clip_norm", "{e}, expected a finite value >= 0 (0: off)", .{c.clip_norm});
@@ -130,7 +130,6 @@ const L = std.simd.suggestVectorLength(f32) orelse 4;
 const VF = @Vector(L, f32);
 
 pub const Trainer = struct {
-    magic: u64,
     counting: model.CountingAllocator,
     arena: []align(64) u8,
     engine: Engine,
@@ -159,7 +158,6 @@ pub const Trainer = struct {
         const t = backing.create(Trainer) catch return oom(diag, @sizeOf(Trainer));
         errdefer backing.destroy(t);
         t.* = .{
-            .magic = 0,
             .counting = .{ .backing = backing },
             .arena = &.{},
             .engine = .{},
@@ -243,12 +241,10 @@ pub const Trainer = struct {
             at += n;
         }
         std.debug.assert(at == p);
-        t.magic = magic_live;
         return t;
     }
 
     pub fn destroy(t: *Trainer) void {
-        t.magic = 0;
         t.pool.finish();
         const a = t.counting.allocator();
         a.free(t.arena);
@@ -367,7 +363,10 @@ pub const Trainer = struct {
         t.engine.modelOutput(out);
     }
 
-    /// One optimizer step. A non-finite loss or gradient is refused before any update.
+    /// One optimizer step. A non-finite loss or gradient is refused before any update, and so
+    /// is an update that would make a parameter or the optimizer state non-finite (a huge
+    /// learning rate or weight decay): a first pass computes every new value without storing
+    /// it, so a refused step leaves parameters and state as they were.
     pub fn step(t: *Trainer, b: Batch) Error!f64 {
         const r = t.run(b, true);
         const g = t.engine.grads;
@@ -379,9 +378,7 @@ pub const Trainer = struct {
         const clip: f64 = t.config.clip_norm;
         const gscale: f32 = if (clip > 0 and norm > clip) @floatCast(clip / norm) else 1;
         const lr: f32 = @floatCast(learningRate(&t.config, t.step_count));
-        const p = t.engine.params;
-        const n = p.len;
-        const whole = n / L * L;
+        const whole = t.engine.params.len / L * L;
         switch (t.config.optimizer) {
             .adamw => {
                 const tn: f64 = @floatFromInt(t.step_count + 1);
@@ -394,19 +391,29 @@ pub const Trainer = struct {
                     .lr = lr,
                     .gscale = gscale,
                 };
-                var i: usize = 0;
-                while (i < whole) : (i += L) k.update(VF, i, t, g);
-                while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
+                try t.applyUpdate(k, g, whole, lr);
             },
-            .sgd => {
-                const k = Sgd{ .mu = t.config.momentum, .lr = lr, .gscale = gscale };
-                var i: usize = 0;
-                while (i < whole) : (i += L) k.update(VF, i, t, g);
-                while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
-            },
+            .sgd => try t.applyUpdate(Sgd{ .mu = t.config.momentum, .lr = lr, .gscale = gscale }, g, whole, lr),
         }
         t.step_count += 1;
         return r.loss;
+    }
+
+    /// Checks that `k`'s update keeps every parameter and state value finite, then applies it.
+    fn applyUpdate(t: *Trainer, k: anytype, g: []const f32, whole: usize, lr: f32) Error!void {
+        const n = t.engine.params.len;
+        var finite = true;
+        var i: usize = 0;
+        while (i < whole) : (i += L) finite = finite and k.finite(VF, i, t, g);
+        while (i < n) : (i += 1) finite = finite and k.finite(@Vector(1, f32), i, t, g);
+        if (!finite) {
+            return t.diag.fail(error.BadArgument, "cz_trainer_step: the update would make a parameter or the optimizer " ++
+                "state non-finite (learning rate {e}, weight_decay {e}); parameters and state unchanged (lower the " ++
+                "learning rate or the weight decay)", .{ lr, t.config.weight_decay });
+        }
+        i = 0;
+        while (i < whole) : (i += L) k.update(VF, i, t, g);
+        while (i < n) : (i += 1) k.update(@Vector(1, f32), i, t, g);
     }
 
     pub fn setParams(t: *Trainer, values: []const f32) Error!void {
@@ -484,6 +491,20 @@ const AdamW = struct {
 
     inline fn update(k: AdamW, comptime V: type, i: usize, t: *Trainer, g: []const f32) void {
         const n = @typeInfo(V).vector.len;
+        const m, const v, const w = k.next(V, i, t, g);
+        t.m[i..][0..n].* = m;
+        t.v[i..][0..n].* = v;
+        t.engine.params[i..][0..n].* = w;
+    }
+
+    inline fn finite(k: AdamW, comptime V: type, i: usize, t: *Trainer, g: []const f32) bool {
+        const m, const v, const w = k.next(V, i, t, g);
+        return allFinite(V, m) and allFinite(V, v) and allFinite(V, w);
+    }
+
+    /// The new momentum, second moment and parameters at i.. (not stored).
+    inline fn next(k: AdamW, comptime V: type, i: usize, t: *Trainer, g: []const f32) [3]V {
+        const n = @typeInfo(V).vector.len;
         const s = struct {
             inline fn splat(x: f32) V {
                 return @splat(x);
@@ -496,11 +517,14 @@ const AdamW = struct {
         const step = (m / s(k.c1)) / (@sqrt(v / s(k.c2)) + s(k.eps));
         const decay: V = t.decay[i..][0..n].*;
         const live: V = t.live[i..][0..n].*;
-        t.m[i..][0..n].* = m;
-        t.v[i..][0..n].* = v;
-        t.engine.params[i..][0..n].* = w - live * s(k.lr) * (step + decay * w);
+        return .{ m, v, w - live * s(k.lr) * (step + decay * w) };
     }
 };
+
+/// Every lane of x is finite (a NaN compares false).
+inline fn allFinite(comptime V: type, x: V) bool {
+    return @reduce(.And, @abs(x) <= @as(V, @splat(std.math.floatMax(f32))));
+}
 
 /// One SGD-with-momentum update: g + decay w into the momentum, then w -= lr m.
 const Sgd = struct {
@@ -510,13 +534,25 @@ const Sgd = struct {
 
     inline fn update(k: Sgd, comptime V: type, i: usize, t: *Trainer, g: []const f32) void {
         const n = @typeInfo(V).vector.len;
+        const m, const w = k.next(V, i, t, g);
+        t.m[i..][0..n].* = m;
+        t.engine.params[i..][0..n].* = w;
+    }
+
+    inline fn finite(k: Sgd, comptime V: type, i: usize, t: *Trainer, g: []const f32) bool {
+        const m, const w = k.next(V, i, t, g);
+        return allFinite(V, m) and allFinite(V, w);
+    }
+
+    /// The new momentum and parameters at i.. (not stored).
+    inline fn next(k: Sgd, comptime V: type, i: usize, t: *Trainer, g: []const f32) [2]V {
+        const n = @typeInfo(V).vector.len;
         const w: V = t.engine.params[i..][0..n].*;
         const decay: V = t.decay[i..][0..n].*;
         const live: V = t.live[i..][0..n].*;
         const gi = @as(V, g[i..][0..n].*) * @as(V, @splat(k.gscale)) + decay * w;
         const m = @as(V, @splat(k.mu)) * @as(V, t.m[i..][0..n].*) + gi;
-        t.m[i..][0..n].* = m;
-        t.engine.params[i..][0..n].* = w - live * @as(V, @splat(k.lr)) * m;
+        return .{ m, w - live * @as(V, @splat(k.lr)) * m };
     }
 };
 
