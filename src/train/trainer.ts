@@ -196,7 +196,8 @@ export function trainerConfig(options: TrainerOptions = {}): TrainerConfig {
   real("lrMin", (v) => v >= 0 && v <= c.lr, `a number in 0..lr (${c.lr})`);
   real("beta1", (v) => v >= 0 && v < 1, "a number in [0, 1)");
   real("beta2", (v) => v >= 0 && v < 1, "a number in [0, 1)");
-  real("eps", (v) => v > 0, "a number > 0");
+  // A normal float32 (>= 2^-126): a subnormal eps can divide 0 by 0 in AdamW (the library refuses it too).
+  real("eps", (v) => v >= 1.1754943508222875e-38, "a normal float32 > 0 (at least 1.1754944e-38)");
   real("weightDecay", (v) => v >= 0, "a number >= 0");
   real("momentum", (v) => v >= 0 && v < 1, "a number in [0, 1)");
   real("clipNorm", (v) => v >= 0, "a number >= 0 (0: off)");

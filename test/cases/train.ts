@@ -467,6 +467,12 @@ async function apiAndRefusals(): Promise<void> {
     "lr",
   );
   await rejectsCadenza(
+    () => Trainer.create(spec, { eps: 1e-40 }),
+    "E_ARGUMENT",
+    /options\.eps: expected a normal float32 > 0/,
+    "subnormal eps",
+  );
+  await rejectsCadenza(
     () => Trainer.create(spec, { loss: "hinge" as "mse" }),
     "E_ARGUMENT",
     /options\.loss/,
