@@ -33,7 +33,7 @@ import { defaultCorpusPath, fnv1a, readCorpus, type SplitName } from "./corpus.t
 import { type LossName, readTrainingData, splitData, type TrainingData, writeTrainingData } from "./data.ts";
 import { arousalStats, pieceLabels } from "./labels.ts";
 import { chordBigramBaseline, type ClassBaseline, meanBaseline, sequenceBaselines, type ValueBaseline } from "./baselines.ts";
-import { buildSet, melodyEvents, type PreparedPiece, preparePiece, type SetName, SET_NAMES } from "./sets.ts";
+import { buildSet, melodyEvents, type PreparedPiece, preparePiece, repeatMinor, type SetName, SET_NAMES } from "./sets.ts";
 import { fit } from "./loop.ts";
 import { initSpec, withParams } from "./params.ts";
 import { Progress } from "./progress.ts";
@@ -146,25 +146,6 @@ export function dataCodeCommit(): string {
   } catch {
     return "unknown";
   }
-}
-
-/**
- * How many times each minor training piece enters the harmony training set. The corpus is 78%
- * major at every arousal (16..27% minor per quarter of the arousal range), so the harmony model
- * sees few examples at negative valence and the chords it draws there leaned major. The chords
- * carry the mode of a generated piece: with three copies "sad" pieces came out minor 92% of the
- * time (seeds 1..50) whether or not the melody set repeated its minor pieces too, with five 94%
- * (90% over seeds 1..200); the melody model trained on repeats overfitted them (its held-out
- * accuracy fell from 0.520 to 0.503), so the melody set keeps the corpus's balance. Only the
- * training split repeats: validation and test pieces count once, so their figures stay those
- * of the corpus.
- */
-export const MINOR_REPEAT = 5;
-
-/** The training pieces of a set: for harmony, minor pieces MINOR_REPEAT times. */
-export function repeatMinor(set: SetName, pieces: readonly PreparedPiece[]): PreparedPiece[] {
-  if (set !== "harmony") return [...pieces];
-  return pieces.flatMap((p) => (p.piece.key.mode === "minor" ? new Array(MINOR_REPEAT).fill(p) : [p]));
 }
 
 /** The quick subset: about one piece in `every`, chosen by hash (so every split has some). */
