@@ -7,7 +7,7 @@
  *       inputs [N][T][128], targets [N][T][64]
  *   windows.json   per split, every window's piece, render plan, valence and arousal
  *
- *   bun scripts/recognizer-data.ts [--quick] [--steps 128] [--jobs 2] [--out DIR]
+ *   bun scripts/recognizer-data.ts [--quick] [--steps 128] [--jobs 2] [--out DIR] [--cache DIR]
  */
 
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -39,6 +39,8 @@ Renders corpus pieces with FluidSynth, computes the feature extractor's 128 feat
   --steps T      blocks per window (default 128: 0.34 s at 48 kHz)
   --jobs J       renders in flight at once (default 2)
   --out DIR      where to write (default data/recognizer, or data/recognizer-quick with --quick)
+  --cache DIR    keep the rendered WAV files there and reuse them (a changed feature extractor
+                 then needs no FluidSynth run); default: no cache
   --help         this text
 `;
 
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     steps: { type: "string", default: "128" },
     jobs: { type: "string", default: "2" },
     out: { type: "string" },
+    cache: { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -92,7 +95,7 @@ async function worker(): Promise<void> {
     const i = next++;
     const { piece } = work[i];
     const plan = renderPlan(piece, 0, pieceTempo(piece));
-    results[i] = await renderWindows(piece, plan, labeller, steps);
+    results[i] = await renderWindows(piece, plan, labeller, steps, undefined, values.cache);
     done++;
     if (tty || done % 25 === 0 || done === work.length) report();
   }

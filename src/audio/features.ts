@@ -6,14 +6,16 @@
  * - a Hann-windowed 4096-point FFT over the latest 4096 samples (85 ms at 48 kHz, bins
  *   11.7 Hz apart), recomputed at every `compute`, so a 128-sample hop gives 375 frames a second;
  * - its bins folded into 96 semitone bands, MIDI notes 24..119 (C1 32.7 Hz .. B8 7.9 kHz);
- * - from the bands, a pitch-class profile (chroma), once as heard now and once smoothed over
- *   the last seconds, plus loudness, onset strength (spectral flux), brightness and bass share.
+ * - from the bands, a pitch-class profile (chroma) smoothed over the last seconds, how well it
+ *   fits a major or a minor key by several key templates (the mode: what valence is mostly made
+ *   of), plus loudness, onset strength (spectral flux), brightness and bass share.
  *
  * | index | feature |
  * |---|---|
  * | 0..95 | semitone band of MIDI note 24 + i: the level of its strongest FFT bin (bins whose centre lies within a quarter tone of the note; a band narrower than a bin reads the bin nearest the note) |
- * | 96..107 | chroma now: pitch class c (C = 0) is the share of band amplitude in the bands of class c (sums to 1; 0 in silence) |
- * | 108..119 | chroma smoothed: features 96..107 through a one-pole filter of time constant 8 s |
+ * | 96..101 | mode now: the chroma (below) smoothed over 2 s, its Pearson correlation at the best of the 12 tonics with each of six key templates (MODE_TEMPLATES): Temperley's major and minor key profiles, the major and the harmonic minor scale (1 on the scale's pitch classes, 0 elsewhere), the major and the minor triad (0 in silence) |
+ * | 102..107 | mode over the piece: the same with the chroma smoothed over 8 s (features 108..119) |
+ * | 108..119 | chroma smoothed: pitch class c (C = 0) of a frame is the share of band amplitude in the bands of class c (sums to 1; 0 in silence), through a one-pole filter of time constant 8 s |
  * | 120 | loudness: the level of the window's RMS (Hann-weighted) |
  * | 121 | loudness smoothed (2 s) |
  * | 122 | onset strength: the rise of the band levels since the previous `compute`, summed over bands, per second, / 96 / 2 |
@@ -58,7 +60,8 @@ export const AMPLITUDE_FLOOR = 1e-4;
 export const LOWEST_BAND_NOTE = 24;
 export const BANDS = 96;
 /** Where each group of features starts (see the table above). */
-export const CHROMA_NOW = 96;
+export const MODE_NOW = 96;
+export const MODE_SMOOTHED = 102;
 export const CHROMA_SMOOTHED = 108;
 export const LOUDNESS = 120;
 export const LOUDNESS_SMOOTHED = 121;
@@ -68,7 +71,7 @@ export const BRIGHTNESS_SMOOTHED = 124;
 export const BASS_SHARE = 125;
 export const MAJOR_CLARITY = 126;
 export const MINOR_CLARITY = 127;
-/** Time constant of the smoothed loudness, onset strength and brightness, seconds. */
+/** Time constant of the smoothed loudness, onset strength, brightness and of the mode now, s. */
 export const SMOOTHING_SECONDS = 2;
 /** Time constant of the smoothed chroma (and so of the key clarity), seconds: a key is heard
  * over several bars. */
@@ -83,6 +86,21 @@ const ONSET_SCALE = 1 / (BANDS * 2);
 export const KEY_PROFILES: readonly (readonly number[])[] = [
   [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
   [6.33, 2.68, 3.52, 5.38, 2.6, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+];
+/**
+ * The templates of features 96..107, [major, minor] pairs rated over the 12 pitch classes above
+ * the tonic: Temperley's key profiles (2001; fewer graded steps than Krumhansl-Kessler's
+ * listener ratings, which the overtones of real instruments blur on audio), the major and the
+ * harmonic minor scale, the major and the minor triad. On rendered corpus pieces these told the
+ * mode better than the Krumhansl-Kessler correlation alone (docs/TRAINING.md).
+ */
+export const MODE_TEMPLATES: readonly (readonly number[])[] = [
+  [5, 2, 3.5, 2, 4.5, 4, 2, 4.5, 2, 3.5, 1.5, 4],
+  [5, 2, 3.5, 4.5, 2, 4, 2, 4.5, 3.5, 2, 1.5, 4],
+  [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1],
+  [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1],
+  [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0],
+  [1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0],
 ];
 const FLOOR_DECADES = 4;
 /** The real FFT runs as a complex FFT of half the size. */
@@ -138,10 +156,14 @@ export class FeatureExtractor {
   readonly #bandAmplitude = new Float64Array(BANDS);
   /** The previous frame's band levels (for the onset strength). */
   readonly #previousLevel = new Float64Array(BANDS);
-  /** The smoothed features' state: 12 chroma, loudness, onset, brightness. */
-  readonly #smoothed = new Float64Array(15);
+  /** The smoothed features' state: 12 chroma (8 s), loudness, onset, brightness, 12 chroma (2 s). */
+  readonly #smoothed = new Float64Array(27);
+  /** The chroma of the current frame. */
+  readonly #chroma = new Float64Array(12);
   /** The key profiles, centred (mean 0) and scaled to unit norm: [mode][12]. */
   readonly #profiles = new Float64Array(24);
+  /** MODE_TEMPLATES the same way: [template][12]. */
+  readonly #templates = new Float64Array(MODE_TEMPLATES.length * 12);
   /**
    * Doubles passed between the methods of `compute` (V8 boxes a double argument or return value
    * of a call it does not inline; a typed array never): [0] the frame's window-weighted energy,
@@ -184,6 +206,11 @@ export class FeatureExtractor {
       const norm = Math.sqrt(profile.reduce((a, b) => a + (b - mean) ** 2, 0));
       for (let c = 0; c < 12; c++) this.#profiles[m * 12 + c] = (profile[c] - mean) / norm;
     }
+    MODE_TEMPLATES.forEach((template, m) => {
+      const mean = template.reduce((a, b) => a + b, 0) / 12;
+      const norm = Math.sqrt(template.reduce((a, b) => a + (b - mean) ** 2, 0));
+      for (let c = 0; c < 12; c++) this.#templates[m * 12 + c] = (template[c] - mean) / norm;
+    });
     this.#amplitudeScale = 2 / windowSum;
     this.#windowSum = windowSum;
   }
@@ -214,7 +241,9 @@ export class FeatureExtractor {
     const scale = this.#amplitudeScale;
     const amplitude = this.#bandAmplitude;
     const first = this.#pending < 0;
-    for (let i = CHROMA_NOW; i < FEATURE_COUNT; i++) into[i] = 0;
+    for (let i = MODE_NOW; i < FEATURE_COUNT; i++) into[i] = 0;
+    const chroma = this.#chroma;
+    chroma.fill(0);
     let total = 0;
     let bass = 0;
     let weighted = 0;
@@ -232,15 +261,13 @@ export class FeatureExtractor {
       into[b] = level;
       if (!first && level > this.#previousLevel[b]) rise += level - this.#previousLevel[b];
       this.#previousLevel[b] = level;
-      into[CHROMA_NOW + ((LOWEST_BAND_NOTE + b) % 12)] += peak;
+      chroma[(LOWEST_BAND_NOTE + b) % 12] += peak;
       total += peak;
       weighted += b * peak;
       if (LOWEST_BAND_NOTE + b < BASS_BELOW_NOTE) bass += peak;
     }
     const audible = total > AMPLITUDE_FLOOR;
-    for (let c = 0; c < 12; c++) {
-      into[CHROMA_NOW + c] = audible ? into[CHROMA_NOW + c] / total : 0;
-    }
+    for (let c = 0; c < 12; c++) chroma[c] = audible ? chroma[c] / total : 0;
     into[BASS_SHARE] = audible ? bass / total : 0;
     const scratch = this.#scratch;
     scratch[1] = audible ? weighted / total / (BANDS - 1) : 0;
@@ -251,6 +278,8 @@ export class FeatureExtractor {
     into[ONSET] = seconds > 0 ? (rise / seconds) * ONSET_SCALE : 0;
     this.#smooth(into, first);
     this.#keyClarity(into);
+    this.#mode(into, 15, MODE_NOW);
+    this.#mode(into, 0, MODE_SMOOTHED);
     this.#pending = 0;
   }
 
@@ -275,7 +304,9 @@ export class FeatureExtractor {
     const mean = first ? 1 : seconds / elapsed;
     const alpha = Math.max(mean, 1 - Math.exp(-seconds / SMOOTHING_SECONDS));
     const chromaAlpha = Math.max(mean, 1 - Math.exp(-seconds / CHROMA_SMOOTHING_SECONDS));
-    for (let c = 0; c < 12; c++) s[c] += chromaAlpha * (into[CHROMA_NOW + c] - s[c]);
+    const chroma = this.#chroma;
+    for (let c = 0; c < 12; c++) s[c] += chromaAlpha * (chroma[c] - s[c]);
+    for (let c = 0; c < 12; c++) s[15 + c] += alpha * (chroma[c] - s[15 + c]);
     s[12] += alpha * (into[LOUDNESS] - s[12]);
     s[13] += alpha * (into[ONSET] - s[13]);
     s[14] += alpha * (brightness - s[14]);
@@ -307,6 +338,36 @@ export class FeatureExtractor {
         if (r * inv > best) best = r * inv;
       }
       into[MAJOR_CLARITY + m] = best;
+    }
+  }
+
+  /**
+   * Features `to`..`to` + 5: the best correlation over the 12 tonics of the chroma state at
+   * #smoothed[from..from + 12) with each of MODE_TEMPLATES (0 for a flat chroma).
+   */
+  #mode(into: Float32Array, from: number, to: number): void {
+    const s = this.#smoothed;
+    let mean = 0;
+    for (let c = 0; c < 12; c++) mean += s[from + c] / 12;
+    let norm = 0;
+    for (let c = 0; c < 12; c++) norm += (s[from + c] - mean) * (s[from + c] - mean);
+    const count = this.#templates.length / 12;
+    if (!(norm > 1e-12)) {
+      for (let m = 0; m < count; m++) into[to + m] = 0;
+      return;
+    }
+    const inv = 1 / Math.sqrt(norm);
+    const templates = this.#templates;
+    for (let m = 0; m < count; m++) {
+      let best = -1;
+      for (let tonic = 0; tonic < 12; tonic++) {
+        let r = 0;
+        for (let c = 0; c < 12; c++) {
+          r += (s[from + ((tonic + c) % 12)] - mean) * templates[m * 12 + c];
+        }
+        if (r * inv > best) best = r * inv;
+      }
+      into[to + m] = best;
     }
   }
 

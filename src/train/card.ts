@@ -70,8 +70,9 @@ export function renderCard(all: readonly ModelMetrics[]): string {
     "Data: `data/corpus.jsonl.gz` (music21 10.5.1's corpus, data/SOURCES.md), split by piece " +
       "(FNV-1a of the id mod 100: 0..79 train, 80..89 validation, 90..99 test; " +
       "src/train/corpus.ts). Every piece is moved to tonic C. Emotion labels are **proxies** " +
-      "computed from the notes (src/train/labels.ts): valence from the mode (+-0.55) moved by the " +
-      "minor share of the harmony (+-0.35); arousal from notes per second at the piece's tempo " +
+      "computed from the notes (src/train/labels.ts): valence's sign from the mode, its size (0.2 .. 0.95) " +
+      "from how clearly the notes sound in that mode (Krumhansl-Kessler profile correlation of the " +
+      "piece's key less the best key of the other mode); arousal from notes per second at the piece's tempo " +
       "and its register, z-scored and squashed. The validation pieces pick the epoch kept; only " +
       "the test pieces give the figures below.",
   );

@@ -33,7 +33,7 @@ import { defaultCorpusPath, fnv1a, readCorpus, type SplitName } from "./corpus.t
 import { type LossName, readTrainingData, splitData, type TrainingData, writeTrainingData } from "./data.ts";
 import { arousalStats, pieceLabels } from "./labels.ts";
 import { chordBigramBaseline, type ClassBaseline, meanBaseline, sequenceBaselines, type ValueBaseline } from "./baselines.ts";
-import { buildSet, melodyEvents, type PreparedPiece, preparePiece, type SetName, SET_NAMES } from "./sets.ts";
+import { buildSet, melodyEvents, type PreparedPiece, preparePiece, repeatMinor, type SetName, SET_NAMES } from "./sets.ts";
 import { fit } from "./loop.ts";
 import { initSpec, withParams } from "./params.ts";
 import { Progress } from "./progress.ts";
@@ -198,7 +198,7 @@ export async function buildDataSets(options: BuildOptions = {}): Promise<Manifes
   }
   const examples = {} as Manifest["examples"];
   for (const name of SET_NAMES) {
-    const train = buildSet(name, prepared.train, `${name}-train`);
+    const train = buildSet(name, repeatMinor(name, prepared.train), `${name}-train`);
     const val = buildSet(name, prepared.validation, `${name}-validation`);
     const test = buildSet(name, prepared.test, `${name}-test`);
     const joined = concat(train, val, `${name}-train`);
@@ -229,7 +229,7 @@ export async function buildDataSets(options: BuildOptions = {}): Promise<Manifes
         ...sequenceBaselines(melodySeq(prepared.train), melodySeq(prepared.test), 128, 0),
         chordBigram: chordBigramBaseline(pairs(prepared.train), pairs(prepared.test), 128, 64),
       },
-      harmony: sequenceBaselines(chordSeq(prepared.train), chordSeq(prepared.test), 64, 1),
+      harmony: sequenceBaselines(chordSeq(prepared.train), chordSeq(prepared.test), 64, 0),
     },
     command: options.command ?? "bun scripts/build-training-data.ts",
   };

@@ -2,13 +2,19 @@
  * Emotion labels for the corpus: valence and arousal PROXIES computed from the notes (the usual
  * music-psychology mapping; nobody rated these pieces), one function used by every model's data.
  *
- * Valence v in [-1, 1]: the mode sets the sign and most of the size (major +0.55, minor -0.55);
- * the harmony moves it by 0.35 (1 - 2 s), where s is the minor share:
- * - four-voice pieces (with chord labels): the share of chord time on minor, minor-seventh,
- *   diminished, half-diminished and diminished-seventh chords;
- * - single lines: of the melody's duration on the third and sixth above the tonic, the share on
- *   the minor third and minor sixth ((w3 + w8) / (w3 + w4 + w8 + w9), 0.5 when none sounds).
- * So |v| is 0.2 .. 0.9 and sign(v) is the mode's, always.
+ * Valence v in [-1, 1]: the mode sets the sign; how clearly the piece's notes sound in that mode
+ * sets the size. The clarity d (`modeClarity`) is measured on the piece's pitch-class content
+ * (melody notes and, in four-voice pieces, the tones of the chord labels, each weighted by its
+ * duration) with the Krumhansl-Kessler probe-tone profiles, which come from listeners' ratings
+ * of how well each pitch class fits a major or a minor key (src/music/keyfinder.ts): d is the
+ * profile correlation of the labelled key (tonic and mode) less the best correlation of any key
+ * of the other mode. |v| = 0.2 + 0.75 clamp((d + 0.15) / 0.45, 0, 1): 0.2 for a piece that
+ * sounds rather in the other mode (d <= -0.15: a minor folk tune heard as its relative major),
+ * 0.45 at d = 0, 0.95 for d >= 0.3. So |v| is 0.2 .. 0.95 and sign(v) is the mode's, always; a
+ * strongly negative valence is music that sounds clearly minor (about half of the corpus's
+ * minor pieces have d below 0). The minor share s (of minor chord time in four-voice pieces, of
+ * the minor third and sixth among the melody's thirds and sixths in single lines) is reported
+ * with the labels (`minorShare`) but no longer moves the valence.
  *
  * Arousal a in [-1, 1]: a = tanh(0.75 z(ln notes per second) + 0.25 z(mean melody pitch)
  * [+ 0.25 (velocity - 80) / 20 when a render gives one]), z-scored with the corpus's mean and
@@ -30,14 +36,18 @@
  * ```
  */
 
+import { chordClass, chordInfo, type ChordQuality } from "../music/chords.ts";
 import { emotionVector } from "../music/emotion-map.ts";
+import { keyOfHistogram } from "../music/keyfinder.ts";
 import { type CorpusPiece, fnv1a, pieceEnd, TICKS_PER_QUARTER } from "./corpus.ts";
 
 export { emotionVector };
 
-/** Valence's size from the mode, and the most the harmony moves it. */
-export const MODE_VALENCE = 0.55;
-export const HARMONY_VALENCE = 0.35;
+/** Valence's size: VALENCE_MIN + VALENCE_SPAN clamp((d - CLARITY_LOW) / CLARITY_RANGE, 0, 1). */
+export const VALENCE_MIN = 0.2;
+export const VALENCE_SPAN = 0.75;
+export const CLARITY_LOW = -0.15;
+export const CLARITY_RANGE = 0.45;
 
 /** Weights of the arousal terms (on z-scores). */
 export const AROUSAL_WEIGHTS = { density: 0.75, register: 0.25, velocity: 0.25 } as const;
@@ -58,8 +68,10 @@ export interface PieceLabels {
   arousal: number;
   /** The tempo used (quarter notes a minute). */
   tempoQpm: number;
-  /** The minor share s that moved the valence. */
+  /** The minor share s (reported; see the module comment). */
   minorShare: number;
+  /** The mode clarity d that sets the valence's size. */
+  modeClarity: number;
   /** Pitched melody notes per second at tempoQpm. */
   notesPerSecond: number;
   /** Mean MIDI pitch of the pitched melody notes. */
@@ -113,11 +125,48 @@ export function minorShare(piece: CorpusPiece): number {
   return third > 0 ? (w[3] + w[8]) / third : 0.5;
 }
 
-/** Valence: sign from the mode, size moved by the minor share; sign(v) is always the mode's. */
+const FOLD: Readonly<Record<string, ChordQuality>> = {
+  maj7: "maj",
+  sus4: "maj",
+  hdim7: "dim",
+  dim7: "dim",
+};
+
+/**
+ * The mode clarity d of a piece (see the module comment): on its duration-weighted pitch
+ * classes (melody, and the chord labels' tones), the Krumhansl-Kessler correlation of its
+ * labelled key less the best correlation of a key of the other mode; 0 without notes.
+ */
+export function modeClarity(piece: CorpusPiece): number {
+  const w = new Array<number>(12).fill(0);
+  for (const n of piece.melody) if (n.pitch >= 0) w[n.pitch % 12] += n.duration;
+  for (const c of piece.chords) {
+    const quality = FOLD[c.quality] ?? (c.quality as ChordQuality);
+    for (const pc of chordInfo(chordClass(c.root, quality)).pitchClasses) w[pc] += c.duration;
+  }
+  let scores: number[];
+  try {
+    scores = keyOfHistogram(w).scores;
+  } catch {
+    return 0; // no notes, or every pitch class alike: no key to be clear about
+  }
+  const own = scores[(piece.key.mode === "major" ? 0 : 12) + piece.key.tonic];
+  const other = piece.key.mode === "major" ? 12 : 0;
+  let best = -Infinity;
+  for (let t = 0; t < 12; t++) best = Math.max(best, scores[other + t]);
+  return own - best;
+}
+
+/** Valence's size for a mode clarity d (in [VALENCE_MIN, VALENCE_MIN + VALENCE_SPAN]). */
+export function valenceSize(d: number): number {
+  const u = Math.max(0, Math.min(1, (d - CLARITY_LOW) / CLARITY_RANGE));
+  return VALENCE_MIN + VALENCE_SPAN * u;
+}
+
+/** Valence: sign from the mode, size from the mode's clarity; sign(v) is always the mode's. */
 export function pieceValence(piece: CorpusPiece): number {
   const sign = piece.key.mode === "major" ? 1 : -1;
-  const v = sign * MODE_VALENCE + HARMONY_VALENCE * (1 - 2 * minorShare(piece));
-  return Math.max(-1, Math.min(1, v));
+  return sign * valenceSize(modeClarity(piece));
 }
 
 /** Pitched melody notes per second at a tempo. */
@@ -197,6 +246,7 @@ export function pieceLabels(
     arousal: arousalFrom(nps, pitch, stats, render.velocity),
     tempoQpm,
     minorShare: minorShare(piece),
+    modeClarity: modeClarity(piece),
     notesPerSecond: nps,
     meanPitch: pitch,
   };

@@ -21,6 +21,9 @@
  * piece's valence and the arousal of this render (its tempo and velocity).
  */
 
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseWav } from "../audio/wav.ts";
 import { FEATURE_COUNT, FeatureExtractor } from "../audio/features.ts";
 import { CadenzaError } from "../errors.ts";
@@ -38,7 +41,7 @@ import {
   TICKS_PER_QUARTER,
 } from "./corpus.ts";
 import type { TrainingData } from "./data.ts";
-import { type ArousalStats, pieceLabels } from "./labels.ts";
+import { type ArousalStats, pieceLabels, pieceValence } from "./labels.ts";
 
 export const RENDER_RATE_HZ = 48_000;
 export const BLOCK_SAMPLES = 128;
@@ -237,10 +240,25 @@ export function meanMelodyVelocity(seq: NoteSequence): number {
   return melody.reduce((s, n) => s + n.velocity, 0) / Math.max(1, melody.length);
 }
 
-/** Renders the sequence with FluidSynth at 48 kHz: the mono samples. */
-export async function renderSamples(seq: NoteSequence): Promise<Float32Array> {
+/**
+ * Renders the sequence with FluidSynth at 48 kHz: the mono samples. With `cacheDir`, the WAV
+ * file is kept there under a hash of the sequence (and read back instead of rendering again the
+ * next time), so that a change of the feature extractor does not need FluidSynth again.
+ */
+export async function renderSamples(seq: NoteSequence, cacheDir?: string): Promise<Float32Array> {
+  const what = `render of ${seq.meta?.source ?? "a sequence"}`;
+  if (cacheDir === undefined) {
+    return parseWav(await renderWav(seq, { sampleRate: RENDER_RATE_HZ }), what).samples;
+  }
+  const key = createHash("sha256").update(JSON.stringify(seq)).update(`@${RENDER_RATE_HZ}`)
+    .digest("hex").slice(0, 32);
+  const path = join(cacheDir, `${key}.wav`);
+  if (existsSync(path)) return parseWav(readFileSync(path), `${what} (cached ${path})`).samples;
   const bytes = await renderWav(seq, { sampleRate: RENDER_RATE_HZ });
-  return parseWav(bytes, `render of ${seq.meta?.source ?? "a sequence"}`).samples;
+  mkdirSync(cacheDir, { recursive: true });
+  writeFileSync(`${path}.tmp`, bytes);
+  renameSync(`${path}.tmp`, path);
+  return parseWav(bytes, what).samples;
 }
 
 /** The features of the first `blocks` blocks of `samples` ([blocks][128]; zero-padded). */
@@ -294,9 +312,10 @@ export async function renderWindows(
   labeller: RenderLabeller,
   steps: number,
   makeExtractor: (rateHz: number) => FeatureExtractor = (r) => new FeatureExtractor(r),
+  cacheDir?: string,
 ): Promise<RenderedWindows> {
   const seq = renderSequence(piece, plan);
-  const samples = await renderSamples(seq);
+  const samples = await renderSamples(seq, cacheDir);
   const starts = windowStarts(steps);
   const blocks = starts[starts.length - 1] + steps;
   const all = blockFeatures(samples, blocks, RENDER_RATE_HZ, makeExtractor(RENDER_RATE_HZ));
@@ -366,7 +385,11 @@ export function selectPieces(
   return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** The labels of a render: the piece transposed as rendered, at the render's tempo and velocity. */
+/**
+ * The labels of a render: the valence of the piece (a transposition does not change its mode or
+ * how clearly it sounds), the arousal of the piece transposed as rendered (its register), at the
+ * render's tempo and velocity.
+ */
 export function renderLabeller(stats: ArousalStats): RenderLabeller {
   return (piece, render) => {
     const shifted = render.transpose === 0 ? piece : {
@@ -380,7 +403,7 @@ export function renderLabeller(stats: ArousalStats): RenderLabeller {
       tempoQpm: render.qpm,
       velocity: render.velocity,
     });
-    return { valence: labels.valence, arousal: labels.arousal };
+    return { valence: pieceValence(piece), arousal: labels.arousal };
   };
 }
 

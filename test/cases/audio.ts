@@ -314,6 +314,16 @@ const KK = [
   [6.33, 2.68, 3.52, 5.38, 2.6, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
 ];
 
+// Temperley's profiles, the major and harmonic minor scales, the major and minor triads.
+const TEMPLATES = [
+  [5, 2, 3.5, 2, 4.5, 4, 2, 4.5, 2, 3.5, 1.5, 4],
+  [5, 2, 3.5, 4.5, 2, 4, 2, 4.5, 3.5, 2, 1.5, 4],
+  [1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1],
+  [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1],
+  [1, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0],
+  [1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0],
+];
+
 function correlation(a: number[], b: number[]): number {
   const ma = a.reduce((s, v) => s + v, 0) / a.length;
   const mb = b.reduce((s, v) => s + v, 0) / b.length;
@@ -372,7 +382,7 @@ function referenceFeatures(samples: Float32Array, rateHz: number): Float64Array 
   const total = amp.reduce((s, a) => s + a, 0);
   const chroma = new Array(12).fill(0);
   for (let b = 0; b < 96; b++) chroma[(24 + b) % 12] += total > 1e-4 ? amp[b] / total : 0;
-  for (let c = 0; c < 12; c++) out[96 + c] = out[108 + c] = chroma[c];
+  for (let c = 0; c < 12; c++) out[108 + c] = chroma[c];
   let power = 0;
   for (let i = 0; i < n; i++) power += w(i) * frame[i] ** 2;
   out[120] = out[121] = level(Math.sqrt(power / (n / 2)));
@@ -392,6 +402,15 @@ function referenceFeatures(samples: Float32Array, rateHz: number): Float64Array 
       best = Math.max(best, correlation(rotated, KK[m]));
     }
     out[126 + m] = flat ? 0 : best;
+  }
+  // At the first compute both smoothed chromas (2 s and 8 s) are the frame's own.
+  for (let m = 0; m < 6; m++) {
+    let best = -1;
+    for (let t = 0; t < 12; t++) {
+      const rotated = chroma.map((_, c) => chroma[(t + c) % 12]);
+      best = Math.max(best, correlation(rotated, TEMPLATES[m]));
+    }
+    out[96 + m] = out[102 + m] = flat ? 0 : best;
   }
   return out;
 }
@@ -427,7 +446,7 @@ const toneCase: Case = {
         features[band] <= level(amplitude) + 1e-6 && features[band] > level(amplitude * 0.84),
         () => `note ${note}: level ${features[band]}, amplitude's ${level(amplitude)}`,
       );
-      check(argmax(features, 96, 108) === 96 + (note % 12), () => `note ${note}: chroma`);
+      check(argmax(features, 108, 120) === 108 + (note % 12), () => `note ${note}: chroma`);
     }
     // A chord and noise, every feature.
     const rng = new Rng(3);
@@ -439,6 +458,11 @@ const toneCase: Case = {
     }
     const f = checkAgainstReference(chord, 48_000, "A minor chord with noise");
     check(f[127] > f[126], () => `A minor chord: minor clarity ${f[127]} <= major ${f[126]}`);
+    // The Temperley and triad pairs, now (96..101) and over the piece (102..107); a lone triad
+    // lies in scales of both modes (C E G in C major and in E harmonic minor): not the scales.
+    for (const at of [96, 100, 102, 106]) {
+      check(f[at + 1] > f[at], () => `A minor chord: feature ${at + 1} ${f[at + 1]} <= ${at} ${f[at]}`);
+    }
     const major = new Float32Array(8000);
     for (const note of [48, 60, 64, 67]) {
       const s = sine(0.2, hzOf(note), 48_000, 8000);
@@ -446,6 +470,9 @@ const toneCase: Case = {
     }
     const g = checkAgainstReference(major, 48_000, "C major chord");
     check(g[126] > g[127], () => `C major chord: major clarity ${g[126]} <= minor ${g[127]}`);
+    for (const at of [96, 100, 102, 106]) {
+      check(g[at] > g[at + 1], () => `C major chord: feature ${at} ${g[at]} <= ${at + 1} ${g[at + 1]}`);
+    }
     // Bands at or above Nyquist read 0: at 8 kHz, from C8 (4186 Hz).
     const low = featuresOf(sine(0.5, 440, 8000, 5000), 128, 8000);
     check(low.slice(108 - 24, 96).every((v) => v === 0), () => "bands above 4 kHz at 8 kHz");
@@ -548,6 +575,36 @@ const smoothingCase: Case = {
   },
 };
 
+const modeCase: Case = {
+  name: "audio: the mode features tell a minor melody from a major one over the piece (8 s)",
+  run: () => {
+    // Quarter notes at 120 bpm, pure tones: A harmonic minor up and down, and C major.
+    const rate = 48_000;
+    const play = (notes: number[]) => {
+      const beat = rate / 2;
+      const out = new Float32Array(notes.length * beat);
+      notes.forEach((n, i) => out.set(sine(0.3, hzOf(n), rate, beat), i * beat));
+      const extractor = new FeatureExtractor(rate);
+      const into = new Float32Array(FEATURE_COUNT);
+      for (let at = 0; at < out.length; at += 128) {
+        extractor.push(out, at, Math.min(128, out.length - at));
+        extractor.compute(into);
+      }
+      return into;
+    };
+    const minor = play([69, 71, 72, 74, 76, 77, 80, 81, 80, 77, 76, 74, 72, 71, 69, 64, 69]);
+    const major = play([60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67, 60]);
+    // Temperley's profiles (102, 103) and the scales (104, 105) over the piece.
+    for (const at of [102, 104]) {
+      check(minor[at + 1] > minor[at], () => `A minor melody: feature ${at + 1} ${minor[at + 1]} <= ${at} ${minor[at]}`);
+      check(major[at] > major[at + 1], () => `C major melody: feature ${at} ${major[at]} <= ${at + 1} ${major[at + 1]}`);
+    }
+    for (const f of [minor, major]) {
+      check(f.slice(96, 108).every((v) => v >= -1 && v <= 1), () => `mode features ${f.slice(96, 108)}`);
+    }
+  },
+};
+
 /** Measures what `calls` runs of body allocate (objects or bytes, per the runtime's probe). */
 export type AllocationProbe = (calls: number, body: (calls: number) => void) => number;
 
@@ -611,6 +668,7 @@ export const audioCases: Case[] = [
   malformedCase,
   fileCase,
   toneCase,
+  modeCase,
   historyCase,
   smoothingCase,
   signalCase,

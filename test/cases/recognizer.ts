@@ -145,6 +145,13 @@ const labelCase: SkippableCase = {
       label(major, { qpm: 90, transpose: 12, velocity: 80 }).arousal > at(major, 90, 80).arousal,
       () => "arousal does not rise with the register",
     );
+    // A transposition moves the register, not the mode or how clearly it sounds.
+    for (const p of [major, minor, piece("test/c", "minor", false)]) {
+      for (const transpose of [-5, 3, 6]) {
+        const moved = label(p, { qpm: 90, transpose, velocity: 80 }).valence;
+        check(moved === at(p, 90, 80).valence, () => `${p.id}: valence ${moved} transposed ${transpose}`);
+      }
+    }
   },
 };
 

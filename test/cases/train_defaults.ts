@@ -19,7 +19,8 @@ import {
   splitOf,
   toTonicC,
 } from "../../src/train/corpus.ts";
-import { arousalFrom, arousalStats, labelCorpus, pieceLabels } from "../../src/train/labels.ts";
+import { arousalFrom, arousalStats, labelCorpus, modeClarity, pieceLabels, pieceValence } from "../../src/train/labels.ts";
+import { KK_MAJOR_PROFILE, KK_MINOR_PROFILE } from "../../src/music/keyfinder.ts";
 import { emotionVector } from "../../src/music/emotion-map.ts";
 import { foldQuality, harmonySet, matchChord, melodySet, preparePiece } from "../../src/train/sets.ts";
 import { sequenceBaselines } from "../../src/train/baselines.ts";
@@ -146,6 +147,43 @@ export function trainDefaultsCases(): Case[] {
       },
     },
     {
+      name: "labels: valence's size is the mode's clarity (Krumhansl-Kessler), its sign the mode",
+      run: () => {
+        // Plain float64 reference: Pearson of the pitch-class weights with a rotated profile.
+        const r = (w: number[], profile: readonly number[], tonic: number) => {
+          const x = w.map((_, i) => w[(i + tonic) % 12]);
+          const mx = x.reduce((a, b) => a + b) / 12;
+          const my = profile.reduce((a, b) => a + b) / 12;
+          let sxy = 0, sxx = 0, syy = 0;
+          for (let i = 0; i < 12; i++) {
+            sxy += (x[i] - mx) * (profile[i] - my);
+            sxx += (x[i] - mx) ** 2;
+            syy += (profile[i] - my) ** 2;
+          }
+          return sxy / Math.sqrt(sxx * syy);
+        };
+        const notes = (pitches: number[]) => pitches.map((pitch, i) => ({ pitch, onset: 12 * i, duration: 12 }));
+        // A minor, clearly: A C E, the leading note G#, B D; and an "A minor" tune that sounds
+        // like its relative C major (C E G, hardly an A).
+        const clear = piece({ key: { tonic: 9, mode: "minor" }, melody: notes([69, 72, 76, 69, 68, 71, 69, 74, 72, 71, 69, 64, 69]) });
+        const relative = piece({ key: { tonic: 9, mode: "minor" }, melody: notes([72, 76, 79, 72, 74, 76, 77, 79, 72, 71, 72, 69]) });
+        for (const [p, lo, hi] of [[clear, 0.1, 1], [relative, -1, -0.15]] as const) {
+          const w = new Array(12).fill(0);
+          for (const n of p.melody) w[n.pitch % 12] += n.duration;
+          let other = -Infinity;
+          for (let t = 0; t < 12; t++) other = Math.max(other, r(w, KK_MAJOR_PROFILE, t));
+          const d = r(w, KK_MINOR_PROFILE, 9) - other;
+          const got = modeClarity(p);
+          check(Math.abs(got - d) < 1e-9, () => `${p.melody.length} notes: clarity ${got}, reference ${d}`);
+          check(d > lo && d < hi, () => `clarity ${d}, expected in (${lo}, ${hi})`);
+          // |v| = 0.2 + 0.75 clamp((d + 0.15) / 0.45, 0, 1), negative for a minor piece.
+          const want = -(0.2 + 0.75 * Math.min(1, Math.max(0, (d + 0.15) / 0.45)));
+          const v = pieceValence(p);
+          check(Math.abs(v - want) < 1e-9, () => `valence ${v} (clarity ${d}), want ${want}`);
+        }
+      },
+    },
+    {
       name: "sets: the melody inputs are [emotion | previous note | chord] with tonic-relative targets",
       run: () => {
         // G major: G4 A4 B4 (rest) C5 in one 4/4 bar, then D5 in the next.
@@ -160,7 +198,7 @@ export function trainDefaultsCases(): Case[] {
           ],
           bars: [0, 48],
         });
-        const labels = { valence: 0.6, arousal: -0.2, tempoQpm: 120, minorShare: 0, notesPerSecond: 2, meanPitch: 70 };
+        const labels = { valence: 0.6, arousal: -0.2, tempoQpm: 120, minorShare: 0, modeClarity: 0.2, notesPerSecond: 2, meanPitch: 70 };
         const prepared = preparePiece(p, labels);
         const data = melodySet([prepared], "t");
         check(data.count === 1 && data.lengths[0] === 5, () => `count ${data.count} length ${data.lengths[0]}`);
@@ -182,14 +220,21 @@ export function trainDefaultsCases(): Case[] {
         check(prepared.spans.length === 4, () => `${prepared.spans.length} spans`);
         check(prepared.spans[0].chord === 0, () => `first span chord ${prepared.spans[0].chord}`);
         const h = harmonySet([prepared], "t");
-        check(h.count === 3 && h.inputSize === 140, () => `harmony ${h.count} x ${h.inputSize}`);
+        // The opening example (no chord, no melody: the decoder's first step), then 3 transitions.
+        check(h.count === 4 && h.inputSize === 140, () => `harmony ${h.count} x ${h.inputSize}`);
+        for (let i = 0; i < 64; i++) check(h.inputs[i] === emotion[i], () => `opening emotion[${i}]`);
+        check(h.inputs.subarray(64, 140).every((v) => v === 0), () => "the opening has a chord or melody");
+        check(h.targets[0] === prepared.spans[0].chord, () => "the opening's target is not the first chord");
+        const row = h.inputs.subarray(140, 280);
+        check(row[64 + prepared.spans[0].chord] === 1, () => "the first transition's chord in force");
         let sum = 0;
-        for (let i = 128; i < 140; i++) sum += h.inputs[i];
+        for (let i = 128; i < 140; i++) sum += row[i];
         check(Math.abs(sum - 1) < 1e-6, () => `histogram sums to ${sum}`);
-        // Span 0 holds C (12 ticks), D (6), E (6): weights 0.5, 0.25, 0.25.
-        check(h.inputs[128] === 0.5 && h.inputs[130] === 0.25 && h.inputs[132] === 0.25, () =>
-          `histogram ${[...h.inputs.subarray(128, 140)]}`);
-        check(h.targets[0] === prepared.spans[1].chord, () => "harmony target is not the next span's chord");
+        // Span 0 holds C (12 ticks), D (6), E (6); the decoder asks for the next chord at the
+        // step of its last note (E), before E is drawn: C 12 and D 6 ticks, so 2/3 and 1/3.
+        check(Math.abs(row[128] - 2 / 3) < 1e-6 && Math.abs(row[130] - 1 / 3) < 1e-6 && row[132] === 0, () =>
+          `histogram ${[...row.subarray(128, 140)]}`);
+        check(h.targets[1] === prepared.spans[1].chord, () => "harmony target is not the next span's chord");
       },
     },
     {
