@@ -113,7 +113,7 @@ export const compressCommand: Command = {
     "                     held at 0 (minutes per model; a progress line per 10%)",
     "  --data DIR         the symbolic training sets (default data/build)",
     "  --recognizer-data DIR  the recognizer's (default data/recognizer)",
-    "  --epochs N         fine-tuning epochs per model (default 1)",
+    "  --epochs N         fine-tuning epochs for every model (default 1, EmotionRecognizer 8)",
     "  --library L        for fine-tuning: fast (default), safe or a library path",
     "  --json             print the report as JSON",
   ].join("\n"),
