@@ -122,10 +122,18 @@ function argmax(y: ArrayLike<number>): number {
 }
 
 /** Next-note or next-chord: accuracy, cross-entropy and agreement, model and reference at once. */
-function scoreClasses(model: Model, ref: Model, data: TrainingData, limit?: number) {
-  const k = model.outputSize;
-  const kept = new Float32Array(k);
-  let hits = 0, refHits = 0, agree = 0, positions = 0, xent = 0, refXent = 0;
+/**
+ * Steps model and reference through every sequence of `data` (state reset per sequence) and
+ * hands each position's index and both outputs to `visit` (`kept` is reused between calls).
+ */
+function eachPosition(
+  model: Model,
+  ref: Model,
+  data: TrainingData,
+  limit: number | undefined,
+  visit: (at: number, kept: Float32Array, r: Float32Array) => void,
+): void {
+  const kept = new Float32Array(model.outputSize);
   for (let n = 0; n < limited(data, limit); n++) {
     model.reset();
     ref.reset();
@@ -133,19 +141,25 @@ function scoreClasses(model: Model, ref: Model, data: TrainingData, limit?: numb
       const at = n * data.steps + t;
       const x = data.inputs.subarray(at * data.inputSize, (at + 1) * data.inputSize);
       kept.set(model.forward(x));
-      const r = ref.forward(x);
-      const id = data.targets[at];
-      if (id === IGNORE_CLASS) continue;
-      const a = argmax(kept);
-      const b = argmax(r);
-      hits += a === id ? 1 : 0;
-      refHits += b === id ? 1 : 0;
-      agree += a === b ? 1 : 0;
-      xent -= Math.log(Math.max(kept[id], 1e-30));
-      refXent -= Math.log(Math.max(r[id], 1e-30));
-      positions++;
+      visit(at, kept, ref.forward(x));
     }
   }
+}
+
+function scoreClasses(model: Model, ref: Model, data: TrainingData, limit?: number) {
+  let hits = 0, refHits = 0, agree = 0, positions = 0, xent = 0, refXent = 0;
+  eachPosition(model, ref, data, limit, (at, kept, r) => {
+    const id = data.targets[at];
+    if (id === IGNORE_CLASS) return;
+    const a = argmax(kept);
+    const b = argmax(r);
+    hits += a === id ? 1 : 0;
+    refHits += b === id ? 1 : 0;
+    agree += a === b ? 1 : 0;
+    xent -= Math.log(Math.max(kept[id], 1e-30));
+    refXent -= Math.log(Math.max(r[id], 1e-30));
+    positions++;
+  });
   return {
     accuracy: hits / positions,
     refAccuracy: refHits / positions,
@@ -159,27 +173,18 @@ function scoreClasses(model: Model, ref: Model, data: TrainingData, limit?: numb
 /** Groove, dynamics: mean squared and absolute error per value. */
 function scoreValues(model: Model, ref: Model, data: TrainingData, limit?: number) {
   const k = model.outputSize;
-  const kept = new Float32Array(k);
   let se = 0, refSe = 0, ae = 0, refAe = 0, elements = 0, positions = 0;
-  for (let n = 0; n < limited(data, limit); n++) {
-    model.reset();
-    ref.reset();
-    for (let t = 0; t < data.lengths[n]; t++) {
-      const at = n * data.steps + t;
-      const x = data.inputs.subarray(at * data.inputSize, (at + 1) * data.inputSize);
-      kept.set(model.forward(x));
-      const r = ref.forward(x);
-      const target = data.targets.subarray(at * k, (at + 1) * k);
-      for (let j = 0; j < k; j++) {
-        se += (kept[j] - target[j]) ** 2;
-        refSe += (r[j] - target[j]) ** 2;
-        ae += Math.abs(kept[j] - target[j]);
-        refAe += Math.abs(r[j] - target[j]);
-      }
-      elements += k;
-      positions++;
+  eachPosition(model, ref, data, limit, (at, kept, r) => {
+    const target = data.targets.subarray(at * k, (at + 1) * k);
+    for (let j = 0; j < k; j++) {
+      se += (kept[j] - target[j]) ** 2;
+      refSe += (r[j] - target[j]) ** 2;
+      ae += Math.abs(kept[j] - target[j]);
+      refAe += Math.abs(r[j] - target[j]);
     }
-  }
+    elements += k;
+    positions++;
+  });
   return {
     mse: se / elements,
     refMse: refSe / elements,

@@ -414,15 +414,25 @@ export function readSafetensors(bytes: Uint8Array, source: string): ModelSpec {
   const layers = arch.layers.map((layer, i) =>
     readLayerTensors(layer, i, byKey, bytes, data_start, source)
   );
+  refuseUnnamed(byKey, source);
+  const spec: ModelSpec = { inputSize: arch.inputSize, layers, maxBatch: arch.maxBatch };
+  keepExtraMeta(spec, meta);
+  validateSpec(spec, source);
+  return spec;
+}
+
+/** Every tensor must be one the architecture names (the readers take each as they go). */
+function refuseUnnamed(byKey: Map<string, unknown>, source: string): void {
   if (byKey.size > 0) {
     const names = [...byKey.keys()].slice(0, 8).map((key) => `"${key}"`).join(", ");
     throw formatError(source, `tensors: expected only those the architecture names, got ${names}`);
   }
-  const spec: ModelSpec = { inputSize: arch.inputSize, layers, maxBatch: arch.maxBatch };
+}
+
+/** Metadata keys beyond the reserved ones travel with the spec as `meta`. */
+function keepExtraMeta(spec: { meta?: Record<string, string> }, meta: Record<string, string>) {
   const extra = Object.entries(meta).filter(([key]) => !RESERVED_META.includes(key));
   if (extra.length > 0) spec.meta = Object.fromEntries(extra);
-  validateSpec(spec, source);
-  return spec;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,13 +583,9 @@ export function readSafetensorsInt8(bytes: Uint8Array, source: string): Int8Mode
     }
     return { ...layer, tensors, int8 };
   });
-  if (byKey.size > 0) {
-    const names = [...byKey.keys()].slice(0, 8).map((key) => `"${key}"`).join(", ");
-    throw formatError(source, `tensors: expected only those the architecture names, got ${names}`);
-  }
+  refuseUnnamed(byKey, source);
   const spec: Int8ModelSpec = { inputSize: arch.inputSize, layers, maxBatch: arch.maxBatch };
-  const extra = Object.entries(meta).filter(([key]) => !RESERVED_META.includes(key));
-  if (extra.length > 0) spec.meta = Object.fromEntries(extra);
+  keepExtraMeta(spec, meta);
   validateInt8Spec(spec, source);
   return spec;
 }
