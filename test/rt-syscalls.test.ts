@@ -111,8 +111,10 @@ const PACING = /^(clock_nanosleep|nanosleep)\(|^futex\(0x[0-9a-f]+, FUTEX_WAIT/;
 const WAKE = /^futex\(0x[0-9a-f]+, FUTEX_WAKE/;
 // What the runtime itself does now and then on any JS thread, not submit/latest: its locks
 // yielding under contention (JSC), its heap growing (V8's mmap/madvise/munmap). Seen on a loaded
-// 2-core VM (a few per 750 blocks); counted and bounded, never allowed to be routine.
-const RUNTIME = /^(sched_yield|mmap|munmap|madvise|mprotect)\(/;
+// 2-core VM (a few per 750 blocks); counted and bounded, never allowed to be routine. V8 under
+// Deno also reads a thread's scheduling policy now and then (sched_getparam and
+// sched_getscheduler, one pair seen once in a full-suite run on 2026-12-07).
+const RUNTIME = /^(sched_yield|mmap|munmap|madvise|mprotect|sched_getparam|sched_getscheduler)\(/;
 const LOCK_WAIT = /^futex\(0x[0-9a-f]+, FUTEX_WAIT/;
 
 for (
