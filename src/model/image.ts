@@ -339,17 +339,8 @@ function writeLayer(
   precision: Precision,
   sparse: boolean,
 ): number {
-  const fields = layerFields(layer);
   const names = TENSOR_NAMES(layer.kind, layer);
-  const record = new Array<number>(IMAGE_RECORD_WORDS).fill(0);
-  record[0] = KIND_IDS[layer.kind];
-  record[1] = fields.act;
-  record[2] = layer.inputSize;
-  record[3] = layer.outputSize;
-  fields.p.forEach((value, i) => (record[4 + i] = value));
-  record[14] = names.length;
-  // Kinds without a matrix stay f32: the parser refuses weight_type 1 and 2 on them.
-  if (MATRIX_TENSORS[layer.kind].length > 0) record[15] = WEIGHT_TYPE_IDS[precision];
+  const { record, f } = layerRecord(layer, WEIGHT_TYPE_IDS[precision]);
   if (sparse) {
     if (layer.kind !== "dense" || precision !== "f32") {
       throw new CadenzaError(
@@ -360,11 +351,42 @@ function writeLayer(
     record[15] = SPARSE_WEIGHT_TYPE;
     record[5] = nonzeroCount(layer.tensors.W);
   }
-  record.forEach((word, i) => view.setUint32(offset + i * 4, word, true));
-  fields.f.forEach((value, i) => view.setFloat32(offset + (12 + i) * 4, value, true));
-  offset += IMAGE_RECORD_WORDS * 4;
+  offset = writeRecord(view, offset, record, f);
   for (const name of names) offset = writeTensor(view, offset, layer.tensors[name]);
   return offset;
+}
+
+/**
+ * A layer's 16-word record (docs/DESIGN.md, "Model image v1") and its float words: word 15 is
+ * `weightType` where the kind has a weight matrix; kinds without one stay f32 (the parser
+ * refuses any other weight_type on them).
+ */
+export function layerRecord(
+  layer: LayerSpec,
+  weightType: number,
+): { record: number[]; f: readonly number[] } {
+  const fields = layerFields(layer);
+  const record = new Array<number>(IMAGE_RECORD_WORDS).fill(0);
+  record[0] = KIND_IDS[layer.kind];
+  record[1] = fields.act;
+  record[2] = layer.inputSize;
+  record[3] = layer.outputSize;
+  fields.p.forEach((value, i) => (record[4 + i] = value));
+  record[14] = TENSOR_NAMES(layer.kind, layer).length;
+  if (MATRIX_TENSORS[layer.kind].length > 0) record[15] = weightType;
+  return { record, f: fields.f };
+}
+
+/** Writes a record (words 12..13 as the f32 values `f`); returns the offset after it. */
+export function writeRecord(
+  view: DataView,
+  offset: number,
+  record: readonly number[],
+  f: readonly number[],
+): number {
+  record.forEach((word, i) => view.setUint32(offset + i * 4, word, true));
+  f.forEach((value, i) => view.setFloat32(offset + (12 + i) * 4, value, true));
+  return offset + IMAGE_RECORD_WORDS * 4;
 }
 
 function writeTensor(view: DataView, offset: number, values: Float32Array): number {

@@ -192,16 +192,7 @@ export class Model {
     const full = copySpec(given);
     const sparse = sparseLayers(full, precision, checkSparse(options.sparse, source));
     const image = packImage(full, source, precision, sparse);
-    const api = await openNative(options.library);
-    let handle: NativeHandle;
-    try {
-      handle = api.create(image);
-    } catch (err) {
-      if (err instanceof CadenzaError) {
-        throw new CadenzaError(err.code, `${source}: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
+    const { api, handle } = await createNative(image, options.library, source);
     const model = new Model(api, handle, full, false, source, precision, sparse);
     model.#checkNativeSizes();
     return model;
@@ -232,16 +223,7 @@ export class Model {
     };
     const image = packInt8Image(given, source);
     const held = copyInt8Spec(given);
-    const api = await openNative(options.library);
-    let handle: NativeHandle;
-    try {
-      handle = api.create(image);
-    } catch (err) {
-      if (err instanceof CadenzaError) {
-        throw new CadenzaError(err.code, `${source}: ${err.message}`, { cause: err });
-      }
-      throw err;
-    }
+    const { api, handle } = await createNative(image, options.library, source);
     const model = new Model(api, handle, held, true, source, "int8", []);
     model.#checkNativeSizes();
     return model;
@@ -553,4 +535,21 @@ function checkSparse(value: unknown, source: string): SparseChoice {
     "E_ARGUMENT",
     `${source}: sparse: expected "auto", "never" or "always", got ${describe(value)}`,
   );
+}
+
+/** Opens the library and creates a model from `image`; a refusal's message names `source`. */
+async function createNative(
+  image: Uint8Array,
+  library: LibraryChoice | undefined,
+  source: string,
+): Promise<{ api: NativeApi; handle: NativeHandle }> {
+  const api = await openNative(library);
+  try {
+    return { api, handle: api.create(image) };
+  } catch (err) {
+    if (err instanceof CadenzaError) {
+      throw new CadenzaError(err.code, `${source}: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
 }

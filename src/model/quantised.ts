@@ -14,13 +14,13 @@ import {
   IMAGE_MAGIC,
   IMAGE_RECORD_WORDS,
   IMAGE_VERSION,
-  layerFields,
+  layerRecord,
   MATRIX_TENSORS,
   roundHalfEven,
+  writeRecord,
 } from "./image.ts";
 import {
   DEFAULT_MAX_BATCH,
-  KIND_IDS,
   type LayerArch,
   type LayerSpec,
   type ModelSpec,
@@ -295,19 +295,9 @@ export function packInt8Image(spec: Int8ModelSpec, source = "int8 model spec"): 
   header.forEach((word, i) => view.setUint32(i * 4, word, true));
   let offset = IMAGE_HEADER_WORDS * 4;
   for (const layer of spec.layers) {
-    const fields = layerFields(layer as unknown as LayerSpec);
     const names = TENSOR_NAMES(layer.kind, layer);
-    const record = new Array<number>(IMAGE_RECORD_WORDS).fill(0);
-    record[0] = KIND_IDS[layer.kind];
-    record[1] = fields.act;
-    record[2] = layer.inputSize;
-    record[3] = layer.outputSize;
-    fields.p.forEach((value, i) => (record[4 + i] = value));
-    record[14] = names.length;
-    if (MATRIX_TENSORS[layer.kind].length > 0) record[15] = WEIGHT_TYPE_INT8_STORED;
-    record.forEach((word, i) => view.setUint32(offset + i * 4, word, true));
-    fields.f.forEach((value, i) => view.setFloat32(offset + (12 + i) * 4, value, true));
-    offset += IMAGE_RECORD_WORDS * 4;
+    const { record, f } = layerRecord(layer as unknown as LayerSpec, WEIGHT_TYPE_INT8_STORED);
+    offset = writeRecord(view, offset, record, f);
     for (const name of names) {
       const held = layer.int8[name];
       if (held === undefined) {
