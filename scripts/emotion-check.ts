@@ -22,7 +22,8 @@ import { defaultDataDir } from "../src/train/defaults.ts";
 import { readCorpus } from "../src/train/corpus.ts";
 import { arousalStats, labelCorpus } from "../src/train/labels.ts";
 
-const HELP = `usage: bun scripts/emotion-check.ts [--models DIR] [--n 50] [--seed 1] [--temperature 1]
+const HELP =
+  `usage: bun scripts/emotion-check.ts [--models DIR] [--n 50] [--seed 1] [--temperature 1]
 
 Samples N melodies per named emotion from the trained models in DIR (default
 data/build/trained/) and prints the share the key finder calls major, and the groove's expected
@@ -85,7 +86,7 @@ for (const name of EMOTION_NAMES) {
         if (chord >= 0) hIn[64 + chord] = 1;
         let s = 0;
         for (const v of span) s += v;
-        if (s > 0) for (let i = 0; i < 12; i++) hIn[128 + i] = span[i] / s;
+        if (s > 0) { for (let i = 0; i < 12; i++) hIn[128 + i] = span[i] / s; }
         chord = draw(harmony.forward(hIn));
         span = new Float64Array(12);
       }
@@ -99,14 +100,20 @@ for (const name of EMOTION_NAMES) {
     }
     if (keyOfHistogram(hist).mode === "major") major++;
   }
-  console.log(`${name.padEnd(11)} valence ${emotionVector(name)[0].toFixed(2).padStart(5)}: major ${(100 * major / n).toFixed(0)}% of ${n}`);
+  console.log(
+    `${name.padEnd(11)} valence ${emotionVector(name)[0].toFixed(2).padStart(5)}: major ${
+      (100 * major / n).toFixed(0)
+    }% of ${n}`,
+  );
 }
 for (const a of [-1, -0.5, 0, 0.5, 1]) {
   const g = groove.forward(emotionVector({ valence: 0, arousal: a }));
   let onsets = 0;
   for (let s = 0; s < 16; s++) onsets += (1 + g[s]) / 2;
   onsets *= 0.5 + (1 + g[16]) / 2;
-  console.log(`arousal ${a.toFixed(1).padStart(4)}: expected onsets per 16-slot bar ${onsets.toFixed(2)}`);
+  console.log(
+    `arousal ${a.toFixed(1).padStart(4)}: expected onsets per 16-slot bar ${onsets.toFixed(2)}`,
+  );
 }
 // The reference: the same key finder on the first 32 notes of the corpus's own melodies, against
 // the corpus's whole-piece key (music21's analysis), by mode and arousal.
@@ -123,7 +130,9 @@ for (const p of pieces) {
   }
   if (h.every((v) => v === h[0])) continue;
   const a = labels.get(p.id)!.arousal;
-  const bin = `${p.key.mode} pieces, arousal ${a > 0.3 ? "above 0.3" : a < -0.3 ? "below -0.3" : "-0.3..0.3"}`;
+  const bin = `${p.key.mode} pieces, arousal ${
+    a > 0.3 ? "above 0.3" : a < -0.3 ? "below -0.3" : "-0.3..0.3"
+  }`;
   const cell = agree[bin] ??= [0, 0];
   cell[1]++;
   if (keyOfHistogram(h).mode === p.key.mode) cell[0]++;

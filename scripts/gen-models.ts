@@ -12,11 +12,7 @@ import { writeSafetensors } from "../src/model/formats/safetensors.ts";
 import type { LayerArch, LayerSpec, ModelSpec } from "../src/model/spec.ts";
 import { parameterCount, tensorShapes } from "../src/model/spec.ts";
 import { exit, readFile, scriptArgs, writeFile } from "../src/native/io.ts";
-import {
-  EMOTION_MODELS,
-  type EmotionModelInfo,
-  modelFile,
-} from "../src/pipeline/emotion.ts";
+import { EMOTION_MODELS, type EmotionModelInfo, modelFile } from "../src/pipeline/emotion.ts";
 
 /** The seed of the initialisations (the untrained files models/ held before training). */
 export const DEFAULT_SEED = 20240917;

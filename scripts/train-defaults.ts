@@ -11,8 +11,8 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import {
   defaultDataDir,
-  TRAINED_MODELS,
   trainDefault,
+  TRAINED_MODELS,
   type TrainedModelName,
 } from "../src/train/defaults.ts";
 
@@ -45,7 +45,9 @@ const names: TrainedModelName[] = values.model === "all"
   : [values.model as TrainedModelName];
 for (const n of names) {
   if (!TRAINED_MODELS.includes(n)) {
-    console.error(`--model: unknown model "${n}"; expected all or one of ${TRAINED_MODELS.join(", ")}`);
+    console.error(
+      `--model: unknown model "${n}"; expected all or one of ${TRAINED_MODELS.join(", ")}`,
+    );
     process.exit(2);
   }
 }

@@ -121,7 +121,9 @@ export function meanBaseline(
 ): ValueBaseline {
   const mean = new Float64Array(width);
   const rows = trainTargets.length / width;
-  for (let r = 0; r < rows; r++) for (let j = 0; j < width; j++) mean[j] += trainTargets[r * width + j];
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < width; j++) mean[j] += trainTargets[r * width + j];
+  }
   for (let j = 0; j < width; j++) mean[j] /= Math.max(rows, 1);
   let se = 0;
   let ae = 0;
@@ -131,7 +133,12 @@ export function meanBaseline(
     ae += Math.abs(d);
   }
   const n = Math.max(testTargets.length, 1);
-  return { name: "constant (training mean)", mse: se / n, mae: ae / n, positions: testTargets.length / width };
+  return {
+    name: "constant (training mean)",
+    mse: se / n,
+    mae: ae / n,
+    positions: testTargets.length / width,
+  };
 }
 
 /**

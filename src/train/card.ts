@@ -36,13 +36,19 @@ export function readMetrics(dir: string): ModelMetrics[] {
   if (!existsSync(dir)) throw new CadenzaError("E_IO", `${dir}: no such folder of trained models`);
   const files = readdirSync(dir).filter((f) => f.endsWith(".metrics.json"));
   if (files.length === 0) {
-    throw new CadenzaError("E_IO", `${dir}: no *.metrics.json (train first: bun scripts/train-defaults.ts)`);
+    throw new CadenzaError(
+      "E_IO",
+      `${dir}: no *.metrics.json (train first: bun scripts/train-defaults.ts)`,
+    );
   }
   const out = files.map((f) => {
     try {
       return JSON.parse(readFileSync(join(dir, f), "utf8")) as ModelMetrics;
     } catch (e) {
-      throw new CadenzaError("E_FORMAT", `${join(dir, f)}: not a metrics file (${(e as Error).message})`);
+      throw new CadenzaError(
+        "E_FORMAT",
+        `${join(dir, f)}: not a metrics file (${(e as Error).message})`,
+      );
     }
   });
   return out.sort((a, b) => ORDER.indexOf(a.model) - ORDER.indexOf(b.model));
@@ -62,7 +68,9 @@ export function renderCard(all: readonly ModelMetrics[]): string {
   lines.push("");
   const quick = all.some((m) => m.quick);
   if (quick) {
-    lines.push("> **QUICK RUN**: these figures come from the quick subset (one epoch); they show the");
+    lines.push(
+      "> **QUICK RUN**: these figures come from the quick subset (one epoch); they show the",
+    );
     lines.push("> pipeline works, not what the full run reaches.");
     lines.push("");
   }
@@ -77,21 +85,31 @@ export function renderCard(all: readonly ModelMetrics[]): string {
       "the test pieces give the figures below.",
   );
   lines.push("");
-  lines.push("| model | data set | pieces train / val / test | examples train / val / test | parameters (seed) | epochs (kept) | training time | command |");
+  lines.push(
+    "| model | data set | pieces train / val / test | examples train / val / test | parameters (seed) | epochs (kept) | training time | command |",
+  );
   lines.push("|---|---|---|---|---|---|---|---|");
   for (const m of all) {
     lines.push(
-      `| ${m.model} | ${m.set} (${m.loss}) | ${int(m.pieces.train)} / ${int(m.pieces.validation)} / ${int(m.pieces.test)} | ` +
+      `| ${m.model} | ${m.set} (${m.loss}) | ${int(m.pieces.train)} / ${
+        int(m.pieces.validation)
+      } / ${int(m.pieces.test)} | ` +
         `${int(m.examples.train)} / ${int(m.examples.validation)} / ${int(m.examples.test)} | ` +
-        `${int(m.parameters)} (${int(m.seedParameters)}, ${((m.parameters / m.seedParameters - 1) * 100).toFixed(1)}%) | ` +
+        `${int(m.parameters)} (${int(m.seedParameters)}, ${
+          ((m.parameters / m.seedParameters - 1) * 100).toFixed(1)
+        }%) | ` +
         `${m.epochs} (${m.bestEpoch}) | ${m.seconds.toFixed(0)} s | \`${m.command}\` |`,
     );
   }
   lines.push("");
   lines.push("### Held-out (test) metrics beside the baselines");
   lines.push("");
-  lines.push("Classes (melody: next tonic-relative note; harmony: next span's chord): accuracy and");
-  lines.push("cross-entropy in nats. Values (groove, dynamics): mean squared error and mean absolute");
+  lines.push(
+    "Classes (melody: next tonic-relative note; harmony: next span's chord): accuracy and",
+  );
+  lines.push(
+    "cross-entropy in nats. Values (groove, dynamics): mean squared error and mean absolute",
+  );
   lines.push("error per value. The model in each load-time precision, beside the baselines.");
   lines.push("");
   lines.push("| model | measure | FP32 | bf16 | int8 | baseline | baseline value |");
@@ -106,10 +124,14 @@ export function renderCard(all: readonly ModelMetrics[]): string {
     const lossVals = bases.map((b) => isClass(b) ? (b.loss === null ? "-" : f4(b.loss)) : f4(b.mse))
       .join("<br>");
     lines.push(
-      `| ${m.model} | ${acc} | ${f4(m.test.f32.accuracy)} | ${f4(m.test.bf16.accuracy)} | ${f4(m.test.int8.accuracy)} | ${accBase} | ${accVals} |`,
+      `| ${m.model} | ${acc} | ${f4(m.test.f32.accuracy)} | ${f4(m.test.bf16.accuracy)} | ${
+        f4(m.test.int8.accuracy)
+      } | ${accBase} | ${accVals} |`,
     );
     lines.push(
-      `| | ${loss} | ${f4(m.test.f32.loss)} | ${f4(m.test.bf16.loss)} | ${f4(m.test.int8.loss)} | ${accBase} | ${lossVals} |`,
+      `| | ${loss} | ${f4(m.test.f32.loss)} | ${f4(m.test.bf16.loss)} | ${
+        f4(m.test.int8.loss)
+      } | ${accBase} | ${lossVals} |`,
     );
   }
   lines.push("");
@@ -127,13 +149,19 @@ export function renderCard(all: readonly ModelMetrics[]): string {
   lines.push("");
   for (const m of all) {
     const h = m.history.map((e) => `${e.epoch}: ${f4(e.loss)} / ${f4(e.accuracy)}`).join("; ");
-    lines.push(`- ${m.model}: untrained ${f4(m.initialLoss)}; ${h} (loss / ${m.loss === "xent" ? "accuracy" : "mean abs error"})`);
+    lines.push(
+      `- ${m.model}: untrained ${f4(m.initialLoss)}; ${h} (loss / ${
+        m.loss === "xent" ? "accuracy" : "mean abs error"
+      })`,
+    );
   }
   lines.push("");
   const commits = [...new Set(all.map((m) => m.dataCommit))].join(", ");
   const shas = [...new Set(all.map((m) => m.corpusSha256.slice(0, 16)))].join(", ");
-  lines.push(`Data code commit: ${commits}; corpus SHA-256 (first 16 hex): ${shas}; trained ` +
-    `${[...new Set(all.map((m) => m.trainedAt.slice(0, 10)))].join(", ")}.`);
+  lines.push(
+    `Data code commit: ${commits}; corpus SHA-256 (first 16 hex): ${shas}; trained ` +
+      `${[...new Set(all.map((m) => m.trainedAt.slice(0, 10)))].join(", ")}.`,
+  );
   return lines.join("\n");
 }
 

@@ -121,14 +121,22 @@ function int(
   hi = Infinity,
 ): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < lo || value > hi) {
-    throw bad(source, line, `${field}: expected an integer in ${lo}..${hi}, got ${JSON.stringify(value)}`);
+    throw bad(
+      source,
+      line,
+      `${field}: expected an integer in ${lo}..${hi}, got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
 
 function list(value: unknown, source: string, line: number, field: string): unknown[] {
   if (!Array.isArray(value)) {
-    throw bad(source, line, `${field}: expected an array, got ${JSON.stringify(value)?.slice(0, 40)}`);
+    throw bad(
+      source,
+      line,
+      `${field}: expected an array, got ${JSON.stringify(value)?.slice(0, 40)}`,
+    );
   }
   return value;
 }

@@ -30,10 +30,30 @@ import { Model, type Precision } from "../model/model.ts";
 import { writeSafetensors } from "../model/formats/safetensors.ts";
 import { archParameterCount, EMOTION_MODELS, type EmotionModelName } from "../pipeline/emotion.ts";
 import { defaultCorpusPath, fnv1a, readCorpus, type SplitName } from "./corpus.ts";
-import { type LossName, readTrainingData, splitData, type TrainingData, writeTrainingData } from "./data.ts";
+import {
+  type LossName,
+  readTrainingData,
+  splitData,
+  type TrainingData,
+  writeTrainingData,
+} from "./data.ts";
 import { arousalStats, pieceLabels } from "./labels.ts";
-import { chordBigramBaseline, type ClassBaseline, meanBaseline, sequenceBaselines, type ValueBaseline } from "./baselines.ts";
-import { buildSet, melodyEvents, type PreparedPiece, preparePiece, repeatMinor, type SetName, SET_NAMES } from "./sets.ts";
+import {
+  chordBigramBaseline,
+  type ClassBaseline,
+  meanBaseline,
+  sequenceBaselines,
+  type ValueBaseline,
+} from "./baselines.ts";
+import {
+  buildSet,
+  melodyEvents,
+  type PreparedPiece,
+  preparePiece,
+  repeatMinor,
+  SET_NAMES,
+  type SetName,
+} from "./sets.ts";
 import { fit } from "./loop.ts";
 import { initSpec, withParams } from "./params.ts";
 import { Progress } from "./progress.ts";
@@ -69,7 +89,12 @@ export const TRAINED_ARCHS: Readonly<
 > = {
   MelodyTransformer: {
     inputSize: 256,
-    layers: [dense(256, 128, "linear"), transformer(128), transformer(128), dense(128, 128, "softmax")],
+    layers: [
+      dense(256, 128, "linear"),
+      transformer(128),
+      transformer(128),
+      dense(128, 128, "softmax"),
+    ],
   },
   HarmonyPredictor: {
     inputSize: 140,
@@ -140,7 +165,16 @@ export function dataCodeCommit(): string {
   try {
     return execFileSync(
       "git",
-      ["log", "-1", "--format=%H", "--", "scripts/data", "src/train/corpus.ts", "src/train/labels.ts", "src/train/sets.ts"],
+      [
+        "log",
+        "-1",
+        "--format=%H",
+        "--",
+        "scripts/data",
+        "src/train/corpus.ts",
+        "src/train/labels.ts",
+        "src/train/sets.ts",
+      ],
       { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] },
     ).trim() || "unknown";
   } catch {
@@ -179,6 +213,7 @@ export interface BuildOptions {
 }
 
 /** Builds the four sets' train (+validation) and test files and the manifest. */
+// deno-lint-ignore require-await -- a Promise by contract (callers await it), so that reading the corpus may stream later without changing the API
 export async function buildDataSets(options: BuildOptions = {}): Promise<Manifest> {
   const out = options.out ?? defaultDataDir();
   const corpusPath = options.corpus ?? defaultCorpusPath();
@@ -202,7 +237,11 @@ export async function buildDataSets(options: BuildOptions = {}): Promise<Manifes
     const val = buildSet(name, prepared.validation, `${name}-validation`);
     const test = buildSet(name, prepared.test, `${name}-test`);
     const joined = concat(train, val, `${name}-train`);
-    joined.meta = { ...joined.meta, corpus: "data/corpus.jsonl.gz", split: "train 0, validation 1" };
+    joined.meta = {
+      ...joined.meta,
+      corpus: "data/corpus.jsonl.gz",
+      split: "train 0, validation 1",
+    };
     writeFileSync(join(out, `${name}-train.safetensors`), writeTrainingData(joined));
     test.meta = { ...test.meta, corpus: "data/corpus.jsonl.gz", split: "test" };
     writeFileSync(join(out, `${name}-test.safetensors`), writeTrainingData(test));
@@ -307,7 +346,10 @@ export async function trainDefault(
 ): Promise<ModelMetrics> {
   const plan = TRAIN_PLANS[name];
   if (plan === undefined) {
-    throw new CadenzaError("E_ARGUMENT", `unknown model "${name}"; known: ${TRAINED_MODELS.join(", ")}`);
+    throw new CadenzaError(
+      "E_ARGUMENT",
+      `unknown model "${name}"; known: ${TRAINED_MODELS.join(", ")}`,
+    );
   }
   const dir = options.data ?? defaultDataDir();
   const log = options.log ?? (() => {});
@@ -348,11 +390,17 @@ export async function trainDefault(
     const result = await fit(trainer, train, heldOut, {
       epochs,
       seed,
-      progress: options.progress === false ? undefined : new Progress({ label: name, totalSteps: batchesPerEpoch * epochs, intervalMs: 10_000 }),
+      progress: options.progress === false
+        ? undefined
+        : new Progress({ label: name, totalSteps: batchesPerEpoch * epochs, intervalMs: 10_000 }),
       onEpoch: (epoch, m, trainLoss) => {
         if (m === null) return;
         history.push({ epoch, trainLoss, loss: m.loss, accuracy: m.accuracy });
-        log(`${name} epoch ${epoch}: train ${trainLoss.toFixed(4)}, validation ${m.loss.toFixed(4)} / ${m.accuracy.toFixed(4)}`);
+        log(
+          `${name} epoch ${epoch}: train ${trainLoss.toFixed(4)}, validation ${
+            m.loss.toFixed(4)
+          } / ${m.accuracy.toFixed(4)}`,
+        );
         if (m.loss < bestLoss) {
           bestLoss = m.loss;
           bestEpoch = epoch;
@@ -373,7 +421,9 @@ export async function trainDefault(
       ]
       : plan.set === "harmony"
       ? [manifest.baselines.harmony.mostFrequent, manifest.baselines.harmony.ngram]
-      : [meanBaseline(train.targets as Float32Array, test.targets as Float32Array, test.targetSize)];
+      : [
+        meanBaseline(train.targets as Float32Array, test.targets as Float32Array, test.targetSize),
+      ];
     const info = EMOTION_MODELS.find((m) => m.name === name)!;
     const metrics: ModelMetrics = {
       model: name,
@@ -396,14 +446,16 @@ export async function trainDefault(
       dataCommit: manifest.dataCommit,
       corpusSha256: manifest.corpusSha256,
       trainedAt: new Date().toISOString(),
-      command: options.command ?? `bun scripts/train-defaults.ts --model ${name}${quick ? " --quick" : ""}`,
+      command: options.command ??
+        `bun scripts/train-defaults.ts --model ${name}${quick ? " --quick" : ""}`,
     };
     mkdirSync(options.out, { recursive: true });
     kept.meta = {
       ...(kept.meta ?? {}),
       name,
       trained: "true",
-      data: `data/corpus.jsonl.gz (sha256 ${manifest.corpusSha256.slice(0, 16)}), ${plan.set} set, ` +
+      data:
+        `data/corpus.jsonl.gz (sha256 ${manifest.corpusSha256.slice(0, 16)}), ${plan.set} set, ` +
         `${manifest.pieces.train} training pieces${quick ? " (quick subset)" : ""}`,
       data_commit: manifest.dataCommit,
       metrics: JSON.stringify({ test: metrics.test, baselines, bestEpoch, epochs }),
@@ -411,7 +463,10 @@ export async function trainDefault(
     };
     delete kept.meta.untrained;
     writeFileSync(join(options.out, `${name}.safetensors`), writeSafetensors(kept));
-    writeFileSync(join(options.out, `${name}.metrics.json`), JSON.stringify(metrics, null, 2) + "\n");
+    writeFileSync(
+      join(options.out, `${name}.metrics.json`),
+      JSON.stringify(metrics, null, 2) + "\n",
+    );
     return metrics;
   } finally {
     trainer.dispose();
@@ -424,7 +479,10 @@ async function scoreIn(
   loss: LossName,
   precision: Precision,
 ): Promise<PrecisionScore> {
-  const model = await Model.create(spec, { precision, source: `${spec.meta?.name ?? "model"} (${precision})` });
+  const model = await Model.create(spec, {
+    precision,
+    source: `${spec.meta?.name ?? "model"} (${precision})`,
+  });
   try {
     const s = scoreModel(model, data, loss);
     return { loss: s.loss, accuracy: s.accuracy };

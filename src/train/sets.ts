@@ -30,7 +30,7 @@
  *   0..15] -> 16 values (`dynamicsTargets`, mse).
  */
 
-import { chordClass, type ChordQuality, chordInfo, CHORD_CLASSES } from "../music/chords.ts";
+import { CHORD_CLASSES, chordClass, chordInfo, type ChordQuality } from "../music/chords.ts";
 import {
   barTicks,
   type CorpusPiece,
@@ -148,7 +148,7 @@ export function chordSpans(piece: CorpusPiece): Span[] {
     let total = 0;
     for (const x of w) total += x;
     const histogram = new Float32Array(12);
-    if (total > 0) for (let i = 0; i < 12; i++) histogram[i] = w[i] / total;
+    if (total > 0) { for (let i = 0; i < 12; i++) histogram[i] = w[i] / total; }
     spans.push({ start: s, end: e, chord, histogram });
     previous = chord;
   }
@@ -252,7 +252,8 @@ export function melodySet(pieces: readonly PreparedPiece[], source: string): Tra
   });
   return dataOf(source, n, T, F, inputs, targets, 128, lengths, {
     loss: "xent",
-    task: "MelodyTransformer: next tonic-relative note from [emotion, previous note, chord in force]",
+    task:
+      "MelodyTransformer: next tonic-relative note from [emotion, previous note, chord in force]",
   });
 }
 
@@ -282,7 +283,7 @@ export function spanSoFarHistogram(piece: CorpusPiece, span: Span): Float32Array
     }
   }
   const out = new Float32Array(12);
-  if (total > 0) for (let i = 0; i < 12; i++) out[i] = w[i] / total;
+  if (total > 0) { for (let i = 0; i < 12; i++) out[i] = w[i] / total; }
   return out;
 }
 
@@ -529,7 +530,9 @@ export const MINOR_REPEAT = 5;
 /** The training pieces of a set: for harmony, minor pieces MINOR_REPEAT times. */
 export function repeatMinor(set: SetName, pieces: readonly PreparedPiece[]): PreparedPiece[] {
   if (set !== "harmony") return [...pieces];
-  return pieces.flatMap((p) => (p.piece.key.mode === "minor" ? new Array(MINOR_REPEAT).fill(p) : [p]));
+  return pieces.flatMap((
+    p,
+  ) => (p.piece.key.mode === "minor" ? new Array(MINOR_REPEAT).fill(p) : [p]));
 }
 
 export function buildSet(name: SetName, pieces: readonly PreparedPiece[], source: string) {

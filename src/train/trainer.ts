@@ -27,9 +27,9 @@ import {
   validateSpec,
 } from "../model/spec.ts";
 import {
-  type NativeBacked,
   NATIVE_MODEL,
   type NativeApi,
+  type NativeBacked,
   type NativeTrainer,
   statusCode,
   TRAINER_CONFIG_WORDS,

@@ -433,7 +433,13 @@ function checkAgainstReference(samples: Float32Array, rateHz: number, what: stri
 const toneCase: Case = {
   name: "audio: a pure tone lands in its semitone band and pitch class, as the float64 reference",
   run: () => {
-    for (const [note, rateHz, amplitude] of [[69, 48_000, 0.5], [57, 44_100, 0.25], [81, 48_000, 1], [100, 32_000, 0.1], [60, 48_000, 0.05]]) {
+    for (
+      const [note, rateHz, amplitude] of [[69, 48_000, 0.5], [57, 44_100, 0.25], [81, 48_000, 1], [
+        100,
+        32_000,
+        0.1,
+      ], [60, 48_000, 0.05]]
+    ) {
       const features = checkAgainstReference(
         sine(amplitude, hzOf(note), rateHz, 6000),
         rateHz,
@@ -461,7 +467,10 @@ const toneCase: Case = {
     // The Temperley and triad pairs, now (96..101) and over the piece (102..107); a lone triad
     // lies in scales of both modes (C E G in C major and in E harmonic minor): not the scales.
     for (const at of [96, 100, 102, 106]) {
-      check(f[at + 1] > f[at], () => `A minor chord: feature ${at + 1} ${f[at + 1]} <= ${at} ${f[at]}`);
+      check(
+        f[at + 1] > f[at],
+        () => `A minor chord: feature ${at + 1} ${f[at + 1]} <= ${at} ${f[at]}`,
+      );
     }
     const major = new Float32Array(8000);
     for (const note of [48, 60, 64, 67]) {
@@ -471,13 +480,21 @@ const toneCase: Case = {
     const g = checkAgainstReference(major, 48_000, "C major chord");
     check(g[126] > g[127], () => `C major chord: major clarity ${g[126]} <= minor ${g[127]}`);
     for (const at of [96, 100, 102, 106]) {
-      check(g[at] > g[at + 1], () => `C major chord: feature ${at} ${g[at]} <= ${at + 1} ${g[at + 1]}`);
+      check(
+        g[at] > g[at + 1],
+        () => `C major chord: feature ${at} ${g[at]} <= ${at + 1} ${g[at + 1]}`,
+      );
     }
     // Bands at or above Nyquist read 0: at 8 kHz, from C8 (4186 Hz).
     const low = featuresOf(sine(0.5, 440, 8000, 5000), 128, 8000);
     check(low.slice(108 - 24, 96).every((v) => v === 0), () => "bands above 4 kHz at 8 kHz");
     check(low[107 - 24] > 0, () => "B7 (3951 Hz) at 8 kHz reads nothing");
-    check(KEY_PROFILES.every((p, m) => p.every((v, c) => v === [KK_MAJOR_PROFILE, KK_MINOR_PROFILE][m][c])), () => "the key profiles differ from the key finder's");
+    check(
+      KEY_PROFILES.every((p, m) =>
+        p.every((v, c) => v === [KK_MAJOR_PROFILE, KK_MINOR_PROFILE][m][c])
+      ),
+      () => "the key profiles differ from the key finder's",
+    );
   },
 };
 
@@ -522,7 +539,8 @@ const historyCase: Case = {
 };
 
 const smoothingCase: Case = {
-  name: "audio: smoothed features are running means, then 2 s (8 s chroma) one-pole filters, at any block size",
+  name:
+    "audio: smoothed features are running means, then 2 s (8 s chroma) one-pole filters, at any block size",
   run: () => {
     // 2 s of a tone, then 2 s of silence. Once the window is silent (4096 samples after the
     // tone ends) the 2 s features, whose time constant has passed, decay as exp(-t / 2 s)
@@ -554,7 +572,10 @@ const smoothingCase: Case = {
       const decay = a[t2][i] / a[t1][i];
       const want = i === 108 ? (t1 - 4096) / (t2 - 4096) : Math.exp(-(t2 - t1) / rate / 2);
       check(Math.abs(decay - want) < 1e-5, () => `${name}: decays by ${decay}, expected ${want}`);
-      check(Math.abs(a[t2][i] - b[t2][i]) < 1e-2 * Math.abs(a[t2][i]), () => `${name}: blocks of 128 read ${a[t2][i]}, of 384 ${b[t2][i]}`);
+      check(
+        Math.abs(a[t2][i] - b[t2][i]) < 1e-2 * Math.abs(a[t2][i]),
+        () => `${name}: blocks of 128 read ${a[t2][i]}, of 384 ${b[t2][i]}`,
+      );
     }
     // A tone starting after silence rises the band levels: the onset strength peaks while the
     // window fills; in a steady tone it reads far less (the sidelobes' levels wobble a little
@@ -570,7 +591,10 @@ const smoothingCase: Case = {
       onsetPeak = Math.max(onsetPeak, into[122]);
     }
     check(onsetPeak > 0.05, () => `onset strength at the tone's start: ${onsetPeak}`);
-    check(a[rate][122] < onsetPeak / 4, () => `onset in a steady tone: ${a[rate][122]}, peak ${onsetPeak}`);
+    check(
+      a[rate][122] < onsetPeak / 4,
+      () => `onset in a steady tone: ${a[rate][122]}, peak ${onsetPeak}`,
+    );
     check(a[t2][122] === 0, () => `onset in silence: ${a[t2][122]}`);
   },
 };
@@ -596,11 +620,20 @@ const modeCase: Case = {
     const major = play([60, 62, 64, 65, 67, 69, 71, 72, 71, 69, 67, 65, 64, 62, 60, 67, 60]);
     // Temperley's profiles (102, 103) and the scales (104, 105) over the piece.
     for (const at of [102, 104]) {
-      check(minor[at + 1] > minor[at], () => `A minor melody: feature ${at + 1} ${minor[at + 1]} <= ${at} ${minor[at]}`);
-      check(major[at] > major[at + 1], () => `C major melody: feature ${at} ${major[at]} <= ${at + 1} ${major[at + 1]}`);
+      check(
+        minor[at + 1] > minor[at],
+        () => `A minor melody: feature ${at + 1} ${minor[at + 1]} <= ${at} ${minor[at]}`,
+      );
+      check(
+        major[at] > major[at + 1],
+        () => `C major melody: feature ${at} ${major[at]} <= ${at + 1} ${major[at + 1]}`,
+      );
     }
     for (const f of [minor, major]) {
-      check(f.slice(96, 108).every((v) => v >= -1 && v <= 1), () => `mode features ${f.slice(96, 108)}`);
+      check(
+        f.slice(96, 108).every((v) => v >= -1 && v <= 1),
+        () => `mode features ${f.slice(96, 108)}`,
+      );
     }
   },
 };

@@ -58,7 +58,11 @@ async function hear(emotion: string, seed: number): Promise<Heard> {
       if (n.channel === 0) melody++;
     }
   }
-  return { mode: keyOfHistogram(histogram).mode, notesPerBar: melody / BARS, qpm: smf.tempos[0].qpm };
+  return {
+    mode: keyOfHistogram(histogram).mode,
+    notesPerBar: melody / BARS,
+    qpm: smf.tempos[0].qpm,
+  };
 }
 
 async function pieces(emotion: string): Promise<Heard[]> {
@@ -71,7 +75,8 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 export const emotionMusicCases: Case[] = [
   {
-    name: `emotion -> music: of ${PIECES} joyful pieces at least ${AT_LEAST} are major, of ${PIECES} sad ones at least ${AT_LEAST} minor (key finder, no key constraint)`,
+    name:
+      `emotion -> music: of ${PIECES} joyful pieces at least ${AT_LEAST} are major, of ${PIECES} sad ones at least ${AT_LEAST} minor (key finder, no key constraint)`,
     run: async () => {
       const joyful = await pieces("joyful");
       const sad = await pieces("sad");
@@ -91,7 +96,10 @@ export const emotionMusicCases: Case[] = [
         const dh = mean(h.map((x) => x.notesPerBar));
         const dl = mean(l.map((x) => x.notesPerBar));
         // The density is the models' (the groove's onsets): at least a third more notes.
-        check(dh > 1.33 * dl, () => `${high} ${dh.toFixed(2)} vs ${low} ${dl.toFixed(2)} melody notes per bar`);
+        check(
+          dh > 1.33 * dl,
+          () => `${high} ${dh.toFixed(2)} vs ${low} ${dl.toFixed(2)} melody notes per bar`,
+        );
         check(h[0].qpm > l[0].qpm, () => `${high} ${h[0].qpm} qpm vs ${low} ${l[0].qpm} qpm`);
       }
     },

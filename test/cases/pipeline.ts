@@ -248,7 +248,10 @@ const loadCase: Case = {
         check(model.parameterCount === want, () => `${info.name}: ${model.parameterCount}`);
         check(model.weightBytes === want * 4, () => `${info.name}: ${model.weightBytes} bytes`);
         check(model.spec.meta?.trained === "true", () => `${info.name}: not labelled trained`);
-        check(/^[0-9a-f]{40}$/.test(model.spec.meta?.data_commit ?? ""), () => `${info.name}: data`);
+        check(
+          /^[0-9a-f]{40}$/.test(model.spec.meta?.data_commit ?? ""),
+          () => `${info.name}: data`,
+        );
       }
       check(pipeline.parameterCount === EXPECTED_TOTAL, () => `${pipeline.parameterCount}`);
       check(pipeline.weightBytes === EXPECTED_TOTAL * 4, () => `${pipeline.weightBytes}`);

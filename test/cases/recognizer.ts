@@ -149,7 +149,10 @@ const labelCase: SkippableCase = {
     for (const p of [major, minor, piece("test/c", "minor", false)]) {
       for (const transpose of [-5, 3, 6]) {
         const moved = label(p, { qpm: 90, transpose, velocity: 80 }).valence;
-        check(moved === at(p, 90, 80).valence, () => `${p.id}: valence ${moved} transposed ${transpose}`);
+        check(
+          moved === at(p, 90, 80).valence,
+          () => `${p.id}: valence ${moved} transposed ${transpose}`,
+        );
       }
     }
   },

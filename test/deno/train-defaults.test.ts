@@ -2,4 +2,6 @@
 
 import { trainDefaultsCases } from "../cases/train_defaults.ts";
 
-for (const c of trainDefaultsCases()) Deno.test({ name: c.name, fn: c.run, sanitizeResources: false });
+for (const c of trainDefaultsCases()) {
+  Deno.test({ name: c.name, fn: c.run, sanitizeResources: false });
+}
