@@ -18,17 +18,7 @@ pub fn build(b: *std.Build) void {
     };
     for (variants) |v| {
         const name, const optimize = v;
-        const lib = b.addLibrary(.{
-            .linkage = .dynamic,
-            .name = name,
-            .root_module = b.createModule(.{
-                .root_source_file = b.path("zig/api.zig"),
-                .target = target,
-                .optimize = optimize,
-                .link_libc = false,
-            }),
-        });
-        b.installArtifact(lib);
+        b.installArtifact(nativeLibrary(b, name, target, optimize, false));
     }
 
     // A wasm library is an executable without an entry point whose exports stay (-rdynamic):
@@ -79,17 +69,7 @@ pub fn build(b: *std.Build) void {
             @panic("bad prebuilt target");
         for (variants) |v| {
             const name, const optimize = v;
-            const lib = b.addLibrary(.{
-                .linkage = .dynamic,
-                .name = name,
-                .root_module = b.createModule(.{
-                    .root_source_file = b.path("zig/api.zig"),
-                    .target = b.resolveTargetQuery(query),
-                    .optimize = optimize,
-                    .link_libc = false,
-                    .strip = true,
-                }),
-            });
+            const lib = nativeLibrary(b, name, b.resolveTargetQuery(query), optimize, true);
             const dest: std.Build.InstallDir = .{ .custom = b.fmt("prebuilt/{s}", .{dir}) };
             const install = b.addInstallArtifact(lib, .{
                 .dest_dir = .{ .override = dest },
@@ -142,6 +122,27 @@ pub fn build(b: *std.Build) void {
 /// (std.simd.suggestVectorLength follows it). Zen 4/5 and server cores run 512-bit FMAs at
 /// full rate, and some VMs report a client Intel model for them, so a native build with
 /// AVX-512 drops the preference. An explicit -Dcpu is left as given.
+/// The C-ABI shared library (zig/api.zig) for one target and optimisation mode.
+fn nativeLibrary(
+    b: *std.Build,
+    name: []const u8,
+    target: std.Build.ResolvedTarget,
+    optimize: std.builtin.OptimizeMode,
+    strip: bool,
+) *std.Build.Step.Compile {
+    return b.addLibrary(.{
+        .linkage = .dynamic,
+        .name = name,
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("zig/api.zig"),
+            .target = target,
+            .optimize = optimize,
+            .link_libc = false,
+            .strip = if (strip) true else null,
+        }),
+    });
+}
+
 fn wideVectors(b: *std.Build, query: std.Target.Query) std.Build.ResolvedTarget {
     const resolved = b.resolveTargetQuery(query);
     const cpu = resolved.result.cpu;
