@@ -237,6 +237,11 @@ export class Model {
     return this.#spec ?? dequantiseSpec(this.int8!);
   }
 
+  /** The file's free-form metadata (`spec.meta`), read without dequantising an int8 model. */
+  get meta(): Readonly<Record<string, string>> | undefined {
+    return this.#spec !== null ? this.#spec.meta : this.int8?.meta;
+  }
+
   /**
    * Runs one step and advances the model's state. Returns a view of memory the model reuses:
    * it is overwritten by the next forward or forwardBatch (copy it to keep it).

@@ -161,7 +161,7 @@ export const UNTRAINED_NOTE =
 /** Whether every model of the pipeline is trained (none says untrained: "true"). */
 export function pipelineTrained(pipeline: EmotionPipeline): boolean {
   return Object.values(pipeline.models).every((model) =>
-    (model as Partial<Model>).spec?.meta?.untrained !== "true"
+    (model as Partial<Model>).meta?.untrained !== "true"
   );
 }
 
