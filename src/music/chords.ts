@@ -8,15 +8,19 @@
  * with flats in flat keys (F, Bb, Eb, Ab, Db major; D, G, C, F, Bb, Eb minor), sharps
  * otherwise: "C", "Ebm", "G7", "F#m7", "Bdim", "Caug".
  *
- * Voicing: close-position chords in a fixed register (MIDI 50..74); each chord takes the
- * inversion and octave that moves the voices least from the previous voicing (the sum over the
- * new notes of the distance to the nearest previous note and back), with a small pull towards
- * the register's centre so that the voicing does not drift. `VoiceLeader` allocates nothing.
+ * Voicing: close-position chords in a register (MIDI 50..74); each chord takes the inversion
+ * and octave that moves the voices least from the previous voicing (the sum over the new notes
+ * of the distance to the nearest previous note and back), with a small pull towards the
+ * register's centre so that the voicing does not drift. Given the melody note it sounds with,
+ * the chord goes under it (`VoiceLeader`: the register's top comes down to the note below the
+ * melody, or the chord drops into the octave under a low melody note), so that the tune is
+ * heard on top. The bass line keeps under the chords. `VoiceLeader` allocates nothing.
  *
  * ```ts
  * chordSymbol(14, { tonic: 2, mode: "minor" });   // "Dm"
  * const leader = new VoiceLeader();
- * const count = leader.voice(7);                   // leader.notes[0 .. count) = G B D voiced
+ * const count = leader.voice(7);                   // leader.notes[0 .. count) = B3 D4 G4 (59 62 67)
+ * leader.voice(0, 64);                             // C under a melody E4 (64): E3 G3 C4 (52 55 60)
  * ```
  */
 
@@ -161,13 +165,26 @@ export function chordInKey(cls: number, mask: Uint8Array): boolean {
 /** The register chords are voiced in (MIDI notes, inclusive). */
 export const CHORD_LOW = 50;
 export const CHORD_HIGH = 74;
+/**
+ * The lowest note a chord goes down to to stay under a low melody note (G2): below it close
+ * chords turn to mud against the bass, so a melody under CHORD_FLOOR + 12 is not followed.
+ */
+export const CHORD_FLOOR = 43;
 const CHORD_CENTRE = 62;
 /** Semitones of movement one semitone of distance from the centre costs. */
 const CENTRE_PULL = 0.35;
 
 /**
- * Voices chords one after another with the least movement. Allocates nothing after
- * construction: `voice` writes the notes (ascending) into `notes` and returns their count.
+ * Voices chords one after another with the least movement, under the melody when told its
+ * note. Allocates nothing after construction: `voice` writes the notes (ascending) into
+ * `notes` and returns their count.
+ *
+ * Under a melody note m (`voice(cls, m)`), every voice is strictly below m, chosen in this
+ * order: (1) the least-movement voicing in the register CHORD_LOW .. min(CHORD_HIGH, m - 1);
+ * (2) when no inversion fits there (m is at most about a ninth above CHORD_LOW), the one
+ * close voicing in the octave m - 12 .. m - 1, which is below the register, if m - 12 is at
+ * least CHORD_FLOOR; (3) otherwise (m under 55, only with a melody range set that low) the
+ * register as without a melody, where the melody then sounds among or under the chord.
  */
 export class VoiceLeader {
   /** The current voicing, ascending; `count` notes. */
@@ -181,28 +198,54 @@ export class VoiceLeader {
     this.count = 0;
   }
 
-  voice(cls: number): number {
+  /**
+   * Voices chord class `cls` from the current voicing; with `melody` (a MIDI note, -1 for
+   * none) every voice stays below it where the rules above allow. Returns the note count.
+   */
+  voice(cls: number, melody = -1): number {
     checkClass(cls);
+    if (!Number.isInteger(melody) || melody < -1 || melody > 127) {
+      throw new CadenzaError(
+        "E_ARGUMENT",
+        `melody must be a MIDI note 0..127 or -1, got ${melody}`,
+      );
+    }
     const root = chordRoot(cls);
     const intervals = QUALITY_INTERVALS[chordQuality(cls)];
     const n = intervals.length;
     for (let i = 0; i < n; i++) this.#pcs[i] = (root + intervals[i]) % 12;
+    let count = 0;
+    if (melody >= 0) {
+      const top = melody - 1 < CHORD_HIGH ? melody - 1 : CHORD_HIGH;
+      count = this.#search(n, CHORD_LOW, top);
+      if (count === 0 && melody - 12 >= CHORD_FLOOR) count = this.#search(n, melody - 12, top);
+    }
+    if (count === 0) count = this.#search(n, CHORD_LOW, CHORD_HIGH);
+    for (let k = 0; k < count; k++) this.notes[k] = this.#best[k];
+    this.count = count;
+    return count;
+  }
+
+  /**
+   * The least-cost close voicing of the chord's `n` pitch classes with every note in
+   * low .. high, into #best; returns n, or 0 when none fits.
+   */
+  #search(n: number, low: number, high: number): number {
     let bestCost = Infinity;
     let bestCount = 0;
-    // Each inversion (which chord tone is lowest), at each octave whose notes fit the register.
+    if (high < low) return 0;
+    // Each inversion (which chord tone is lowest), at each octave whose notes fit.
     for (let inversion = 0; inversion < n; inversion++) {
-      for (let base = CHORD_LOW - 12; base <= CHORD_HIGH; base += 12) {
+      for (let base = low - (low % 12); base <= high; base += 12) {
         let prev = -1;
         let fits = true;
         for (let k = 0; k < n; k++) {
           const pc = this.#pcs[(inversion + k) % n];
-          let note = base - (base % 12) + pc;
-          if (k === 0) {
-            while (note < base) note += 12;
-          } else {
+          let note = base + pc;
+          if (k > 0) {
             while (note <= prev) note += 12;
           }
-          if (note < CHORD_LOW || note > CHORD_HIGH) fits = false;
+          if (note < low || note > high) fits = false;
           this.#candidate[k] = note;
           prev = note;
         }
@@ -215,8 +258,6 @@ export class VoiceLeader {
         }
       }
     }
-    for (let k = 0; k < bestCount; k++) this.notes[k] = this.#best[k];
-    this.count = bestCount;
     return bestCount;
   }
 
@@ -242,10 +283,14 @@ function nearest(note: number, among: Int32Array, count: number): number {
 export const BASS_LOW = 33;
 export const BASS_HIGH = 52;
 
-/** The note of pitch class `pc` in the bass register nearest to `previous`. */
-export function bassNote(pc: number, previous: number): number {
+/**
+ * The note of pitch class `pc` in the bass register nearest to `previous`, no higher than
+ * `high` (default BASS_HIGH; kept at least BASS_LOW + 11, so that every pitch class fits).
+ */
+export function bassNote(pc: number, previous: number, high = BASS_HIGH): number {
+  const top = Math.min(BASS_HIGH, Math.max(BASS_LOW + 11, high));
   let best = -1;
-  for (let note = BASS_LOW; note <= BASS_HIGH; note++) {
+  for (let note = BASS_LOW; note <= top; note++) {
     if (note % 12 !== pc) continue;
     if (best < 0 || Math.abs(note - previous) < Math.abs(best - previous)) best = note;
   }
@@ -263,6 +308,11 @@ export interface BassSpan {
   /** Steps per beat (4 for a quarter-note beat on a 16th grid). */
   stepsPerBeat: number;
   pattern: BassPattern;
+  /**
+   * The lowest chord note struck in the span, if known: the span's bass notes stay below it
+   * (down to an octave above BASS_LOW at the least: see `bassNote`).
+   */
+  chordLow?: number;
 }
 
 export interface BassNoteEvent {
@@ -277,7 +327,7 @@ export interface BassNoteEvent {
  * (or the chord's third for the diminished and augmented) on the span's middle beat; with
  * "walking" a note per beat through chord tones, the last beat of a span approaching the next
  * root by a semitone or a whole tone. Each note is placed in the bass register nearest the
- * note before it, so the line moves by small steps.
+ * note before it, so the line moves by small steps, and below the span's chords (`chordLow`).
  */
 export function bassLine(spans: readonly BassSpan[]): BassNoteEvent[] {
   const notes: BassNoteEvent[] = [];
@@ -286,7 +336,8 @@ export function bassLine(spans: readonly BassSpan[]): BassNoteEvent[] {
     const span = spans[i];
     const info = chordInfo(span.class);
     const beats = Math.max(1, Math.floor(span.steps / span.stepsPerBeat));
-    const rootNote = bassNote(info.root, previous);
+    const high = span.chordLow === undefined ? BASS_HIGH : span.chordLow - 1;
+    const rootNote = bassNote(info.root, previous, high);
     if (span.pattern === "root" || beats < 2) {
       notes.push({ pitch: rootNote, step: span.step, steps: span.steps });
       previous = rootNote;
@@ -298,7 +349,7 @@ export function bassLine(spans: readonly BassSpan[]): BassNoteEvent[] {
     if (span.pattern === "root-fifth") {
       const half = Math.floor(beats / 2) * span.stepsPerBeat;
       notes.push({ pitch: rootNote, step: span.step, steps: half });
-      const fifth = bassNote(fifthPc, rootNote);
+      const fifth = bassNote(fifthPc, rootNote, high);
       notes.push({ pitch: fifth, step: span.step + half, steps: span.steps - half });
       previous = fifth;
       continue;
@@ -310,14 +361,24 @@ export function bassLine(spans: readonly BassSpan[]): BassNoteEvent[] {
       const step = span.step + b * span.stepsPerBeat;
       const steps = b === beats - 1 ? span.steps - b * span.stepsPerBeat : span.stepsPerBeat;
       if (b > 0 && b === beats - 1 && next !== undefined) {
-        const target = bassNote(chordRoot(next.class), note);
-        const from = note;
-        // A semitone below or above the next root, whichever is nearer the current note.
-        const below = target - 1 >= BASS_LOW ? target - 1 : target + 1;
-        const above = target + 1 <= BASS_HIGH ? target + 1 : target - 1;
-        note = Math.abs(below - from) <= Math.abs(above - from) ? below : above;
+        const nextHigh = next.chordLow === undefined ? BASS_HIGH : next.chordLow - 1;
+        const target = bassNote(chordRoot(next.class), note, nextHigh);
+        // A semitone below or above the next root, whichever is nearer the current note, in
+        // the register and under this span's chords (else the semitone below, placed there).
+        const ceiling = Math.min(BASS_HIGH, Math.max(BASS_LOW + 11, high));
+        const below = target - 1;
+        const above = target + 1;
+        const belowFits = below >= BASS_LOW && below <= ceiling;
+        const aboveFits = above >= BASS_LOW && above <= ceiling;
+        if (belowFits && aboveFits) {
+          note = Math.abs(below - note) <= Math.abs(above - note) ? below : above;
+        } else if (belowFits || aboveFits) {
+          note = belowFits ? below : above;
+        } else {
+          note = bassNote((chordRoot(next.class) + 11) % 12, note, high);
+        }
       } else if (b > 0) {
-        note = bassNote(info.pitchClasses[b % info.pitchClasses.length], note);
+        note = bassNote(info.pitchClasses[b % info.pitchClasses.length], note, high);
       }
       notes.push({ pitch: note, step, steps });
     }

@@ -17,7 +17,11 @@
  *   argmax), cut to the top k and to the smallest set holding probability top-p, and sampled.
  * - harmony (64-way softmax): at each chord span's first step the chord is drawn from the
  *   latest result at the same temperature (with `constrain: "key"`, from the chords whose
- *   notes are all in the key), then voiced by `VoiceLeader`.
+ *   notes are all in the key). Each strike of it (the span's first step, and each beat when
+ *   comping) is voiced by `VoiceLeader` under the melody note of its moment: `beginStep`
+ *   draws the chord and the strike's velocities, `step` samples the step's melody note first
+ *   and then sounds the chord under it (under the last note in a rest), so that the tune is
+ *   on top and the melody is exactly what it would be with any voicing.
  * - groove (32 values in [-1, 1]), read at each bar's first step: the bar's onset grid, rests,
  *   swing, micro-timing, chord rhythm and comping (`GROOVE` below).
  * - dynamics (16 values in [0, 1]), read at each onset: velocity and articulation
@@ -213,7 +217,13 @@ const F_STEP_END = 12;
 const F_LEVEL = 13;
 /** Steps of melody heard so far in the current chord span (the histogram's total). */
 const F_SPAN_TOTAL = 14;
-const F_COUNT = 15;
+/** A velocity before its register term and level (#velocityBase writes it). */
+const F_VELOCITY = 15;
+/** The pending strike's register slope, level and roll (seconds per note). */
+const F_STRIKE_REGISTER = 16;
+const F_STRIKE_LEVEL = 17;
+const F_STRIKE_ROLL = 18;
+const F_COUNT = 19;
 
 export interface ResolvedDecoderOptions {
   seed: number;
@@ -347,6 +357,13 @@ export class Decoder {
   /** Chord notes sounding now (pitches) and how many. */
   readonly #chordNotes = new Int32Array(4);
   #chordNoteCount = 0;
+  /**
+   * A chord strike begun by beginStep and sounded by step, once the melody note it sounds
+   * under is known: its notes' velocities before the register term (seeded in beginStep, so
+   * the random draws keep their order) and their count.
+   */
+  readonly #strikeVelocity = new Float64Array(4);
+  #strikeCount = 0;
   #halfBarChords = false;
   #comping = false;
   #spanStart = 0;
@@ -428,7 +445,8 @@ export class Decoder {
   /**
    * Begins the grid step at `stepIndex` from the latest pipeline result (`latest`: its groove
    * at a bar's first step, its harmony at a chord span's first step, its dynamics for chord
-   * strikes) and emits its chord and note-off events; returns whether the step sounds a new
+   * strikes) and emits its chord (CHORD) and note-off events (a chord strike's notes come
+   * from `step`, under the step's melody note); returns whether the step sounds a new
    * melody note. If it does, the caller runs the models with `context()` and passes their
    * result to `step`; otherwise `step(latest)`. Calling it twice for one step changes nothing.
    * Allocates nothing.
@@ -472,7 +490,8 @@ export class Decoder {
   /**
    * Decodes one grid step (beginStep first, with these outputs, if the caller did not call
    * it): a new melody note, when the step has one, from `outputs` (the models' result for this
-   * note: views of 128, 64, 32 and 16 values, tonic-relative). Returns the number of events in
+   * note: views of 128, 64, 32 and 16 values, tonic-relative), then the notes of a chord strike
+   * begun by beginStep, voiced under that note. Returns the number of events in
    * `events`, in time order. Allocates nothing.
    */
   step(outputs: {
@@ -485,6 +504,10 @@ export class Decoder {
     this.#begun = false;
     const slot = this.stepIndex % this.stepsPerBar;
     if (this.#slotKind[slot] === 1) this.#melodyOnset(outputs, slot);
+    if (this.#strikeCount > 0) {
+      this.#sound();
+      this.#flushChordOff(false);
+    }
     this.#flushMelodyOff(false);
     this.#sortEvents();
     this.stepIndex++;
@@ -511,6 +534,7 @@ export class Decoder {
   finish(time: number): number {
     const events = this.events;
     events.count = 0;
+    this.#strikeCount = 0;
     if (this.#melodyPitch >= 0) {
       if (this.#f[F_MEL_OFF] > time) this.#f[F_MEL_OFF] = time;
       this.#flushMelodyOff(true);
@@ -569,8 +593,8 @@ export class Decoder {
   }
 
   /**
-   * Draws the chord of a new span from the (tonic-relative) harmony distribution and voices
-   * it; the span's melody starts empty.
+   * Draws the chord of a new span from the (tonic-relative) harmony distribution (its strike,
+   * #strike then #sound, voices it); the span's melody starts empty.
    */
   #newChord(harmony: Float32Array): void {
     const w = this.#chordWeights;
@@ -621,12 +645,15 @@ export class Decoder {
     const root = chordRoot(chosen);
     const intervals = QUALITY_INTERVALS[chordQuality(chosen)];
     for (let i = 0; i < intervals.length; i++) mask[(root + intervals[i]) % 12] = 1;
-    this.#voices.voice(chosen);
     f[F_EVENT_TIME] = f[F_ONSET];
     this.#push(CHORD, CHORD_TRACK, chosen, this.chordSpanSteps);
   }
 
-  /** Strikes the chord in force at this step's onset: the notes before end, the voicing sounds. */
+  /**
+   * Begins a strike of the chord in force at this step's onset: the notes before end, and the
+   * strike's length, level, roll and velocities are read from `dynamics`; `step` sounds it
+   * (#sound) once the melody note of this step is known.
+   */
   #strike(dynamics: Float32Array, slot: number): void {
     const f = this.#f;
     if (this.#chordNoteCount > 0) {
@@ -645,17 +672,35 @@ export class Decoder {
     const lengthSec = (next - this.stepIndex) * f[F_STEP_SEC];
     const articulation = 0.5 + 0.5 * clamp01(dynamics[DYNAMICS.CHORD_ARTICULATION]);
     f[F_STRIKE_END] = f[F_ONSET] + lengthSec * articulation;
-    f[F_LEVEL] = 0.45 + 0.45 * clamp01(dynamics[DYNAMICS.CHORD_LEVEL]);
-    const roll = 0.03 * clamp01(dynamics[DYNAMICS.ROLL]) / 4;
-    const count = this.#voices.count;
+    f[F_STRIKE_LEVEL] = 0.45 + 0.45 * clamp01(dynamics[DYNAMICS.CHORD_LEVEL]);
+    f[F_STRIKE_ROLL] = 0.03 * clamp01(dynamics[DYNAMICS.ROLL]) / 4;
+    f[F_STRIKE_REGISTER] = clamp01(dynamics[DYNAMICS.REGISTER]) - 0.5;
+    const count = QUALITY_INTERVALS[chordQuality(this.chordClass)].length;
+    for (let k = 0; k < count; k++) {
+      this.#velocityBase(dynamics, slot);
+      this.#strikeVelocity[k] = f[F_VELOCITY];
+    }
+    this.#strikeCount = count;
+  }
+
+  /**
+   * Sounds the strike #strike began: the chord voiced under the melody note sounding now (the
+   * last one sampled: this step's, or the one held or just ended), the notes rolled upwards.
+   */
+  #sound(): void {
+    const f = this.#f;
+    const count = this.#voices.voice(this.chordClass, this.previousPitch);
     for (let k = 0; k < count; k++) {
       const pitch = this.#voices.notes[k];
-      const velocity = this.#velocity(dynamics, slot, pitch);
-      f[F_EVENT_TIME] = f[F_ONSET] + k * roll;
+      f[F_VELOCITY] = this.#strikeVelocity[k] + f[F_STRIKE_REGISTER] * (pitch - 72);
+      f[F_LEVEL] = f[F_STRIKE_LEVEL];
+      const velocity = this.#scaledVelocity();
+      f[F_EVENT_TIME] = f[F_ONSET] + k * f[F_STRIKE_ROLL];
       this.#push(NOTE_ON, CHORD_TRACK, pitch, velocity);
       this.#chordNotes[k] = pitch;
     }
     this.#chordNoteCount = count;
+    this.#strikeCount = 0;
   }
 
   /** Ends the chord's notes if they end within this step (or now, when `all`). */
@@ -717,6 +762,13 @@ export class Decoder {
 
   /** Velocity 1..127 from the dynamics at this slot, scaled by f[F_LEVEL] (chords, bass). */
   #velocity(dynamics: Float32Array, slot: number, pitch: number): number {
+    this.#velocityBase(dynamics, slot);
+    this.#f[F_VELOCITY] += (clamp01(dynamics[DYNAMICS.REGISTER]) - 0.5) * (pitch - 72);
+    return this.#scaledVelocity();
+  }
+
+  /** f[F_VELOCITY] = the velocity at this slot before the register term (one seeded draw). */
+  #velocityBase(dynamics: Float32Array, slot: number): void {
     let v = 30 + 90 * clamp01(dynamics[DYNAMICS.LEVEL]);
     if (slot % this.stepsPerBeat === 0) v += 25 * clamp01(dynamics[DYNAMICS.ACCENT]);
     if (slot === 0) v += 12 * clamp01(dynamics[DYNAMICS.DOWNBEAT]);
@@ -726,8 +778,12 @@ export class Decoder {
     const phrase = ((bar % 4) + slot / this.stepsPerBar) / 4;
     v += 30 * (clamp01(dynamics[DYNAMICS.PHRASE_ARC]) - 0.5) * Math.sin(Math.PI * phrase);
     v += (this.#rng.nextU24() * INV_RNG_RANGE * 2 - 1) * 12 * clamp01(dynamics[DYNAMICS.JITTER]);
-    v += (clamp01(dynamics[DYNAMICS.REGISTER]) - 0.5) * (pitch - 72);
-    v *= this.#f[F_LEVEL];
+    this.#f[F_VELOCITY] = v;
+  }
+
+  /** f[F_VELOCITY] times f[F_LEVEL], rounded and clamped to 1..127. */
+  #scaledVelocity(): number {
+    const v = this.#f[F_VELOCITY] * this.#f[F_LEVEL];
     return v < 1 ? 1 : v > 127 ? 127 : Math.round(v);
   }
 

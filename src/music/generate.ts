@@ -37,6 +37,7 @@ import {
 } from "./chords.ts";
 import {
   CHORD,
+  CHORD_TRACK,
   type ChordRate,
   type Constraint,
   CONTEXT_SIZE,
@@ -519,6 +520,11 @@ function compose(
         continue;
       }
       const id = `${track}:${pitch}`;
+      if (e.kind[i] === NOTE_ON && track === CHORD_TRACK) {
+        // The bass of the span stays under every chord note struck in it.
+        const span = spans[spans.length - 1];
+        if (span !== undefined && !(span.chordLow! <= pitch)) span.chordLow = pitch;
+      }
       if (e.kind[i] === NOTE_ON) {
         const note: Note = {
           pitch,

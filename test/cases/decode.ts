@@ -9,6 +9,7 @@ import { Chord, Scale } from "tonal";
 import {
   bassLine,
   CHORD_CLASSES,
+  CHORD_FLOOR,
   CHORD_HIGH,
   CHORD_LOW,
   chordInfo,
@@ -20,6 +21,7 @@ import {
 import { CONTEXT } from "../../src/pipeline/emotion.ts";
 import {
   CHORD,
+  CHORD_TRACK,
   CONTEXT_CHORD,
   CONTEXT_PREVIOUS_NOTE,
   CONTEXT_SIZE,
@@ -256,17 +258,24 @@ function chroma(name: string | number): number {
 }
 
 const eventsCase: Case = {
-  name: "decode: events pair up, notes stay in range, the one melody voice never overlaps itself",
+  name:
+    "decode: events pair up, notes stay in range, the one melody voice never overlaps itself, chords sound under it",
   run: () => {
     const decoder = new Decoder({ ...BASE, low: 55, high: 79, meter: [3, 4], tempo: 90 });
     const open = new Map<string, number>();
     let melodyOpen = 0;
     let lastTime = 0;
+    /** The last melody note begun (in this step too: a chord strikes with its step's note). */
+    let melody = -1;
+    let chordNotes = 0;
     const out = syntheticOutputs(4);
     const steps = 12 * 8;
     for (let s = 0; s <= steps; s++) {
       const count = s < steps ? decoder.step(out) : decoder.finish(steps * decoder.stepSeconds);
       const e = decoder.events;
+      for (let i = 0; i < count; i++) {
+        if (e.kind[i] === NOTE_ON && e.track[i] === MELODY_TRACK) melody = e.pitch[i];
+      }
       for (let i = 0; i < count; i++) {
         const id = `${e.track[i]}:${e.pitch[i]}`;
         if (e.kind[i] === NOTE_ON) {
@@ -277,7 +286,14 @@ const eventsCase: Case = {
             check(melodyOpen === 1, () => `melody has ${melodyOpen} notes at once at step ${s}`);
             check(e.pitch[i] >= 55 && e.pitch[i] <= 79, () => `melody note ${e.pitch[i]}`);
           } else {
-            check(e.pitch[i] >= CHORD_LOW && e.pitch[i] <= CHORD_HIGH, () => `chord note ${id}`);
+            // Melody notes of 55 and up are all high enough for the chords to sound under them.
+            check(e.track[i] === CHORD_TRACK, () => `track ${e.track[i]}`);
+            check(e.pitch[i] >= CHORD_FLOOR && e.pitch[i] <= CHORD_HIGH, () => `chord note ${id}`);
+            check(
+              melody < 0 || e.pitch[i] < melody,
+              () => `step ${s}: chord note ${e.pitch[i]} not under the melody's ${melody}`,
+            );
+            chordNotes++;
           }
           check(e.velocity[i] >= 1 && e.velocity[i] <= 127, () => `velocity ${e.velocity[i]}`);
         } else if (e.kind[i] === NOTE_OFF) {
@@ -291,6 +307,7 @@ const eventsCase: Case = {
       }
     }
     check(open.size === 0, () => `${open.size} notes never ended`);
+    check(chordNotes > 20, () => `only ${chordNotes} chord notes`);
     check(lastTime <= steps * decoder.stepSeconds + 1e-9, () => `an event after the end`);
   },
 };
@@ -392,6 +409,115 @@ const voiceLeadingCase: Case = {
       previousNaive = rootPosition;
     }
     check(led < 0.6 * naive, () => `voice leading moved ${led} semitones, root position ${naive}`);
+  },
+};
+
+/** The pitch classes of chord class `cls`, as tonal reads its symbol. */
+function tonalPitchClasses(cls: number): number[] {
+  return Chord.get(symbolOf(cls)).notes.map(chroma);
+}
+
+/** Whether some close voicing of the pitch classes (every note within an octave) fits low..high. */
+function closeVoicingFits(pcs: number[], low: number, high: number): boolean {
+  const set = new Set(pcs);
+  for (let bottom = low; bottom <= high; bottom++) {
+    if (!set.has(bottom % 12)) continue;
+    // The chord's notes from `bottom` up: each pitch class once, the nearest above.
+    let top = bottom;
+    for (const pc of set) top = Math.max(top, bottom + ((pc - bottom % 12 + 12) % 12));
+    if (top <= high) return true;
+  }
+  return false;
+}
+
+const underMelodyCase: Case = {
+  name:
+    "chords: under a melody note the voicing sits below it (register, else the octave under it, else the register)",
+  run: () => {
+    const rng = new TestRng(78);
+    const leader = new VoiceLeader();
+    const counts = { register: 0, octaveUnder: 0, tooLow: 0, none: 0 };
+    for (let i = 0; i < 4000; i++) {
+      const cls = Math.floor(rng.next() * 64);
+      // Melody notes 36..95 and sometimes none (-1).
+      const melody = rng.next() < 0.1 ? -1 : 36 + Math.floor(rng.next() * 60);
+      const count = leader.voice(cls, melody);
+      const notes = [...leader.notes.slice(0, count)];
+      const pcs = tonalPitchClasses(cls);
+      const what = () => `class ${cls} under ${melody}: ${notes}`;
+      check(count === pcs.length, what);
+      check(
+        notes.map((n) => n % 12).sort().join() === [...pcs].sort().join(),
+        () => `${what()} is not the chord ${pcs}`,
+      );
+      check(notes.every((n, k) => k === 0 || n > notes[k - 1]), () => `not ascending: ${what()}`);
+      check(notes[count - 1] - notes[0] < 12, () => `not close position: ${what()}`);
+      const inRegister = notes.every((n) => n >= CHORD_LOW && n <= CHORD_HIGH);
+      if (melody < CHORD_FLOOR + 12) {
+        // No melody, or one too low to follow: the register, as without a melody.
+        check(inRegister, () => `register: ${what()}`);
+        counts[melody < 0 ? "none" : "tooLow"]++;
+        continue;
+      }
+      check(notes.every((n) => n < melody), () => `not under the melody: ${what()}`);
+      const top = Math.min(CHORD_HIGH, melody - 1);
+      if (closeVoicingFits(pcs, CHORD_LOW, top)) {
+        check(inRegister, () => `a voicing fits the register under ${melody}: ${what()}`);
+        counts.register++;
+      } else {
+        check(notes[0] >= melody - 12, () => `not in the octave under ${melody}: ${what()}`);
+        counts.octaveUnder++;
+      }
+    }
+    // Every rule was exercised.
+    check(Object.values(counts).every((n) => n > 50), () => JSON.stringify(counts));
+    // Without a melody the voicings are those of a fresh leader given none (-1 is the default).
+    const a = new VoiceLeader();
+    const b = new VoiceLeader();
+    for (let i = 0; i < 200; i++) {
+      const cls = Math.floor(rng.next() * 64);
+      a.voice(cls);
+      b.voice(cls, -1);
+      check(a.notes.join() === b.notes.join(), () => `class ${cls}: ${a.notes} vs ${b.notes}`);
+    }
+    throwsCadenza(() => leader.voice(0, 128), "E_ARGUMENT", /melody/, "melody 128");
+    throwsCadenza(() => leader.voice(0, 1.5), "E_ARGUMENT", /melody/, "melody 1.5");
+  },
+};
+
+const underMelodyLeadingCase: Case = {
+  name:
+    "chords: under a moving melody the voices still move less than root position, each by under 2 semitones on average",
+  run: () => {
+    const rng = new TestRng(79);
+    const leader = new VoiceLeader();
+    let led = 0;
+    let naive = 0;
+    let voices = 0;
+    let previous: number[] = [];
+    let previousNaive: number[] = [];
+    const movement = (a: number[], b: number[]) =>
+      a.length === 0 ? 0 : b.reduce((s, n) => s + Math.min(...a.map((m) => Math.abs(m - n))), 0) +
+        a.reduce((s, n) => s + Math.min(...b.map((m) => Math.abs(m - n))), 0);
+    // A melody walking by steps and leaps of up to a fifth in the default range 60..84.
+    let melody = 72;
+    for (let i = 0; i < 400; i++) {
+      melody = Math.max(60, Math.min(84, melody + Math.floor(rng.next() * 15) - 7));
+      const cls = Math.floor(rng.next() * 64);
+      const count = leader.voice(cls, melody);
+      const notes = [...leader.notes.slice(0, count)];
+      check(notes.every((n) => n < melody), () => `class ${cls}: ${notes} under ${melody}`);
+      const info = chordInfo(cls);
+      const root = 60 + info.root;
+      const rootPosition = info.pitchClasses.map((pc) => root + ((pc - info.root + 12) % 12));
+      if (previous.length > 0) voices += previous.length + notes.length;
+      led += movement(previous, notes);
+      naive += movement(previousNaive, rootPosition);
+      previous = notes;
+      previousNaive = rootPosition;
+    }
+    check(led < 0.6 * naive, () => `voice leading moved ${led} semitones, root position ${naive}`);
+    check(led / voices < 2, () => `${(led / voices).toFixed(2)} semitones per voice`);
   },
 };
 
@@ -596,6 +722,8 @@ export const decodeCases: Case[] = [
   eventsCase,
   vocabularyCase,
   voiceLeadingCase,
+  underMelodyCase,
+  underMelodyLeadingCase,
   bassCase,
   emotionMapCase,
 ];
