@@ -184,6 +184,7 @@ export {
   DYNAMICS,
   GROOVE,
   STEPS_PER_QUARTER,
+  type Voicing,
 } from "./music/decode.ts";
 export {
   type DecodedEmotion,

@@ -148,6 +148,11 @@ export const STEPS_PER_QUARTER = 4;
 
 export type Constraint = "none" | "key" | "chord";
 export type ChordRate = "auto" | "bar" | "half";
+/**
+ * How chords are voiced: "under-melody" (each strike under the melody note of its moment,
+ * `VoiceLeader.voice(cls, melody)`) or "register" (in MIDI 50..74 whatever the melody does).
+ */
+export type Voicing = "under-melody" | "register";
 
 export interface DecoderOptions {
   /** Integer 0 .. 2^32 - 1. */
@@ -170,6 +175,8 @@ export interface DecoderOptions {
   high?: number;
   /** Chords per bar: "auto" (from groove), "bar" or "half". */
   chordRate?: ChordRate;
+  /** Default "under-melody": the tune on top. The melody is the same either way. */
+  voicing?: Voicing;
 }
 
 /** Event kinds in `Decoder.events.kind`. */
@@ -237,6 +244,7 @@ export interface ResolvedDecoderOptions {
   low: number;
   high: number;
   chordRate: ChordRate;
+  voicing: Voicing;
 }
 
 function fail(field: string, value: unknown, allowed: string): never {
@@ -302,6 +310,10 @@ export function resolveDecoderOptions(options: DecoderOptions): ResolvedDecoderO
   if (!["auto", "bar", "half"].includes(chordRate)) {
     fail("chordRate", chordRate, "auto, bar or half");
   }
+  const voicing = o.voicing ?? "under-melody";
+  if (!["under-melody", "register"].includes(voicing)) {
+    fail("voicing", voicing, "under-melody or register");
+  }
   return {
     seed: o.seed,
     tempo: o.tempo,
@@ -314,6 +326,7 @@ export function resolveDecoderOptions(options: DecoderOptions): ResolvedDecoderO
     low,
     high,
     chordRate,
+    voicing,
   };
 }
 
@@ -364,6 +377,8 @@ export class Decoder {
    */
   readonly #strikeVelocity = new Float64Array(4);
   #strikeCount = 0;
+  /** options.voicing is "under-melody". */
+  readonly #underMelody: boolean;
   #halfBarChords = false;
   #comping = false;
   #spanStart = 0;
@@ -381,6 +396,7 @@ export class Decoder {
     this.#slotKind = new Uint8Array(this.stepsPerBar);
     this.#slotShift = new Float64Array(this.stepsPerBar);
     this.#keyMask = scaleMask(o.key);
+    this.#underMelody = o.voicing === "under-melody";
     this.#f[F_STEP_SEC] = 60 / o.tempo / STEPS_PER_QUARTER;
     this.#f[F_TEMP] = o.temperature;
     this.#f[F_TOP_P] = o.topP;
@@ -689,7 +705,8 @@ export class Decoder {
    */
   #sound(): void {
     const f = this.#f;
-    const count = this.#voices.voice(this.chordClass, this.previousPitch);
+    const melody = this.#underMelody ? this.previousPitch : -1;
+    const count = this.#voices.voice(this.chordClass, melody);
     for (let k = 0; k < count; k++) {
       const pitch = this.#voices.notes[k];
       f[F_VELOCITY] = this.#strikeVelocity[k] + f[F_STRIKE_REGISTER] * (pitch - 72);

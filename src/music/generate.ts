@@ -51,6 +51,7 @@ import {
   MELODY_TRACK,
   NOTE_ON,
   STEPS_PER_QUARTER,
+  type Voicing,
 } from "./decode.ts";
 import {
   EMOTION_VECTOR_SIZE,
@@ -108,6 +109,8 @@ export interface GenerateOptions {
   /** Adds a drum track (channel 10) from the groove. */
   drums?: boolean;
   chordRate?: ChordRate;
+  /** "under-melody" (default: each chord strike under the melody note) or "register". */
+  voicing?: Voicing;
   /** The models' folder (default: the project's models/). */
   models?: string;
   precision?: Precision;
@@ -458,6 +461,7 @@ function compose(
     low: options.range?.[0],
     high: options.range?.[1],
     chordRate: options.chordRate,
+    voicing: options.voicing,
   });
   const trained = pipelineTrained(pipeline);
   const stepSec = decoder.stepSeconds;

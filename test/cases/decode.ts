@@ -588,6 +588,12 @@ const emotionMapCase: Case = {
     throwsCadenza(() => emotionPoint({ valence: 2, arousal: 0 }), "E_ARGUMENT", /valence/, "range");
     throwsCadenza(() => new Decoder({ ...BASE, topP: 0 }), "E_ARGUMENT", /topP/, "topP 0");
     throwsCadenza(() => new Decoder({ ...BASE, low: 80, high: 70 }), "E_ARGUMENT", /high/, "range");
+    throwsCadenza(
+      () => new Decoder({ ...BASE, voicing: "above" as DecoderOptions["voicing"] }),
+      "E_ARGUMENT",
+      /voicing must be under-melody or register/,
+      "voicing",
+    );
     throwsCadenza(() => parseKey("H major"), "E_ARGUMENT", /key must be/, "key");
     check(parseKey("F#m").tonic === 6 && parseKey("Bb").mode === "major", () => "parseKey");
   },

@@ -535,6 +535,11 @@ export const BAD_INPUTS: [string, (dir: string) => string[], RegExp][] = [
   ],
   ["bad key", (d) => ["generate", "--key", "H", "--out", join(d, "x.mid")], /--key must be/],
   [
+    "bad voicing",
+    (d) => ["generate", "--voicing", "above", "--out", join(d, "x.mid")],
+    /--voicing must be one of under-melody, register/,
+  ],
+  [
     "valence alone",
     (d) => ["generate", "--valence", "0.5", "--out", join(d, "x.mid")],
     /--valence and --arousal go together/,
