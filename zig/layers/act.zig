@@ -370,6 +370,26 @@ test "act: exp relative error over its whole range" {
     try std.testing.expect(worst <= 4e-7);
 }
 
+test "act: recip is within one ulp of 1/d over [1, 2^126], NaN stays NaN" {
+    // The AVX-512 path (vrcp14ps and one Newton step) where the build has it, else division.
+    // Past 2^126 the quotient is subnormal (flushed to 0 inside a compute call anyway).
+    var worst: f64 = 0;
+    var d: f32 = 1;
+    while (d < 0x1p126 / 1.75) : (d *= 1.0001) {
+        const v: V = [4]f32{ d, d * 1.25, d * 1.5, d * 1.75 } ++ @as([lanes - 4]f32, @splat(d));
+        const got: [lanes]f32 = recip(v);
+        const arr: [lanes]f32 = v;
+        for (arr, got) |di, gi| {
+            const want = 1 / @as(f64, di);
+            worst = @max(worst, @abs(gi - want) / want);
+        }
+    }
+    const how = if (has_rcp14) "vrcp14ps + Newton" else "division";
+    std.debug.print("recip ({s}) max relative error {e:.2}\n", .{ how, worst });
+    try std.testing.expect(worst <= 0x1p-23); // one ulp of the quotient
+    try std.testing.expect(std.math.isNan(recip(@as(@Vector(1, f32), @splat(std.math.nan(f32))))[0]));
+}
+
 test "act: special values saturate, NaN passes through" {
     const inf = std.math.inf(f32);
     const x = @Vector(8, f32){ inf, -inf, 1e30, -1e30, 0, -0.0, std.math.nan(f32), 1e-30 };
