@@ -69,6 +69,16 @@ inline fn recip(d: anytype) @TypeOf(d) {
     return madd(y0, madd(-d, y0, vsplat(T, 1)), y0);
 }
 
+/// 1 / (d + err) for d in [1, 2] and err the rounding error of d (|err| <= ulp(d) / 2): a
+/// Newton step on d + err from 1/d (vrcp14ps's estimate or the quotient), so that the
+/// rounding of d does not reach the result.
+inline fn recipOfSum(d: anytype, err: @TypeOf(d)) @TypeOf(d) {
+    const T = @TypeOf(d);
+    const y0 = if (has_rcp14) rcp14(d) else vsplat(T, 1) / d;
+    const t = madd(-err, y0, madd(-d, y0, vsplat(T, 1)));
+    return madd(y0, t, y0);
+}
+
 /// ln(2^-126): e^x below it leaves the normal range.
 const exp_low: f32 = -87.33654;
 /// Just under 127.5 ln 2, so that k <= 127 and 2^k is a normal float.
@@ -118,14 +128,21 @@ inline fn expm1NonPositive(x: anytype) @TypeOf(x) {
     return madd(e.q, e.pow2, e.pow2 - vsplat(T, 1));
 }
 
-/// tanh |x| = -m / (2 + m) with m = e^(-2|x|) - 1 in (-1, 0]: no cancellation near 0 (m keeps
-/// its relative accuracy, so tiny x give x), 1 for large |x|, the sign copied from x. NaN
-/// passes through every step.
+/// tanh |x| = -m / (1 + e) with e = e^(-2|x|) and m = e - 1 in (-1, 0] from the same range
+/// reduction: no cancellation near 0 (m keeps its relative accuracy, so tiny x give x), 1 for
+/// large |x|, the sign copied from x. The denominator's rounding is corrected in the Newton
+/// step (its error is exact, 1 + e being in [1, 2]). NaN passes through every step.
 pub inline fn tanhVec(x: anytype) @TypeOf(x) {
     const T = @TypeOf(x);
     const U = @Vector(@typeInfo(T).vector.len, u32);
-    const m = expm1NonPositive(@abs(x) * vsplat(T, -2));
-    const neg = m * recip(m + vsplat(T, 2)); // -tanh |x|, in [-1, 0]
+    const parts = expParts(atLeast(@abs(x) * vsplat(T, -2), exp_low));
+    const one = vsplat(T, 1);
+    const m = madd(parts.q, parts.pow2, parts.pow2 - one); // e^(-2|x|) - 1
+    // The denominator from e itself, not from the rounded m, so that m's rounding does not
+    // enter numerator and denominator both.
+    const e = madd(parts.q, parts.pow2, parts.pow2);
+    const d = e + one;
+    const neg = m * recipOfSum(d, e - (d - one)); // -tanh |x|, in [-1, 0]
     const sign: U = @splat(0x8000_0000);
     const bits_x: U = @bitCast(x);
     const bits_n: U = @bitCast(neg);
