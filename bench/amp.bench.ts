@@ -15,55 +15,17 @@
  * 1.548 s: 0.88 and 3.22 us per sample. An LSTM-40 with one input (6,560 multiply-adds a step)
  * sits between them in work (32->32: 8,192; 64->64: 32,768).
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import process from "node:process";
 import { bench, do_not_optimize, group, run, summary } from "mitata";
-import { type LibraryChoice, loadModel, type Model, modelFromSpec } from "../src/index.ts";
+import { type LibraryChoice, type Model, modelFromSpec } from "../src/index.ts";
+import { loadAmpModel } from "./amp.ts";
 import { printTable, runtimeName } from "./lib.ts";
 
 const SAMPLES = 48_000;
 const HIDDEN = 40;
 
-/** Seeded uniform values in +-bound (PyTorch's LSTM init range for HIDDEN), as nested lists. */
-function weights(rows: number, cols: number, bound: number, seed: number): number[][] {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 32 * 2 - 1) * bound;
-  };
-  return Array.from({ length: rows }, () => Array.from({ length: cols }, next));
-}
-
-const k = 1 / Math.sqrt(HIDDEN);
-const amp = {
-  model_data: {
-    model: "SimpleRNN",
-    input_size: 1,
-    skip: 1,
-    output_size: 1,
-    unit_type: "LSTM",
-    num_layers: 1,
-    hidden_size: HIDDEN,
-    bias_fl: true,
-  },
-  state_dict: {
-    "rec.weight_ih_l0": weights(4 * HIDDEN, 1, k, 1),
-    "rec.weight_hh_l0": weights(4 * HIDDEN, HIDDEN, k, 2),
-    "rec.bias_ih_l0": weights(1, 4 * HIDDEN, k, 3)[0],
-    "rec.bias_hh_l0": weights(1, 4 * HIDDEN, k, 4)[0],
-    "lin.weight": weights(1, HIDDEN, k, 5),
-    "lin.bias": weights(1, 1, k, 6)[0],
-  },
-};
-
-const dir = mkdtempSync(join(tmpdir(), "cadenza-amp-bench-"));
-const path = join(dir, "lstm40.json");
-writeFileSync(path, JSON.stringify(amp));
 const library = (process.env.CADENZA_LIB ?? "fast") as LibraryChoice;
-const model = await loadModel(path, { library });
-rmSync(dir, { recursive: true, force: true });
+const model = await loadAmpModel(HIDDEN, library);
 
 const tiny = await modelFromSpec({
   inputSize: 1,

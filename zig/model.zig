@@ -6,6 +6,7 @@ const std = @import("std");
 const desc = @import("layers/desc.zig");
 const image = @import("image.zig");
 const skip = @import("layers/skip.zig");
+const simd = @import("simd.zig");
 
 const Allocator = std.mem.Allocator;
 const LayerDesc = desc.LayerDesc;
@@ -181,8 +182,13 @@ pub const Model = struct {
         const n_in: usize = m.input_size;
         const n_out: usize = m.output_size;
         std.debug.assert(x.len == n_in * steps and y.len >= n_out * steps);
+        // Apart, no step's input overlaps its output: the check (and copy) per step is
+        // skipped. In place (the usual audio call), every step takes unalias's copy.
+        const apart = !overlap(x, y[0 .. n_out * steps]);
         for (0..steps) |t| {
-            m.chain(x[t * n_in ..][0..n_in], y[t * n_out ..][0..n_out], 1, .step);
+            const x_t = x[t * n_in ..][0..n_in];
+            const y_t = y[t * n_out ..][0..n_out];
+            if (apart) m.chainFrom(x_t, y_t, 1, .step) else m.chain(x_t, y_t, 1, .step);
         }
     }
 
@@ -210,7 +216,11 @@ pub const Model = struct {
     /// Runs the layers in turn through the two activation buffers; the last writes y.
     /// `step` advances stateful layers; `rows` runs each row from a copy of the state.
     fn chain(m: *Model, x_in: []const f32, y: []f32, batch: u32, comptime mode: Mode) void {
-        const x = m.unalias(x_in, y);
+        m.chainFrom(m.unalias(x_in, y), y, batch, mode);
+    }
+
+    /// chain for an x that does not overlap y.
+    inline fn chainFrom(m: *Model, x: []const f32, y: []f32, batch: u32, comptime mode: Mode) void {
         var src: []const f32 = x;
         for (m.layers, 0..) |*l, i| {
             const n = l.desc.out * batch;
@@ -231,11 +241,9 @@ pub const Model = struct {
     /// Layers read x while the last writes y: when the caller passed overlapping buffers,
     /// x moves to a region that no layer writes (skip layers read it after the others ran).
     fn unalias(m: *Model, x: []const f32, y: []const f32) []const f32 {
-        const x0 = @intFromPtr(x.ptr);
-        const y0 = @intFromPtr(y.ptr);
-        if (x0 >= y0 + y.len * 4 or y0 >= x0 + x.len * 4) return x;
+        if (!overlap(x, y)) return x;
         const copy = m.input_copy[0..x.len];
-        @memcpy(copy, x);
+        if (x.len <= simd.lanes) simd.copy(copy, x) else @memcpy(copy, x);
         return copy;
     }
 
@@ -315,6 +323,12 @@ pub const Model = struct {
         }
     }
 };
+
+fn overlap(x: []const f32, y: []const f32) bool {
+    const x0 = @intFromPtr(x.ptr);
+    const y0 = @intFromPtr(y.ptr);
+    return !(x0 >= y0 + y.len * 4 or y0 >= x0 + x.len * 4);
+}
 
 fn outOfMemory(diag: *Diag, bytes: usize) error{OutOfMemory} {
     const fmt = "out of memory allocating {d} bytes for the model";

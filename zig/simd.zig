@@ -61,16 +61,33 @@ pub inline fn sum(v: V) f32 {
 }
 
 /// Stores the first `n` lanes of `v` (n <= lanes) to `dst`, for the ragged end of a row.
-pub inline fn storePartial(dst: []f32, v: V) void {
+/// A switch over the length gives each case a fixed-size copy: a runtime-length @memcpy
+/// would be a call to memcpy, which costs more than the copy at these sizes.
+pub fn storePartial(dst: []f32, v: V) void {
     std.debug.assert(dst.len <= lanes);
     const a: [lanes]f32 = v;
-    @memcpy(dst, a[0..dst.len]);
+    switch (dst.len) {
+        inline 0...lanes => |n| dst[0..n].* = a[0..n].*,
+        else => unreachable,
+    }
 }
 
 /// Loads up to `lanes` floats from `src`, zero-filling the missing lanes.
-pub inline fn loadPartial(src: []const f32) V {
+pub fn loadPartial(src: []const f32) V {
     std.debug.assert(src.len <= lanes);
     var a: [lanes]f32 = @splat(0);
-    @memcpy(a[0..src.len], src);
+    switch (src.len) {
+        inline 0...lanes => |n| a[0..n].* = src[0..n].*,
+        else => unreachable,
+    }
     return a;
+}
+
+/// dst = src (equal lengths, not overlapping) in whole vectors and one partial one, without
+/// a call to memcpy: for the short vectors of a recurrent step.
+pub inline fn copy(dst: []f32, src: []const f32) void {
+    std.debug.assert(dst.len == src.len);
+    var i: usize = 0;
+    while (i + lanes <= src.len) : (i += lanes) store(dst, i, load(src, i));
+    storePartial(dst[i..], loadPartial(src[i..]));
 }

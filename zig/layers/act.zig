@@ -2,6 +2,7 @@
 //! NaN, infinities never meet each other in a subtraction); the tests at the bottom measure the
 //! maximum absolute error against f64 and assert a bound. `apply` works on a whole slice in place.
 const std = @import("std");
+const builtin = @import("builtin");
 const desc = @import("desc.zig");
 const simd = @import("../simd.zig");
 const madd = simd.madd;
@@ -13,64 +14,154 @@ inline fn vsplat(comptime T: type, x: f32) T {
     return @splat(x);
 }
 
-inline fn isNan(x: anytype) @Vector(@typeInfo(@TypeOf(x)).vector.len, bool) {
-    return x != x;
+/// max(x, lo) and min(x, hi) that keep a NaN x: the select form is the x86 maxps/minps
+/// (wasm pmax/pmin) operand order, one instruction, where `@max`/`@min` (which return the
+/// number when one side is NaN) take three.
+inline fn atLeast(x: anytype, lo: f32) @TypeOf(x) {
+    const l = vsplat(@TypeOf(x), lo);
+    return @select(f32, x < l, l, x);
+}
+
+inline fn atMost(x: anytype, hi: f32) @TypeOf(x) {
+    const h = vsplat(@TypeOf(x), hi);
+    return @select(f32, x > h, h, x);
+}
+
+/// vrcp14ps (x86 with AVX-512F and VL): 1/d within a relative 2^-14, specified bit for bit by
+/// the instruction set, so every AVX-512 CPU gives the same result. Zig's own x86 backend
+/// (Debug builds) does not assemble it: those divide.
+const has_rcp14 = switch (builtin.cpu.arch) {
+    .x86_64 => builtin.zig_backend == .stage2_llvm and
+        std.Target.x86.featureSetHas(builtin.cpu.features, .avx512f) and
+        std.Target.x86.featureSetHas(builtin.cpu.features, .avx512vl),
+    else => false,
+};
+
+inline fn rcp14(d: anytype) @TypeOf(d) {
+    const T = @TypeOf(d);
+    const n = @typeInfo(T).vector.len;
+    const w = if (n <= 4) 4 else if (n <= 8) 8 else 16;
+    comptime std.debug.assert(n <= 16);
+    if (n == w) return rcp14Asm(d);
+    // Narrower vectors (the scalar forms) go through the next width, padded with ones: the
+    // same instruction per lane, so the same bits as a full vector.
+    var wide: [w]f32 = @splat(1);
+    const a: [n]f32 = d;
+    @memcpy(wide[0..n], &a);
+    const r: [w]f32 = rcp14Asm(@as(@Vector(w, f32), wide));
+    return r[0..n].*;
+}
+
+inline fn rcp14Asm(d: anytype) @TypeOf(d) {
+    return asm ("vrcp14ps %[d], %[y]"
+        : [y] "=v" (-> @TypeOf(d)),
+        : [d] "v" (d),
+    );
+}
+
+/// 1 / d for d >= 1 (finite or NaN). With vrcp14ps: the estimate and one Newton step,
+/// y1 = y0 + y0 (1 - d y0), relative error about 2^-28 before the last rounding (within one
+/// ulp of the quotient), no divider; elsewhere the division.
+inline fn recip(d: anytype) @TypeOf(d) {
+    const T = @TypeOf(d);
+    if (!has_rcp14) return vsplat(T, 1) / d;
+    const y0 = rcp14(d);
+    return madd(y0, madd(-d, y0, vsplat(T, 1)), y0);
+}
+
+/// 1 / (d + err) for d in [1, 2] and err the rounding error of d (|err| <= ulp(d) / 2): a
+/// Newton step on d + err from 1/d (vrcp14ps's estimate or the quotient), so that the
+/// rounding of d does not reach the result.
+inline fn recipOfSum(d: anytype, err: @TypeOf(d)) @TypeOf(d) {
+    const T = @TypeOf(d);
+    const y0 = if (has_rcp14) rcp14(d) else vsplat(T, 1) / d;
+    const t = madd(-err, y0, madd(-d, y0, vsplat(T, 1)));
+    return madd(y0, t, y0);
+}
+
+/// ln(2^-126): e^x below it leaves the normal range.
+const exp_low: f32 = -87.33654;
+/// Just under 127.5 ln 2, so that k <= 127 and 2^k is a normal float.
+const exp_high: f32 = 88.37626;
+
+/// e^x - 1 = 2^k (1 + q) - 1 for x in [exp_low, exp_high] (or NaN, which stays NaN), as its
+/// two parts: `pow2` = 2^k and `q` = e^r - 1, r = x - k ln 2, |r| <= ln2/2.
+inline fn expParts(x: anytype) struct { pow2: @TypeOf(x), q: @TypeOf(x) } {
+    const T = @TypeOf(x);
+    const n = @typeInfo(T).vector.len;
+    // Adding 1.5 * 2^23 rounds x log2(e) to the integer k (to nearest), held in the low
+    // mantissa bits of t: no float-to-int conversion, which a NaN would make undefined.
+    const magic: f32 = 0x1.8p23;
+    const t = madd(x, vsplat(T, std.math.log2e), vsplat(T, magic));
+    const k = t - vsplat(T, magic);
+    // ln 2 in two parts so that k * ln2_hi is exact for |k| <= 128.
+    var r = madd(k, vsplat(T, -0.693145751953125), x);
+    r = madd(k, vsplat(T, -1.428606765330187e-6), r);
+    // e^r - 1 = r + r^2 P(r), P of degree 4 fitted for least maximum relative error of e^r on
+    // |r| <= ln2/2 (about 4e-9 with these f32 coefficients, against 2e-7 for degree 3). The
+    // r + r^2 P form keeps the relative accuracy of e^r - 1 for tiny r.
+    var p = vsplat(T, 0x1.6a2164p-10);
+    inline for (.{ 0x1.123b96p-7, 0x1.5558fcp-5, 0x1.55549p-3, 0x1.fffffcp-2 }) |c| {
+        p = madd(p, r, vsplat(T, c));
+    }
+    const q = madd(r * r, p, r);
+    // 2^k from t's bits: bits(t) = bits(1.5 * 2^23) + k, and the shift drops the high bits.
+    const U = @Vector(n, u32);
+    const bits: U = @bitCast(t);
+    const pow2: T = @bitCast((bits +% @as(U, @splat(127))) << @splat(23));
+    return .{ .pow2 = pow2, .q = q };
 }
 
 /// e^x for x <= 88.37 (larger x saturate at e^88.37, about 2.4e38), 0 below -87.33 where e^x
-/// leaves the normal range. Relative error about 2e-7 (degree-7 Taylor on |r| <= ln2/2).
+/// leaves the normal range. Relative error about 1e-7 (f32 rounding of the last steps).
 pub inline fn expVec(x: anytype) @TypeOf(x) {
     const T = @TypeOf(x);
-    const n = @typeInfo(T).vector.len;
-    const low = -87.33654; // ln(2^-126): 2^k stays a normal float
-    const xc = @min(@max(x, vsplat(T, low)), vsplat(T, 88.37626)); // 127.5 ln 2: k <= 127
-    const k = @round(xc * vsplat(T, std.math.log2e));
-    // ln 2 in two parts so that k * ln2_hi is exact for |k| <= 128.
-    var r = madd(k, vsplat(T, -0.693145751953125), xc);
-    r = madd(k, vsplat(T, -1.428606765330187e-6), r);
-    var p = vsplat(T, 1.0 / 5040.0);
-    inline for (.{ 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0 }) |fact| {
-        p = madd(p, r, vsplat(T, 1.0 / fact));
-    }
-    const e: @Vector(n, i32) = @intFromFloat(k);
-    const pow2: T = @bitCast((e + @as(@Vector(n, i32), @splat(127))) << @splat(23));
-    const y = p * pow2;
-    const zero = x < vsplat(T, low);
-    return @select(f32, isNan(x), x, @select(f32, zero, vsplat(T, 0), y));
+    const e = expParts(atMost(atLeast(x, exp_low), exp_high));
+    const y = madd(e.q, e.pow2, e.pow2);
+    return @select(f32, x < vsplat(T, exp_low), vsplat(T, 0), y);
 }
 
-/// tanh: an odd polynomial near 0 (keeps relative accuracy for tiny inputs), else
-/// (1 - e^-2|x|) / (1 + e^-2|x|), which tends to 1 without overflow.
+/// e^x - 1 for x <= 0 or NaN; -1 below exp_low. Relative accuracy near 0 (no cancellation).
+inline fn expm1NonPositive(x: anytype) @TypeOf(x) {
+    const T = @TypeOf(x);
+    const e = expParts(atLeast(x, exp_low));
+    return madd(e.q, e.pow2, e.pow2 - vsplat(T, 1));
+}
+
+/// tanh |x| = -m / (1 + e) with e = e^(-2|x|) and m = e - 1 in (-1, 0] from the same range
+/// reduction: no cancellation near 0 (m keeps its relative accuracy, so tiny x give x), 1 for
+/// large |x|, the sign copied from x. The denominator's rounding is corrected in the Newton
+/// step (its error is exact, 1 + e being in [1, 2]). NaN passes through every step.
 pub inline fn tanhVec(x: anytype) @TypeOf(x) {
     const T = @TypeOf(x);
-    const a = @abs(x);
-    const e = expVec(a * vsplat(T, -2));
-    const far = (vsplat(T, 1) - e) / (vsplat(T, 1) + e);
-    const x2 = x * x;
-    // tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + ...; the next term is below 2e-10 |x| here.
-    var p = vsplat(T, -17.0 / 315.0);
-    p = madd(p, x2, vsplat(T, 2.0 / 15.0));
-    p = madd(p, x2, vsplat(T, -1.0 / 3.0));
-    const near = madd(p * x2, x, x);
-    const signed = @select(f32, x < vsplat(T, 0), -far, far);
-    const y = @select(f32, a < vsplat(T, 0.125), near, signed);
-    return @select(f32, isNan(x), x, y);
+    const U = @Vector(@typeInfo(T).vector.len, u32);
+    const parts = expParts(atLeast(@abs(x) * vsplat(T, -2), exp_low));
+    const one = vsplat(T, 1);
+    const m = madd(parts.q, parts.pow2, parts.pow2 - one); // e^(-2|x|) - 1
+    // The denominator from e itself, not from the rounded m, so that m's rounding does not
+    // enter numerator and denominator both.
+    const e = madd(parts.q, parts.pow2, parts.pow2);
+    const d = e + one;
+    const neg = m * recipOfSum(d, e - (d - one)); // -tanh |x|, in [-1, 0]
+    const sign: U = @splat(0x8000_0000);
+    const bits_x: U = @bitCast(x);
+    const bits_n: U = @bitCast(neg);
+    return @bitCast((bits_n & ~sign) | (bits_x & sign));
 }
 
-/// 1 / (1 + e^-x), through e^-|x| <= 1 so that neither side overflows.
+/// 1 / (1 + e^-x), with e^-x saturating at about 2.4e38 (x below -87.33 gives 0) and 2^-126
+/// for large x (1 + 2^-126 rounds to 1). NaN passes through.
 pub inline fn sigmoidVec(x: anytype) @TypeOf(x) {
     const T = @TypeOf(x);
-    const e = expVec(-@abs(x));
-    const inv = vsplat(T, 1) / (vsplat(T, 1) + e);
-    const y = @select(f32, x < vsplat(T, 0), e * inv, inv);
-    return @select(f32, isNan(x), x, y);
+    const e = expParts(atMost(atLeast(-x, exp_low), exp_high));
+    const y = recip(madd(e.q, e.pow2, e.pow2 + vsplat(T, 1)));
+    return @select(f32, x < vsplat(T, exp_low), vsplat(T, 0), y);
 }
 
 /// x for x > 0, e^x - 1 otherwise (alpha 1).
 pub inline fn eluVec(x: anytype) @TypeOf(x) {
     const T = @TypeOf(x);
-    const y = @select(f32, x > vsplat(T, 0), x, expVec(x) - vsplat(T, 1));
-    return @select(f32, isNan(x), x, y);
+    return @select(f32, x > vsplat(T, 0), x, expm1NonPositive(atMost(x, 0)));
 }
 
 /// 0.5 x (1 + erf(x / sqrt 2)), written as x * (1 - erfc/2) or x * erfc/2 by sign so that
@@ -78,17 +169,18 @@ pub inline fn eluVec(x: anytype) @TypeOf(x) {
 /// P(t) e^(-a^2) form decays with the true erfc.
 pub inline fn geluVec(x: anytype) @TypeOf(x) {
     const T = @TypeOf(x);
-    const a = @abs(x) * vsplat(T, std.math.sqrt1_2);
-    const t = vsplat(T, 1) / madd(a, vsplat(T, 0.3275911), vsplat(T, 1));
+    // erfc is 0 in f32 well before |x| / sqrt 2 = 16; the clamp keeps recip's input finite.
+    const a = atMost(@abs(x) * vsplat(T, std.math.sqrt1_2), 16);
+    const t = recip(madd(a, vsplat(T, 0.3275911), vsplat(T, 1)));
     var p = vsplat(T, 1.061405429);
     inline for (.{ -1.453152027, 1.421413741, -0.284496736, 0.254829592 }) |c| {
         p = madd(p, t, vsplat(T, c));
     }
     const half_erfc = p * t * expVec(-(a * a)) * vsplat(T, 0.5);
     const factor = @select(f32, x < vsplat(T, 0), half_erfc, vsplat(T, 1) - half_erfc);
-    // gelu(-16) is about -1e-57: clamping keeps -inf * 0 from producing NaN.
-    const y = @max(x, vsplat(T, -16)) * factor;
-    return @select(f32, isNan(x), x, y);
+    // gelu(-16) is about -1e-57: clamping keeps -inf * 0 from producing NaN. A NaN x stays
+    // NaN through every step.
+    return atLeast(x, -16) * factor;
 }
 
 /// max(x, 0) that keeps NaN (`@max` would return 0). Decided on the bits, exactly: a float
@@ -293,6 +385,26 @@ test "act: exp relative error over its whole range" {
     }
     std.debug.print("exp max relative error {e:.2}\n", .{worst});
     try std.testing.expect(worst <= 4e-7);
+}
+
+test "act: recip is within one ulp of 1/d over [1, 2^126], NaN stays NaN" {
+    // The AVX-512 path (vrcp14ps and one Newton step) where the build has it, else division.
+    // Past 2^126 the quotient is subnormal (flushed to 0 inside a compute call anyway).
+    var worst: f64 = 0;
+    var d: f32 = 1;
+    while (d < 0x1p126 / 1.75) : (d *= 1.0001) {
+        const v: V = [4]f32{ d, d * 1.25, d * 1.5, d * 1.75 } ++ @as([lanes - 4]f32, @splat(d));
+        const got: [lanes]f32 = recip(v);
+        const arr: [lanes]f32 = v;
+        for (arr, got) |di, gi| {
+            const want = 1 / @as(f64, di);
+            worst = @max(worst, @abs(gi - want) / want);
+        }
+    }
+    const how = if (has_rcp14) "vrcp14ps + Newton" else "division";
+    std.debug.print("recip ({s}) max relative error {e:.2}\n", .{ how, worst });
+    try std.testing.expect(worst <= 0x1p-23); // one ulp of the quotient
+    try std.testing.expect(std.math.isNan(recip(@as(@Vector(1, f32), @splat(std.math.nan(f32))))[0]));
 }
 
 test "act: special values saturate, NaN passes through" {

@@ -147,7 +147,7 @@ pub fn forward(
         const h_next = simd.madd(z, simd.load(h, u) - n, n);
         simd.store(h, u, @select(f32, simd.lanesBelow(m - u), h_next, simd.splat(0)));
     }
-    @memcpy(y[0..m], h[0..m]);
+    simd.copy(y[0..m], h[0..m]);
 }
 
 // ---- tests against a naive f64 step --------------------------------------------------------

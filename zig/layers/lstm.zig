@@ -123,13 +123,16 @@ pub fn forward(
     const h = state[0..hp];
     const c = state[hp..][0..hp];
     const xh = scratch[0..l.shape.cols];
-    @memcpy(xh[0..l.in], x);
-    @memcpy(xh[l.in..], h[0..n]);
+    simd.copy(xh[0..l.in], x);
+    simd.copy(xh[l.in..], h[0..n]);
     const z = scratch[l.zAt()..][0..l.zLen()];
     @memset(z[z.len - lanes ..], 0);
     const words = l.shape.words();
     const xq = scratch[l.xqAt()..l.scratchLen()];
     mv.matvec(l.shape, weights[0..words], weights[words..], xh, z[0 .. z.len - lanes], xq);
+    // Two passes over the vectors of units, so that each vector's chain of dependent
+    // operations (four gate activations, then tanh of the new cell) overlaps the next
+    // vector's: the first writes c and keeps o in gate i's place, the second forms h.
     var u: usize = 0;
     while (u < hp) : (u += lanes) {
         const i = act.sigmoidVec(simd.load(z, u));
@@ -137,12 +140,16 @@ pub fn forward(
         const g = act.tanhVec(simd.load(z, 2 * n + u));
         const o = act.sigmoidVec(simd.load(z, 3 * n + u));
         const c_next = simd.madd(f, simd.load(c, u), i * g);
-        const h_next = o * act.tanhVec(c_next);
         const units = simd.lanesBelow(n - u);
         simd.store(c, u, @select(f32, units, c_next, simd.splat(0)));
-        simd.store(h, u, @select(f32, units, h_next, simd.splat(0)));
+        simd.store(z, u, o);
     }
-    @memcpy(y[0..n], h[0..n]);
+    u = 0;
+    while (u < hp) : (u += lanes) {
+        const h_next = simd.load(z, u) * act.tanhVec(simd.load(c, u));
+        simd.store(h, u, @select(f32, simd.lanesBelow(n - u), h_next, simd.splat(0)));
+    }
+    simd.copy(y[0..n], h[0..n]);
 }
 
 // ---- tests against a naive f64 step --------------------------------------------------------

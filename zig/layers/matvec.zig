@@ -288,6 +288,12 @@ fn matvecAs(
     y: []f32,
 ) void {
     const panels = padded(s.rows) / lanes;
+    if (t == .f32 and panels > block_panels and panels <= 2 * block_panels) {
+        switch (panels - block_panels) {
+            inline 1...block_panels => |rest| return twoBlocksF32(rest, s, w, b, x, y),
+            else => unreachable,
+        }
+    }
     const whole = panels / block_panels;
     for (0..whole) |k| {
         vecBlock(t, block_panels, w + k * s.blockWords(), b, k * block_panels * lanes, x, y);
@@ -347,6 +353,66 @@ inline fn accumulateF32(comptime np: usize, w: [*]const f32, x: []const f32, acc
         var total = a[0][j];
         inline for (1..sets) |k| total += a[k][j];
         acc[j] = total;
+    }
+}
+
+/// A matrix of two blocks (block_panels + `rest` panels, an LSTM or GRU step of a few dozen
+/// units) in one pass over the columns: the second block's FMA chains run between the
+/// first's instead of after them, so the pass costs the FMA throughput of all the panels
+/// rather than two chain latencies in turn. Each block keeps the accumulator sets and the
+/// order of accumulateF32 (column c into set c % sets of its unrolled part, the tail into set
+/// 0, the sets summed in order), so every row's sum is the same bits as vecBlock's.
+fn twoBlocksF32(
+    comptime rest: usize,
+    s: Shape,
+    w: [*]const f32,
+    b: [*]const f32,
+    x: []const f32,
+    y: []f32,
+) void {
+    const n1 = block_panels;
+    const n2 = rest;
+    const sets1 = (min_chains + n1 - 1) / n1;
+    const sets2 = (min_chains + n2 - 1) / n2;
+    const step1 = n1 * lanes;
+    const step2 = n2 * lanes;
+    const row2 = n1 * lanes;
+    var a1: [sets1][n1]V = @splat(@splat(@splat(0)));
+    var a2: [sets2][n2]V = @splat(@splat(@splat(0)));
+    inline for (0..n1) |j| a1[0][j] = simd.loadPtr(b + j * lanes);
+    inline for (0..n2) |j| a2[0][j] = simd.loadPtr(b + row2 + j * lanes);
+    var o1 = w;
+    var o2 = w + s.blockWords();
+    var c: usize = 0;
+    while (c + unroll_cols <= x.len) : (c += unroll_cols) {
+        inline for (0..unroll_cols) |u| {
+            const xv: V = @splat(x.ptr[c + u]);
+            inline for (0..n1) |j| {
+                a1[u % sets1][j] = simd.madd(xv, simd.loadPtr(o1 + u * step1 + j * lanes), a1[u % sets1][j]);
+            }
+            inline for (0..n2) |j| {
+                a2[u % sets2][j] = simd.madd(xv, simd.loadPtr(o2 + u * step2 + j * lanes), a2[u % sets2][j]);
+            }
+        }
+        o1 += unroll_cols * step1;
+        o2 += unroll_cols * step2;
+    }
+    while (c < x.len) : (c += 1) {
+        const xv: V = @splat(x.ptr[c]);
+        inline for (0..n1) |j| a1[0][j] = simd.madd(xv, simd.loadPtr(o1 + j * lanes), a1[0][j]);
+        inline for (0..n2) |j| a2[0][j] = simd.madd(xv, simd.loadPtr(o2 + j * lanes), a2[0][j]);
+        o1 += step1;
+        o2 += step2;
+    }
+    inline for (0..n1) |j| {
+        var total = a1[0][j];
+        inline for (1..sets1) |k| total += a1[k][j];
+        storeRow(y, j * lanes, total);
+    }
+    inline for (0..n2) |j| {
+        var total = a2[0][j];
+        inline for (1..sets2) |k| total += a2[k][j];
+        storeRow(y, row2 + j * lanes, total);
     }
 }
 
