@@ -264,8 +264,9 @@ export interface EngineInternals {
 }
 
 /**
- * The counts of the epoch being served, derived from the shared words (layout.ts,
- * "Accounting"), as of its fence. Each is exact however the Worker was killed:
+ * The epoch being served, and READ's takes and NEWEST's count when it began (at its fence).
+ * Its counts are derived from the shared words (layout.ts, "Accounting"), each exact however
+ * the Worker was killed:
  *
  * - takes: READ's takes field minus `takesAt` (modulo 2^13), changed only by the take's one
  *   compare-exchange. Read together with the publications below, it is only ever 0 or 1
