@@ -73,6 +73,22 @@ function checkSample(
   return s;
 }
 
+/** What a failure message shows of stats(). */
+const statsKeys = [
+  "state",
+  "workerState",
+  "lastError",
+  "workerRestarts",
+  "workersExited",
+  "workersTerminated",
+  "submitted",
+  "completed",
+  "skipped",
+  "lost",
+  "pending",
+  "inFlight",
+];
+
 function countsOf(s: RealtimeStats) {
   const { submitted, completed, skipped, lost, pending, inFlight } = s;
   return { submitted, completed, skipped, lost, pending, inFlight };
@@ -166,7 +182,7 @@ export function workerKillCase(kills: number, policy: Policy = "latest"): Case {
             sample = checkSample(s, sample, killed, policy);
             return s.state === "running" && s.workerRestarts >= kills && last >= 0;
           },
-          "the last restart",
+          () => `the last restart (${JSON.stringify(engine.stats(), statsKeys)})`,
           30_000,
         );
         await waitFor(
@@ -175,7 +191,10 @@ export function workerKillCase(kills: number, policy: Policy = "latest"): Case {
             return s.pending === 0 && s.inFlight === 0 &&
               s.workersExited + s.workersTerminated === s.workerRestarts;
           },
-          "the ring to drain and the replaced Workers to leave",
+          () =>
+            `the ring to drain and the replaced Workers to leave (${
+              JSON.stringify(engine.stats(), statsKeys)
+            })`,
           30_000,
         );
         const s = checkSample(engine.stats(), sample, killed, policy);
