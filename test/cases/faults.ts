@@ -151,13 +151,20 @@ export function workerKillCase(kills: number, policy: Policy = "latest"): Case {
         };
         const restartStart: number[] = [];
         for (let k = 0; k < kills; k++) {
-          // Wait for the replacement to serve (a result newer than any before the kill) so that
-          // each kill lands on a live Worker, exercising the caller side all the while.
-          const before = last;
+          // Wait for the replacement to serve so that each kill lands on a live Worker,
+          // exercising the caller side all the while: the engine has restarted once per kill so
+          // far, and a result came after that. (A new result alone is not enough: the Worker
+          // told to throw can publish one more before it reaches the command, while the engine
+          // has not yet heard of its death; a kill issued then would be cleared by the restart,
+          // which drops any command aimed at the Worker it replaces.)
+          let before: number | null = null;
           const t0 = performance.now();
-          while (last <= before || engine.stats().state !== "running") {
+          for (;;) {
+            const s = engine.stats();
+            if (before === null && s.state === "running" && s.workerRestarts >= k) before = last;
+            if (before !== null && last > before && s.state === "running") break;
             if (performance.now() - t0 > 30_000) {
-              fail(`kill ${k}: no new result in 30 s (${JSON.stringify(engine.stats())})`);
+              fail(`kill ${k}: no new result in 30 s (${JSON.stringify(s, statsKeys)})`);
             }
             exercise();
             sample = checkSample(engine.stats(), sample, killed, policy);
