@@ -47,16 +47,25 @@ import {
   Command,
   computeLayout,
   Control,
+  COUNT_MASK,
   createBuffer,
   createViews,
   fenceNewest,
+  fenceRead,
   Histogram,
   type Layout,
   type LayoutShape,
+  newestCount,
   NO_BUFFER,
+  packRead,
+  POS_MASK,
   publicationId,
+  readEpoch,
+  readSeq,
+  readTakes,
   recordOf,
   RESULT_BUFFERS,
+  TAKES_MASK,
   type Views,
   WORKER_RECORDS,
   WORKER_STATE_NAMES,
@@ -163,13 +172,14 @@ export interface RealtimeStats {
   skipped: number;
   /**
    * Inputs a Worker took and never published: it was replaced (it died, hung, or was paused
-   * past the watchdog) while holding them, counted by that Worker as it leaves or by the engine
-   * once it is known dead. submitted = completed + skipped + lost + pending + inFlight.
+   * past the watchdog) while holding one, or the engine stopped while it did. Counted when the
+   * engine fences that Worker out, from then on unable to publish, at most one per
+   * replacement (and one at stop). submitted = completed + skipped + lost + pending + inFlight.
    */
   lost: number;
   /**
-   * Inputs taken and not yet published or counted lost: the one the Worker is stepping, and
-   * any held by a replaced Worker that has not left yet.
+   * Inputs taken and not yet published: the one the serving Worker is stepping (0 or 1; a
+   * replaced Worker's is counted lost at once).
    */
   inFlight: number;
   /** rejected + skipped + lost: inputs that never produced a result. */
@@ -249,6 +259,29 @@ export interface EngineInternals {
   control: Int32Array;
   command(command: number): void;
   worker(): Worker | null;
+  /** Puts both sequence numbers at `start`, the ring empty (with the Worker stalled). */
+  moveSequences(start: number): void;
+}
+
+/**
+ * The epoch being served, and READ's takes and NEWEST's count when it began (at its fence).
+ * Its counts are derived from the shared words (layout.ts, "Accounting"), each exact however
+ * the Worker was killed:
+ *
+ * - takes: READ's takes field minus `takesAt` (modulo 2^13), changed only by the take's one
+ *   compare-exchange. Read together with the publications below, it is only ever 0 or 1
+ *   ahead of them (the Worker takes only when it holds nothing), so 13 bits are plenty.
+ * - publications: NEWEST's count minus `countAt` (modulo 2^21), changed only by the
+ *   publication's one compare-exchange, extended to 32 bits by DONE[record], which the
+ *   Worker adds to right after: DONE is at most one short (a Worker killed between the two),
+ *   so DONE + ((count - countAt - DONE) mod 2^21) is the exact number. DONE is read before
+ *   NEWEST so that it never counts a publication the count read misses.
+ */
+interface EpochAccount {
+  epoch: number;
+  record: number;
+  takesAt: number;
+  countAt: number;
 }
 
 const internalsOf = new WeakMap<object, EngineInternals>();
@@ -325,8 +358,14 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   #restarts = 0;
   #failuresInRow = 0;
   #lastError: string | null = null;
-  /** Inputs held by Workers killed before they could count them (RealtimeStats.lost). */
-  #lostKilled = 0;
+  /** The epoch being served (null after a fence to an epoch whose record was not free). */
+  #account: EpochAccount | null = null;
+  /** Totals of the epochs fenced off, modulo 2^32 (#settle). */
+  #completedBefore = 0;
+  #takenBefore = 0;
+  #lost = 0;
+  /** Sequence numbers a test hook jumped over (moveSequences): neither skipped nor taken. */
+  #readBase = 0;
   #retired: Retired[] = [];
   #exited = 0;
   #terminated = 0;
@@ -370,6 +409,7 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       control: this.#control,
       command: (command) => this.#command(command),
       worker: () => this.#worker,
+      moveSequences: (start) => this.#moveSequences(start),
     });
   }
 
@@ -411,8 +451,10 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     const now = performance.now();
     const control = this.#control;
     const write = Atomics.load(control, Control.WRITE_SEQ);
-    const read = Atomics.load(control, Control.READ_SEQ);
-    if (!this.#open || ((write - read) | 0) > this.#slotMask) {
+    // READ's low bits are the read position modulo 2^11 (layout.ts): the difference, masked,
+    // is the count pending, never more than the slots.
+    const read = Atomics.load(control, Control.READ);
+    if (!this.#open || ((write - read) & POS_MASK) > this.#slotMask) {
       Atomics.add(control, Control.REJECTED, 1);
       return false;
     }
@@ -523,12 +565,28 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   stats(): RealtimeStats {
     const control = this.#control;
     const count = (word: number) => Atomics.load(control, word) >>> 0;
-    const submitted = count(Control.WRITE_SEQ);
-    const rejected = count(Control.REJECTED);
-    const skipped = count(Control.SKIPPED);
-    const lost = count(Control.LOST) + this.#lostKilled;
+    // Derived from the words each step changes in one operation (EpochAccount): DONE, then
+    // NEWEST, then READ, then WRITE_SEQ, so that nothing read later is missing what an earlier
+    // word counted. Exact at any quiet moment; while the Worker runs, inFlight can read 2 for
+    // a take made between the NEWEST and READ loads.
+    const account = this.#account;
+    const done = account === null ? 0 : Atomics.load(control, Control.DONE + account.record);
+    const newest = Atomics.load(control, Control.NEWEST);
+    const read = Atomics.load(control, Control.READ);
+    const write = Atomics.load(control, Control.WRITE_SEQ);
+    let completedNow = 0;
     let inFlight = 0;
-    for (let r = 0; r < WORKER_RECORDS; r++) inFlight += count(Control.HELD + r);
+    if (account !== null) {
+      completedNow = published(account, done, newest);
+      inFlight = (readTakes(read) - account.takesAt - completedNow) & TAKES_MASK;
+    }
+    const submitted = write >>> 0;
+    const pending = (write - read) & POS_MASK;
+    const taken = this.#takenBefore + completedNow + inFlight;
+    const skipped = (readSeq(read, write) - this.#readBase - taken) >>> 0;
+    const completed = (this.#completedBefore + completedNow) >>> 0;
+    const rejected = count(Control.REJECTED);
+    const lost = this.#lost;
     const summary = (h: number) => histogramSummary(this.#views.latency, h * HISTOGRAM_WORDS);
     const models: Record<string, LatencySummary> = {};
     for (const [m, name] of this.#loaded.modelNames.entries()) {
@@ -553,8 +611,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
       lost,
       inFlight,
       dropped: rejected + skipped + lost,
-      completed: count(Control.COMPLETED),
-      pending: (submitted - count(Control.READ_SEQ)) >>> 0,
+      completed,
+      pending,
       readFailures: count(Control.READ_FAILURES),
       workerRestarts: this.#restarts,
       workersExited: this.#exited,
@@ -670,17 +728,92 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
   }
 
   /**
-   * Hands the buffer to `epoch` (layout.ts): reserves its record, and moves EPOCH and NEWEST's
-   * epoch field to it, so no Worker of another epoch can publish from now on; wakes any Worker
-   * that waits, so a replaced one notices at once.
+   * Hands the buffer to `epoch` (layout.ts): reserves its record, and moves EPOCH, READ's and
+   * NEWEST's epoch fields to it, so no Worker of another epoch can take or publish from now
+   * on; settles the accounts of the epoch it ends (#settle); wakes any Worker that waits, so
+   * a replaced one notices at once. Fencing the epoch being served again (#serve after the
+   * #onDeath that reserved it, which no Worker has served yet) changes nothing.
    */
   #fence(epoch: number): void {
     const control = this.#control;
-    Atomics.store(control, Control.OWNER + recordOf(epoch), epoch);
+    const record = recordOf(epoch);
+    const again = this.#account !== null && this.#account.epoch === epoch;
+    const free = Atomics.load(control, Control.OWNER + record) === 0;
+    Atomics.store(control, Control.OWNER + record, epoch);
     Atomics.store(control, Control.EPOCH, epoch);
-    fenceNewest(control, epoch);
+    // READ first: once no take can succeed, the publications NEWEST's fence sees are final.
+    const read = fenceRead(control, epoch);
+    const newest = fenceNewest(control, epoch);
+    if (!again) {
+      this.#settle(read, newest);
+      if (free) {
+        // The record's last Worker is gone (it cleared OWNER, or it was killed and the engine
+        // did): no late add can reach DONE any more.
+        Atomics.store(control, Control.DONE + record, 0);
+        this.#account = {
+          epoch,
+          record,
+          takesAt: readTakes(read),
+          countAt: newestCount(newest),
+        };
+      } else {
+        // No free record (the engine gives up, or stops): no Worker will serve this epoch.
+        this.#account = null;
+      }
+    }
     Atomics.notify(control, Control.EPOCH);
     Atomics.notify(control, Control.WRITE_SEQ);
+  }
+
+  /**
+   * Closes the accounts of the epoch just fenced off, from READ and NEWEST as the fence found
+   * them: no take and no publication of that epoch can come after. It held an input iff it
+   * took one more than it published; that input can never be published now, so it is lost,
+   * here, on the engine's thread, in the same turn as the fence (stats() runs on this thread
+   * too and never sees the fence without this).
+   *
+   * Why the counts are exact wherever the Worker was killed: each change of an input's class
+   * is one atomic operation on one word, and each count is a function of those words.
+   * 1. Killed before a take's compare-exchange of READ (worker.ts #take): READ unchanged, the
+   *    inputs stay pending (the copy it made was private).
+   * 2. Killed after it: READ moved past the input taken and its takes went up by one, in the
+   *    same operation: the inputs passed over are skipped (position minus takes) and the one
+   *    taken is held (takes minus publications) with nothing left to count.
+   * 3. Killed before the publication's compare-exchange of NEWEST (worker.ts #publish): still
+   *    held; fenced, it is counted lost here.
+   * 4. Killed after it and before the add to DONE: completed (NEWEST's count); DONE is one
+   *    short, which EpochAccount's reading of it allows for.
+   * 5. Killed after the add: completed, DONE exact.
+   * A Worker that is replaced but still runs (hung, paused, Deno) changes nothing counted after
+   * the fence: its take and its publication both fail on the epoch, and a late add to DONE
+   * lands in its own record, which is not read again until a new epoch takes it over (only
+   * once the Worker is gone, which clears it first).
+   */
+  #settle(read: number, newest: number): void {
+    const account = this.#account;
+    if (account === null) return;
+    const done = Atomics.load(this.#control, Control.DONE + account.record);
+    const completed = published(account, done, newest);
+    const held = (readTakes(read) - account.takesAt - completed) & TAKES_MASK;
+    this.#completedBefore = (this.#completedBefore + completed) >>> 0;
+    this.#takenBefore = (this.#takenBefore + completed + held) >>> 0;
+    this.#lost = (this.#lost + held) >>> 0;
+  }
+
+  /** The test hook (testing.ts moveSequences): the Worker must be stalled, the ring empty. */
+  #moveSequences(start: number): void {
+    const control = this.#control;
+    const read = Atomics.load(control, Control.READ);
+    const write = Atomics.load(control, Control.WRITE_SEQ);
+    if (((write - read) & POS_MASK) !== 0) {
+      throw new CadenzaError("E_ARGUMENT", "moveSequences: the ring is not empty");
+    }
+    const moved = packRead(start, readTakes(read), readEpoch(read));
+    if (Atomics.compareExchange(control, Control.READ, read, moved) !== read) {
+      throw new CadenzaError("E_ARGUMENT", "moveSequences: the Worker is not stalled");
+    }
+    Atomics.store(control, Control.WRITE_SEQ, start);
+    this.#readBase = (this.#readBase + start - write) >>> 0;
   }
 
   /**
@@ -731,8 +864,8 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
     if (cleared) {
       this.#exited++;
     } else {
+      // What it held was counted lost at its fence; its claims and record are freed here.
       this.#terminated++;
-      this.#lostKilled += Atomics.exchange(control, Control.HELD + record, 0);
       for (let b = 0; b < RESULT_BUFFERS; b++) {
         Atomics.compareExchange(control, Control.CLAIM + b, retired.epoch, 0);
       }
@@ -882,6 +1015,14 @@ function checkOptions(options: RealtimeOptions): Settings {
     loadTimeoutMs,
     config,
   };
+}
+
+/**
+ * Publications of `account`'s epoch: NEWEST's count since the epoch began, extended past its
+ * 21-bit wrap by DONE (read before `newest`, at most one short of it: EpochAccount).
+ */
+function published(account: EpochAccount, done: number, newest: number): number {
+  return (done + ((newestCount(newest) - account.countAt - done) & COUNT_MASK)) >>> 0;
 }
 
 function watchdogTick(settings: Settings): number {

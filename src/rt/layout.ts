@@ -13,8 +13,13 @@
  * ```
  *
  * Input ring: the caller writes slot `write & (slots-1)` and then bumps WRITE_SEQ; the Worker
- * copies a slot out and then bumps READ_SEQ, which frees every slot before it. Sequence numbers
- * are Int32 and wrap; only their differences are used, so `slots` is a power of two.
+ * copies a slot out and then moves READ past it, which frees every slot before it. WRITE_SEQ
+ * is an Int32 that wraps; only differences are used, so `slots` is a power of two. READ packs
+ * three fields (see `packRead`): the read position modulo 2^11 (enough: the ring never holds
+ * more than MAX_SLOTS = 1024, so `(write - READ) & POS_MASK` is the number pending), the
+ * number of takes modulo 2^13, and the epoch of the Worker allowed to take. A take is ONE
+ * compare-exchange of READ that moves the position past the input taken and adds 1 to the
+ * takes: in that one step the inputs passed over become skipped and the one taken held.
  *
  * Results: RESULT_BUFFERS (3) buffers under a sequence lock each, and one word, NEWEST, that
  * names the newest published result. NEWEST packs three fields (see `packNewest`): the buffer
@@ -42,11 +47,19 @@
  * number, so a test can prove that no accepted copy was torn.
  *
  * Worker records (WORKER_RECORDS of them, record `epoch & 7`): OWNER (the epoch using it, 0
- * when free) and HELD (1 while that Worker holds an input it has taken and not yet published
- * or counted). A Worker that finds itself replaced counts what it holds in LOST itself and
- * clears its record as its last act; for a Worker killed before it could, the engine does it
- * (src/rt/engine.ts). The engine never starts an epoch whose record is still owned, so epochs
- * equal modulo 256 (NEWEST's field) are never alive at once.
+ * when free) and DONE (the publications that Worker counted, each right after its NEWEST
+ * compare-exchange; it may lag NEWEST's count by one). The engine never starts an epoch whose
+ * record is still owned, so epochs equal modulo 256 (NEWEST's and READ's field) are never
+ * alive at once.
+ *
+ * Accounting (exact wherever a Worker is killed): every change of an input's class is one
+ * atomic operation on one word. A take is READ's compare-exchange (pending -> skipped + held);
+ * a publication is NEWEST's (held -> completed, NEWEST's count); a loss is the engine's fence
+ * of READ and NEWEST (held -> lost: from then on the replaced Worker can neither take nor
+ * publish), worked out on the engine's thread from the words the fence read. The counts that
+ * stats() reports are derived from these words (engine.ts, EpochAccount), never from a count
+ * a Worker adds after the fact; the argument, kill point by kill point, is in engine.ts
+ * (#settle) and docs/DESIGN.md.
  *
  * Cadence (issue 16): the caller's side stores nothing extra; the Worker learns the block
  * period from the submit times and sleeps until just before the next block is due, so that
@@ -82,7 +95,8 @@ export const Control = {
   PERIOD_US: 9,
 
   // Written by the Worker.
-  READ_SEQ: 16,
+  /** Position, takes and epoch packed (packRead): the Worker's take, the engine's fence. */
+  READ: 16,
   /**
    * 1 while the Worker sleeps until notified: submit() notifies. 2 while it dozes until just
    * before the next block is due (its wake time in the wakeAt word): submit() notifies only an
@@ -91,14 +105,12 @@ export const Control = {
   SLEEPING: 17,
   HEARTBEAT: 18,
   STATE: 19,
-  COMPLETED: 20,
-  /** Inputs passed over by the "latest" policy. */
-  SKIPPED: 21,
   /** The newest published result: buffer, epoch and count packed (packNewest). */
   NEWEST: 22,
-  /** Inputs that a replaced Worker took and could not publish, counted by that Worker. */
-  LOST: 23,
-  /** Results the Worker computed but found no free buffer for (every other one claimed). */
+  /**
+   * Publish attempts that found no free buffer (every other one claimed by a replaced Worker
+   * paused mid-write); the Worker keeps the result and tries again.
+   */
   UNPUBLISHED: 24,
   /** Steps that began with the Worker awake (it woke before the block was due). */
   WOKEN_EARLY: 25,
@@ -118,7 +130,8 @@ export const Control = {
 
   // Worker records, WORKER_RECORDS each.
   OWNER: 64,
-  HELD: 72,
+  /** Publications the record's Worker counted (it adds 1 after each NEWEST compare-exchange). */
+  DONE: 72,
 } as const;
 
 export const CONTROL_WORDS = 80;
@@ -167,7 +180,7 @@ const EPOCH_BITS = 8;
 const EPOCH_MASK = (1 << EPOCH_BITS) - 1;
 const COUNT_SHIFT = 2 + EPOCH_BITS;
 /** Publications counted modulo 2^21: a reader would have to pause across 2^21 to be fooled. */
-const COUNT_MASK = (1 << (31 - COUNT_SHIFT)) - 1;
+export const COUNT_MASK = (1 << (31 - COUNT_SHIFT)) - 1;
 
 /** NEWEST as one non-negative Int32: buffer in bits 0-1, epoch 2-9, count 10-30. */
 export function packNewest(buffer: number, epoch: number, count: number): number {
@@ -193,13 +206,56 @@ export function publicationId(newest: number): number {
 
 /**
  * Moves NEWEST's epoch field to `epoch`, keeping the result it names: every compare-exchange
- * a Worker of another epoch makes on it fails from now on.
+ * a Worker of another epoch makes on it fails from now on. Returns NEWEST as it was just
+ * before: its count is every publication the replaced Worker made.
  */
-export function fenceNewest(control: Int32Array, epoch: number): void {
+export function fenceNewest(control: Int32Array, epoch: number): number {
   for (;;) {
     const newest = Atomics.load(control, Control.NEWEST);
     const fenced = packNewest(newestBuffer(newest), epoch, newestCount(newest));
-    if (Atomics.compareExchange(control, Control.NEWEST, newest, fenced) === newest) return;
+    if (Atomics.compareExchange(control, Control.NEWEST, newest, fenced) === newest) return newest;
+  }
+}
+
+/** READ's position field: 11 bits, more than MAX_SLOTS needs (the ring holds <= 1024). */
+export const POS_MASK = (1 << 11) - 1;
+const TAKES_SHIFT = 11;
+/** READ's takes field: the number of takes modulo 2^13. */
+export const TAKES_MASK = (1 << 13) - 1;
+const READ_EPOCH_SHIFT = 24;
+
+/** READ as one Int32: position in bits 0-10, takes 11-23, epoch 24-31. */
+export function packRead(position: number, takes: number, epoch: number): number {
+  return (position & POS_MASK) | ((takes & TAKES_MASK) << TAKES_SHIFT) |
+    ((epoch & EPOCH_MASK) << READ_EPOCH_SHIFT);
+}
+
+export function readTakes(read: number): number {
+  return (read >>> TAKES_SHIFT) & TAKES_MASK;
+}
+
+export function readEpoch(read: number): number {
+  return (read >>> READ_EPOCH_SHIFT) & EPOCH_MASK;
+}
+
+/**
+ * The full read sequence number: `write` minus the inputs pending, which READ's position
+ * gives modulo 2^11 and the ring bounds by MAX_SLOTS.
+ */
+export function readSeq(read: number, write: number): number {
+  return (write - ((write - read) & POS_MASK)) | 0;
+}
+
+/**
+ * Moves READ's epoch field to `epoch`, keeping position and takes: every take a Worker of
+ * another epoch tries fails from now on. Returns READ as it was just before: its takes field
+ * counts every take the replaced Worker made.
+ */
+export function fenceRead(control: Int32Array, epoch: number): number {
+  for (;;) {
+    const read = Atomics.load(control, Control.READ);
+    const fenced = packRead(read, readTakes(read), epoch);
+    if (Atomics.compareExchange(control, Control.READ, read, fenced) === read) return read;
   }
 }
 
@@ -246,6 +302,7 @@ export interface Views {
   latency: Int32Array;
 }
 
+/** Below READ's position range (POS_MASK + 1), so the count pending is never ambiguous. */
 export const MAX_SLOTS = 1024;
 
 /** Computes the layout; throws E_ARGUMENT when checkShape finds a problem. */

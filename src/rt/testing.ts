@@ -19,6 +19,15 @@ export function controlOf(engine: AnyEngine): Int32Array {
   return internals(engine).control;
 }
 
+/**
+ * Puts both sequence numbers at `start` (near their wrap, say) with the ring empty, as if the
+ * inputs in between had never been submitted: they count as neither skipped nor taken. Only
+ * with the Worker stalled (stallWorker); throws otherwise or if the ring is not empty.
+ */
+export function moveSequences(engine: AnyEngine, start: number): void {
+  internals(engine).moveSequences(start);
+}
+
 /** Makes the Worker throw from inside its loop, as a failing step would. */
 export function crashWorker(engine: AnyEngine): void {
   internals(engine).command(Command.CRASH);

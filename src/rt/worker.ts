@@ -17,6 +17,7 @@ import {
   Command,
   computeLayout,
   Control,
+  COUNT_MASK,
   createViews,
   Histogram,
   type Layout,
@@ -26,7 +27,11 @@ import {
   newestEpoch,
   NO_BUFFER,
   packNewest,
+  packRead,
+  POS_MASK,
   publicationId,
+  readEpoch,
+  readTakes,
   recordOf,
   RESULT_BUFFERS,
   resultChecksum,
@@ -148,9 +153,9 @@ class ServeLoop {
   readonly #runner: StepRunner;
   readonly #latest: boolean;
   readonly #epoch: number;
-  /** This Worker's record (layout.ts, Control.OWNER and HELD). */
+  /** This Worker's record (layout.ts, Control.OWNER and DONE). */
   readonly #recordIndex: number;
-  /** The epoch as NEWEST holds it. */
+  /** The epoch as NEWEST and READ hold it. */
   readonly #epochField: number;
   readonly #clockOffsetMs: number;
   readonly #input: Float32Array;
@@ -199,29 +204,33 @@ class ServeLoop {
       if (command === Command.STOP || !this.#current()) break;
       if (command === Command.CRASH) this.#crash();
       if (command === Command.STALL) this.#stall();
-      const read = Atomics.load(control, Control.READ_SEQ);
+      const word = Atomics.load(control, Control.READ);
+      // Fenced out (engine.ts #fence): no take of this Worker's can succeed any more.
+      if (readEpoch(word) !== this.#epochField) break;
       const write = Atomics.load(control, Control.WRITE_SEQ);
-      if (read === write) {
+      const pending = (write - word) & POS_MASK;
+      if (pending === 0) {
         this.#idle(write);
         continue;
       }
+      const read = (write - pending) | 0;
       const seq = this.#latest ? (write - 1) | 0 : read;
-      if (!this.#take(read, seq)) continue;
-      // Replaced between the check above and the take: what it holds is counted by leave().
+      if (!this.#take(word, read, seq)) continue;
+      // Replaced since the take: the engine's fence counted the input lost; no step for it.
       if (!this.#current() || !this.#step(seq)) break;
     }
     this.setState(WorkerState.STOPPED);
   }
 
   /**
-   * The Worker's last act on the buffer, however it leaves: an input it holds and will never
-   * publish is counted in LOST, and any buffer it still claims is released. `free` also clears
-   * its record, which tells the engine it is gone (call it after disposing the models).
+   * The Worker's last act on the buffer, however it leaves: any buffer it still claims is
+   * released. `free` also clears its record, which tells the engine it is gone (call it after
+   * disposing the models). An input it holds needs no count here: the engine counts it lost
+   * when it fences this Worker out (engine.ts #settle), the only point after which it can
+   * never be published.
    */
   leave(free: boolean): void {
     const control = this.control;
-    const held = Atomics.exchange(control, Control.HELD + this.#recordIndex, 0);
-    if (held !== 0) Atomics.add(control, Control.LOST, held);
     for (let b = 0; b < RESULT_BUFFERS; b++) {
       Atomics.compareExchange(control, Control.CLAIM + b, this.#epoch, 0);
     }
@@ -332,12 +341,18 @@ class ServeLoop {
   }
 
   /**
-   * Copies input `seq` and its submit time out of the ring, then frees every slot up to it.
-   * HELD is set before the compare-exchange, so an input taken is always one held until it is
-   * published or counted. The compare-exchange fails only if a replaced Worker still running
-   * (Deno cannot kill one that never yields) took the input first; then this copy is dropped.
+   * Copies input `seq` and its submit time out of the ring, then takes it: ONE compare-exchange
+   * of READ (`word`, read just before) that moves the position past `seq` and counts one more
+   * take. That single step is the whole change of class: the inputs before `seq` become
+   * skipped (position minus takes, engine.ts) and `seq` held (takes minus publications), so a
+   * Worker killed at any point before it leaves every input pending, and one killed at any
+   * point after it leaves them skipped and held, with nothing left to count. (This used to be
+   * a compare-exchange followed by an add to SKIPPED and a store to HELD: a Bun terminate()
+   * could fall between them and leave a take's skipped inputs uncounted.) The compare-exchange
+   * fails only if the engine fenced this Worker out (READ's epoch moved) or a test hook moved
+   * the sequence numbers; the copy is then dropped.
    */
-  #take(read: number, seq: number): boolean {
+  #take(word: number, read: number, seq: number): boolean {
     const { slots, inputSize } = this.#layout;
     const slot = seq & (slots - 1);
     const at = slot * inputSize;
@@ -353,19 +368,8 @@ class ServeLoop {
         this.#takenMs[taken++] = submitted[s & (slots - 1)];
       }
     }
-    const control = this.control;
-    Atomics.store(control, Control.HELD + this.#recordIndex, 1);
-    if (Atomics.compareExchange(control, Control.READ_SEQ, read, next) !== read) {
-      Atomics.store(control, Control.HELD + this.#recordIndex, 0);
-      return false;
-    }
-    // Counted right after the take, with no JavaScript call in between (it used to come after
-    // the return, where a terminate() often fell between the take and the count). Atomics.add
-    // is still a call, though: once in about five full-suite runs on 2026-12-07 a Bun
-    // terminate() landed between the compare-exchange and this add (faults test: submitted 2951
-    // != completed 1476 + skipped 1470 + lost 2), so a killed Worker can leave one take's
-    // skipped inputs uncounted. Making it exact needs the take and its count in one word.
-    if (seq !== read) Atomics.add(control, Control.SKIPPED, (seq - read) | 0);
+    const took = packRead(next, readTakes(word) + 1, this.#epoch);
+    if (Atomics.compareExchange(this.control, Control.READ, word, took) !== word) return false;
     if (this.#cadence !== null) this.#observe(taken);
     return true;
   }
@@ -395,21 +399,33 @@ class ServeLoop {
     const started = performance.now();
     this.#runner.step(this.#input);
     const stepped = performance.now();
-    const published = this.#publish(seq & SEQ_MASK);
-    if (published === Published.REPLACED) return false;
-    const control = this.control;
-    if (published === Published.NO_BUFFER) {
-      Atomics.add(control, Control.UNPUBLISHED, 1);
-      Atomics.add(
-        control,
-        Control.LOST,
-        Atomics.exchange(control, Control.HELD + this.#recordIndex, 0),
-      );
+    for (;;) {
+      const published = this.#publish(seq & SEQ_MASK);
+      if (published === Published.YES) break;
+      if (published === Published.REPLACED || !this.#awaitBuffer()) return false;
     }
     const done = performance.now();
     this.setState(WorkerState.IDLE);
     this.#record(stepped - started, done + this.#clockOffsetMs - this.#submittedMs);
     return true;
+  }
+
+  /**
+   * No buffer was free: each one but the buffer NEWEST names is claimed by a replaced Worker
+   * paused in the middle of writing, which releases it when it resumes (its publication then
+   * fails) or when the engine terminates it. The result is kept (the input stays held, nothing
+   * else could publish either) and tried again after a short wait that beats the heart.
+   * False when this Worker is stopped or replaced meanwhile: it leaves, and the engine's fence
+   * counts the input lost.
+   */
+  #awaitBuffer(): boolean {
+    const control = this.control;
+    Atomics.add(control, Control.UNPUBLISHED, 1);
+    Atomics.add(control, Control.HEARTBEAT, 1);
+    if (Atomics.load(control, Control.COMMAND) === Command.STOP || !this.#current()) return false;
+    // The fence and commands notify EPOCH: a replacement or a stop wakes this at once.
+    Atomics.wait(control, Control.EPOCH, this.#epoch, 1);
+    return this.#current();
   }
 
   /**
@@ -440,8 +456,10 @@ class ServeLoop {
       // Only the engine's fence changes NEWEST under the current Worker.
       if (!won) return Published.REPLACED;
       this.#lastBuffer = buffer;
-      Atomics.store(control, Control.HELD + this.#recordIndex, 0);
-      Atomics.add(control, Control.COMPLETED, 1);
+      // The compare-exchange above made the input completed (NEWEST's count). This add only
+      // extends that 21-bit count past its wrap; a Worker killed before it leaves DONE one
+      // short, which the engine's reading of DONE allows for (engine.ts EpochAccount).
+      Atomics.add(control, Control.DONE + this.#recordIndex, 1);
       return Published.YES;
     }
     return Published.NO_BUFFER;
@@ -473,9 +491,10 @@ class ServeLoop {
     const control = this.control;
     const every = Atomics.load(control, Control.TEST_PAUSE_EVERY);
     if (every > 0 && ++this.#published === every) {
-      const base = Atomics.load(control, Control.COMPLETED);
+      const base = newestCount(Atomics.load(control, Control.NEWEST));
       const until = performance.now() + Atomics.load(control, Control.TEST_PAUSE_MS);
-      while (Atomics.load(control, Control.COMPLETED) - base < 3 && performance.now() < until) {
+      const since = () => (newestCount(Atomics.load(control, Control.NEWEST)) - base) & COUNT_MASK;
+      while (since() < 3 && performance.now() < until) {
         Atomics.wait(control, Control.TEST_PAUSE_EVERY, every, 2);
       }
     }
