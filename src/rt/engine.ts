@@ -924,16 +924,34 @@ export class RealtimeEngine<B extends PipelineBuffers = EmotionOutputs> {
 
   async #restart(): Promise<void> {
     let worker: Worker | null = null;
+    /** The epoch handed to `worker` (it may start serving it late, even after a timeout). */
+    let served: number | null = null;
     try {
       const spawned = await spawn(this.#settings);
       worker = spawned.worker;
       checkSameShape(this.#loaded, spawned.loaded);
       if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
       // The epoch #onDeath reserved.
-      await this.#serve(worker, Atomics.load(this.#control, Control.EPOCH));
+      served = Atomics.load(this.#control, Control.EPOCH);
+      await this.#serve(worker, served);
       if (this.#state !== "restarting") throw new CadenzaError("E_DISPOSED", "engine stopped");
     } catch (err) {
-      worker?.terminate();
+      if (worker !== null && served !== null && this.#state === "restarting") {
+        // The Worker got its start message but did not confirm in time: it may still begin
+        // serving that epoch, so the next attempt must not reuse it. Fence it off (the late
+        // Worker's take and publication then fail on the epoch) and watch it leave.
+        const next = this.#nextEpoch();
+        this.#fence(next ?? ((served + 1) | 0));
+        this.#retire(worker, served);
+        if (next === null) {
+          this.#lastError = `restarting the Worker failed: ${errorText(err)}; no replacement: ` +
+            `${WORKER_RECORDS} replaced Workers have not left yet`;
+          this.#state = "failed";
+          return;
+        }
+      } else {
+        worker?.terminate();
+      }
       if (this.#state !== "restarting") return;
       this.#lastError = `restarting the Worker failed: ${errorText(err)}`;
       this.#failuresInRow++;

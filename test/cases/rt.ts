@@ -7,7 +7,9 @@
  * every deadline is a generous bound on "it never happened", not a performance claim.
  */
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CadenzaError } from "../../src/errors.ts";
 import {
@@ -48,9 +50,12 @@ import { envVar } from "../../src/native/io.ts";
 import { Rng } from "../helpers.ts";
 import { type Case, check, fail, rejectsCadenza, throwsCadenza } from "./check.ts";
 import { FAKE_INPUT_SIZE, FAKE_MODELS, FAKE_OUTPUTS, fakeValue, hangInput } from "./rt_runner.ts";
+import { SLOW_START_MS } from "./rt_runner_slow_start.ts";
 
 /** The test runner module (no native library, about a microsecond a step). */
 export const FAKE_RUNNER = new URL("./rt_runner.ts", import.meta.url).href;
+/** The fake runner whose first replacement is slow to start (lateStartCase). */
+const SLOW_START_RUNNER = new URL("./rt_runner_slow_start.ts", import.meta.url).href;
 
 export function modelsDir(): string | undefined {
   const dir = envVar("CADENZA_MODELS");
@@ -921,6 +926,74 @@ export const lostCase: Case = {
     }),
 };
 
+/**
+ * A replacement that confirms its start too late (it got its start message, then blocked past
+ * loadTimeoutMs) may still begin serving afterwards: the engine fences its epoch off, and the
+ * next replacement serves a new one. The late Worker then finds itself replaced and leaves
+ * without taking or publishing anything, and every count stays exact ("every": nothing is
+ * skipped, so each input is completed, lost or pending).
+ */
+export const lateStartCase: Case = {
+  name: "rt: a replacement that starts too late is fenced off; the next serves; counts exact",
+  run: async () => {
+    // The slow runner counts the Workers that load it in this folder.
+    const dir = mkdtempSync(join(tmpdir(), "cadenza-late-start-"));
+    try {
+      await withEngine({
+        runner: SLOW_START_RUNNER,
+        models: dir,
+        policy: "every",
+        watchdogMs: 300,
+        loadTimeoutMs: 1000,
+        maxRestarts: 3,
+      }, async (engine) => {
+        const into = engine.createBuffers();
+        const input = new Float32Array(FAKE_INPUT_SIZE);
+        let seq = -1;
+        input[0] = ++seq;
+        await submitSurely(engine, input);
+        await latestAtLeast(engine, into, seq);
+        crashWorker(engine);
+        await waitFor(() => engine.stats().state !== "running", "the engine to notice");
+        await waitFor(
+          () => engine.stats().state === "running" && engine.stats().workerRestarts === 1,
+          "the second replacement",
+          8000,
+        );
+        check(
+          /restarting the Worker failed: .*running/.test(engine.stats().lastError ?? ""),
+          () => `lastError is ${engine.stats().lastError}`,
+        );
+        // Inputs flow while the late Worker wakes (SLOW_START_MS after its start message)
+        // and finds its epoch fenced off.
+        const until = performance.now() + SLOW_START_MS + 500;
+        while (performance.now() < until) {
+          input[0] = seq + 1;
+          if (engine.submit(input)) seq++;
+          await sleep(2);
+        }
+        check(await latestAtLeast(engine, into, seq) === seq, () => "the last input unserved");
+        await waitFor(() => {
+          const t = engine.stats();
+          return t.pending === 0 && t.inFlight === 0 &&
+            t.workersExited + t.workersTerminated === 2;
+        }, "the ring to drain and both replaced Workers to be gone");
+        const s = engine.stats();
+        check(s.skipped === 0, () => `skipped ${s.skipped} under "every"`);
+        check(
+          s.submitted === seq + 1 && s.submitted === s.completed + s.lost,
+          () =>
+            `submitted ${s.submitted} (${seq + 1} sent), completed ${s.completed}, lost ${s.lost}`,
+        );
+        check(s.lost <= 1, () => `lost ${s.lost}: only the crashed Worker's input can be`);
+        check(s.workerRestarts === 1, () => `restarts ${s.workerRestarts}`);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
+
 // ---------------------------------------------------------------------------------------------
 // Worker death: the caller keeps the last good result, sees the error, and results flow again.
 
@@ -1101,6 +1174,7 @@ export const rtCases: Case[] = [
   doubleStopCase,
   ...wrapCases,
   lostCase,
+  lateStartCase,
   ...pipelineCases,
   ...timedPipelineCases,
   precisionCase,
