@@ -8,37 +8,18 @@
  *   bun scripts/generate-check.ts [--models DIR] [--n 50] [--bars 8] [--json]
  */
 
-import process from "node:process";
-import { parseArgs } from "node:util";
 import { EMOTION_NAMES, emotionPoint } from "../src/music/emotion-map.ts";
 import { generate } from "../src/music/generate.ts";
 import { findKey } from "../src/music/keyfinder.ts";
+import { pieceArgs } from "./piece-args.ts";
 
 const HELP = `usage: bun scripts/generate-check.ts [--models DIR] [--n 50] [--bars 8] [--json]
 
 Generates N pieces per named emotion (seeds 1..N, no key constraint) and prints, per emotion, the
 share of pieces the key finder calls major, the tempo, and the melody's notes per bar.`;
 
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    models: { type: "string" },
-    n: { type: "string", default: "50" },
-    bars: { type: "string", default: "8" },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
-const n = Number(values.n);
-const bars = Number(values.bars);
-if (!Number.isInteger(n) || n < 1 || !Number.isInteger(bars) || bars < 1 || bars > 512) {
-  console.error(`generate-check: --n ${values.n} --bars ${values.bars}: expected N >= 1, 1..512`);
-  process.exit(2);
-}
+const values = pieceArgs("generate-check", HELP, 50);
+const { n, bars } = values;
 
 export interface EmotionRow {
   emotion: string;

@@ -12,8 +12,6 @@
  *   bun scripts/voicing-check.ts [--models DIR] [--n 24] [--bars 8] [--json]
  */
 
-import process from "node:process";
-import { parseArgs } from "node:util";
 import type { Voicing } from "../src/music/decode.ts";
 import { EMOTION_NAMES } from "../src/music/emotion-map.ts";
 import { generate } from "../src/music/generate.ts";
@@ -21,6 +19,7 @@ import { toMidi } from "../src/music/midi.ts";
 import { EmotionPipeline } from "../src/pipeline/emotion.ts";
 import { melodyOf, melodyOverChords, movementPerVoice, strikesOf } from "../test/cases/voicing.ts";
 import { parseSmf } from "../test/midi-parse.ts";
+import { pieceArgs } from "./piece-args.ts";
 
 const HELP = `usage: bun scripts/voicing-check.ts [--models DIR] [--n 24] [--bars 8] [--json]
 
@@ -30,26 +29,8 @@ strikes over the melody note of their moment, melody notes under a sounding chor
 movement per change of voicing, the lowest chord note, the bass in the chord; and whether the
 melody is the same under both voicings.`;
 
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    models: { type: "string" },
-    n: { type: "string", default: "24" },
-    bars: { type: "string", default: "8" },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
-if (values.help) {
-  console.log(HELP);
-  process.exit(0);
-}
-const n = Number(values.n);
-const bars = Number(values.bars);
-if (!Number.isInteger(n) || n < 1 || !Number.isInteger(bars) || bars < 1 || bars > 512) {
-  console.error(`voicing-check: --n ${values.n} --bars ${values.bars}: expected N >= 1, 1..512`);
-  process.exit(2);
-}
+const values = pieceArgs("voicing-check", HELP, 24);
+const { n, bars } = values;
 
 interface Row {
   emotion: string;
