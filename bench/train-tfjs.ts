@@ -15,6 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import type { LayerArch } from "../src/model/spec.ts";
 import { TRAIN_SHAPES, type TrainShape } from "./train_shapes.ts";
+import { activate, layerNorm } from "./tfjs-ops.ts";
 
 export type TfBackend = "wasm" | "cpu";
 
@@ -94,29 +95,6 @@ function affine(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return y.reshape([...shape.slice(0, -1), w.shape[0]]);
 }
 
-function act(name: string | undefined, x: tf.Tensor): tf.Tensor {
-  switch (name ?? "linear") {
-    case "tanh":
-      return tf.tanh(x);
-    case "sigmoid":
-      return tf.sigmoid(x);
-    case "relu":
-      return tf.relu(x);
-    case "gelu":
-      // The erf form, as cadenza's gelu.
-      return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.div(x, Math.SQRT2))));
-    case "softmax":
-      return tf.softmax(x);
-    default:
-      return x;
-  }
-}
-
-function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps: number): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b);
-}
-
 function lstm(p: Params, x: tf.Tensor3D): tf.Tensor {
   const [batch, steps] = x.shape;
   const hidden = p.Wh.shape[1] as number;
@@ -154,7 +132,7 @@ function transformer(p: Params, layer: LayerArch, x: tf.Tensor3D): tf.Tensor {
   const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(dh)), allowed.toTensor());
   const att = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([b, t, d]);
   const x1 = tf.add(x, affine(att, p.Wo, p.bo));
-  const hidden = act(
+  const hidden = activate(
     layer.activation ?? "gelu",
     affine(layerNorm(x1, p.ln2_g, p.ln2_b, eps), p.W1, p.b1),
   );
@@ -167,7 +145,7 @@ function loss(shape: TrainShape, params: Params[], x: tf.Tensor3D, y: tf.Tensor)
     const last = i === shape.layers.length - 1;
     if (layer.kind === "dense") {
       const z = affine(h, params[i].W, params[i].b);
-      h = last ? z : act(layer.activation, z);
+      h = last ? z : activate(layer.activation, z);
     } else if (layer.kind === "lstm") {
       h = lstm(params[i], h as tf.Tensor3D);
     } else {
@@ -179,7 +157,7 @@ function loss(shape: TrainShape, params: Params[], x: tf.Tensor3D, y: tf.Tensor)
     return tf.losses.softmaxCrossEntropy(y, h) as tf.Scalar;
   }
   if (shape.loss === "bce") return tf.losses.sigmoidCrossEntropy(y, h) as tf.Scalar;
-  return tf.mean(tf.square(tf.sub(act(final, h), y))) as tf.Scalar;
+  return tf.mean(tf.square(tf.sub(activate(final, h), y))) as tf.Scalar;
 }
 
 /** Times the training step of one shape on the current backend. */

@@ -17,6 +17,7 @@ import {
   type EmotionModelName,
   type EmotionPipeline,
 } from "../src/pipeline/emotion.ts";
+import { activate, layerNorm } from "./tfjs-ops.ts";
 
 type Step = (x: tf.Tensor2D) => tf.Tensor2D;
 
@@ -41,30 +42,6 @@ function matrix(layer: LayerSpec, name: string, out: number, inputs: number): tf
 
 function vector(layer: LayerSpec, name: string): tf.Tensor1D {
   return tf.tensor1d(weight(layer, name));
-}
-
-function activate(name: string | undefined, x: tf.Tensor2D): tf.Tensor2D {
-  switch (name ?? "linear") {
-    case "tanh":
-      return tf.tanh(x);
-    case "sigmoid":
-      return tf.sigmoid(x);
-    case "relu":
-      return tf.relu(x);
-    case "gelu": // the erf form, as cadenza's
-      return tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.div(x, Math.SQRT2))));
-    case "softmax":
-      return tf.softmax(x);
-    case "linear":
-      return x;
-    default:
-      throw new Error(`wasm-tfjs: activation ${name} is not in the pipeline's models`);
-  }
-}
-
-function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, eps: number): tf.Tensor2D {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, eps))), g), b);
 }
 
 function dense(layer: LayerSpec): Stateful {
@@ -223,7 +200,7 @@ export class TfEmotionPipeline {
       const harmony = m.HarmonyPredictor.step(
         tf.concat([emotion, ctx.slice([0, CONTEXT.CHORD], [1, 76])], 1),
       );
-      const pooled = emotion.reshape([16, 4]).mean(1).reshape([1, 16]);
+      const pooled = emotion.reshape([16, 4]).mean(1).reshape([1, 16]) as tf.Tensor2D;
       const dynamics = m.DynamicsEngine.step(
         tf.concat([pooled, groove.slice([0, 0], [1, 16])], 1),
       );
